@@ -1,0 +1,70 @@
+//! Errors at the crate's boundary. Bad input is an error value, never a panic.
+
+/// A record that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the wire-format header.
+    #[error("record of {len} bytes is shorter than the 5-byte Confluent wire-format header")]
+    TooShort {
+        /// Bytes present.
+        len: usize,
+    },
+    /// The first byte is not the wire format's magic byte.
+    #[error("first byte {found:#04x} is not the Confluent wire-format magic byte 0x00")]
+    BadMagic {
+        /// Byte found.
+        found: u8,
+    },
+    /// The schema id is not one arus knows.
+    #[error("schema id {id} is not in the bundled registry")]
+    UnknownSchemaId {
+        /// Id found.
+        id: u32,
+    },
+    /// The Avro body does not match its schema.
+    #[error("Avro body does not match schema {kind} (id {id}): {source}")]
+    Avro {
+        /// Schema id.
+        id: u32,
+        /// Record name.
+        kind: &'static str,
+        /// What apache-avro saw.
+        source: Box<apache_avro::Error>,
+    },
+    /// Bytes left after a complete body: the record is not what its header says.
+    #[error("{left} bytes left over after the Avro body of schema id {id}")]
+    TrailingBytes {
+        /// Schema id.
+        id: u32,
+        /// Bytes left.
+        left: usize,
+    },
+    /// A JSON-form record that is not valid.
+    #[error("invalid JSON event: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// An event that could not be encoded (a bug in the producer, or a schema mismatch).
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The event does not fit its schema.
+    #[error("event {kind} does not fit its schema: {source}")]
+    Avro {
+        /// Record name.
+        kind: &'static str,
+        /// What apache-avro saw.
+        source: Box<apache_avro::Error>,
+    },
+}
+
+impl DecodeError {
+    /// Short class of the error, for dead letters and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::TooShort { .. } | DecodeError::BadMagic { .. } => "framing",
+            DecodeError::UnknownSchemaId { .. } => "unknown_schema",
+            DecodeError::Avro { .. } | DecodeError::TrailingBytes { .. } => "avro",
+            DecodeError::Json(_) => "json",
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Money: whole rupiah as a 64-bit integer, never a float.
+//!
+//! Every amount in the event contract is IDR in whole rupiah (`long` in Avro, field names end
+//! in `_idr`). The rupiah's minor unit (sen) has not circulated for decades and no claim,
+//! tariff or plan is priced in it, so whole rupiah is exact for the business; rates such as
+//! coinsurance are basis points (`_bp`), applied with explicit rounding where they are used.
+
+use std::fmt;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Sub, SubAssign};
+
+use serde::{Deserialize, Serialize};
+
+/// An amount of Indonesian rupiah, in whole rupiah.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Idr(pub i64);
+
+impl Idr {
+    /// Zero rupiah.
+    pub const ZERO: Idr = Idr(0);
+
+    /// The smaller of two amounts.
+    pub fn min(self, other: Idr) -> Idr {
+        Idr(self.0.min(other.0))
+    }
+
+    /// `self - other`, but never below zero.
+    pub fn saturating_sub(self, other: Idr) -> Idr {
+        Idr((self.0 - other.0).max(0))
+    }
+
+    /// `self * bp / 10_000`, rounded half up (basis points: 2000 = 20%). Computed in 128 bits,
+    /// so no intermediate overflows.
+    pub fn apply_bp(self, bp: i32) -> Idr {
+        let product = i128::from(self.0) * i128::from(bp);
+        let rounded = (product + 5_000).div_euclid(10_000);
+        Idr(rounded as i64)
+    }
+}
+
+impl Add for Idr {
+    type Output = Idr;
+    fn add(self, rhs: Idr) -> Idr {
+        Idr(self.0 + rhs.0)
+    }
+}
+
+impl AddAssign for Idr {
+    fn add_assign(&mut self, rhs: Idr) {
+        self.0 += rhs.0;
+    }
+}
+
+impl Sub for Idr {
+    type Output = Idr;
+    fn sub(self, rhs: Idr) -> Idr {
+        Idr(self.0 - rhs.0)
+    }
+}
+
+impl SubAssign for Idr {
+    fn sub_assign(&mut self, rhs: Idr) {
+        self.0 -= rhs.0;
+    }
+}
+
+impl Sum for Idr {
+    fn sum<I: Iterator<Item = Idr>>(iter: I) -> Idr {
+        Idr(iter.map(|a| a.0).sum())
+    }
+}
+
+impl fmt::Display for Idr {
+    /// Indonesian notation: `Rp 1.250.000`, `-Rp 5.000`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.unsigned_abs().to_string();
+        let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push('.');
+            }
+            grouped.push(c);
+        }
+        let sign = if self.0 < 0 { "-" } else { "" };
+        write!(f, "{sign}Rp {grouped}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_indonesian_grouping() {
+        assert_eq!(Idr(1_250_000).to_string(), "Rp 1.250.000");
+        assert_eq!(Idr(999).to_string(), "Rp 999");
+        assert_eq!(Idr(-5_000).to_string(), "-Rp 5.000");
+        assert_eq!(Idr(0).to_string(), "Rp 0");
+    }
+
+    #[test]
+    fn basis_points_round_half_up() {
+        assert_eq!(Idr(500_000).apply_bp(2000), Idr(100_000));
+        assert_eq!(Idr(3).apply_bp(5000), Idr(2)); // 1.5 -> 2
+        assert_eq!(Idr(1).apply_bp(4999), Idr(0)); // 0.4999 -> 0
+        assert_eq!(Idr(i64::MAX).apply_bp(10_000), Idr(i64::MAX));
+    }
+}

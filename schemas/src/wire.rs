@@ -1,0 +1,139 @@
+//! The Confluent wire format: `0x00`, a 4-byte big-endian schema id, then the Avro binary
+//! body. This is what Kafka records carry and what every consumer of our topics decodes.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{DecodeError, EncodeError};
+use crate::kinds::{Event, EventKind};
+use crate::registry::{registry, RegisteredSchema};
+
+/// The magic byte that starts every Confluent-framed record.
+pub const MAGIC: u8 = 0;
+/// Length of the header before the Avro body.
+pub const HEADER_LEN: usize = 5;
+
+struct Codecs {
+    /// One writer per kind, for its latest schema; built once because resolving a schema's
+    /// names costs more than encoding a record.
+    writers: HashMap<EventKind, (u32, GenericDatumWriter<'static>)>,
+    /// One reader per schema id. Latest versions decode straight into the Rust type; older
+    /// versions are resolved to the latest schema first.
+    readers: HashMap<u32, GenericDatumReader<'static>>,
+}
+
+fn codecs() -> &'static Codecs {
+    static CODECS: OnceLock<Codecs> = OnceLock::new();
+    CODECS.get_or_init(|| {
+        let registry = registry();
+        let mut writers = HashMap::new();
+        for &kind in EventKind::ALL {
+            let latest = registry.latest(kind);
+            let writer = GenericDatumWriter::builder(&latest.schema)
+                .human_readable(false)
+                .build()
+                .unwrap_or_else(|e| panic!("writer for bundled schema {}: {e}", kind.name()));
+            writers.insert(kind, (latest.bundled.id, writer));
+        }
+        let mut readers = HashMap::new();
+        for entry in registry.all() {
+            let latest = registry.latest(entry.bundled.kind);
+            let reader = if is_latest(entry, latest) {
+                GenericDatumReader::builder(&entry.schema).human_readable(false).build()
+            } else {
+                GenericDatumReader::builder(&entry.schema)
+                    .reader_schema(&latest.schema)
+                    .human_readable(false)
+                    .build()
+            };
+            let reader = reader.unwrap_or_else(|e| panic!("reader for bundled schema id {}: {e}", entry.bundled.id));
+            readers.insert(entry.bundled.id, reader);
+        }
+        Codecs { writers, readers }
+    })
+}
+
+fn is_latest(entry: &RegisteredSchema, latest: &RegisteredSchema) -> bool {
+    entry.bundled.id == latest.bundled.id
+}
+
+/// Appends `event` in the wire format to `out`, with the latest schema of its kind.
+pub fn encode_into(event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    macro_rules! write_body {
+        ($($kind:ident),+) => {
+            match event { $(Event::$kind(e) => write_body(EventKind::$kind, e, out),)+ }
+        };
+    }
+    crate::for_each_kind!(write_body)
+}
+
+fn write_body<T: Serialize>(kind: EventKind, event: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let (id, writer) = &codecs().writers[&kind];
+    let start = out.len();
+    out.push(MAGIC);
+    out.extend_from_slice(&id.to_be_bytes());
+    writer.write_ser(out, event).map_err(|source| {
+        out.truncate(start);
+        EncodeError::Avro { kind: kind.name(), source: Box::new(source) }
+    })?;
+    Ok(())
+}
+
+/// `event` in the wire format, with the latest schema of its kind.
+pub fn encode(event: &Event) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(256);
+    encode_into(event, &mut out)?;
+    Ok(out)
+}
+
+/// The schema id in a record's header, without decoding the body.
+pub fn schema_id(bytes: &[u8]) -> Result<u32, DecodeError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::TooShort { len: bytes.len() });
+    }
+    if bytes[0] != MAGIC {
+        return Err(DecodeError::BadMagic { found: bytes[0] });
+    }
+    Ok(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]))
+}
+
+/// Decodes a wire-format record written with any bundled schema version.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let id = schema_id(bytes)?;
+    let entry = registry().by_id(id).ok_or(DecodeError::UnknownSchemaId { id })?;
+    let kind = entry.bundled.kind;
+    let latest = is_latest(entry, registry().latest(kind));
+    let reader = &codecs().readers[&id];
+    let mut body = &bytes[HEADER_LEN..];
+    macro_rules! read_body {
+        ($($kind:ident),+) => {
+            match kind { $(EventKind::$kind => read_body(reader, latest, &mut body, id, kind).map(Event::$kind),)+ }
+        };
+    }
+    let event = crate::for_each_kind!(read_body)?;
+    if !body.is_empty() {
+        return Err(DecodeError::TrailingBytes { id, left: body.len() });
+    }
+    Ok(event)
+}
+
+fn read_body<T: DeserializeOwned>(
+    reader: &GenericDatumReader<'static>,
+    latest: bool,
+    body: &mut &[u8],
+    id: u32,
+    kind: EventKind,
+) -> Result<T, DecodeError> {
+    let avro = |source: apache_avro::Error| DecodeError::Avro { id, kind: kind.name(), source: Box::new(source) };
+    if latest {
+        reader.read_deser(body).map_err(avro)
+    } else {
+        let value = reader.read_value(body).map_err(avro)?;
+        apache_avro::from_value(&value).map_err(avro)
+    }
+}
