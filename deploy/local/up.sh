@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs (where missing) and starts every local service the integration tests use, then
+# writes their addresses to $ARUS_CACHE/services.env. Safe to run again: running services are
+# left alone.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/lib.sh"
+
+"$here/redis.sh"
+"$here/clickhouse.sh"
+ort_lib="$("$here/onnxruntime.sh")"
+"$here/kafka.sh"
+
+cat >"$ARUS_CACHE/services.env" <<ENV
+export KAFKA_BROKERS=127.0.0.1:${KAFKA_PORT:-9092}
+export REDIS_URL=redis://127.0.0.1:${REDIS_PORT:-6379}/
+export CLICKHOUSE_URL=http://127.0.0.1:${CLICKHOUSE_HTTP_PORT:-8123}
+export ORT_DYLIB_PATH=$ort_lib
+ENV
+say "services up; addresses in $ARUS_CACHE/services.env"

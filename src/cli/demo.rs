@@ -1,0 +1,145 @@
+//! `arus demo`: the system in one process, on the embedded log, with no servers.
+//!
+//! Today the demo generates a book of business and its traffic into the embedded log, the
+//! same way a producer writes to Kafka (Confluent wire format, keyed by the entity whose
+//! events must stay in order), then shows what is on the topics. The jobs and the gateway
+//! join it as they land.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use arus_connectors::embedded::EmbeddedLog;
+use arus_generator::{generate, Output};
+use arus_schemas::events::{ProviderType, Relationship};
+use arus_schemas::topics::names::CLAIMS_EVENTS;
+use arus_schemas::{wire, Event, Idr};
+
+use super::generate::per_second;
+use super::{thousands, Population};
+
+/// `arus demo` arguments.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    population: Population,
+}
+
+#[derive(Default)]
+struct Census {
+    relationships: BTreeMap<&'static str, u64>,
+    provider_types: BTreeMap<&'static str, u64>,
+    plans: Vec<String>,
+    in_network: u64,
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let config = args.population.config(5_000, 60)?;
+    let log = EmbeddedLog::new();
+    log.create_all_topics()?;
+    println!("arus demo: embedded log with {} topics, generator seed {}", log.topic_names().len(), config.seed);
+
+    let started = Instant::now();
+    let mut census = Census::default();
+    let mut fraud_labels = 0u64;
+    let mut buffer = Vec::with_capacity(1024);
+    let summary = generate(&config, |output| -> anyhow::Result<()> {
+        let event = match output {
+            Output::Event(event) => event,
+            Output::Label(_) => {
+                fraud_labels += 1;
+                return Ok(());
+            }
+        };
+        census.observe(&event);
+        buffer.clear();
+        wire::encode_into(&event, &mut buffer)?;
+        log.produce(&event.topic(), Some(event.key().as_bytes()), buffer.clone(), event.event_time())?;
+        Ok(())
+    })?;
+    let elapsed = started.elapsed();
+
+    println!();
+    println!("population");
+    let rel = |name| thousands(census.relationships.get(name).copied().unwrap_or(0));
+    println!(
+        "  {} families: {} members ({} subscribers, {} spouses, {} children), generated NIKs and names (never printed)",
+        thousands(summary.families),
+        thousands(summary.members),
+        rel("SUBSCRIBER"),
+        rel("SPOUSE"),
+        rel("CHILD")
+    );
+    let types: Vec<String> = census.provider_types.iter().map(|(t, n)| format!("{n} {}", t.to_lowercase())).collect();
+    println!("  {} providers ({}), {} in network with fee schedules", thousands(summary.providers), types.join(", "), census.in_network);
+    println!("  {} plans: {}", census.plans.len(), census.plans.join(", "));
+    println!();
+    println!("traffic ({} events in {:.2?}, {}/s), as it sits on the log", thousands(summary.total_events), elapsed, thousands(per_second(summary.total_events, elapsed)));
+    println!("  {:<24} {:>10} {:>12}  events", "topic", "partitions", "records");
+    for topic in log.topic_names() {
+        let ends = log.end_offsets(&topic)?;
+        let records: u64 = ends.iter().sum();
+        if records == 0 {
+            continue;
+        }
+        let kinds: Vec<String> = summary
+            .events
+            .iter()
+            .filter(|(kind, _)| arus_schemas::EventKind::from_name(kind).and_then(|k| k.topic()) == Some(topic.as_str()))
+            .map(|(kind, n)| format!("{kind} {}", thousands(*n)))
+            .collect();
+        println!("  {:<24} {:>10} {:>12}  {}", topic, ends.len(), thousands(records), kinds.join(", "));
+    }
+    println!();
+    println!(
+        "claims: {} billed {} over {} days of service from {}; {} submitted more than 14 days late; {} labelled fraudulent ({})",
+        thousands(summary.claims),
+        Idr(summary.billed_idr),
+        config.days,
+        config.start,
+        thousands(summary.late_claims),
+        thousands(fraud_labels),
+        summary.fraud.iter().map(|(p, n)| format!("{p} {n}")).collect::<Vec<_>>().join(", ")
+    );
+    println!();
+    println!("first claims on {CLAIMS_EVENTS} partition 0, decoded from the wire format:");
+    for record in log.fetch(CLAIMS_EVENTS, 0, 0, 3)? {
+        if let Event::ClaimSubmitted(c) = wire::decode(&record.value)? {
+            let lines: Vec<String> = c.lines.iter().map(|l| format!("{}x{} {}", l.units, l.procedure_code, l.charge_amount_idr)).collect();
+            println!(
+                "  offset {:>3}  {} member {} at {} served {} submitted {}  {}  = {}",
+                record.offset, c.claim_id, c.member_id, c.provider_id, c.service_date, c.event_time, lines.join(" + "), c.total_charge_idr
+            );
+        }
+    }
+    println!();
+    println!("next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic.");
+    Ok(())
+}
+
+impl Census {
+    fn observe(&mut self, event: &Event) {
+        match event {
+            Event::MemberCreated(m) => {
+                let name = match m.relationship {
+                    Relationship::SUBSCRIBER => "SUBSCRIBER",
+                    Relationship::SPOUSE => "SPOUSE",
+                    Relationship::CHILD => "CHILD",
+                };
+                *self.relationships.entry(name).or_default() += 1;
+            }
+            Event::ProviderOnboarded(p) => {
+                let name = match p.provider_type {
+                    ProviderType::HOSPITAL => "HOSPITAL",
+                    ProviderType::CLINIC => "CLINIC",
+                    ProviderType::LAB => "LAB",
+                    ProviderType::PHARMACY => "PHARMACY",
+                };
+                *self.provider_types.entry(name).or_default() += 1;
+            }
+            Event::ContractUpdated(_) => self.in_network += 1,
+            Event::PlanCreated(p) => self.plans.push(p.plan_id.clone()),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `arus gen`: generated traffic into files, with labels and a summary beside it.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use arus_connectors::files::{FileFormat, TopicFilesSink};
+use arus_generator::{generate, Output};
+use arus_schemas::{Event, Idr};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{thousands, Population};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// JSON lines, one file per topic (`<topic>.jsonl`).
+    Jsonl,
+    /// Avro object container files, one per topic (`<topic>.avro`).
+    Avro,
+}
+
+/// `arus gen` arguments.
+#[derive(Debug, clap::Args)]
+pub struct GenArgs {
+    #[command(flatten)]
+    population: Population,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: Format,
+    /// Folder to write into (created if missing; files of the same names are replaced).
+    #[arg(long, default_value = "arus-data")]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Generates into files and prints a summary.
+pub fn run(args: GenArgs) -> anyhow::Result<()> {
+    let config = args.population.config(10_000, 90)?;
+    let format = match args.format {
+        Format::Jsonl => FileFormat::JsonLines,
+        Format::Avro => FileFormat::Avro,
+    };
+    let mut sink = TopicFilesSink::create(&args.out, format)?;
+    let labels_path = args.out.join("labels.jsonl");
+    let mut labels = BufWriter::new(File::create(&labels_path).with_context(|| format!("creating {}", labels_path.display()))?);
+    let progress = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(config.claims) };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} generating [{bar:40}] {human_pos}/{human_len} claims, {per_sec}, eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut since_tick = 0u64;
+    let summary = generate(&config, |output| -> anyhow::Result<()> {
+        match output {
+            Output::Event(event) => {
+                if matches!(event, Event::ClaimSubmitted(_)) {
+                    since_tick += 1;
+                    if since_tick == 1024 {
+                        progress.inc(since_tick);
+                        since_tick = 0;
+                    }
+                }
+                sink.write(&event)?;
+            }
+            Output::Label(label) => {
+                serde_json::to_writer(&mut labels, &label)?;
+                labels.write_all(b"\n").with_context(|| format!("writing {}", labels_path.display()))?;
+            }
+        }
+        Ok(())
+    })?;
+    progress.finish_and_clear();
+    let files = sink.finish()?;
+    labels.flush().with_context(|| format!("writing {}", labels_path.display()))?;
+    let summary_path = args.out.join("summary.json");
+    let summary_json = serde_json::json!({ "config": config, "summary": summary });
+    std::fs::write(&summary_path, serde_json::to_string_pretty(&summary_json)? + "\n")
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    let elapsed = started.elapsed();
+
+    println!("generated {} events in {:.2?} ({}/s) into {}", thousands(summary.total_events), elapsed, thousands(per_second(summary.total_events, elapsed)), args.out.display());
+    println!(
+        "  {} families, {} members, {} providers; {} claims ({} submitted over 14 days late), billed {}",
+        thousands(summary.families),
+        thousands(summary.members),
+        thousands(summary.providers),
+        thousands(summary.claims),
+        thousands(summary.late_claims),
+        Idr(summary.billed_idr)
+    );
+    let fraud: u64 = summary.fraud.values().sum();
+    let patterns: Vec<String> = summary.fraud.iter().map(|(p, n)| format!("{p} {n}")).collect();
+    println!("  {} fraudulent claims labelled in {}: {}", thousands(fraud), labels_path.display(), patterns.join(", "));
+    for file in files {
+        println!("  {:<40} {:>10} events {:>12} bytes", file.path.display(), thousands(file.records), thousands(file.bytes));
+    }
+    Ok(())
+}
+
+/// Events per second, without floating point.
+pub fn per_second(events: u64, elapsed: std::time::Duration) -> u64 {
+    let micros = elapsed.as_micros().max(1);
+    (u128::from(events) * 1_000_000 / micros) as u64
+}

@@ -1,0 +1,69 @@
+//! Subcommands.
+
+pub mod demo;
+pub mod generate;
+pub mod topics;
+
+use arus_generator::config::parse_rate_bp;
+use arus_generator::GeneratorConfig;
+use arus_schemas::Date;
+
+/// Generator settings shared by `gen` and `demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Population {
+    /// Seed: the same seed and settings give byte-identical output.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Claims to generate.
+    #[arg(long)]
+    pub claims: Option<u64>,
+    /// Members in force at the start [default: a third of the claims, at least 50].
+    #[arg(long)]
+    pub members: Option<u64>,
+    /// Providers [default: one per 50 members, at least 24].
+    #[arg(long)]
+    pub providers: Option<u64>,
+    /// First date of service (YYYY-MM-DD).
+    #[arg(long, default_value = "2026-01-01", value_parser = parse_date)]
+    pub start: Date,
+    /// Days of service dates to simulate.
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Share of claims made fraudulent: a fraction (0.02), a percentage (2%) or basis points (200bp).
+    #[arg(long, default_value = "2%", value_parser = parse_rate_bp)]
+    pub fraud_rate: u32,
+}
+
+impl Population {
+    /// The generator configuration, validated.
+    pub fn config(&self, default_claims: u64, default_days: u32) -> anyhow::Result<GeneratorConfig> {
+        let config = GeneratorConfig {
+            seed: self.seed,
+            claims: self.claims.unwrap_or(default_claims),
+            members: self.members,
+            providers: self.providers,
+            start: self.start,
+            days: self.days.unwrap_or(default_days),
+            fraud_rate_bp: self.fraud_rate,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn parse_date(text: &str) -> Result<Date, String> {
+    text.parse::<Date>().map_err(|e| e.to_string())
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
