@@ -4,8 +4,12 @@
 use std::hint::black_box;
 
 use arus_connectors::files::{FileFormat, TopicFilesSink};
-use arus_generator::{generate, GeneratorConfig, Output};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use arus_generator::{GeneratorConfig, Output, generate, generate_in_parallel};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+/// The allocator the `arus` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn config() -> GeneratorConfig {
     GeneratorConfig { claims: 50_000, days: 30, ..GeneratorConfig::default() }
@@ -22,23 +26,31 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(events));
     group.bench_function("generate", |b| {
-        b.iter(|| generate(&config, |o| {
-            black_box(o);
-            Ok::<(), ()>(())
-        }))
+        b.iter(|| {
+            generate(&config, |o| {
+                black_box(o);
+                Ok::<(), ()>(())
+            })
+        })
     });
     for (name, format) in [("to_jsonl_files", FileFormat::JsonLines), ("to_avro_files", FileFormat::Avro)] {
         group.bench_function(name, |b| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            b.iter(|| {
-                let mut sink = TopicFilesSink::create(dir.path(), format).expect("sink");
-                generate(&config, |o| match o {
-                    Output::Event(e) => sink.write(&e),
-                    Output::Label(_) => Ok(()),
-                })
-                .expect("generate");
-                sink.finish().expect("finish")
-            })
+            // A fresh folder per run, made and removed outside the timed part, so the figure
+            // is writing new files, as `arus gen` does.
+            b.iter_batched(
+                || tempfile::tempdir().expect("tempdir"),
+                |dir| {
+                    let mut sink = TopicFilesSink::create(dir.path(), format).expect("sink");
+                    generate_in_parallel(&config, |o| match o {
+                        Output::Event(e) => sink.write(&e),
+                        Output::Label(_) => Ok(()),
+                    })
+                    .expect("generate");
+                    sink.finish().expect("finish");
+                    dir
+                },
+                BatchSize::PerIteration,
+            )
         });
     }
     group.finish();

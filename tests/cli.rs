@@ -33,7 +33,11 @@ fn gen_with_the_same_seed_writes_identical_bytes() {
     let a = gen_into(&tmp.path().join("a"), &["--seed", "7"]);
     let b = gen_into(&tmp.path().join("b"), &["--seed", "7"]);
     let c = gen_into(&tmp.path().join("c"), &["--seed", "8"]);
-    assert!(a.contains_key("claims.events.jsonl") && a.contains_key("labels.jsonl") && a.contains_key("summary.json"), "{:?}", a.keys());
+    assert!(
+        a.contains_key("claims.events.jsonl") && a.contains_key("labels.jsonl") && a.contains_key("summary.json"),
+        "{:?}",
+        a.keys()
+    );
     assert_eq!(a, b, "same seed, different bytes");
     assert_ne!(a["claims.events.jsonl"], c["claims.events.jsonl"], "another seed gave the same claims");
 
@@ -63,7 +67,12 @@ fn gen_files_hold_what_the_summary_counts() {
         serde_json::from_value(summary["summary"]["events"].clone()).expect("event counts");
     assert_eq!(counted, expected);
     let labels = String::from_utf8(files["labels.jsonl"].clone()).expect("utf-8");
-    let fraud: u64 = summary["summary"]["fraud"].as_object().expect("fraud counts").values().map(|v| v.as_u64().expect("count")).sum();
+    let fraud: u64 = summary["summary"]["fraud"]
+        .as_object()
+        .expect("fraud counts")
+        .values()
+        .map(|v| v.as_u64().expect("count"))
+        .sum();
     assert_eq!(labels.lines().count() as u64, fraud);
 }
 
@@ -87,7 +96,9 @@ fn demo_shows_the_generated_population_without_personal_data() {
     let run = arus(&["demo", "--claims", "1500", "--days", "20"]);
     assert!(run.status.success(), "arus demo failed: {}", String::from_utf8_lossy(&run.stderr));
     let stdout = String::from_utf8(run.stdout).expect("utf-8");
-    for expected in ["population", "families", "providers", "plans: BRONZE-2026", "claims.events", "decoded from the wire format"] {
+    for expected in
+        ["population", "families", "providers", "plans: BRONZE-2026", "claims.events", "decoded from the wire format"]
+    {
         assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");
     }
     // No NIK (16 digits in a row) and no e-mail address is ever printed.

@@ -100,7 +100,9 @@ impl GeneratorConfig {
 /// (`200bp`) into basis points, exactly (no floating point).
 pub fn parse_rate_bp(text: &str) -> Result<u32, String> {
     let text = text.trim();
-    let err = || format!("invalid rate {text:?}: write a fraction like 0.02, a percentage like 2% or basis points like 200bp");
+    let err = || {
+        format!("invalid rate {text:?}: write a fraction like 0.02, a percentage like 2% or basis points like 200bp")
+    };
     let (number, scale) = if let Some(n) = text.strip_suffix("bp") {
         (n, 0)
     } else if let Some(n) = text.strip_suffix('%') {

@@ -27,4 +27,4 @@ pub mod world;
 
 pub use config::{ConfigError, GeneratorConfig};
 pub use labels::{FraudLabel, FraudPattern};
-pub use world::{generate, Output, Summary};
+pub use world::{Output, Summary, generate, generate_in_parallel};

@@ -5,8 +5,8 @@
 //! with real province and regency codes; they are fictional. A NIK is personal data: it is
 //! never logged.
 
-use arus_schemas::events::Sex;
 use arus_schemas::Date;
+use arus_schemas::events::Sex;
 
 /// What a well-formed NIK encodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,15 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         let today = Date::from_ymd(2026, 11, 27).expect("date");
-        for bad in ["", "317405470390001", "31740547039000120", "3174054703900000", "0974054703900012", "317405470390001x", "3174053203900012"] {
+        for bad in [
+            "",
+            "317405470390001",
+            "31740547039000120",
+            "3174054703900000",
+            "0974054703900012",
+            "317405470390001x",
+            "3174053203900012",
+        ] {
             assert_eq!(parse_nik(bad, today), None, "{bad}");
         }
     }

@@ -7,8 +7,7 @@
 //! that day leaves the heap. The output is therefore sorted by event time, and the heap holds
 //! only the near future plus the late claims still to be submitted.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use arus_schemas::events::*;
 use arus_schemas::{Date, Event, Idr, Timestamp};
@@ -17,7 +16,7 @@ use serde::Serialize;
 use crate::config::GeneratorConfig;
 use crate::labels::{FraudLabel, FraudPattern};
 use crate::nik::make_nik;
-use crate::reference::{self, Encounter, Region, TierRules, ENCOUNTERS, REGIONS, TIERS};
+use crate::reference::{self, ENCOUNTERS, Encounter, REGIONS, Region, TIERS, TierRules};
 use crate::rng::Rng;
 
 /// Days between planning an encounter and its service date: room for prior authorization.
@@ -60,29 +59,12 @@ pub struct Summary {
     pub last_event_time: Option<Timestamp>,
 }
 
-/// An event waiting for its time. The event is boxed: the heap moves entries on every push
-/// and pop, and moving 8 bytes instead of ~300 is most of the generator's speed at scale.
+/// An event waiting for its time. The event is boxed so that sorting a day moves 8 bytes
+/// per entry instead of ~300.
 struct Pending {
     time: Timestamp,
     seq: u64,
     event: Box<Event>,
-}
-
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
-    }
 }
 
 struct Plan {
@@ -97,8 +79,8 @@ struct Provider {
     lon_e6: i32,
     /// Billed charge as a percentage of list price (100–130).
     markup_pct: i64,
-    /// Contracted fee per unit by procedure code (in-network providers only).
-    fees: HashMap<&'static str, i64>,
+    /// Contracted fee per unit, indexed like `reference::PROCEDURES` (empty out of network).
+    fees: Vec<i64>,
 }
 
 struct Member {
@@ -127,13 +109,17 @@ struct World<'c> {
     rng: Rng,
     id_prefix: String,
     seq: u64,
-    heap: BinaryHeap<Reverse<Pending>>,
+    /// Events not yet emitted, bucketed by UTC day of their event time. A day is sorted once,
+    /// when it is emitted: cheaper than keeping a heap ordered on every push.
+    queue: BTreeMap<i32, Vec<Pending>>,
+    /// Days before this one have been emitted; nothing may be scheduled there any more.
+    emitted_before: i32,
     /// Plans by (plan year, tier index).
     plans: BTreeMap<(i32, usize), Plan>,
     providers: Vec<Provider>,
-    /// Provider indices by (region, facility type), and by facility type alone.
-    by_region_type: HashMap<(usize, ProviderType), Vec<usize>>,
-    by_type: HashMap<ProviderType, Vec<usize>>,
+    /// Provider indices by region and facility type (`region * 4 + type`), and by type alone.
+    by_region_type: Vec<Vec<usize>>,
+    by_type: [Vec<usize>; 4],
     members: Vec<Member>,
     families: Vec<Family>,
     /// Members whose coverage ended (phantom-billing candidates).
@@ -155,6 +141,45 @@ struct Counters {
     request: u64,
 }
 
+/// Runs the generator on this thread and `consume` on another, handing it batches through a
+/// bounded channel: on two cores, encoding and writing then overlap with generating. The
+/// order `consume` sees is exactly [`generate`]'s. Stops at the first error `consume` returns.
+pub fn generate_in_parallel<E: Send>(
+    config: &GeneratorConfig,
+    mut consume: impl FnMut(Output) -> Result<(), E> + Send,
+) -> Result<Summary, E> {
+    const BATCH: usize = 2048;
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Output>>(8);
+    std::thread::scope(|scope| {
+        let consumer = scope.spawn(move || -> Result<(), E> {
+            for batch in receiver {
+                for output in batch {
+                    consume(output)?;
+                }
+            }
+            Ok(())
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        // A send fails only when the consumer has stopped, i.e. returned an error; the
+        // generator then stops too and the consumer's error is returned below.
+        let generated = generate(config, |output| {
+            batch.push(output);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                sender.send(full).map_err(|_| ())?;
+            }
+            Ok::<(), ()>(())
+        });
+        if generated.is_ok() && !batch.is_empty() {
+            let _ = sender.send(batch);
+        }
+        drop(sender);
+        let consumed = consumer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        consumed?;
+        Ok(generated.expect("the generator stops early only when the consumer failed"))
+    })
+}
+
 /// Runs the generator, handing every event and label to `emit` in event-time order.
 /// Stops at the first error `emit` returns. The configuration must be valid
 /// ([`GeneratorConfig::validate`]).
@@ -165,7 +190,7 @@ pub fn generate<E>(config: &GeneratorConfig, mut emit: impl FnMut(Output) -> Res
     let days = config.days as i32;
     for i in 0..days + LOOKAHEAD {
         let today = start.add_days(i - LOOKAHEAD);
-        world.flush_before(today.start(), &mut emit)?;
+        world.flush_before(today.0, &mut emit)?;
         if today >= start {
             world.membership_day(today);
         }
@@ -174,7 +199,7 @@ pub fn generate<E>(config: &GeneratorConfig, mut emit: impl FnMut(Output) -> Res
             world.claims_day(service_day, i - LOOKAHEAD, &mut emit)?;
         }
     }
-    world.flush_before(Timestamp(i64::MAX), &mut emit)?;
+    world.flush_before(i32::MAX, &mut emit)?;
     Ok(world.summary)
 }
 
@@ -185,11 +210,12 @@ impl<'c> World<'c> {
             rng: Rng::new(config.seed),
             id_prefix: format!("g{:x}", config.seed),
             seq: 0,
-            heap: BinaryHeap::new(),
+            queue: BTreeMap::new(),
+            emitted_before: i32::MIN,
             plans: BTreeMap::new(),
             providers: Vec::new(),
-            by_region_type: HashMap::new(),
-            by_type: HashMap::new(),
+            by_region_type: vec![Vec::new(); REGIONS.len() * 4],
+            by_type: Default::default(),
             members: Vec::new(),
             families: Vec::new(),
             ended: Vec::new(),
@@ -204,24 +230,34 @@ impl<'c> World<'c> {
 
     /// The id of the next event pushed (ids follow the push sequence).
     fn event_id(&self) -> String {
-        format!("{}-{:010}", self.id_prefix, self.seq + 1)
+        padded_id(&self.id_prefix, self.seq + 1, 10)
     }
 
     fn push(&mut self, event: Event) {
         self.seq += 1;
         let time = event.event_time();
-        self.heap.push(Reverse(Pending { time, seq: self.seq, event: Box::new(event) }));
+        let day = time.date().0;
+        assert!(day >= self.emitted_before, "event scheduled on {} after that day was emitted", time.date());
+        self.queue.entry(day).or_default().push(Pending { time, seq: self.seq, event: Box::new(event) });
     }
 
-    fn flush_before<E>(&mut self, limit: Timestamp, emit: &mut impl FnMut(Output) -> Result<(), E>) -> Result<(), E> {
-        while self.heap.peek().is_some_and(|p| p.0.time < limit) {
-            let Some(Reverse(pending)) = self.heap.pop() else { break };
-            let summary = &mut self.summary;
-            *summary.events.entry(pending.event.kind().name()).or_default() += 1;
-            summary.total_events += 1;
-            summary.first_event_time.get_or_insert(pending.time);
-            summary.last_event_time = Some(pending.time);
-            emit(Output::Event(*pending.event))?;
+    /// Emits, in (event time, sequence) order, every event of the days before `day`.
+    fn flush_before<E>(&mut self, day: i32, emit: &mut impl FnMut(Output) -> Result<(), E>) -> Result<(), E> {
+        self.emitted_before = self.emitted_before.max(day);
+        while let Some(entry) = self.queue.first_entry() {
+            if *entry.key() >= day {
+                break;
+            }
+            let mut pending = entry.remove();
+            pending.sort_unstable_by_key(|p| (p.time, p.seq));
+            for p in pending {
+                let summary = &mut self.summary;
+                *summary.events.entry(p.event.kind().name()).or_default() += 1;
+                summary.total_events += 1;
+                summary.first_event_time.get_or_insert(p.time);
+                summary.last_event_time = Some(p.time);
+                emit(Output::Event(*p.event))?;
+            }
         }
         Ok(())
     }
@@ -254,7 +290,11 @@ impl<'c> World<'c> {
 
     fn create_plans(&mut self, year: i32) {
         let year_start = Date::from_ymd(year, 1, 1).unwrap_or(self.config.start);
-        let created = year_start.min(self.config.start).add_days(-30).start();
+        // A month before the plan year (or the run) starts; a plan first needed later (a
+        // family enrolling into next year) is created as soon as it is needed.
+        let frontier =
+            if self.emitted_before == i32::MIN { Timestamp(i64::MIN) } else { Date(self.emitted_before).start() };
+        let created = year_start.min(self.config.start).add_days(-30).start().max(frontier);
         for (tier_index, rules) in TIERS.iter().enumerate() {
             let plan_id = format!("{}-{year}", rules.tier);
             let benefits = benefits(rules, 0);
@@ -314,15 +354,18 @@ impl<'c> World<'c> {
             specialties: specialties[..take].iter().map(|s| (*s).to_owned()).collect(),
         };
         self.push(event.into());
-        let mut fees = HashMap::new();
+        let mut fees = Vec::new();
         if in_network {
             let mut schedule = Vec::new();
             for procedure in reference::PROCEDURES {
                 // Contracted at 75–95% of list, rounded to a thousand rupiah.
                 let pct = self.rng.range(75, 95);
                 let fee = round_thousand(procedure.price_idr * pct / 100);
-                fees.insert(procedure.code, fee);
-                schedule.push(FeeScheduleEntry { procedure_code: procedure.code.to_owned(), contracted_amount_idr: Idr(fee) });
+                fees.push(fee);
+                schedule.push(FeeScheduleEntry {
+                    procedure_code: procedure.code.to_owned(),
+                    contracted_amount_idr: Idr(fee),
+                });
             }
             let event = ContractUpdated {
                 event_id: self.event_id(),
@@ -338,8 +381,8 @@ impl<'c> World<'c> {
         }
         let markup_pct = self.rng.range(100, 130);
         let provider_index = self.providers.len();
-        self.by_region_type.entry((region, provider_type)).or_default().push(provider_index);
-        self.by_type.entry(provider_type).or_default().push(provider_index);
+        self.by_region_type[region * 4 + provider_type as usize].push(provider_index);
+        self.by_type[provider_type as usize].push(provider_index);
         self.providers.push(Provider { id, lat_e6, lon_e6, markup_pct, fees });
         self.summary.providers += 1;
     }
@@ -362,17 +405,44 @@ impl<'c> World<'c> {
         let subscriber_age_days = self.rng.range(22 * 365, 64 * 365) as i32;
         let subscriber_sex = if self.rng.chance_bp(5_500) { Sex::MALE } else { Sex::FEMALE };
         let family_name = *self.rng.pick(reference::FAMILY_NAMES);
-        self.add_member(family_index, Relationship::SUBSCRIBER, today.add_days(-subscriber_age_days), subscriber_sex, family_name, time, effective, None);
+        self.add_member(
+            family_index,
+            Relationship::SUBSCRIBER,
+            today.add_days(-subscriber_age_days),
+            subscriber_sex,
+            family_name,
+            time,
+            effective,
+            None,
+        );
         if self.rng.chance_bp(6_000) {
             let spouse_sex = if subscriber_sex == Sex::MALE { Sex::FEMALE } else { Sex::MALE };
             let age = (subscriber_age_days + self.rng.range(-5 * 365, 5 * 365) as i32).max(20 * 365);
-            self.add_member(family_index, Relationship::SPOUSE, today.add_days(-age), spouse_sex, family_name, time, effective, None);
+            self.add_member(
+                family_index,
+                Relationship::SPOUSE,
+                today.add_days(-age),
+                spouse_sex,
+                family_name,
+                time,
+                effective,
+                None,
+            );
             let children = self.rng.weighted(&[25, 30, 30, 15]);
             for _ in 0..children {
-                let max_age = ((subscriber_age_days - 18 * 365).max(1)).min(21 * 365);
+                let max_age = (subscriber_age_days - 18 * 365).clamp(1, 21 * 365);
                 let age = self.rng.range(0, i64::from(max_age)) as i32;
                 let sex = if self.rng.chance_bp(5_000) { Sex::MALE } else { Sex::FEMALE };
-                self.add_member(family_index, Relationship::CHILD, today.add_days(-age), sex, family_name, time, effective, None);
+                self.add_member(
+                    family_index,
+                    Relationship::CHILD,
+                    today.add_days(-age),
+                    sex,
+                    family_name,
+                    time,
+                    effective,
+                    None,
+                );
             }
         }
     }
@@ -398,7 +468,8 @@ impl<'c> World<'c> {
         *serial = *serial % 9_999 + 1;
         let nik = make_nik(r.regency_code, district, dob, sex, *serial);
         let given = *self.rng.pick(if sex == Sex::MALE { reference::MALE_NAMES } else { reference::FEMALE_NAMES });
-        let phone = (relationship != Relationship::CHILD).then(|| format!("+628{:010}", self.rng.below(10_000_000_000)));
+        let phone =
+            (relationship != Relationship::CHILD).then(|| format!("+628{:010}", self.rng.below(10_000_000_000)));
         let email = phone.as_ref().map(|_| {
             format!("{}.{}{}@example.com", given.to_lowercase(), family_name.to_lowercase(), member_index % 1000)
         });
@@ -442,7 +513,15 @@ impl<'c> World<'c> {
         };
         self.push(enrolled.into());
         self.families[family].members.push(member_index);
-        self.members.push(Member { id: member_id, family, dob, sex, coverage_end: None, coverage_start: effective, died: None });
+        self.members.push(Member {
+            id: member_id,
+            family,
+            dob,
+            sex,
+            coverage_end: None,
+            coverage_start: effective,
+            died: None,
+        });
         self.summary.members += 1;
     }
 
@@ -497,7 +576,9 @@ impl<'c> World<'c> {
     }
 
     fn terminate_family(&mut self, today: Date, effective: Date) {
-        let Some(family) = self.random_active_family() else { return };
+        let Some(family) = self.random_active_family() else {
+            return;
+        };
         self.families[family].terminated = true;
         let reason = if self.rng.chance_bp(6_000) { "VOLUNTARY" } else { "NON_PAYMENT" };
         let time = self.time_on(today, 1, 10);
@@ -554,12 +635,17 @@ impl<'c> World<'c> {
     }
 
     fn add_newborn(&mut self, today: Date) {
-        let Some(family) = self.random_active_family() else { return };
+        let Some(family) = self.random_active_family() else {
+            return;
+        };
         let has_spouse = self.families[family].members.iter().any(|&m| self.members[m].sex == Sex::FEMALE);
         if !has_spouse {
             return;
         }
-        let born = today.add_days(-(self.rng.range(0, 10) as i32));
+        // Born in the last ten days, but within this plan year and the simulated period, so
+        // the newborn's coverage starts under a plan that exists.
+        let year_start = Date::from_ymd(today.year(), 1, 1).unwrap_or(today);
+        let born = today.add_days(-(self.rng.range(0, 10) as i32)).max(year_start).max(self.config.start);
         let sex = if self.rng.chance_bp(5_000) { Sex::MALE } else { Sex::FEMALE };
         let family_name = *self.rng.pick(reference::FAMILY_NAMES);
         let time = self.time_on(today, 1, 10);
@@ -628,7 +714,9 @@ impl<'c> World<'c> {
     /// Mid-year benefit change: the Silver plan's copay rises by 25,000.
     fn update_benefits(&mut self, today: Date) {
         let year = today.year();
-        let Some(plan) = self.plans.get_mut(&(year, 1)) else { return };
+        let Some(plan) = self.plans.get_mut(&(year, 1)) else {
+            return;
+        };
         plan.version += 1;
         let (plan_id, version, rules) = (plan.id.clone(), plan.version, plan.rules);
         let event = BenefitUpdated {
@@ -674,16 +762,20 @@ impl<'c> World<'c> {
     }
 
     fn pick_provider(&mut self, provider_type: ProviderType, region: usize) -> usize {
-        if self.rng.chance_bp(8_000)
-            && let Some(local) = self.by_region_type.get(&(region, provider_type))
-        {
+        let local = &self.by_region_type[region * 4 + provider_type as usize];
+        if self.rng.chance_bp(8_000) && !local.is_empty() {
             return local[self.rng.below(local.len() as u64) as usize];
         }
-        let all = &self.by_type[&provider_type];
+        let all = &self.by_type[provider_type as usize];
         all[self.rng.below(all.len() as u64) as usize]
     }
 
-    fn claims_day<E>(&mut self, day: Date, day_index: i32, emit: &mut impl FnMut(Output) -> Result<(), E>) -> Result<(), E> {
+    fn claims_day<E>(
+        &mut self,
+        day: Date,
+        day_index: i32,
+        emit: &mut impl FnMut(Output) -> Result<(), E>,
+    ) -> Result<(), E> {
         let days = u64::from(self.config.days);
         let base = self.config.claims / days;
         let extra = u64::from((day_index as u64) < self.config.claims % days);
@@ -738,7 +830,15 @@ impl<'c> World<'c> {
 
     /// Plans and pushes a claim (with its eligibility check, authorization and payment) and
     /// returns its id and submission time.
-    fn submit(&mut self, member: usize, provider: usize, encounter: &Encounter, lines: Vec<ClaimLine>, day: Date, pay: bool) -> (String, Timestamp) {
+    fn submit(
+        &mut self,
+        member: usize,
+        provider: usize,
+        encounter: &Encounter,
+        lines: Vec<ClaimLine>,
+        day: Date,
+        pay: bool,
+    ) -> (String, Timestamp) {
         self.submit_at(member, provider, encounter, lines, day, pay, None)
     }
 
@@ -761,7 +861,7 @@ impl<'c> World<'c> {
             let event = EligibilityRequested {
                 event_id: self.event_id(),
                 event_time: self.time_on(day, 0, 2),
-                request_id: format!("ER{:010}", self.counters.request),
+                request_id: padded_id("ER", self.counters.request, 10),
                 member_id: member_id.clone(),
                 service_date: day,
                 service_type: lines[0].procedure_code.clone(),
@@ -771,7 +871,7 @@ impl<'c> World<'c> {
         }
         let auth_id = self.authorize(member, provider, encounter, &lines, day);
         self.counters.claim += 1;
-        let claim_id = format!("C{:010}", self.counters.claim);
+        let claim_id = padded_id("C", self.counters.claim, 10);
         let delay_days = match self.rng.weighted(&[70, 22, 7, 1]) {
             0 => self.rng.range(0, 2),
             1 => self.rng.range(3, 14),
@@ -793,9 +893,12 @@ impl<'c> World<'c> {
         }
         let allowed: i64 = lines
             .iter()
-            .map(|l| match self.providers[provider].fees.get(l.procedure_code.as_str()) {
-                Some(fee) => (fee * i64::from(l.units)).min(l.charge_amount_idr.0),
-                None => l.charge_amount_idr.0,
+            .map(|l| {
+                let fees = &self.providers[provider].fees;
+                match reference::procedure_index(&l.procedure_code).and_then(|i| fees.get(i)) {
+                    Some(fee) => (fee * i64::from(l.units)).min(l.charge_amount_idr.0),
+                    None => l.charge_amount_idr.0,
+                }
             })
             .sum();
         let event = ClaimSubmitted {
@@ -820,13 +923,20 @@ impl<'c> World<'c> {
         (claim_id, submitted)
     }
 
-    fn authorize(&mut self, member: usize, provider: usize, encounter: &Encounter, lines: &[ClaimLine], day: Date) -> Option<String> {
+    fn authorize(
+        &mut self,
+        member: usize,
+        provider: usize,
+        encounter: &Encounter,
+        lines: &[ClaimLine],
+        day: Date,
+    ) -> Option<String> {
         let line = lines.iter().find(|l| reference::procedure(&l.procedure_code).needs_auth)?;
         if !self.rng.chance_bp(9_000) {
             return None; // billed without asking: the claim will lack its authorization
         }
         self.counters.auth += 1;
-        let auth_id = format!("A{:09}", self.counters.auth);
+        let auth_id = padded_id("A", self.counters.auth, 9);
         let member_id = self.members[member].id.clone();
         let days_before = self.rng.range(1, i64::from(LOOKAHEAD) - 1) as i32;
         let requested_at = self.time_on(day.add_days(-days_before), 1, 9);
@@ -878,7 +988,7 @@ impl<'c> World<'c> {
         let mut at = claim.event_time.add_millis(self.rng.range(3, 10) * 24 * HOUR_MS);
         for attempt in 0..2 {
             self.counters.payment += 1;
-            let payment_id = format!("PAY{:010}", self.counters.payment);
+            let payment_id = padded_id("PAY", self.counters.payment, 10);
             let initiated = PaymentInitiated {
                 event_id: self.event_id(),
                 event_time: at,
@@ -888,7 +998,11 @@ impl<'c> World<'c> {
                 provider_id: claim.provider_id.clone(),
                 amount_idr: amount,
                 currency: "IDR".to_owned(),
-                method: if self.rng.chance_bp(7_000) { PaymentMethod::BANK_TRANSFER } else { PaymentMethod::VIRTUAL_ACCOUNT },
+                method: if self.rng.chance_bp(7_000) {
+                    PaymentMethod::BANK_TRANSFER
+                } else {
+                    PaymentMethod::VIRTUAL_ACCOUNT
+                },
             };
             self.push(initiated.into());
             let settled = at.add_millis(self.rng.range(2, 36) * HOUR_MS);
@@ -899,7 +1013,7 @@ impl<'c> World<'c> {
                     payment_id,
                     claim_id: claim.claim_id.clone(),
                     amount_idr: amount,
-                    bank_reference: format!("BNK{:012}", self.rng.below(1_000_000_000_000)),
+                    bank_reference: padded_id("BNK", self.rng.below(1_000_000_000_000), 12),
                 };
                 self.push(event.into());
                 return;
@@ -938,7 +1052,12 @@ impl<'c> World<'c> {
         ENCOUNTERS.iter().find(|e| e.name == name).unwrap_or(&ENCOUNTERS[0])
     }
 
-    fn fraud_claim<E>(&mut self, day: Date, pattern: FraudPattern, emit: &mut impl FnMut(Output) -> Result<(), E>) -> Result<(), E> {
+    fn fraud_claim<E>(
+        &mut self,
+        day: Date,
+        pattern: FraudPattern,
+        emit: &mut impl FnMut(Output) -> Result<(), E>,
+    ) -> Result<(), E> {
         let member = self.pick_member(day);
         let region = self.families[self.members[member].family].region;
         match pattern {
@@ -956,7 +1075,11 @@ impl<'c> World<'c> {
                 }
                 let resubmitted = submitted.add_millis(self.rng.range(1, 10) * 24 * HOUR_MS);
                 let (claim_id, _) = self.submit_at(member, provider, encounter, copy, day, false, Some(resubmitted));
-                let detail = if exact { "exact copy of an earlier claim" } else { "copy of an earlier claim with one charge raised slightly" };
+                let detail = if exact {
+                    "exact copy of an earlier claim"
+                } else {
+                    "copy of an earlier claim with one charge raised slightly"
+                };
                 let label = self.make_label(claim_id, pattern, member, provider, vec![original], detail);
                 self.label(emit, label)
             }
@@ -967,7 +1090,14 @@ impl<'c> World<'c> {
                 let upcoded = self.line("99215", encounter.diagnosis, 1, provider, day);
                 lines[0] = ClaimLine { line_number: 1, ..upcoded };
                 let (claim_id, _) = self.submit(member, provider, encounter, lines, day, false);
-                let label = self.make_label(claim_id, pattern, member, provider, vec![], "simple respiratory infection billed as a high-complexity visit (99215)");
+                let label = self.make_label(
+                    claim_id,
+                    pattern,
+                    member,
+                    provider,
+                    vec![],
+                    "simple respiratory infection billed as a high-complexity visit (99215)",
+                );
                 self.label(emit, label)
             }
             FraudPattern::Unbundling => {
@@ -981,7 +1111,14 @@ impl<'c> World<'c> {
                     line.line_number = i as i32 + 1;
                 }
                 let (claim_id, _) = self.submit(member, provider, encounter, lines, day, false);
-                let label = self.make_label(claim_id, pattern, member, provider, vec![], "basic metabolic panel (80048) billed as its six components");
+                let label = self.make_label(
+                    claim_id,
+                    pattern,
+                    member,
+                    provider,
+                    vec![],
+                    "basic metabolic panel (80048) billed as its six components",
+                );
                 self.label(emit, label)
             }
             FraudPattern::PhantomBilling => {
@@ -1001,7 +1138,11 @@ impl<'c> World<'c> {
                 let provider = self.pick_provider(encounter.provider_type, ghost_region);
                 let lines = self.bill_lines(encounter, provider, day);
                 let (claim_id, _) = self.submit(ghost, provider, encounter, lines, day, false);
-                let detail = if self.members[ghost].died.is_some() { "services billed after the member's death" } else { "services billed after the member's coverage ended" };
+                let detail = if self.members[ghost].died.is_some() {
+                    "services billed after the member's death"
+                } else {
+                    "services billed after the member's coverage ended"
+                };
                 let label = self.make_label(claim_id, pattern, ghost, provider, vec![], detail);
                 self.label(emit, label)
             }
@@ -1026,7 +1167,8 @@ impl<'c> World<'c> {
                 let mut members = Vec::new();
                 for _ in 0..sessions {
                     let patient = self.pick_member(day);
-                    let lines = vec![ClaimLine { line_number: 1, ..self.line("90837", encounter.diagnosis, 1, provider, day) }];
+                    let lines =
+                        vec![ClaimLine { line_number: 1, ..self.line("90837", encounter.diagnosis, 1, provider, day) }];
                     let (claim_id, _) = self.submit(patient, provider, encounter, lines, day, false);
                     claim_ids.push(claim_id);
                     members.push(patient);
@@ -1046,10 +1188,12 @@ impl<'c> World<'c> {
                 let (first, _) = self.submit(member, near, encounter, lines, day, true);
                 let here = &self.providers[near];
                 let (lat, lon) = (here.lat_e6, here.lon_e6);
-                let far_clinics: Vec<usize> = self.by_type[&ProviderType::CLINIC]
+                let far_clinics: Vec<usize> = self.by_type[ProviderType::CLINIC as usize]
                     .iter()
                     .copied()
-                    .filter(|&p| reference::distance_km(lat, lon, self.providers[p].lat_e6, self.providers[p].lon_e6) >= 500)
+                    .filter(|&p| {
+                        reference::distance_km(lat, lon, self.providers[p].lat_e6, self.providers[p].lon_e6) >= 500
+                    })
                     .collect();
                 let Some(&far) = far_clinics.get(self.rng.below(far_clinics.len().max(1) as u64) as usize) else {
                     return self.fraud_claim(day, FraudPattern::Duplicate, emit);
@@ -1064,7 +1208,15 @@ impl<'c> World<'c> {
         }
     }
 
-    fn make_label(&self, claim_id: String, pattern: FraudPattern, member: usize, provider: usize, related: Vec<String>, detail: &str) -> FraudLabel {
+    fn make_label(
+        &self,
+        claim_id: String,
+        pattern: FraudPattern,
+        member: usize,
+        provider: usize,
+        related: Vec<String>,
+        detail: &str,
+    ) -> FraudLabel {
         FraudLabel {
             claim_id,
             pattern,
@@ -1086,9 +1238,35 @@ fn benefits(rules: &TierRules, copay_increase: i64) -> Benefits {
         coinsurance_bp: rules.coinsurance_bp,
         out_of_network_coinsurance_bp: rules.out_of_network_coinsurance_bp,
         annual_limit_idr: Idr(rules.annual_limit_idr),
-        prior_auth_procedures: reference::PROCEDURES.iter().filter(|p| p.needs_auth).map(|p| p.code.to_owned()).collect(),
+        prior_auth_procedures: reference::PROCEDURES
+            .iter()
+            .filter(|p| p.needs_auth)
+            .map(|p| p.code.to_owned())
+            .collect(),
         excluded_procedures: rules.excluded.iter().map(|c| (*c).to_owned()).collect(),
     }
+}
+
+/// `prefix` followed by `n` zero-padded to `width` digits, without the formatting machinery
+/// (ids are made for every event).
+fn padded_id(prefix: &str, n: u64, width: usize) -> String {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - start;
+    let mut id = String::with_capacity(prefix.len() + width.max(len));
+    id.push_str(prefix);
+    id.extend(std::iter::repeat_n('0', width.saturating_sub(len)));
+    id.extend(digits[start..].iter().map(|&d| d as char));
+    id
 }
 
 fn round_thousand(amount: i64) -> i64 {
@@ -1098,4 +1276,16 @@ fn round_thousand(amount: i64) -> i64 {
 fn first_of_next_month(year: i32, month: u32) -> Date {
     let (y, m) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     Date::from_ymd(y, m, 1).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::padded_id;
+
+    #[test]
+    fn padded_ids_match_format() {
+        for (n, width) in [(0u64, 10usize), (7, 3), (123_456, 4), (u64::MAX, 10), (42, 0)] {
+            assert_eq!(padded_id("X", n, width), format!("X{n:0width$}"));
+        }
+    }
 }

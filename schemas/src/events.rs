@@ -861,13 +861,10 @@ mod bytes {
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
-            if v.len() % 2 != 0 || !v.is_ascii() {
+            if !v.len().is_multiple_of(2) || !v.is_ascii() {
                 return Err(E::custom("hex text must have an even number of ASCII hex digits"));
             }
-            (0..v.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&v[i..i + 2], 16).map_err(E::custom))
-                .collect()
+            (0..v.len()).step_by(2).map(|i| u8::from_str_radix(&v[i..i + 2], 16).map_err(E::custom)).collect()
         }
 
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
@@ -880,11 +877,7 @@ mod bytes {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        if d.is_human_readable() {
-            d.deserialize_any(BytesVisitor)
-        } else {
-            d.deserialize_byte_buf(BytesVisitor)
-        }
+        if d.is_human_readable() { d.deserialize_any(BytesVisitor) } else { d.deserialize_byte_buf(BytesVisitor) }
     }
 }
 

@@ -22,6 +22,11 @@ macro_rules! event_kinds {
             /// Every kind, in registry order.
             pub const ALL: &'static [EventKind] = &[$(EventKind::$kind),+];
 
+            /// Position in [`EventKind::ALL`], for tables indexed by kind.
+            pub fn index(self) -> usize {
+                self as usize
+            }
+
             /// The Avro record name.
             pub fn name(self) -> &'static str {
                 match self { $(EventKind::$kind => stringify!($kind)),+ }

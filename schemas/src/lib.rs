@@ -51,11 +51,28 @@ pub use time::{Date, Timestamp};
 macro_rules! for_each_kind {
     ($callback:ident) => {
         $callback!(
-            MemberCreated, MemberUpdated, CoverageChanged, ProviderOnboarded, ContractUpdated,
-            PerformanceCalculated, PlanCreated, BenefitUpdated, AuthRequested, AuthApproved,
-            AuthDenied, ClaimSubmitted, ClaimAdjudicated, ClaimPaid, PaymentInitiated,
-            PaymentCompleted, PaymentFailed, EligibilityRequested, EligibilityResponded,
-            AccumulatorUpdated, FraudAlert, DeadLetter
+            MemberCreated,
+            MemberUpdated,
+            CoverageChanged,
+            ProviderOnboarded,
+            ContractUpdated,
+            PerformanceCalculated,
+            PlanCreated,
+            BenefitUpdated,
+            AuthRequested,
+            AuthApproved,
+            AuthDenied,
+            ClaimSubmitted,
+            ClaimAdjudicated,
+            ClaimPaid,
+            PaymentInitiated,
+            PaymentCompleted,
+            PaymentFailed,
+            EligibilityRequested,
+            EligibilityResponded,
+            AccumulatorUpdated,
+            FraudAlert,
+            DeadLetter
         )
     };
 }

@@ -185,21 +185,13 @@ impl FromStr for Timestamp {
 
 impl Serialize for Date {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            serializer.collect_str(self)
-        } else {
-            serializer.serialize_i32(self.0)
-        }
+        if serializer.is_human_readable() { serializer.collect_str(self) } else { serializer.serialize_i32(self.0) }
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            serializer.collect_str(self)
-        } else {
-            serializer.serialize_i64(self.0)
-        }
+        if serializer.is_human_readable() { serializer.collect_str(self) } else { serializer.serialize_i64(self.0) }
     }
 }
 
@@ -238,10 +230,9 @@ impl TryFrom<i64> for Date {
     }
 }
 
-impl TryFrom<i64> for Timestamp {
-    type Error = std::convert::Infallible;
-    fn try_from(v: i64) -> Result<Self, Self::Error> {
-        Ok(Timestamp(v))
+impl From<i64> for Timestamp {
+    fn from(v: i64) -> Self {
+        Timestamp(v)
     }
 }
 
@@ -284,7 +275,9 @@ mod tests {
         for bad in ["2026-1-01", "2026-02-30", "20260101", "2026-01-0x", "", "2026-01-01 "] {
             assert!(bad.parse::<Date>().is_err(), "{bad:?} parsed");
         }
-        for bad in ["2026-01-01T25:00:00Z", "2026-01-01T10:00:00", "2026-01-01T10:00:00+07:00", "2026-01-01T10:00:00.1Z"] {
+        for bad in
+            ["2026-01-01T25:00:00Z", "2026-01-01T10:00:00", "2026-01-01T10:00:00+07:00", "2026-01-01T10:00:00.1Z"]
+        {
             assert!(bad.parse::<Timestamp>().is_err(), "{bad:?} parsed");
         }
         assert_eq!("2026-01-01T00:00:01.250Z".parse::<Timestamp>().map(|t| t.0 % 86_400_000), Ok(1_250));

@@ -6,12 +6,12 @@ use std::sync::OnceLock;
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::{DecodeError, EncodeError};
 use crate::kinds::{Event, EventKind};
-use crate::registry::{registry, RegisteredSchema};
+use crate::registry::{RegisteredSchema, registry};
 
 /// The magic byte that starts every Confluent-framed record.
 pub const MAGIC: u8 = 0;
@@ -19,9 +19,9 @@ pub const MAGIC: u8 = 0;
 pub const HEADER_LEN: usize = 5;
 
 struct Codecs {
-    /// One writer per kind, for its latest schema; built once because resolving a schema's
-    /// names costs more than encoding a record.
-    writers: HashMap<EventKind, (u32, GenericDatumWriter<'static>)>,
+    /// One writer per kind (indexed by [`EventKind::index`]), for its latest schema; built
+    /// once because resolving a schema's names costs more than encoding a record.
+    writers: Vec<(u32, GenericDatumWriter<'static>)>,
     /// One reader per schema id. Latest versions decode straight into the Rust type; older
     /// versions are resolved to the latest schema first.
     readers: HashMap<u32, GenericDatumReader<'static>>,
@@ -31,14 +31,14 @@ fn codecs() -> &'static Codecs {
     static CODECS: OnceLock<Codecs> = OnceLock::new();
     CODECS.get_or_init(|| {
         let registry = registry();
-        let mut writers = HashMap::new();
+        let mut writers = Vec::with_capacity(EventKind::ALL.len());
         for &kind in EventKind::ALL {
             let latest = registry.latest(kind);
             let writer = GenericDatumWriter::builder(&latest.schema)
                 .human_readable(false)
                 .build()
                 .unwrap_or_else(|e| panic!("writer for bundled schema {}: {e}", kind.name()));
-            writers.insert(kind, (latest.bundled.id, writer));
+            writers.push((latest.bundled.id, writer));
         }
         let mut readers = HashMap::new();
         for entry in registry.all() {
@@ -46,10 +46,7 @@ fn codecs() -> &'static Codecs {
             let reader = if is_latest(entry, latest) {
                 GenericDatumReader::builder(&entry.schema).human_readable(false).build()
             } else {
-                GenericDatumReader::builder(&entry.schema)
-                    .reader_schema(&latest.schema)
-                    .human_readable(false)
-                    .build()
+                GenericDatumReader::builder(&entry.schema).reader_schema(&latest.schema).human_readable(false).build()
             };
             let reader = reader.unwrap_or_else(|e| panic!("reader for bundled schema id {}: {e}", entry.bundled.id));
             readers.insert(entry.bundled.id, reader);
@@ -73,7 +70,7 @@ pub fn encode_into(event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> 
 }
 
 fn write_body<T: Serialize>(kind: EventKind, event: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let (id, writer) = &codecs().writers[&kind];
+    let (id, writer) = &codecs().writers[kind.index()];
     let start = out.len();
     out.push(MAGIC);
     out.extend_from_slice(&id.to_be_bytes());

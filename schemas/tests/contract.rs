@@ -9,8 +9,8 @@ use apache_avro::schema::{RecordSchema, Schema, UnionSchema};
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
-use arus_schemas::registry::{registry, RegisteredSchema, BUNDLED};
-use arus_schemas::{json, wire, DecodeError, EventKind};
+use arus_schemas::registry::{BUNDLED, RegisteredSchema, registry};
+use arus_schemas::{DecodeError, EventKind, json, wire};
 use proptest::prelude::*;
 
 /// Days from 0001-01-01 to 9999-12-31: the dates the JSON form can write as text.
@@ -33,9 +33,7 @@ fn arb_value(schema: &Schema) -> BoxedStrategy<Value> {
         Schema::TimestampMillis => (i64::from(MIN_DAY) * MS_PER_DAY..i64::from(MAX_DAY + 1) * MS_PER_DAY)
             .prop_map(Value::TimestampMillis)
             .boxed(),
-        Schema::Array(array) => proptest::collection::vec(arb_value(&array.items), 0..3)
-            .prop_map(Value::Array)
-            .boxed(),
+        Schema::Array(array) => proptest::collection::vec(arb_value(&array.items), 0..3).prop_map(Value::Array).boxed(),
         Schema::Enum(e) => {
             let symbols = e.symbols.clone();
             (0..symbols.len()).prop_map(move |i| Value::Enum(i as u32, symbols[i].clone())).boxed()
@@ -59,9 +57,7 @@ fn arb_union(union: &UnionSchema) -> BoxedStrategy<Value> {
 fn arb_record(record: &RecordSchema) -> BoxedStrategy<Value> {
     let names: Vec<String> = record.fields.iter().map(|f| f.name.clone()).collect();
     let fields: Vec<BoxedStrategy<Value>> = record.fields.iter().map(|f| arb_value(&f.schema)).collect();
-    fields
-        .prop_map(move |values| Value::Record(names.iter().cloned().zip(values).collect()))
-        .boxed()
+    fields.prop_map(move |values| Value::Record(names.iter().cloned().zip(values).collect())).boxed()
 }
 
 fn framed(entry: &RegisteredSchema, value: Value) -> Vec<u8> {
@@ -181,8 +177,7 @@ fn released_schema_files_are_never_edited_in_place() {
         "schema files differ from schemas/avro/versions.lock. A released version must not change: \
          add a new vN+1.avsc instead. If you added a version, append its line:\n{expected}"
     );
-    let bundled: Vec<String> =
-        BUNDLED.iter().map(|b| format!("{}/v{}.avsc", b.kind.name(), b.version)).collect();
+    let bundled: Vec<String> = BUNDLED.iter().map(|b| format!("{}/v{}.avsc", b.kind.name(), b.version)).collect();
     for file in on_disk.keys() {
         assert!(bundled.contains(file), "{file} is not registered in schemas/src/registry.rs");
     }

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_generator::{generate, Output};
+use arus_generator::{Output, generate};
 use arus_schemas::events::{ProviderType, Relationship};
 use arus_schemas::topics::names::CLAIMS_EVENTS;
-use arus_schemas::{wire, Event, Idr};
+use arus_schemas::{Event, Idr, wire};
 
 use super::generate::per_second;
-use super::{thousands, Population};
+use super::{Population, thousands};
 
 /// `arus demo` arguments.
 #[derive(Debug, clap::Args)]
@@ -71,10 +71,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         rel("CHILD")
     );
     let types: Vec<String> = census.provider_types.iter().map(|(t, n)| format!("{n} {}", t.to_lowercase())).collect();
-    println!("  {} providers ({}), {} in network with fee schedules", thousands(summary.providers), types.join(", "), census.in_network);
+    println!(
+        "  {} providers ({}), {} in network with fee schedules",
+        thousands(summary.providers),
+        types.join(", "),
+        census.in_network
+    );
     println!("  {} plans: {}", census.plans.len(), census.plans.join(", "));
     println!();
-    println!("traffic ({} events in {:.2?}, {}/s), as it sits on the log", thousands(summary.total_events), elapsed, thousands(per_second(summary.total_events, elapsed)));
+    println!(
+        "traffic ({} events in {:.2?}, {}/s), as it sits on the log",
+        thousands(summary.total_events),
+        elapsed,
+        thousands(per_second(summary.total_events, elapsed))
+    );
     println!("  {:<24} {:>10} {:>12}  events", "topic", "partitions", "records");
     for topic in log.topic_names() {
         let ends = log.end_offsets(&topic)?;
@@ -85,7 +95,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let kinds: Vec<String> = summary
             .events
             .iter()
-            .filter(|(kind, _)| arus_schemas::EventKind::from_name(kind).and_then(|k| k.topic()) == Some(topic.as_str()))
+            .filter(|(kind, _)| {
+                arus_schemas::EventKind::from_name(kind).and_then(|k| k.topic()) == Some(topic.as_str())
+            })
             .map(|(kind, n)| format!("{kind} {}", thousands(*n)))
             .collect();
         println!("  {:<24} {:>10} {:>12}  {}", topic, ends.len(), thousands(records), kinds.join(", "));
@@ -105,10 +117,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("first claims on {CLAIMS_EVENTS} partition 0, decoded from the wire format:");
     for record in log.fetch(CLAIMS_EVENTS, 0, 0, 3)? {
         if let Event::ClaimSubmitted(c) = wire::decode(&record.value)? {
-            let lines: Vec<String> = c.lines.iter().map(|l| format!("{}x{} {}", l.units, l.procedure_code, l.charge_amount_idr)).collect();
+            let lines: Vec<String> =
+                c.lines.iter().map(|l| format!("{}x{} {}", l.units, l.procedure_code, l.charge_amount_idr)).collect();
             println!(
                 "  offset {:>3}  {} member {} at {} served {} submitted {}  {}  = {}",
-                record.offset, c.claim_id, c.member_id, c.provider_id, c.service_date, c.event_time, lines.join(" + "), c.total_charge_idr
+                record.offset,
+                c.claim_id,
+                c.member_id,
+                c.provider_id,
+                c.service_date,
+                c.event_time,
+                lines.join(" + "),
+                c.total_charge_idr
             );
         }
     }

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use arus_connectors::files::{FileFormat, TopicFilesSink};
-use arus_generator::{generate, Output};
+use arus_generator::{Output, generate_in_parallel};
 use arus_schemas::{Event, Idr};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{thousands, Population};
+use super::{Population, thousands};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -47,16 +47,19 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     };
     let mut sink = TopicFilesSink::create(&args.out, format)?;
     let labels_path = args.out.join("labels.jsonl");
-    let mut labels = BufWriter::new(File::create(&labels_path).with_context(|| format!("creating {}", labels_path.display()))?);
+    let mut labels =
+        BufWriter::new(File::create(&labels_path).with_context(|| format!("creating {}", labels_path.display()))?);
     let progress = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(config.claims) };
     progress.set_style(
-        ProgressStyle::with_template("{spinner} generating [{bar:40}] {human_pos}/{human_len} claims, {per_sec}, eta {eta}")
-            .expect("a valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} generating [{bar:40}] {human_pos}/{human_len} claims, {per_sec}, eta {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
     );
     let started = Instant::now();
     let mut since_tick = 0u64;
-    let summary = generate(&config, |output| -> anyhow::Result<()> {
+    let summary = generate_in_parallel(&config, |output| -> anyhow::Result<()> {
         match output {
             Output::Event(event) => {
                 if matches!(event, Event::ClaimSubmitted(_)) {
@@ -84,7 +87,13 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", summary_path.display()))?;
     let elapsed = started.elapsed();
 
-    println!("generated {} events in {:.2?} ({}/s) into {}", thousands(summary.total_events), elapsed, thousands(per_second(summary.total_events, elapsed)), args.out.display());
+    println!(
+        "generated {} events in {:.2?} ({}/s) into {}",
+        thousands(summary.total_events),
+        elapsed,
+        thousands(per_second(summary.total_events, elapsed)),
+        args.out.display()
+    );
     println!(
         "  {} families, {} members, {} providers; {} claims ({} submitted over 14 days late), billed {}",
         thousands(summary.families),
@@ -98,7 +107,12 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     let patterns: Vec<String> = summary.fraud.iter().map(|(p, n)| format!("{p} {n}")).collect();
     println!("  {} fraudulent claims labelled in {}: {}", thousands(fraud), labels_path.display(), patterns.join(", "));
     for file in files {
-        println!("  {:<40} {:>10} events {:>12} bytes", file.path.display(), thousands(file.records), thousands(file.bytes));
+        println!(
+            "  {:<40} {:>10} events {:>12} bytes",
+            file.path.display(),
+            thousands(file.records),
+            thousands(file.bytes)
+        );
     }
     Ok(())
 }

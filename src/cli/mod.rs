@@ -4,8 +4,8 @@ pub mod demo;
 pub mod generate;
 pub mod topics;
 
-use arus_generator::config::parse_rate_bp;
 use arus_generator::GeneratorConfig;
+use arus_generator::config::parse_rate_bp;
 use arus_schemas::Date;
 
 /// Generator settings shared by `gen` and `demo`.
@@ -60,7 +60,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

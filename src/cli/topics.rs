@@ -1,11 +1,14 @@
 //! `arus topics`.
 
-use arus_schemas::topics::{DLQ_SPEC, TOPICS};
 use arus_schemas::EventKind;
+use arus_schemas::topics::{DLQ_SPEC, TOPICS};
 
 /// Prints every topic with its settings and the events it carries.
 pub fn run() -> anyhow::Result<()> {
-    println!("{:<24} {:>10} {:>10} {:<6} {:<8} {:<12} events", "topic", "partitions", "retention", "codec", "cleanup", "key");
+    println!(
+        "{:<24} {:>10} {:>10} {:<6} {:<8} {:<12} events",
+        "topic", "partitions", "retention", "codec", "cleanup", "key"
+    );
     for spec in TOPICS.iter().chain(std::iter::once(&DLQ_SPEC)) {
         let retention = match spec.retention_ms {
             -1 => "forever".to_owned(),

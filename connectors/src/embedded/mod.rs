@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use arus_schemas::topics::{partition_for_key, topic_spec};
 use arus_schemas::Timestamp;
+use arus_schemas::topics::{partition_for_key, topic_spec};
 
 /// One record, as a consumer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +97,8 @@ impl EmbeddedLog {
                 Err(LogError::PartitionMismatch { topic: name.to_owned(), existing, requested: partitions })
             };
         }
-        let topic = Topic { name: Arc::from(name), partitions: (0..partitions).map(|_| Mutex::new(Vec::new())).collect() };
+        let topic =
+            Topic { name: Arc::from(name), partitions: (0..partitions).map(|_| Mutex::new(Vec::new())).collect() };
         topics.insert(name.to_owned(), Arc::new(topic));
         Ok(())
     }
@@ -133,12 +134,25 @@ impl EmbeddedLog {
 
     /// Appends a record; the partition comes from the key (murmur2), or is 0 without a key.
     /// Returns the partition and offset it got.
-    pub fn produce(&self, topic: &str, key: Option<&[u8]>, value: Vec<u8>, timestamp: Timestamp) -> Result<(u32, u64), LogError> {
+    pub fn produce(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Vec<u8>,
+        timestamp: Timestamp,
+    ) -> Result<(u32, u64), LogError> {
         let t = self.topic(topic)?;
         let partition = key.map_or(0, |k| partition_for_key(k, t.partitions.len() as u32));
         let mut records = t.partitions[partition as usize].lock().unwrap_or_else(|e| e.into_inner());
         let offset = records.len() as u64;
-        records.push(Record { topic: t.name.clone(), partition, offset, timestamp, key: key.map(<[u8]>::to_vec), value });
+        records.push(Record {
+            topic: t.name.clone(),
+            partition,
+            offset,
+            timestamp,
+            key: key.map(<[u8]>::to_vec),
+            value,
+        });
         Ok((partition, offset))
     }
 
@@ -148,7 +162,11 @@ impl EmbeddedLog {
         let records = t
             .partitions
             .get(partition as usize)
-            .ok_or_else(|| LogError::UnknownPartition { topic: topic.to_owned(), partition, partitions: t.partitions.len() as u32 })?
+            .ok_or_else(|| LogError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: t.partitions.len() as u32,
+            })?
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let start = (offset as usize).min(records.len());

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use arus_schemas::registry::registry;
-use arus_schemas::{wire, EncodeError, Event, EventKind};
+use arus_schemas::{EncodeError, Event, EventKind, wire};
 use serde_json::Value;
 
 /// Block size at which records are flushed: large enough to compress well, small enough for
@@ -50,7 +50,8 @@ fn define_once(schema: &mut Value, namespace: &str, defined: &mut BTreeMap<Strin
             let name = object.get("name").and_then(Value::as_str).map(str::to_owned);
             let namespace = object.get("namespace").and_then(Value::as_str).unwrap_or(namespace).to_owned();
             if let (true, Some(name)) = (named, name) {
-                let full = if name.contains('.') || namespace.is_empty() { name } else { format!("{namespace}.{name}") };
+                let full =
+                    if name.contains('.') || namespace.is_empty() { name } else { format!("{namespace}.{name}") };
                 if let Some(first) = defined.get(&full) {
                     assert_eq!(strip_docs(first), strip_docs(schema), "two different definitions of {full}");
                     *schema = Value::String(full);
@@ -58,7 +59,9 @@ fn define_once(schema: &mut Value, namespace: &str, defined: &mut BTreeMap<Strin
                 }
                 defined.insert(full, schema.clone());
             }
-            let Value::Object(object) = schema else { return };
+            let Value::Object(object) = schema else {
+                return;
+            };
             if let Some(Value::Array(fields)) = object.get_mut("fields") {
                 for field in fields {
                     if let Some(t) = field.get_mut("type") {
@@ -78,7 +81,9 @@ fn define_once(schema: &mut Value, namespace: &str, defined: &mut BTreeMap<Strin
 
 fn strip_docs(schema: &Value) -> Value {
     match schema {
-        Value::Object(o) => Value::Object(o.iter().filter(|(k, _)| *k != "doc").map(|(k, v)| (k.clone(), strip_docs(v))).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().filter(|(k, _)| *k != "doc").map(|(k, v)| (k.clone(), strip_docs(v))).collect())
+        }
         Value::Array(a) => Value::Array(a.iter().map(strip_docs).collect()),
         other => other.clone(),
     }
@@ -134,7 +139,14 @@ impl<W: Write> AvroContainerWriter<W> {
         write_long(&mut header, 0);
         header.extend_from_slice(&sync);
         out.write_all(&header)?;
-        Ok(AvroContainerWriter { out, kinds: topic_kinds(topic), sync, block: Vec::with_capacity(BLOCK_BYTES * 2), block_count: 0, datum: Vec::with_capacity(1024) })
+        Ok(AvroContainerWriter {
+            out,
+            kinds: topic_kinds(topic),
+            sync,
+            block: Vec::with_capacity(BLOCK_BYTES * 2),
+            block_count: 0,
+            datum: Vec::with_capacity(1024),
+        })
     }
 
     /// Appends an event; returns the bytes its datum took.
@@ -180,9 +192,7 @@ impl<W: Write> AvroContainerWriter<W> {
 /// 16 bytes derived from the schema (two FNV-1a hashes), so identical input gives identical
 /// files.
 fn sync_marker(schema: &str) -> [u8; 16] {
-    let fnv = |seed: u64| {
-        schema.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-    };
+    let fnv = |seed: u64| schema.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     let mut sync = [0u8; 16];
     sync[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_le_bytes());
     sync[8..].copy_from_slice(&fnv(0x8422_2325_cbf2_9ce4).to_le_bytes());

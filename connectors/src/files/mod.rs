@@ -10,9 +10,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use arus_schemas::{json, Event};
+use arus_schemas::{Event, json};
 
-pub use avro::{topic_union_schema, AvroContainerWriter};
+pub use avro::{AvroContainerWriter, topic_union_schema};
 
 /// How events are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,8 @@ impl TopicFilesSink {
             let output = match self.format {
                 FileFormat::JsonLines => Output::Json(writer, Vec::with_capacity(4096)),
                 FileFormat::Avro => Output::Avro(
-                    AvroContainerWriter::new(writer, &topic).map_err(|source| FileError::Io { path: path.clone(), source })?,
+                    AvroContainerWriter::new(writer, &topic)
+                        .map_err(|source| FileError::Io { path: path.clone(), source })?,
                 ),
             };
             let written = WrittenFile { path, records: 0, bytes: 0 };

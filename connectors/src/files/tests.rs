@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use apache_avro::types::Value as AvroValue;
 use apache_avro::Reader;
-use arus_generator::{generate, GeneratorConfig, Output};
+use apache_avro::types::Value as AvroValue;
 use apache_avro::writer::datum::GenericDatumWriter;
+use arus_generator::{GeneratorConfig, Output, generate};
 use arus_schemas::registry::registry;
-use arus_schemas::{json, wire, Event};
+use arus_schemas::{Event, json, wire};
 
 use super::*;
 
@@ -72,7 +72,12 @@ fn avro_containers_are_readable_by_apache_avro_and_keep_order() {
             let schema = &registry().latest(kind).schema;
             let writer = GenericDatumWriter::builder(schema).build().expect("writer");
             let datum = writer.write_value_to_vec(*record).expect("the record fits its schema");
-            assert_eq!(datum, wire::encode(expected).expect("encode")[wire::HEADER_LEN..], "{topic} record {}", read.len());
+            assert_eq!(
+                datum,
+                wire::encode(expected).expect("encode")[wire::HEADER_LEN..],
+                "{topic} record {}",
+                read.len()
+            );
             read.push(kind);
         }
         assert_eq!(read.len(), topic_events.len(), "{topic}");
@@ -86,11 +91,7 @@ fn the_same_events_give_the_same_bytes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sink = TopicFilesSink::create(dir.path(), format).expect("sink");
         events.iter().for_each(|e| sink.write(e).expect("write"));
-        sink.finish()
-            .expect("finish")
-            .into_iter()
-            .map(|f| std::fs::read(&f.path).expect("read"))
-            .collect::<Vec<_>>()
+        sink.finish().expect("finish").into_iter().map(|f| std::fs::read(&f.path).expect("read")).collect::<Vec<_>>()
     };
     assert_eq!(write(FileFormat::Avro), write(FileFormat::Avro));
     assert_eq!(write(FileFormat::JsonLines), write(FileFormat::JsonLines));
