@@ -3,6 +3,7 @@
 //! # Layout
 //! - `cli::generate`: `arus gen`, the traffic generator into files.
 //! - `cli::demo`: `arus demo`, the whole system in one process on the embedded log.
+//! - `cli::run`: `arus run`, a pipeline in the foreground.
 //! - `cli::topics`: `arus topics`, the topics and their settings.
 
 mod cli;
@@ -29,6 +30,8 @@ enum Command {
     Gen(cli::generate::GenArgs),
     /// Run the whole system in one process on the embedded log: no servers needed.
     Demo(cli::demo::DemoArgs),
+    /// Run a pipeline (`pipelines/*.toml`) in the foreground.
+    Run(cli::run::RunArgs),
     /// List the topics and their settings.
     Topics,
 }
@@ -38,6 +41,7 @@ fn main() -> std::process::ExitCode {
     let result = match args.command {
         Command::Gen(a) => cli::generate::run(a),
         Command::Demo(a) => cli::demo::run(a),
+        Command::Run(a) => cli::run::run(a),
         Command::Topics => cli::topics::run(),
     };
     match result {

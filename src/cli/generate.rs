@@ -33,6 +33,11 @@ pub struct GenArgs {
     /// Folder to write into (created if missing; files of the same names are replaced).
     #[arg(long, default_value = "arus-data")]
     out: PathBuf,
+    /// Also write every claim as one flat JSON line (`claim_id`, `member_id`, `provider_id`,
+    /// `billed_amount`, `service_ts` = the claim's event time in epoch seconds): the input of
+    /// `pipelines/provider-windows.toml`.
+    #[arg(long, value_name = "PATH")]
+    claims_file: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -57,12 +62,31 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         .expect("a valid template")
         .progress_chars("=> "),
     );
+    let mut claims_file = match &args.claims_file {
+        Some(path) => Some((
+            BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?),
+            path.clone(),
+        )),
+        None => None,
+    };
     let started = Instant::now();
     let mut since_tick = 0u64;
     let summary = generate_in_parallel(&config, |output| -> anyhow::Result<()> {
         match output {
             Output::Event(event) => {
-                if matches!(event, Event::ClaimSubmitted(_)) {
+                if let Event::ClaimSubmitted(claim) = &event {
+                    if let Some((writer, path)) = claims_file.as_mut() {
+                        writeln!(
+                            writer,
+                            r#"{{"claim_id":"{}","member_id":"{}","provider_id":"{}","billed_amount":{}.00,"service_ts":{}}}"#,
+                            claim.claim_id,
+                            claim.member_id,
+                            claim.provider_id,
+                            claim.total_charge_idr.0,
+                            claim.event_time.millis().div_euclid(1000)
+                        )
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    }
                     since_tick += 1;
                     if since_tick == 1024 {
                         progress.inc(since_tick);
@@ -81,6 +105,10 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let files = sink.finish()?;
     labels.flush().with_context(|| format!("writing {}", labels_path.display()))?;
+    if let Some((mut writer, path)) = claims_file {
+        writer.flush().with_context(|| format!("writing {}", path.display()))?;
+        println!("  flat claims for provider-windows in {}", path.display());
+    }
     let summary_path = args.out.join("summary.json");
     let summary_json = serde_json::json!({ "config": config, "summary": summary });
     std::fs::write(&summary_path, serde_json::to_string_pretty(&summary_json)? + "\n")

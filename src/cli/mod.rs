@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod generate;
+pub mod run;
 pub mod topics;
 
 use arus_generator::GeneratorConfig;

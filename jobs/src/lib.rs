@@ -1,0 +1,12 @@
+//! The jobs of arus, each a pure dataflow builder (`build(streams, config) -> streams`), and
+//! the runner that feeds them from a pipeline spec.
+//!
+//! # Layout
+//! - [`provider_windows`]: claims per provider in event-time windows (count, billed, distinct
+//!   members), the first job of the runtime.
+//! - [`spec`]: pipeline specs (`pipelines/*.toml`), `--set` overrides, validation.
+//! - [`runner`]: runs a spec on timely workers: file source, the job, CSV sink.
+
+pub mod provider_windows;
+pub mod runner;
+pub mod spec;

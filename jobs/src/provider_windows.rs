@@ -1,0 +1,190 @@
+//! Claims per provider in event-time windows: claim count, billed total and distinct members.
+//!
+//! Input lines are JSON objects `{"claim_id", "member_id", "provider_id", "billed_amount",
+//! "service_ts"}`: `billed_amount` a JSON number with at most two decimals, read exactly from
+//! its text (never through a float), `service_ts` epoch seconds. Output rows are CSV
+//! `provider_id,window_start,count,sum_billed,distinct_members` (`window_start` in epoch
+//! seconds, `sum_billed` with two decimals).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use arus_operators::{Aggregate, LateRecord, Time, WindowAggregate, WindowChange, WindowSpec};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use timely::dataflow::StreamVec;
+
+/// A parsed claim: the key (provider), its event time in ms, and (member, billed cents).
+pub type Claim = (String, Time, (String, i64));
+
+/// A change to one provider window: count, billed cents, distinct members.
+pub type ProviderWindow = WindowChange<String, (u64, i64, u64)>;
+
+/// A claim too late to count, with why.
+pub type LateClaim = LateRecord<String, (String, i64)>;
+
+/// Why a line is not a claim.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    /// Not the expected JSON object.
+    #[error("not a claim object: {0}")]
+    Json(String),
+    /// The amount is not a plain decimal with at most two places.
+    #[error("billed_amount {0:?} is not a decimal number with at most two decimal places")]
+    Amount(String),
+    /// The timestamp is negative or absurd.
+    #[error("service_ts {0} is outside 1970..=9999")]
+    Timestamp(i64),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimLine<'a> {
+    #[allow(dead_code)]
+    #[serde(borrow)]
+    claim_id: Cow<'a, str>,
+    #[serde(borrow)]
+    member_id: Cow<'a, str>,
+    #[serde(borrow)]
+    provider_id: Cow<'a, str>,
+    #[serde(borrow)]
+    billed_amount: &'a RawValue,
+    service_ts: i64,
+}
+
+/// Parses one input line.
+pub fn parse_claim(line: &[u8]) -> Result<Claim, ClaimError> {
+    let claim: ClaimLine<'_> = serde_json::from_slice(line).map_err(|e| ClaimError::Json(e.to_string()))?;
+    let cents = parse_cents(claim.billed_amount.get())?;
+    if !(0..=253_402_300_799).contains(&claim.service_ts) {
+        return Err(ClaimError::Timestamp(claim.service_ts));
+    }
+    let time = claim.service_ts as u64 * 1000;
+    Ok((claim.provider_id.into_owned(), time, (claim.member_id.into_owned(), cents)))
+}
+
+/// Hundredths of a unit from a JSON number's text: `123`, `123.4`, `123.45`, `-0.5`; no
+/// exponent, at most two decimals, exactly.
+pub fn parse_cents(text: &str) -> Result<i64, ClaimError> {
+    let err = || ClaimError::Amount(text.to_owned());
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || fraction.len() > 2
+        || !all_digits(whole)
+        || !all_digits(fraction)
+        || (digits.contains('.') && fraction.is_empty())
+    {
+        return Err(err());
+    }
+    let whole: i64 = whole.parse().map_err(|_| err())?;
+    let fraction: i64 = if fraction.is_empty() { 0 } else { format!("{fraction:0<2}").parse().map_err(|_| err())? };
+    let cents = whole.checked_mul(100).and_then(|w| w.checked_add(fraction)).ok_or_else(err)?;
+    Ok(if negative { -cents } else { cents })
+}
+
+/// Count, billed cents and distinct members of a provider window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProviderStats;
+
+impl Aggregate for ProviderStats {
+    type Input = (String, i64);
+    type State = (u64, i64, HashSet<String>);
+    type Output = (u64, i64, u64);
+
+    fn add(&self, state: &mut Self::State, (member, cents): &(String, i64)) {
+        state.0 += 1;
+        state.1 += cents;
+        if !state.2.contains(member) {
+            state.2.insert(member.clone());
+        }
+    }
+
+    fn output(&self, state: &Self::State) -> Self::Output {
+        (state.0, state.1, state.2.len() as u64)
+    }
+}
+
+/// Settings of the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderWindowsConfig {
+    /// Window shape.
+    pub windows: WindowSpec,
+    /// How long after a window's end a late claim still corrects it.
+    pub allowed_lateness_ms: u64,
+}
+
+/// The job: claims in, provider window changes and late claims out.
+pub fn build<'scope>(
+    claims: StreamVec<'scope, Time, Claim>,
+    config: &ProviderWindowsConfig,
+) -> (StreamVec<'scope, Time, ProviderWindow>, StreamVec<'scope, Time, LateClaim>) {
+    claims.window_aggregate("ProviderWindows", config.windows, config.allowed_lateness_ms, ProviderStats)
+}
+
+/// The CSV header.
+pub const CSV_HEADER: &str = "provider_id,window_start,count,sum_billed,distinct_members";
+
+/// One CSV row of a window result (provider ids are quoted when they need it).
+pub fn csv_row(change: &ProviderWindow, out: &mut String) {
+    use std::fmt::Write;
+    let (count, cents, members) = change.value;
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    push_csv_field(&change.key, out);
+    let _ = writeln!(out, ",{},{count},{sign}{}.{:02},{members}", change.window.start / 1000, abs / 100, abs % 100);
+}
+
+fn push_csv_field(field: &str, out: &mut String) {
+    if field.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_read_exactly() {
+        assert_eq!(parse_cents("1234.5"), Ok(123_450));
+        assert_eq!(parse_cents("0.07"), Ok(7));
+        assert_eq!(parse_cents("99"), Ok(9_900));
+        assert_eq!(parse_cents("-0.5"), Ok(-50));
+        for bad in ["1.234", "1e3", "1.", ".5", "", "-", "1,5", "92233720368547758.08"] {
+            assert!(parse_cents(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lines_parse_or_say_why_not() {
+        let line = br#"{"claim_id":"C1","member_id":"M1","provider_id":"P1","billed_amount":150000.25,"service_ts":1767225600}"#;
+        assert_eq!(parse_claim(line), Ok(("P1".to_owned(), 1_767_225_600_000, ("M1".to_owned(), 15_000_025))));
+        let bad_amount =
+            br#"{"claim_id":"C1","member_id":"M1","provider_id":"P1","billed_amount":1.005,"service_ts":1}"#;
+        assert!(matches!(parse_claim(bad_amount), Err(ClaimError::Amount(_))));
+        assert!(matches!(parse_claim(b"{\"claim_id\":1}"), Err(ClaimError::Json(_))));
+        assert!(matches!(parse_claim(b"garbage"), Err(ClaimError::Json(_))));
+    }
+
+    #[test]
+    fn csv_rows_format_money_and_quote_fields() {
+        let change = WindowChange {
+            key: "P,1".to_owned(),
+            window: arus_operators::Window { start: 300_000, end: 600_000 },
+            value: (3, 1_050, 2),
+            diff: 1,
+        };
+        let mut row = String::new();
+        csv_row(&change, &mut row);
+        assert_eq!(row, "\"P,1\",300,3,10.50,2\n");
+    }
+}

@@ -1,0 +1,312 @@
+//! Pipeline specs: what an engineer submits (`pipelines/<name>.toml`), validated before
+//! anything runs, with `--set key=value` overrides.
+
+use std::path::{Path, PathBuf};
+
+use arus_operators::WindowSpec;
+use serde::Deserialize;
+
+/// A pipeline: which job, where its input comes from and its output goes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// The job to run.
+    pub job: JobKind,
+    /// Where records come from.
+    pub source: SourceSpec,
+    /// Where results go.
+    pub sink: SinkSpec,
+    /// Event-time windows.
+    pub windows: WindowsSpec,
+}
+
+/// The jobs a pipeline can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    /// Claims per provider in event-time windows.
+    ProviderWindows,
+}
+
+/// A source.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// A JSON-lines file, read in order (at-least-once; exactly-once with checkpoints to come).
+    Jsonl {
+        /// The file.
+        path: PathBuf,
+        /// Lines read per step; each step's records share one watermark.
+        #[serde(default = "default_batch_lines")]
+        batch_lines: usize,
+    },
+}
+
+fn default_batch_lines() -> usize {
+    16_384
+}
+
+/// A sink.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkSpec {
+    /// A CSV file of window results, replaced on each run. A correction of a window already
+    /// written is a later row for the same window (the last row of a window is its value).
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// Where records too late to count go (JSON lines); counted only when absent.
+        #[serde(default)]
+        late_path: Option<PathBuf>,
+        /// Where undecodable input lines go (JSON lines with the error and the original line);
+        /// default: `<path>.dlq.jsonl`.
+        #[serde(default)]
+        dead_letter_path: Option<PathBuf>,
+    },
+}
+
+/// Event-time windows of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowsSpec {
+    /// `tumbling` or `sliding`.
+    pub kind: WindowKind,
+    /// Window length, e.g. `"5m"`.
+    pub size: String,
+    /// For sliding windows: distance between starts, e.g. `"1m"`.
+    #[serde(default)]
+    pub slide: Option<String>,
+    /// How far behind the newest event an event may arrive and still be on time.
+    #[serde(default = "zero")]
+    pub out_of_orderness: String,
+    /// How long after a window closed a late event still corrects it.
+    #[serde(default = "zero")]
+    pub allowed_lateness: String,
+}
+
+fn zero() -> String {
+    "0s".to_owned()
+}
+
+/// Window kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowKind {
+    /// Back-to-back windows.
+    Tumbling,
+    /// Overlapping windows.
+    Sliding,
+}
+
+/// A spec that cannot run, with where the problem is.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or not the shape of a spec (the message names line, column and key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// What toml said.
+        message: String,
+    },
+    /// A `--set` that is not `key=value` or names a path through a non-table.
+    #[error("--set {assignment:?}: {reason}")]
+    Override {
+        /// The override.
+        assignment: String,
+        /// Why.
+        reason: String,
+    },
+    /// A value out of range.
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// Key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Reads a spec, applies `--set` overrides (`a.b=value`, the value read as TOML, or as a
+/// string when it is not), and validates it.
+pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineSpec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_owned(), source })?;
+    let parse_error = |e: toml::de::Error| SpecError::Parse { path: path.to_owned(), message: e.to_string() };
+    // The file alone first, so its own mistakes are reported with its lines.
+    let mut spec: PipelineSpec = toml::from_str(&text).map_err(parse_error)?;
+    if !overrides.is_empty() {
+        let mut table: toml::Table = toml::from_str(&text).map_err(parse_error)?;
+        for assignment in overrides {
+            apply_override(&mut table, assignment)?;
+        }
+        spec = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| SpecError::Parse {
+            path: path.to_owned(),
+            message: format!("after --set: {e}"),
+        })?;
+    }
+    spec.validate(path)?;
+    Ok(spec)
+}
+
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), SpecError> {
+    let err = |reason: &str| SpecError::Override { assignment: assignment.to_owned(), reason: reason.to_owned() };
+    let (key, value) = assignment.split_once('=').ok_or_else(|| err("expected key=value"))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err("empty key segment"));
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(value.to_owned())),
+        Err(_) => toml::Value::String(value.to_owned()),
+    };
+    let (last, path) = parts.split_last().ok_or_else(|| err("empty key"))?;
+    let mut current = table;
+    for part in path {
+        let entry = current.entry((*part).to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| err(&format!("`{part}` is not a table")))?;
+    }
+    current.insert((*last).to_owned(), value);
+    Ok(())
+}
+
+/// Milliseconds of a duration written `500ms`, `30s`, `5m`, `2h`, `1d` (or `0`).
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(0);
+    }
+    let split =
+        text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("{text:?} has no unit (ms, s, m, h, d)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
+    };
+    number.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long"))
+}
+
+impl PipelineSpec {
+    fn validate(&self, path: &Path) -> Result<(), SpecError> {
+        let invalid = |key, reason: String| SpecError::Invalid { path: path.to_owned(), key, reason };
+        self.window_spec().map_err(|(key, reason)| invalid(key, reason))?;
+        for (key, text) in [
+            ("windows.out_of_orderness", &self.windows.out_of_orderness),
+            ("windows.allowed_lateness", &self.windows.allowed_lateness),
+        ] {
+            parse_duration_ms(text).map_err(|r| invalid(key, r))?;
+        }
+        let SourceSpec::Jsonl { batch_lines, .. } = &self.source;
+        if !(1..=10_000_000).contains(batch_lines) {
+            return Err(invalid("source.batch_lines", format!("{batch_lines} is not between 1 and 10,000,000")));
+        }
+        Ok(())
+    }
+
+    /// The window shape.
+    pub fn window_spec(&self) -> Result<WindowSpec, (&'static str, String)> {
+        let size_ms = parse_duration_ms(&self.windows.size).map_err(|r| ("windows.size", r))?;
+        let spec = match (self.windows.kind, &self.windows.slide) {
+            (WindowKind::Tumbling, None) => WindowSpec::Tumbling { size_ms },
+            (WindowKind::Tumbling, Some(_)) => {
+                return Err(("windows.slide", "tumbling windows have no slide".to_owned()));
+            }
+            (WindowKind::Sliding, Some(slide)) => {
+                WindowSpec::Sliding { size_ms, slide_ms: parse_duration_ms(slide).map_err(|r| ("windows.slide", r))? }
+            }
+            (WindowKind::Sliding, None) => return Err(("windows.slide", "sliding windows need a slide".to_owned())),
+        };
+        spec.validate().map_err(|e| ("windows", e.to_string()))?;
+        Ok(spec)
+    }
+
+    /// Allowed out-of-orderness in ms (validated).
+    pub fn out_of_orderness_ms(&self) -> u64 {
+        parse_duration_ms(&self.windows.out_of_orderness).unwrap_or(0)
+    }
+
+    /// Allowed lateness in ms (validated).
+    pub fn allowed_lateness_ms(&self) -> u64 {
+        parse_duration_ms(&self.windows.allowed_lateness).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+job = "provider-windows"
+
+[source]
+kind = "jsonl"
+path = "claims.jsonl"
+
+[sink]
+kind = "csv"
+path = "out.csv"
+
+[windows]
+kind = "tumbling"
+size = "5m"
+out_of_orderness = "1m"
+allowed_lateness = "10m"
+"#;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn loads_and_overrides() {
+        let (_dir, path) = write(SPEC);
+        let spec = load(&path, &["source.path=in.jsonl".to_owned(), "windows.size=\"10m\"".to_owned()]).expect("valid");
+        assert_eq!(spec.source, SourceSpec::Jsonl { path: "in.jsonl".into(), batch_lines: 16_384 });
+        assert_eq!(spec.window_spec(), Ok(WindowSpec::Tumbling { size_ms: 600_000 }));
+        assert_eq!(spec.allowed_lateness_ms(), 600_000);
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let (_dir, path) = write(&SPEC.replace("size = \"5m\"", "size = \"5 parsecs\""));
+        let err = load(&path, &[]).expect_err("bad duration").to_string();
+        assert!(err.contains("p.toml") && err.contains("windows.size"), "{err}");
+
+        let (_dir, path) = write(&SPEC.replace("kind = \"tumbling\"", "kind = \"tumbling\"\nsizee = \"1m\""));
+        let err = load(&path, &[]).expect_err("unknown key").to_string();
+        assert!(err.contains("line 14") && err.contains("sizee"), "{err}");
+
+        let (_dir, path) = write(SPEC);
+        let err = load(&path, &["windows".to_owned()]).expect_err("no =").to_string();
+        assert!(err.contains("key=value"), "{err}");
+        let err = load(&path, &["job=\"nope\"".to_owned()]).expect_err("unknown job").to_string();
+        assert!(err.contains("after --set") && err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert_eq!(parse_duration_ms("0"), Ok(0));
+        assert!(parse_duration_ms("5").is_err());
+        assert!(parse_duration_ms("m").is_err());
+        assert!(parse_duration_ms("5y").is_err());
+    }
+}

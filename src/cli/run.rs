@@ -1,0 +1,75 @@
+//! `arus run`: a pipeline in the foreground.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use arus_jobs::runner::{self, Cluster};
+use arus_jobs::spec;
+
+use super::generate::per_second;
+use super::thousands;
+
+/// `arus run` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The pipeline spec (`pipelines/<name>.toml`).
+    pipeline: PathBuf,
+    /// Worker threads (per process).
+    #[arg(long, short = 'w', default_value_t = 1)]
+    workers: usize,
+    /// Override a key of the spec: `--set source.path=in.jsonl` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Processes in the timely cluster (with --process and --hostfile).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// This process's index in the cluster.
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// File with one `host:port` per line, one per process.
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+}
+
+/// Runs the pipeline to the end of its input and prints what it did.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=256).contains(&args.workers), "--workers must be between 1 and 256");
+    let spec = spec::load(&args.pipeline, &args.overrides)?;
+    let cluster = if args.processes > 1 {
+        let hostfile = args.hostfile.as_ref().context("--processes > 1 needs --hostfile")?;
+        let text = std::fs::read_to_string(hostfile).with_context(|| format!("reading {}", hostfile.display()))?;
+        let addresses: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        anyhow::ensure!(
+            addresses.len() == args.processes,
+            "{} lists {} addresses for {} processes",
+            hostfile.display(),
+            addresses.len(),
+            args.processes
+        );
+        anyhow::ensure!(
+            args.process < args.processes,
+            "--process {} is not below --processes {}",
+            args.process,
+            args.processes
+        );
+        Cluster::Process { workers: args.workers, process: args.process, addresses }
+    } else {
+        Cluster::Local { workers: args.workers }
+    };
+    let report = runner::run(&spec, &cluster)?;
+    let arus_jobs::spec::SinkSpec::Csv { path, .. } = &spec.sink;
+    eprintln!(
+        "{}: {} records in {:.2?} ({}/s on {} worker{}), {} rows to {}, {} late, {} dead letters",
+        args.pipeline.display(),
+        thousands(report.records),
+        report.elapsed,
+        thousands(per_second(report.records, report.elapsed)),
+        args.workers,
+        if args.workers == 1 { "" } else { "s" },
+        thousands(report.rows),
+        path.display(),
+        thousands(report.late),
+        thousands(report.dead_letters),
+    );
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `arus run pipelines/provider-windows.toml` as a user runs it: correct windows against a
+//! direct computation, the same file for 1, 2 and 4 workers, bad lines set aside, late claims
+//! corrected or reported, clear errors for bad specs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn arus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_arus")).args(args).output().expect("arus runs")
+}
+
+fn pipeline() -> String {
+    format!("{}/pipelines/provider-windows.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Claims with event times moving forward and jittering back by up to ten minutes (well
+/// within the pipeline's one-day out-of-orderness), amounts with 0–2 decimals.
+fn claims(n: u64) -> Vec<(String, String, String, String, u64)> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let mut clock = 1_767_225_600u64;
+    (0..n)
+        .map(|i| {
+            clock += next(20);
+            let ts = clock - next(600);
+            let amount = match next(3) {
+                0 => format!("{}", next(2_000_000)),
+                1 => format!("{}.{}", next(2_000_000), next(10)),
+                _ => format!("{}.{:02}", next(2_000_000), next(100)),
+            };
+            (format!("C{i}"), format!("M{}", next(50)), format!("P{}", next(12)), amount, ts)
+        })
+        .collect()
+}
+
+fn write_claims(path: &Path, claims: &[(String, String, String, String, u64)], extra: &str) {
+    let mut text = String::new();
+    for (c, m, p, a, ts) in claims {
+        text.push_str(&format!(
+            "{{\"claim_id\":\"{c}\",\"member_id\":\"{m}\",\"provider_id\":\"{p}\",\"billed_amount\":{a},\"service_ts\":{ts}}}\n"
+        ));
+    }
+    text.push_str(extra);
+    std::fs::write(path, text).expect("write claims");
+}
+
+fn cents(amount: &str) -> i64 {
+    let (whole, frac) = amount.split_once('.').unwrap_or((amount, ""));
+    whole.parse::<i64>().expect("whole") * 100 + format!("{frac:0<2}").parse::<i64>().expect("fraction")
+}
+
+/// The expected CSV, computed directly: group by (window start, provider).
+fn expected_csv(claims: &[(String, String, String, String, u64)]) -> String {
+    let mut windows: BTreeMap<(u64, String), (u64, i64, BTreeSet<String>)> = BTreeMap::new();
+    for (_, member, provider, amount, ts) in claims {
+        let w = windows.entry((ts - ts % 300, provider.clone())).or_default();
+        w.0 += 1;
+        w.1 += cents(amount);
+        w.2.insert(member.clone());
+    }
+    let mut csv = "provider_id,window_start,count,sum_billed,distinct_members\n".to_owned();
+    for ((start, provider), (count, sum, members)) in windows {
+        csv.push_str(&format!("{provider},{start},{count},{}.{:02},{}\n", sum / 100, sum % 100, members.len()));
+    }
+    csv
+}
+
+fn run_pipeline(dir: &Path, input: &Path, workers: &str, extra: &[&str]) -> (String, String) {
+    let out = dir.join(format!("out-{workers}.csv"));
+    let mut args = vec![
+        "run".to_owned(),
+        pipeline(),
+        "--workers".to_owned(),
+        workers.to_owned(),
+        "--set".to_owned(),
+        format!("source.path={}", input.display()),
+        "--set".to_owned(),
+        format!("sink.path={}", out.display()),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = arus(&refs);
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "arus run failed: {stderr}");
+    (std::fs::read_to_string(&out).expect("output csv"), stderr)
+}
+
+#[test]
+fn provider_windows_are_correct_and_the_same_for_any_number_of_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("claims.jsonl");
+    let claims = claims(20_000);
+    write_claims(&input, &claims, "");
+    let expected = expected_csv(&claims);
+    for workers in ["1", "2", "4"] {
+        let (csv, stderr) = run_pipeline(dir.path(), &input, workers, &[]);
+        assert!(csv == expected, "{workers} workers: output differs from the direct computation");
+        assert!(stderr.contains("20,000 records"), "{stderr}");
+    }
+}
+
+#[test]
+fn bad_lines_go_to_dead_letters_and_the_job_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("claims.jsonl");
+    let claims = claims(500);
+    write_claims(
+        &input,
+        &claims,
+        "not json\n{\"claim_id\":\"X\",\"member_id\":\"M\",\"provider_id\":\"P\",\"billed_amount\":1.005,\"service_ts\":1}\n",
+    );
+    let (csv, stderr) = run_pipeline(dir.path(), &input, "2", &[]);
+    assert_eq!(csv, expected_csv(&claims));
+    assert!(stderr.contains("2 dead letters"), "{stderr}");
+    let dlq = std::fs::read_to_string(dir.path().join("out-2.dlq.jsonl")).expect("dead letters");
+    let letters: Vec<serde_json::Value> = dlq.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0]["line"], 501);
+    assert_eq!(letters[1]["original"].as_str().map(|s| s.contains("1.005")), Some(true));
+    assert!(letters[1]["error"].as_str().is_some_and(|e| e.contains("billed_amount")));
+}
+
+#[test]
+fn late_claims_correct_their_window_or_are_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("claims.jsonl");
+    let line = |c: &str, p: &str, a: &str, ts: u64| {
+        format!(
+            "{{\"claim_id\":\"{c}\",\"member_id\":\"M{c}\",\"provider_id\":\"{p}\",\"billed_amount\":{a},\"service_ts\":{ts}}}\n"
+        )
+    };
+    // One batch per line, no out-of-orderness: C3 (10 minutes late) corrects the first
+    // window within the 15 minutes allowed; C5 (an hour late) does not.
+    let text = [
+        line("1", "P", "10", 0),
+        line("2", "P", "1", 900),
+        line("3", "P", "5", 60),
+        line("4", "P", "1", 4_000),
+        line("5", "P", "7", 120),
+    ]
+    .concat();
+    std::fs::write(&input, text).expect("write");
+    let late = dir.path().join("late.jsonl");
+    let (csv, stderr) = run_pipeline(
+        dir.path(),
+        &input,
+        "2",
+        &[
+            "--set",
+            "source.batch_lines=1",
+            "--set",
+            "windows.out_of_orderness=\"0s\"",
+            "--set",
+            "windows.allowed_lateness=\"15m\"",
+            "--set",
+            &format!("sink.late_path={}", late.display()),
+        ],
+    );
+    assert_eq!(
+        csv,
+        "provider_id,window_start,count,sum_billed,distinct_members\nP,0,1,10.00,1\nP,0,2,15.00,2\nP,900,1,1.00,1\nP,3900,1,1.00,1\n",
+        "{stderr}"
+    );
+    let late = std::fs::read_to_string(late).expect("late file");
+    assert_eq!(late.lines().count(), 1, "{late}");
+    assert!(late.contains("\"event_time_ms\":120000") && late.contains("allowed lateness"), "{late}");
+}
+
+#[test]
+fn bad_specs_and_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.jsonl");
+    let run = arus(&["run", &pipeline(), "--set", &format!("source.path={}", missing.display())]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("nope.jsonl"), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = arus(&["run", &pipeline(), "--set", "windows.size=\"5 parsecs\""]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("windows.size"), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = arus(&["run", "does-not-exist.toml"]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("does-not-exist.toml"));
+}
