@@ -13,19 +13,21 @@ step "local services"
 "$root/deploy/local/up.sh"
 # shellcheck disable=SC1091
 source "${ARUS_CACHE:-$HOME/.cache/arus}/services.env"
+# Tests against real services fail, rather than skip, when an address is missing.
+export ARUS_REQUIRE_SERVICES=1
 
 step "format"
 cargo fmt --all --check
 
 step "lints"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "tests"
 if command -v cargo-nextest >/dev/null; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --all-features --locked --no-fail-fast
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --all-features --locked --no-fail-fast
 fi
 
 step "doc tests"
-cargo test --workspace --doc --locked
+cargo test --workspace --all-features --doc --locked

@@ -6,6 +6,9 @@
 //! - [`embedded`]: an in-process log with Kafka's semantics (topics, partitions, offsets),
 //!   the transport of `arus demo` and of tests that need no servers.
 //! - [`files`]: event files, one per topic, as JSON lines or Avro object container files.
+//! - [`kafka`] (feature `kafka`): topics on a broker through rdkafka; an idempotent producer.
 
 pub mod embedded;
 pub mod files;
+#[cfg(feature = "kafka")]
+pub mod kafka;

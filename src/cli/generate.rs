@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use arus_connectors::files::{FileFormat, TopicFilesSink};
+use arus_connectors::kafka::{self, KafkaConfig, KafkaSink};
 use arus_generator::{Output, generate_in_parallel};
+use arus_schemas::topics::TOPICS;
 use arus_schemas::{Event, Idr};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -38,6 +40,10 @@ pub struct GenArgs {
     /// `pipelines/provider-windows.toml`.
     #[arg(long, value_name = "PATH")]
     claims_file: Option<PathBuf>,
+    /// Write the events to the Kafka topics at these brokers (`host:port[,…]`, creating
+    /// missing topics) instead of topic files; labels and the summary still go to --out.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -50,7 +56,17 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         Format::Jsonl => FileFormat::JsonLines,
         Format::Avro => FileFormat::Avro,
     };
-    let mut sink = TopicFilesSink::create(&args.out, format)?;
+    let mut files = TopicFilesSink::create(&args.out, format)?;
+    let kafka = match &args.kafka {
+        Some(brokers) => {
+            let config = KafkaConfig::new(brokers.clone());
+            let topics: Vec<(&str, u32)> = TOPICS.iter().map(|t| (t.name, t.partitions)).collect();
+            kafka::create_topics(&config, &topics).with_context(|| format!("creating topics on {brokers}"))?;
+            Some(KafkaSink::new(&config, "lz4")?)
+        }
+        None => None,
+    };
+    let mut encoded = Vec::with_capacity(1024);
     let labels_path = args.out.join("labels.jsonl");
     let mut labels =
         BufWriter::new(File::create(&labels_path).with_context(|| format!("creating {}", labels_path.display()))?);
@@ -93,7 +109,14 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
                         since_tick = 0;
                     }
                 }
-                sink.write(&event)?;
+                match &kafka {
+                    Some(producer) => {
+                        encoded.clear();
+                        arus_schemas::wire::encode_into(&event, &mut encoded)?;
+                        producer.send(&event.topic(), event.key().as_bytes(), &encoded, event.event_time().millis())?;
+                    }
+                    None => files.write(&event)?,
+                }
             }
             Output::Label(label) => {
                 serde_json::to_writer(&mut labels, &label)?;
@@ -103,7 +126,11 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         Ok(())
     })?;
     progress.finish_and_clear();
-    let files = sink.finish()?;
+    let files = files.finish()?;
+    let delivered = match &kafka {
+        Some(producer) => Some(producer.flush(std::time::Duration::from_secs(120))?.delivered),
+        None => None,
+    };
     labels.flush().with_context(|| format!("writing {}", labels_path.display()))?;
     if let Some((mut writer, path)) = claims_file {
         writer.flush().with_context(|| format!("writing {}", path.display()))?;
@@ -115,12 +142,12 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", summary_path.display()))?;
     let elapsed = started.elapsed();
 
+    let destination = args.kafka.as_ref().map_or_else(|| args.out.display().to_string(), |b| format!("Kafka at {b}"));
     println!(
-        "generated {} events in {:.2?} ({}/s) into {}",
+        "generated {} events in {:.2?} ({}/s) into {destination}",
         thousands(summary.total_events),
         elapsed,
         thousands(per_second(summary.total_events, elapsed)),
-        args.out.display()
     );
     println!(
         "  {} families, {} members, {} providers; {} claims ({} submitted over 14 days late), billed {}",
@@ -134,6 +161,9 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     let fraud: u64 = summary.fraud.values().sum();
     let patterns: Vec<String> = summary.fraud.iter().map(|(p, n)| format!("{p} {n}")).collect();
     println!("  {} fraudulent claims labelled in {}: {}", thousands(fraud), labels_path.display(), patterns.join(", "));
+    if let (Some(delivered), Some(brokers)) = (delivered, &args.kafka) {
+        println!("  {} events delivered to Kafka at {brokers}", thousands(delivered));
+    }
     for file in files {
         println!(
             "  {:<40} {:>10} events {:>12} bytes",

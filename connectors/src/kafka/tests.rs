@@ -1,0 +1,122 @@
+//! Against the real broker the test command starts (`KAFKA_BROKERS`, Tansu on 127.0.0.1:9092).
+//! Without `KAFKA_BROKERS` these tests say so and pass, unless `ARUS_REQUIRE_SERVICES` is set
+//! (as `deploy/test.sh` does), in which case they fail.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use arus_generator::{GeneratorConfig, Output, generate};
+use arus_schemas::topics::partition_for_key;
+use arus_schemas::{Event, wire};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::*;
+
+fn brokers() -> Option<String> {
+    match std::env::var("KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            assert!(
+                std::env::var_os("ARUS_REQUIRE_SERVICES").is_none(),
+                "KAFKA_BROKERS is not set but services are required"
+            );
+            eprintln!("KAFKA_BROKERS not set: skipping a test against a real broker");
+            None
+        }
+    }
+}
+
+/// A topic of its own, deleted when the test ends.
+struct TestTopic {
+    config: KafkaConfig,
+    name: String,
+}
+
+impl TestTopic {
+    fn new(config: &KafkaConfig, partitions: u32) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let name = format!("arus-test-{}-{nanos}", std::process::id());
+        create_topics(config, &[(&name, partitions)]).expect("create topic");
+        TestTopic { config: config.clone(), name }
+    }
+}
+
+impl Drop for TestTopic {
+    fn drop(&mut self) {
+        let _ = delete_topics(&self.config, &[&self.name]);
+    }
+}
+
+#[test]
+fn produced_events_come_back_decodable_in_key_order_and_on_kafkas_partitions() {
+    let Some(brokers) = brokers() else { return };
+    let config = KafkaConfig::new(brokers);
+    let partitions = 4;
+    let topic = TestTopic::new(&config, partitions);
+    let mut events = Vec::new();
+    generate(&GeneratorConfig { claims: 400, days: 5, ..GeneratorConfig::default() }, |o| {
+        if let Output::Event(e @ Event::ClaimSubmitted(_)) = o {
+            events.push(e);
+        }
+        Ok::<(), ()>(())
+    })
+    .expect("generate");
+    let sink = KafkaSink::new(&config, "lz4").expect("producer");
+    for event in &events {
+        let bytes = wire::encode(event).expect("encode");
+        sink.send(&topic.name, event.key().as_bytes(), &bytes, event.event_time().millis()).expect("send");
+    }
+    let report = sink.flush(Duration::from_secs(30)).expect("every record delivered");
+    assert_eq!(report.delivered, events.len() as u64);
+
+    let consumer: BaseConsumer = config
+        .client_config()
+        .set("group.id", format!("{}-reader", topic.name))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        assignment.add_partition_offset(&topic.name, p, Offset::Beginning).expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut read: Vec<(i32, i64, Event)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read.len() < events.len() && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("a record");
+            let event = wire::decode(message.payload().expect("a value")).expect("decodes");
+            let key = message.key().expect("a key");
+            assert_eq!(key, event.key().as_bytes());
+            assert_eq!(
+                message.partition() as u32,
+                partition_for_key(key, partitions),
+                "Kafka and the embedded log disagree"
+            );
+            read.push((message.partition(), message.offset(), event));
+        }
+    }
+    assert_eq!(read.len(), events.len(), "not every record came back in time");
+    // Per key, the order produced is the order read.
+    let mut produced: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in &events {
+        produced.entry(e.key()).or_default().push(e.event_id());
+    }
+    read.sort_by_key(|(p, o, _)| (*p, *o));
+    let mut consumed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (_, _, e) in &read {
+        consumed.entry(e.key()).or_default().push(e.event_id());
+    }
+    assert_eq!(consumed, produced);
+}
+
+#[test]
+fn creating_a_topic_twice_is_harmless_and_bad_brokers_are_refused_early() {
+    let Some(brokers) = brokers() else { return };
+    let config = KafkaConfig::new(brokers);
+    let topic = TestTopic::new(&config, 2);
+    create_topics(&config, &[(&topic.name, 2)]).expect("already exists is fine");
+    assert!(matches!(KafkaSink::new(&KafkaConfig::new("nowhere"), "lz4"), Err(KafkaError::Config(_))));
+}
