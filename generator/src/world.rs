@@ -618,7 +618,15 @@ impl<'c> World<'c> {
         let died = today.add_days(-(self.rng.range(1, 5) as i32));
         self.members[member].died = Some(died);
         let time = self.time_on(today, 1, 10);
-        let event = MemberUpdated {
+        let event = MemberUpdated { date_of_death: Some(died), ..self.member_update(member, time) };
+        self.push(event.into());
+        self.end_coverage(member, time.add_millis(1), died.add_days(1), "DEATH");
+    }
+
+    /// A `MemberUpdated` for `member` that changes nothing yet: callers set the fields that
+    /// changed.
+    fn member_update(&self, member: usize, time: Timestamp) -> MemberUpdated {
+        MemberUpdated {
             event_id: self.event_id(),
             event_time: time,
             member_id: self.members[member].id.clone(),
@@ -628,10 +636,8 @@ impl<'c> World<'c> {
             city: None,
             phone: None,
             email: None,
-            date_of_death: Some(died),
-        };
-        self.push(event.into());
-        self.end_coverage(member, time.add_millis(1), died.add_days(1), "DEATH");
+            date_of_death: None,
+        }
     }
 
     fn add_newborn(&mut self, today: Date) {
@@ -655,18 +661,7 @@ impl<'c> World<'c> {
     fn update_demographics(&mut self, today: Date) {
         let member = self.rng.below(self.members.len() as u64) as usize;
         let time = self.time_on(today, 1, 10);
-        let mut event = MemberUpdated {
-            event_id: self.event_id(),
-            event_time: time,
-            member_id: self.members[member].id.clone(),
-            full_name: None,
-            province_code: None,
-            regency_code: None,
-            city: None,
-            phone: None,
-            email: None,
-            date_of_death: None,
-        };
+        let mut event = self.member_update(member, time);
         if self.rng.chance_bp(5_000) {
             event.phone = Some(format!("+628{:010}", self.rng.below(10_000_000_000)));
         } else {

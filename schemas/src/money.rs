@@ -74,17 +74,23 @@ impl Sum for Idr {
 impl fmt::Display for Idr {
     /// Indonesian notation: `Rp 1.250.000`, `-Rp 5.000`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.0.unsigned_abs().to_string();
-        let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                grouped.push('.');
-            }
-            grouped.push(c);
-        }
         let sign = if self.0 < 0 { "-" } else { "" };
-        write!(f, "{sign}Rp {grouped}")
+        write!(f, "{sign}Rp {}", group_digits(self.0.unsigned_abs(), '.'))
     }
+}
+
+/// `n` with `separator` between groups of three digits: `group_digits(1234567, ',')` is
+/// `"1,234,567"`.
+pub fn group_digits(n: u64, separator: char) -> String {
+    let digits = n.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(separator);
+        }
+        grouped.push(c);
+    }
+    grouped
 }
 
 #[cfg(test)]
