@@ -6,6 +6,7 @@
 //! - `cli::run`: `arus run`, a pipeline in the foreground.
 //! - `cli::topics`: `arus topics`, the topics and their settings.
 
+#[macro_use]
 mod cli;
 
 /// mimalloc instead of glibc's malloc: the generator and the jobs make many small, short-lived

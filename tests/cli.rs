@@ -105,3 +105,19 @@ fn demo_shows_the_generated_population_without_personal_data() {
     let digits_run = stdout.as_bytes().windows(16).any(|w| w.iter().all(u8::is_ascii_digit));
     assert!(!digits_run && !stdout.contains("@example.com"), "demo printed personal data:\n{stdout}");
 }
+
+#[test]
+fn a_reader_that_is_gone_does_not_make_arus_panic() {
+    // stdout is a pipe whose reading end is already closed: the first write fails with EPIPE,
+    // as it does for `arus topics | head -1` once head has exited.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .arg("topics")
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .expect("arus runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

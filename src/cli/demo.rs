@@ -37,7 +37,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = args.population.config(5_000, 60)?;
     let log = EmbeddedLog::new();
     log.create_all_topics()?;
-    println!("arus demo: embedded log with {} topics, generator seed {}", log.topic_names().len(), config.seed);
+    out!("arus demo: embedded log with {} topics, generator seed {}", log.topic_names().len(), config.seed);
 
     let started = Instant::now();
     let mut census = Census::default();
@@ -59,10 +59,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     })?;
     let elapsed = started.elapsed();
 
-    println!();
-    println!("population");
+    out!();
+    out!("population");
     let rel = |name| thousands(census.relationships.get(name).copied().unwrap_or(0));
-    println!(
+    out!(
         "  {} families: {} members ({} subscribers, {} spouses, {} children), generated NIKs and names (never printed)",
         thousands(summary.families),
         thousands(summary.members),
@@ -71,21 +71,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         rel("CHILD")
     );
     let types: Vec<String> = census.provider_types.iter().map(|(t, n)| format!("{n} {}", t.to_lowercase())).collect();
-    println!(
+    out!(
         "  {} providers ({}), {} in network with fee schedules",
         thousands(summary.providers),
         types.join(", "),
         census.in_network
     );
-    println!("  {} plans: {}", census.plans.len(), census.plans.join(", "));
-    println!();
-    println!(
+    out!("  {} plans: {}", census.plans.len(), census.plans.join(", "));
+    out!();
+    out!(
         "traffic ({} events in {:.2?}, {}/s), as it sits on the log",
         thousands(summary.total_events),
         elapsed,
         thousands(per_second(summary.total_events, elapsed))
     );
-    println!("  {:<24} {:>10} {:>12}  events", "topic", "partitions", "records");
+    out!("  {:<24} {:>10} {:>12}  events", "topic", "partitions", "records");
     for topic in log.topic_names() {
         let ends = log.end_offsets(&topic)?;
         let records: u64 = ends.iter().sum();
@@ -100,10 +100,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             })
             .map(|(kind, n)| format!("{kind} {}", thousands(*n)))
             .collect();
-        println!("  {:<24} {:>10} {:>12}  {}", topic, ends.len(), thousands(records), kinds.join(", "));
+        out!("  {:<24} {:>10} {:>12}  {}", topic, ends.len(), thousands(records), kinds.join(", "));
     }
-    println!();
-    println!(
+    out!();
+    out!(
         "claims: {} billed {} over {} days of service from {}; {} submitted more than 14 days late; {} labelled fraudulent ({})",
         thousands(summary.claims),
         Idr(summary.billed_idr),
@@ -113,13 +113,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         thousands(fraud_labels),
         summary.fraud.iter().map(|(p, n)| format!("{p} {n}")).collect::<Vec<_>>().join(", ")
     );
-    println!();
-    println!("first claims on {CLAIMS_EVENTS} partition 0, decoded from the wire format:");
+    out!();
+    out!("first claims on {CLAIMS_EVENTS} partition 0, decoded from the wire format:");
     for record in log.fetch(CLAIMS_EVENTS, 0, 0, 3)? {
         if let Event::ClaimSubmitted(c) = wire::decode(&record.value)? {
             let lines: Vec<String> =
                 c.lines.iter().map(|l| format!("{}x{} {}", l.units, l.procedure_code, l.charge_amount_idr)).collect();
-            println!(
+            out!(
                 "  offset {:>3}  {} member {} at {} served {} submitted {}  {}  = {}",
                 record.offset,
                 c.claim_id,
@@ -132,8 +132,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
         }
     }
-    println!();
-    println!("next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic.");
+    out!();
+    out!("next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic.");
     Ok(())
 }
 

@@ -134,7 +134,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     labels.flush().with_context(|| format!("writing {}", labels_path.display()))?;
     if let Some((mut writer, path)) = claims_file {
         writer.flush().with_context(|| format!("writing {}", path.display()))?;
-        println!("  flat claims for provider-windows in {}", path.display());
+        out!("  flat claims for provider-windows in {}", path.display());
     }
     let summary_path = args.out.join("summary.json");
     let summary_json = serde_json::json!({ "config": config, "summary": summary });
@@ -143,13 +143,13 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
 
     let destination = args.kafka.as_ref().map_or_else(|| args.out.display().to_string(), |b| format!("Kafka at {b}"));
-    println!(
+    out!(
         "generated {} events in {:.2?} ({}/s) into {destination}",
         thousands(summary.total_events),
         elapsed,
         thousands(per_second(summary.total_events, elapsed)),
     );
-    println!(
+    out!(
         "  {} families, {} members, {} providers; {} claims ({} submitted over 14 days late), billed {}",
         thousands(summary.families),
         thousands(summary.members),
@@ -160,12 +160,12 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     );
     let fraud: u64 = summary.fraud.values().sum();
     let patterns: Vec<String> = summary.fraud.iter().map(|(p, n)| format!("{p} {n}")).collect();
-    println!("  {} fraudulent claims labelled in {}: {}", thousands(fraud), labels_path.display(), patterns.join(", "));
+    out!("  {} fraudulent claims labelled in {}: {}", thousands(fraud), labels_path.display(), patterns.join(", "));
     if let (Some(delivered), Some(brokers)) = (delivered, &args.kafka) {
-        println!("  {} events delivered to Kafka at {brokers}", thousands(delivered));
+        out!("  {} events delivered to Kafka at {brokers}", thousands(delivered));
     }
     for file in files {
-        println!(
+        out!(
             "  {:<40} {:>10} events {:>12} bytes",
             file.path.display(),
             thousands(file.records),

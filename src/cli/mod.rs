@@ -1,5 +1,16 @@
 //! Subcommands.
 
+/// `println!` for command output: when the reader has gone (`arus topics | head -1`), the
+/// command stops quietly instead of panicking on the broken pipe.
+macro_rules! out {
+    () => {
+        $crate::cli::print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 pub mod demo;
 pub mod generate;
 pub mod run;
@@ -59,4 +70,17 @@ fn parse_date(text: &str) -> Result<Date, String> {
 /// `1234567` as `1,234,567`.
 pub fn thousands(n: u64) -> String {
     arus_schemas::money::group_digits(n, ',')
+}
+
+/// Writes one line to stdout; exits quietly if stdout was closed by its reader.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n")) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {error}");
+        std::process::exit(1);
+    }
 }

@@ -5,9 +5,14 @@ use arus_schemas::topics::{DLQ_SPEC, TOPICS};
 
 /// Prints every topic with its settings and the events it carries.
 pub fn run() -> anyhow::Result<()> {
-    println!(
+    out!(
         "{:<24} {:>10} {:>10} {:<6} {:<8} {:<12} events",
-        "topic", "partitions", "retention", "codec", "cleanup", "key"
+        "topic",
+        "partitions",
+        "retention",
+        "codec",
+        "cleanup",
+        "key"
     );
     for spec in TOPICS.iter().chain(std::iter::once(&DLQ_SPEC)) {
         let retention = match spec.retention_ms {
@@ -19,7 +24,7 @@ pub fn run() -> anyhow::Result<()> {
             .filter(|k| k.topic() == Some(spec.name) || (spec.name == DLQ_SPEC.name && k.topic().is_none()))
             .map(|k| k.name())
             .collect();
-        println!(
+        out!(
             "{:<24} {:>10} {:>10} {:<6} {:<8} {:<12} {}",
             spec.name,
             spec.partitions,
