@@ -5,8 +5,17 @@
 //! here and on a broker with the same partition count), offsets within a partition start at
 //! zero and grow by one, a fetch returns records in offset order, and producing to a topic
 //! that was never created is an error (Tansu does not auto-create topics either).
+//!
+//! [`EmbeddedLog::open`] persists it to a folder, so a restarted process resumes: each
+//! partition is an append-only file of length-prefixed frames, and consumer groups' committed
+//! positions are a JSON file replaced atomically. Appends are buffered; [`EmbeddedLog::flush`]
+//! makes everything appended and committed so far durable against a process crash (a torn
+//! frame at the end of a file, from a crash mid-write, is dropped when the log is reopened).
 
 use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use arus_schemas::Timestamp;
@@ -58,17 +67,61 @@ pub enum LogError {
     /// Zero partitions asked for.
     #[error("a topic needs at least one partition")]
     NoPartitions,
+    /// A topic name Kafka would refuse (and that could escape the log's folder).
+    #[error("invalid topic name {0:?}: use 1-249 of a-z, A-Z, 0-9, '.', '_', '-' (not '.' or '..')")]
+    InvalidTopicName(String),
+    /// Reading or writing the log's files failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// File or folder.
+        path: PathBuf,
+        /// What the OS said.
+        message: String,
+    },
+    /// A log file that is not one of ours.
+    #[error("{path}: {message}")]
+    Corrupt {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> LogError {
+    LogError::Io { path: path.to_owned(), message: error.to_string() }
+}
+
+/// Checks a topic name as Kafka does.
+pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
+    let valid = (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid { Ok(()) } else { Err(LogError::InvalidTopicName(name.to_owned())) }
+}
+
+struct Partition {
+    records: Vec<Record>,
+    /// The partition's file, when the log is persisted.
+    file: Option<(PathBuf, BufWriter<File>)>,
 }
 
 struct Topic {
     name: Arc<str>,
-    partitions: Vec<Mutex<Vec<Record>>>,
+    partitions: Vec<Mutex<Partition>>,
 }
+
+/// Committed positions: (group, topic, partition) → next offset to read.
+type Positions = BTreeMap<(String, String, u32), u64>;
 
 /// An in-process log. Cheap to share: clone the `Arc` it is usually held in.
 #[derive(Default)]
 pub struct EmbeddedLog {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// The folder it persists to, if any.
+    dir: Option<PathBuf>,
+    positions: Mutex<Positions>,
 }
 
 impl std::fmt::Debug for EmbeddedLog {
@@ -78,13 +131,103 @@ impl std::fmt::Debug for EmbeddedLog {
 }
 
 impl EmbeddedLog {
-    /// An empty log.
+    /// An empty log in memory only.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A log persisted in `dir` (created if missing), with whatever an earlier process left there.
+    pub fn open(dir: &Path) -> Result<Self, LogError> {
+        let topics_dir = dir.join("topics");
+        std::fs::create_dir_all(&topics_dir).map_err(|e| io_error(&topics_dir, e))?;
+        let mut topics = BTreeMap::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&topics_dir)
+            .map_err(|e| io_error(&topics_dir, e))?
+            .map(|e| e.map(|e| e.path()).map_err(|e| io_error(&topics_dir, e)))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for topic_dir in entries.into_iter().filter(|p| p.is_dir()) {
+            let name = topic_dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            validate_topic_name(&name)?;
+            let count = std::fs::read_dir(&topic_dir).map_err(|e| io_error(&topic_dir, e))?.count() as u32;
+            let name_arc: Arc<str> = Arc::from(name.as_str());
+            let partitions = (0..count)
+                .map(|p| load_partition(&topic_dir.join(format!("{p}.log")), &name_arc, p).map(Mutex::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            if partitions.is_empty() {
+                return Err(LogError::Corrupt {
+                    path: topic_dir,
+                    message: "a topic folder without partitions".to_owned(),
+                });
+            }
+            topics.insert(name, Arc::new(Topic { name: name_arc, partitions }));
+        }
+        let positions_path = dir.join("positions.json");
+        let positions = match std::fs::read_to_string(&positions_path) {
+            Ok(text) => {
+                let rows: Vec<(String, String, u32, u64)> = serde_json::from_str(&text)
+                    .map_err(|e| LogError::Corrupt { path: positions_path.clone(), message: e.to_string() })?;
+                rows.into_iter().map(|(g, t, p, o)| ((g, t, p), o)).collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Positions::new(),
+            Err(e) => return Err(io_error(&positions_path, e)),
+        };
+        Ok(EmbeddedLog { topics: RwLock::new(topics), dir: Some(dir.to_owned()), positions: Mutex::new(positions) })
+    }
+
+    /// Makes everything appended and committed so far durable: flushes every partition file
+    /// and replaces the positions file. Does nothing for a log in memory.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let topics: Vec<Arc<Topic>> = self.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for topic in topics {
+            for partition in &topic.partitions {
+                let mut partition = partition.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((path, file)) = partition.file.as_mut() {
+                    file.flush().map_err(|e| io_error(path, e))?;
+                }
+            }
+        }
+        let rows: Vec<(String, String, u32, u64)> = self
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((g, t, p), o)| (g.clone(), t.clone(), *p, *o))
+            .collect();
+        let path = dir.join("positions.json");
+        let tmp = dir.join("positions.json.tmp");
+        let text = serde_json::to_string(&rows)
+            .map_err(|e| LogError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        std::fs::write(&tmp, text).map_err(|e| io_error(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+    }
+
+    /// Records that `group` has consumed `topic`'s `partition` up to (not including) `offset`.
+    pub fn commit(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<(), LogError> {
+        let partitions = self.partitions(topic)?;
+        if partition >= partitions {
+            return Err(LogError::UnknownPartition { topic: topic.to_owned(), partition, partitions });
+        }
+        self.positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((group.to_owned(), topic.to_owned(), partition), offset);
+        Ok(())
+    }
+
+    /// Where `group` resumes reading `topic`'s `partition`, if it committed a position.
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
+        self.positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(group.to_owned(), topic.to_owned(), partition))
+            .copied()
+    }
+
     /// Creates a topic; creating it again with the same partition count does nothing.
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<(), LogError> {
+        validate_topic_name(name)?;
         if partitions == 0 {
             return Err(LogError::NoPartitions);
         }
@@ -97,9 +240,22 @@ impl EmbeddedLog {
                 Err(LogError::PartitionMismatch { topic: name.to_owned(), existing, requested: partitions })
             };
         }
-        let topic =
-            Topic { name: Arc::from(name), partitions: (0..partitions).map(|_| Mutex::new(Vec::new())).collect() };
-        topics.insert(name.to_owned(), Arc::new(topic));
+        let mut new = Vec::with_capacity(partitions as usize);
+        for p in 0..partitions {
+            let file = match &self.dir {
+                Some(dir) => {
+                    let topic_dir = dir.join("topics").join(name);
+                    std::fs::create_dir_all(&topic_dir).map_err(|e| io_error(&topic_dir, e))?;
+                    let path = topic_dir.join(format!("{p}.log"));
+                    let file =
+                        OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
+                    Some((path, BufWriter::new(file)))
+                }
+                None => None,
+            };
+            new.push(Mutex::new(Partition { records: Vec::new(), file }));
+        }
+        topics.insert(name.to_owned(), Arc::new(Topic { name: Arc::from(name), partitions: new }));
         Ok(())
     }
 
@@ -143,9 +299,13 @@ impl EmbeddedLog {
     ) -> Result<(u32, u64), LogError> {
         let t = self.topic(topic)?;
         let partition = key.map_or(0, |k| partition_for_key(k, t.partitions.len() as u32));
-        let mut records = t.partitions[partition as usize].lock().unwrap_or_else(|e| e.into_inner());
-        let offset = records.len() as u64;
-        records.push(Record {
+        let mut guard = t.partitions[partition as usize].lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *guard;
+        let offset = state.records.len() as u64;
+        if let Some((path, file)) = state.file.as_mut() {
+            write_frame(file, timestamp, key, &value).map_err(|e| io_error(path, e))?;
+        }
+        state.records.push(Record {
             topic: t.name.clone(),
             partition,
             offset,
@@ -169,6 +329,7 @@ impl EmbeddedLog {
             })?
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let records = &records.records;
         let start = (offset as usize).min(records.len());
         Ok(records[start..].iter().take(max).cloned().collect())
     }
@@ -176,8 +337,64 @@ impl EmbeddedLog {
     /// The next offset of every partition of a topic (its high-water marks).
     pub fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
         let t = self.topic(topic)?;
-        Ok(t.partitions.iter().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).len() as u64).collect())
+        Ok(t.partitions.iter().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).records.len() as u64).collect())
     }
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        // Best effort: an explicit flush() reports errors; dropping should not lose appends.
+        let _ = self.flush();
+    }
+}
+
+/// Frame: u32 length of the rest, i64 timestamp, i32 key length (−1: no key), key, value.
+fn write_frame(out: &mut impl Write, timestamp: Timestamp, key: Option<&[u8]>, value: &[u8]) -> std::io::Result<()> {
+    let key_len = key.map_or(-1, |k| k.len() as i32);
+    let len = 8 + 4 + key.map_or(0, <[u8]>::len) + value.len();
+    let len =
+        u32::try_from(len).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "record over 4 GiB"))?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&timestamp.0.to_le_bytes())?;
+    out.write_all(&key_len.to_le_bytes())?;
+    if let Some(k) = key {
+        out.write_all(k)?;
+    }
+    out.write_all(value)
+}
+
+/// Reads a partition file, dropping a torn frame at its end, and opens it for appending.
+fn load_partition(path: &Path, topic: &Arc<str>, partition: u32) -> Result<Partition, LogError> {
+    let mut bytes = Vec::new();
+    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(path, e))?;
+    let corrupt = |message: String| LogError::Corrupt { path: path.to_owned(), message };
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= 4 {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if bytes.len() - at - 4 < len {
+            break; // torn frame at the end: the process died mid-append
+        }
+        let frame = &bytes[at + 4..at + 4 + len];
+        if len < 12 {
+            return Err(corrupt(format!("frame at byte {at} is {len} bytes, shorter than its header")));
+        }
+        let timestamp = Timestamp(i64::from_le_bytes(frame[0..8].try_into().expect("8 bytes")));
+        let key_len = i32::from_le_bytes(frame[8..12].try_into().expect("4 bytes"));
+        let (key, value) = match key_len {
+            -1 => (None, frame[12..].to_vec()),
+            n if n >= 0 && 12 + n as usize <= len => {
+                (Some(frame[12..12 + n as usize].to_vec()), frame[12 + n as usize..].to_vec())
+            }
+            n => return Err(corrupt(format!("frame at byte {at} has key length {n}"))),
+        };
+        records.push(Record { topic: topic.clone(), partition, offset: records.len() as u64, timestamp, key, value });
+        at += 4 + len;
+    }
+    let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
+    file.set_len(at as u64).map_err(|e| io_error(path, e))?;
+    let file = OpenOptions::new().append(true).open(path).map_err(|e| io_error(path, e))?;
+    Ok(Partition { records, file: Some((path.to_owned(), BufWriter::new(file))) })
 }
 
 #[cfg(test)]
@@ -212,5 +429,70 @@ mod tests {
         assert!(matches!(log.create_topic("t", 3), Err(LogError::PartitionMismatch { .. })));
         assert_eq!(log.create_topic("t", 2), Ok(()));
         assert_eq!(log.create_topic("z", 0), Err(LogError::NoPartitions));
+        for bad in ["", ".", "..", "../etc", "a/b", "a b", &"x".repeat(250)] {
+            assert!(matches!(log.create_topic(bad, 1), Err(LogError::InvalidTopicName(_))), "{bad:?}");
+        }
+    }
+
+    fn fill(log: &EmbeddedLog, from: u64, to: u64) {
+        for i in from..to {
+            let key = format!("k{}", i % 7);
+            log.produce("claims", Some(key.as_bytes()), format!("v{i}").into_bytes(), Timestamp(i as i64))
+                .expect("produce");
+        }
+        log.produce("claims", None, b"keyless".to_vec(), Timestamp(-1)).expect("keyless");
+    }
+
+    fn everything(log: &EmbeddedLog) -> Vec<Record> {
+        (0..log.partitions("claims").expect("topic"))
+            .flat_map(|p| log.fetch("claims", p, 0, usize::MAX).expect("fetch"))
+            .collect()
+    }
+
+    #[test]
+    fn a_persisted_log_resumes_where_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let before = {
+            let log = EmbeddedLog::open(dir.path()).expect("open");
+            log.create_topic("claims", 3).expect("create");
+            fill(&log, 0, 100);
+            log.commit("adjudication", "claims", 1, 5).expect("commit");
+            log.flush().expect("flush");
+            everything(&log)
+        };
+        let log = EmbeddedLog::open(dir.path()).expect("reopen");
+        assert_eq!(log.topic_names(), vec!["claims".to_owned()]);
+        assert_eq!(everything(&log), before);
+        assert_eq!(log.committed("adjudication", "claims", 1), Some(5));
+        assert_eq!(log.committed("adjudication", "claims", 0), None);
+        let ends = log.end_offsets("claims").expect("offsets");
+        let (p, o) = log.produce("claims", Some(b"k1"), b"after".to_vec(), Timestamp(0)).expect("produce");
+        assert_eq!(o, ends[p as usize], "offsets continue after a restart");
+    }
+
+    #[test]
+    fn a_torn_frame_at_the_end_is_dropped_on_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let before = {
+            let log = EmbeddedLog::open(dir.path()).expect("open");
+            log.create_topic("claims", 2).expect("create");
+            fill(&log, 0, 50);
+            log.flush().expect("flush");
+            everything(&log)
+        };
+        let file = dir.path().join("topics/claims/0.log");
+        let mut f = OpenOptions::new().append(true).open(&file).expect("partition file");
+        f.write_all(&[200, 0, 0, 0, 1, 2, 3]).expect("a torn frame");
+        drop(f);
+        let log = EmbeddedLog::open(dir.path()).expect("reopen");
+        assert_eq!(everything(&log), before);
+        let end = log.end_offsets("claims").expect("offsets")[0];
+        log.produce("claims", None, b"next".to_vec(), Timestamp(0)).expect("produce to partition 0");
+        log.flush().expect("flush");
+        drop(log);
+        let log = EmbeddedLog::open(dir.path()).expect("reopen again");
+        let partition0 = log.fetch("claims", 0, end, 10).expect("fetch");
+        assert_eq!(partition0.len(), 1);
+        assert_eq!((partition0[0].offset, partition0[0].value.as_slice()), (end, &b"next"[..]));
     }
 }
