@@ -184,3 +184,59 @@ fn bad_specs_and_inputs_get_clear_errors() {
     let run = arus(&["run", "does-not-exist.toml"]);
     assert!(String::from_utf8_lossy(&run.stderr).contains("does-not-exist.toml"));
 }
+
+/// Against the real broker (`KAFKA_BROKERS`; required when `ARUS_REQUIRE_SERVICES` is set).
+#[test]
+fn provider_windows_read_from_kafka_match_the_direct_computation() {
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
+    let brokers = match std::env::var("KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => b,
+        _ => {
+            assert!(
+                std::env::var_os("ARUS_REQUIRE_SERVICES").is_none(),
+                "KAFKA_BROKERS is not set but services are required"
+            );
+            eprintln!("KAFKA_BROKERS not set: skipping a test against a real broker");
+            return;
+        }
+    };
+    let config = KafkaConfig::new(brokers.clone());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let topic = format!("arus-test-run-{}-{nanos}", std::process::id());
+    create_topics(&config, &[(&topic, 3)]).expect("create topic");
+    struct Cleanup<'a>(&'a KafkaConfig, &'a str);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = delete_topics(self.0, &[self.1]);
+        }
+    }
+    let _cleanup = Cleanup(&config, &topic);
+
+    let claims = claims(5_000);
+    let sink = KafkaSink::new(&config, "lz4").expect("producer");
+    for (c, m, p, a, ts) in &claims {
+        let line = format!(
+            "{{\"claim_id\":\"{c}\",\"member_id\":\"{m}\",\"provider_id\":\"{p}\",\"billed_amount\":{a},\"service_ts\":{ts}}}"
+        );
+        sink.send(&topic, p.as_bytes(), line.as_bytes(), (*ts * 1000) as i64).expect("send");
+    }
+    sink.send(&topic, b"P0", b"not a claim", 0).expect("send a bad record");
+    sink.flush(std::time::Duration::from_secs(30)).expect("delivered");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = format!("source={{kind=\"kafka\", brokers=\"{brokers}\", topic=\"{topic}\"}}");
+    for workers in ["1", "2"] {
+        let (csv, stderr) = run_pipeline(dir.path(), Path::new("unused"), workers, &["--set", &source]);
+        let expected = expected_csv(&claims);
+        if csv != expected {
+            let missing: Vec<&str> = expected.lines().filter(|l| !csv.lines().any(|c| c == *l)).take(5).collect();
+            let extra: Vec<&str> = csv.lines().filter(|l| !expected.lines().any(|c| c == *l)).take(5).collect();
+            panic!(
+                "{workers} workers: Kafka-fed output differs ({} vs {} lines)\nmissing {missing:?}\nextra {extra:?}\n{stderr}",
+                csv.lines().count(),
+                expected.lines().count()
+            );
+        }
+        assert!(stderr.contains("5,000 records") && stderr.contains("1 dead letters"), "{stderr}");
+    }
+}

@@ -19,6 +19,7 @@ use timely::dataflow::operators::generic::operator::source;
 
 use crate::provider_windows::{self, Claim, LateClaim, ProviderWindow, ProviderWindowsConfig, parse_claim};
 use crate::spec::{JobKind, PipelineSpec, SinkSpec, SourceSpec};
+use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaError};
 
 /// How to spread the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,12 +69,38 @@ pub enum RunError {
     /// Timely could not start.
     #[error("starting workers: {0}")]
     Timely(String),
+    /// The Kafka source failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
 }
 
 #[derive(Default)]
 struct Shared {
     report: RunReport,
     error: Option<RunError>,
+    /// Dead letters of every source worker of this process, in one file.
+    dead_letters: Option<BufWriter<File>>,
+}
+
+/// Appends an undecodable record, with its error, to the dead-letter file.
+fn dead_letter(shared: &Mutex<Shared>, path: &std::path::Path, letter: serde_json::Value) {
+    let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+    let state = &mut *guard;
+    state.report.dead_letters += 1;
+    if state.dead_letters.is_none() {
+        match File::create(path) {
+            Ok(file) => state.dead_letters = Some(BufWriter::new(file)),
+            Err(source) => {
+                state.error.get_or_insert(RunError::Io { path: path.to_owned(), source });
+                return;
+            }
+        }
+    }
+    if let Some(writer) = state.dead_letters.as_mut()
+        && let Err(source) = writeln!(writer, "{letter}")
+    {
+        state.error.get_or_insert(RunError::Io { path: path.to_owned(), source });
+    }
 }
 
 fn fail(shared: &Mutex<Shared>, error: RunError) {
@@ -84,11 +111,19 @@ fn fail(shared: &Mutex<Shared>, error: RunError) {
 /// Runs the pipeline to the end of its input.
 pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError> {
     let JobKind::ProviderWindows = spec.job;
-    let SourceSpec::Jsonl { path: source_path, batch_lines } = spec.source.clone();
     let SinkSpec::Csv { path: sink_path, late_path, dead_letter_path } = spec.sink.clone();
     let dead_letter_path = dead_letter_path.unwrap_or_else(|| sink_path.with_extension("dlq.jsonl"));
     // Fail before starting workers when the input is missing.
-    File::open(&source_path).map_err(|source| RunError::Io { path: source_path.clone(), source })?;
+    let kafka_partitions = match &spec.source {
+        SourceSpec::Jsonl { path, .. } => {
+            File::open(path).map_err(|source| RunError::Io { path: path.clone(), source })?;
+            0
+        }
+        SourceSpec::Kafka { brokers, topic, .. } => {
+            arus_connectors::kafka::partition_count(&KafkaConfig::new(brokers.clone()), topic)?
+        }
+    };
+    let source_spec = spec.source.clone();
     let job = ProviderWindowsConfig {
         windows: spec.window_spec().expect("validated spec"),
         allowed_lateness_ms: spec.allowed_lateness_ms(),
@@ -113,18 +148,22 @@ pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError
     let guards = timely::execute(config, move |worker| {
         let shared = worker_shared.clone();
         let leader = worker.index() == 0;
-        let (source_path, sink_path, late_path, dead_letter_path) =
-            (source_path.clone(), sink_path.clone(), late_path.clone(), dead_letter_path.clone());
+        let (sink_path, late_path, dead_letter_path) = (sink_path.clone(), late_path.clone(), dead_letter_path.clone());
+        let (index, peers) = (worker.index(), worker.peers());
+        let source_spec = source_spec.clone();
         worker.dataflow::<Time, _, _>(|scope| {
-            let claims = claims_source(
-                scope,
-                leader,
-                source_path,
-                dead_letter_path,
-                batch_lines,
-                out_of_orderness,
-                shared.clone(),
-            );
+            let claims = match source_spec {
+                SourceSpec::Jsonl { path, batch_lines } => {
+                    claims_source(scope, leader, path, dead_letter_path, batch_lines, out_of_orderness, shared.clone())
+                }
+                SourceSpec::Kafka { brokers, topic, group, batch_records } => {
+                    // Partitions are dealt round-robin over every worker of every process.
+                    let mine: Vec<u32> = (0..kafka_partitions).filter(|p| *p as usize % peers == index).collect();
+                    let kafka =
+                        KafkaSourceSettings { config: KafkaConfig::new(brokers), topic, group, partitions: mine };
+                    kafka_claims_source(scope, kafka, dead_letter_path, batch_records, out_of_orderness, shared.clone())
+                }
+            };
             let (changes, late) = provider_windows::build(claims, &job);
             csv_sink(changes, leader, sink_path, shared.clone());
             late_sink(late, leader, late_path, shared.clone());
@@ -135,6 +174,11 @@ pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError
     drop(guards);
     let mut shared =
         Arc::try_unwrap(shared).ok().expect("workers finished").into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(mut writer) = shared.dead_letters.take()
+        && let Err(source) = writer.flush()
+    {
+        shared.error.get_or_insert(RunError::Io { path: spec_dead_letter_path(spec), source });
+    }
     if let Some(error) = shared.error.take() {
         return Err(error);
     }
@@ -164,12 +208,11 @@ fn claims_source<'scope>(
                 }
             }
         }
-        let mut dead_letters: Option<BufWriter<File>> = None;
         let mut watermarks = Watermarks::new(out_of_orderness_ms);
         watermarks.add_partition(0);
         let mut line = Vec::with_capacity(512);
         let mut line_number = 0u64;
-        let (mut records, mut bad) = (0u64, 0u64);
+        let mut records = 0u64;
         move |output| {
             let (Some(cap), Some(input)) = (capability.as_mut(), reader.as_mut()) else { return };
             let time = *cap.time();
@@ -204,40 +247,19 @@ fn claims_source<'scope>(
                             records += 1;
                         }
                         Err(error) => {
-                            bad += 1;
-                            let writer = match dead_letters.as_mut() {
-                                Some(w) => w,
-                                None => match File::create(&dead_letter_path) {
-                                    Ok(f) => dead_letters.insert(BufWriter::new(f)),
-                                    Err(source) => {
-                                        fail(&shared, RunError::Io { path: dead_letter_path.clone(), source });
-                                        finished = true;
-                                        break;
-                                    }
-                                },
-                            };
                             let letter = serde_json::json!({
                                 "source": path.display().to_string(),
                                 "line": line_number,
                                 "error": error.to_string(),
                                 "original": String::from_utf8_lossy(&line),
                             });
-                            if let Err(source) = writeln!(writer, "{letter}") {
-                                fail(&shared, RunError::Io { path: dead_letter_path.clone(), source });
-                            }
+                            dead_letter(&shared, &dead_letter_path, letter);
                         }
                     }
                 }
             }
             if finished {
-                if let Some(mut writer) = dead_letters.take()
-                    && let Err(source) = writer.flush()
-                {
-                    fail(&shared, RunError::Io { path: dead_letter_path.clone(), source });
-                }
-                let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
-                shared.report.records = records;
-                shared.report.dead_letters = bad;
+                shared.lock().unwrap_or_else(|e| e.into_inner()).report.records += records;
                 capability = None;
             } else {
                 let watermark = watermarks.current().max(time + 1);
@@ -359,4 +381,99 @@ fn late_sink(
             }
         },
     );
+}
+
+fn spec_dead_letter_path(spec: &PipelineSpec) -> PathBuf {
+    let SinkSpec::Csv { path, dead_letter_path, .. } = &spec.sink;
+    dead_letter_path.clone().unwrap_or_else(|| path.with_extension("dlq.jsonl"))
+}
+
+/// What one worker's Kafka source reads.
+struct KafkaSourceSettings {
+    config: KafkaConfig,
+    topic: String,
+    group: String,
+    /// This worker's partitions.
+    partitions: Vec<u32>,
+}
+
+/// Reads this worker's partitions to their end at start. Each step's records are sent at the
+/// watermark reached before the step: the minimum over this worker's partitions of the highest
+/// event time seen minus the out-of-orderness, a partition read to its end no longer counting.
+fn kafka_claims_source<'scope>(
+    scope: timely::dataflow::Scope<'scope, Time>,
+    settings: KafkaSourceSettings,
+    dead_letter_path: PathBuf,
+    batch_records: usize,
+    out_of_orderness_ms: u64,
+    shared: Arc<Mutex<Shared>>,
+) -> timely::dataflow::StreamVec<'scope, Time, Claim> {
+    source(scope, "ClaimsKafkaSource", move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let mut capability = Some(capability).filter(|_| !settings.partitions.is_empty());
+        let mut reader = None;
+        if capability.is_some() {
+            match BoundedPartitionReader::open(&settings.config, &settings.group, &settings.topic, &settings.partitions)
+            {
+                Ok(r) => reader = Some(r),
+                Err(e) => {
+                    fail(&shared, e.into());
+                    capability = None;
+                }
+            }
+        }
+        let mut watermarks = Watermarks::new(out_of_orderness_ms);
+        for p in &settings.partitions {
+            watermarks.add_partition(*p);
+        }
+        let mut records = 0u64;
+        move |output| {
+            let (Some(cap), Some(input)) = (capability.as_mut(), reader.as_mut()) else { return };
+            let time = *cap.time();
+            let mut failed = false;
+            {
+                let mut session = output.session(&*cap);
+                for _ in 0..batch_records {
+                    match input.poll(std::time::Duration::from_millis(if input.finished() { 0 } else { 10 })) {
+                        Ok(Some(record)) => match parse_claim(&record.value) {
+                            Ok(claim) => {
+                                watermarks.observe(record.partition, claim.1);
+                                session.give(claim);
+                                records += 1;
+                            }
+                            Err(error) => {
+                                let letter = serde_json::json!({
+                                    "source": settings.topic,
+                                    "partition": record.partition,
+                                    "offset": record.offset,
+                                    "error": error.to_string(),
+                                    "original": String::from_utf8_lossy(&record.value),
+                                });
+                                dead_letter(&shared, &dead_letter_path, letter);
+                            }
+                        },
+                        Ok(None) => break,
+                        Err(e) => {
+                            fail(&shared, e.into());
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            let finished: Vec<u32> =
+                settings.partitions.iter().copied().filter(|p| !input.unfinished().any(|u| u == *p)).collect();
+            for p in finished {
+                watermarks.set_idle(p);
+            }
+            if failed || input.finished() {
+                shared.lock().unwrap_or_else(|e| e.into_inner()).report.records += records;
+                capability = None;
+            } else {
+                let watermark = watermarks.current().max(time + 1);
+                cap.downgrade(&watermark);
+                activator.activate();
+            }
+        }
+    })
 }

@@ -40,6 +40,24 @@ pub enum SourceSpec {
         #[serde(default = "default_batch_lines")]
         batch_lines: usize,
     },
+    /// A Kafka topic whose values are JSON lines, read from the beginning of every partition to
+    /// where it ended when the run began; partitions are spread over all workers.
+    Kafka {
+        /// Bootstrap servers, `host:port[,…]`.
+        brokers: String,
+        /// Topic.
+        topic: String,
+        /// Consumer group.
+        #[serde(default = "default_group")]
+        group: String,
+        /// Records read per step; each step's records share one watermark.
+        #[serde(default = "default_batch_lines")]
+        batch_records: usize,
+    },
+}
+
+fn default_group() -> String {
+    "arus-provider-windows".to_owned()
 }
 
 fn default_batch_lines() -> usize {
@@ -210,9 +228,17 @@ impl PipelineSpec {
         ] {
             parse_duration_ms(text).map_err(|r| invalid(key, r))?;
         }
-        let SourceSpec::Jsonl { batch_lines, .. } = &self.source;
-        if !(1..=10_000_000).contains(batch_lines) {
-            return Err(invalid("source.batch_lines", format!("{batch_lines} is not between 1 and 10,000,000")));
+        let (key, batch) = match &self.source {
+            SourceSpec::Jsonl { batch_lines, .. } => ("source.batch_lines", *batch_lines),
+            SourceSpec::Kafka { batch_records, brokers, .. } => {
+                arus_connectors::kafka::KafkaConfig::new(brokers.clone())
+                    .validate()
+                    .map_err(|e| invalid("source.brokers", e.to_string()))?;
+                ("source.batch_records", *batch_records)
+            }
+        };
+        if !(1..=10_000_000).contains(&batch) {
+            return Err(invalid(key, format!("{batch} is not between 1 and 10,000,000")));
         }
         Ok(())
     }

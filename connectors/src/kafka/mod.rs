@@ -8,10 +8,12 @@
 mod admin;
 mod config;
 mod sink;
+mod source;
 
 pub use admin::{create_topics, delete_topics};
 pub use config::{KafkaConfig, KafkaConfigError};
 pub use sink::{KafkaSink, SinkReport};
+pub use source::{BoundedPartitionReader, RawRecord, partition_count};
 
 /// A Kafka operation that failed.
 #[derive(Debug, thiserror::Error)]
