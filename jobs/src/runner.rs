@@ -19,7 +19,7 @@ use timely::dataflow::operators::generic::operator::source;
 
 use crate::provider_windows::{self, Claim, LateClaim, ProviderWindow, ProviderWindowsConfig, parse_claim};
 use crate::spec::{JobKind, PipelineSpec, SinkSpec, SourceSpec};
-use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaError};
+use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaError, RawRecord};
 
 /// How to spread the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +111,8 @@ fn fail(shared: &Mutex<Shared>, error: RunError) {
 /// Runs the pipeline to the end of its input.
 pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError> {
     let JobKind::ProviderWindows = spec.job;
-    let SinkSpec::Csv { path: sink_path, late_path, dead_letter_path } = spec.sink.clone();
-    let dead_letter_path = dead_letter_path.unwrap_or_else(|| sink_path.with_extension("dlq.jsonl"));
+    let SinkSpec::Csv { path: sink_path, late_path, .. } = spec.sink.clone();
+    let dead_letter_path = spec_dead_letter_path(spec);
     // Fail before starting workers when the input is missing.
     let kafka_partitions = match &spec.source {
         SourceSpec::Jsonl { path, .. } => {
@@ -154,14 +154,56 @@ pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError
         worker.dataflow::<Time, _, _>(|scope| {
             let claims = match source_spec {
                 SourceSpec::Jsonl { path, batch_lines } => {
-                    claims_source(scope, leader, path, dead_letter_path, batch_lines, out_of_orderness, shared.clone())
+                    let settings =
+                        SourceSettings { batch: batch_lines, out_of_orderness_ms: out_of_orderness, dead_letter_path };
+                    // Worker 0 reads the file; the records are exchanged by key.
+                    let reader = if leader {
+                        match File::open(&path) {
+                            Ok(file) => {
+                                let input = BufReader::with_capacity(1 << 20, file);
+                                Some((
+                                    JsonlReader {
+                                        path,
+                                        input,
+                                        line: Vec::with_capacity(512),
+                                        line_number: 0,
+                                        eof: false,
+                                    },
+                                    vec![0],
+                                ))
+                            }
+                            Err(source) => {
+                                fail(&shared, RunError::Io { path, source });
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    claims_source(scope, "ClaimsJsonlSource", reader, settings, shared.clone())
                 }
                 SourceSpec::Kafka { brokers, topic, group, batch_records } => {
+                    let settings = SourceSettings {
+                        batch: batch_records,
+                        out_of_orderness_ms: out_of_orderness,
+                        dead_letter_path,
+                    };
                     // Partitions are dealt round-robin over every worker of every process.
                     let mine: Vec<u32> = (0..kafka_partitions).filter(|p| *p as usize % peers == index).collect();
-                    let kafka =
-                        KafkaSourceSettings { config: KafkaConfig::new(brokers), topic, group, partitions: mine };
-                    kafka_claims_source(scope, kafka, dead_letter_path, batch_records, out_of_orderness, shared.clone())
+                    let reader = if mine.is_empty() {
+                        None
+                    } else {
+                        match BoundedPartitionReader::open(&KafkaConfig::new(brokers), &group, &topic, &mine) {
+                            Ok(reader) => {
+                                Some((KafkaReader { topic, reader, partitions: mine.clone(), last: None }, mine))
+                            }
+                            Err(error) => {
+                                fail(&shared, error.into());
+                                None
+                            }
+                        }
+                    };
+                    claims_source(scope, "ClaimsKafkaSource", reader, settings, shared.clone())
                 }
             };
             let (changes, late) = provider_windows::build(claims, &job);
@@ -186,88 +228,171 @@ pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError
     Ok(shared.report)
 }
 
-fn claims_source<'scope>(
-    scope: timely::dataflow::Scope<'scope, Time>,
-    leader: bool,
+/// Where a source's records come from: a transport yielding raw bytes, one partition or many.
+trait ClaimReader {
+    /// The next record's partition and bytes, or `None` when nothing is there right now.
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError>;
+    /// Whether every partition has been read to its end.
+    fn finished(&self) -> bool;
+    /// Partitions read to their end (they no longer hold the watermark back).
+    fn ended(&self) -> Vec<u32>;
+    /// Where the last record came from, for its dead letter.
+    fn position(&self) -> serde_json::Value;
+}
+
+/// A JSON-lines file, one partition (0).
+struct JsonlReader {
     path: PathBuf,
-    dead_letter_path: PathBuf,
-    batch_lines: usize,
-    out_of_orderness_ms: u64,
-    shared: Arc<Mutex<Shared>>,
-) -> timely::dataflow::StreamVec<'scope, Time, Claim> {
-    source(scope, "ClaimsJsonlSource", move |capability, info| {
-        let activator = scope.activator_for(info.address);
-        let mut capability = Some(capability).filter(|_| leader);
-        let mut reader = None;
-        if capability.is_some() {
-            match File::open(&path) {
-                Ok(file) => reader = Some(BufReader::with_capacity(1 << 20, file)),
-                Err(source) => {
-                    fail(&shared, RunError::Io { path: path.clone(), source });
-                    capability = None;
-                }
+    input: BufReader<File>,
+    line: Vec<u8>,
+    line_number: u64,
+    eof: bool,
+}
+
+impl ClaimReader for JsonlReader {
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        loop {
+            self.line.clear();
+            let read = self
+                .input
+                .read_until(b'\n', &mut self.line)
+                .map_err(|source| RunError::Io { path: self.path.clone(), source })?;
+            if read == 0 {
+                self.eof = true;
+                return Ok(None);
+            }
+            self.line_number += 1;
+            while self.line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                self.line.pop();
+            }
+            if !self.line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Some((0, &self.line)));
             }
         }
-        let mut watermarks = Watermarks::new(out_of_orderness_ms);
-        watermarks.add_partition(0);
-        let mut line = Vec::with_capacity(512);
-        let mut line_number = 0u64;
+    }
+
+    fn finished(&self) -> bool {
+        self.eof
+    }
+
+    fn ended(&self) -> Vec<u32> {
+        if self.eof { vec![0] } else { Vec::new() }
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({ "source": self.path.display().to_string(), "line": self.line_number })
+    }
+}
+
+/// Some partitions of a Kafka topic.
+struct KafkaReader {
+    topic: String,
+    reader: BoundedPartitionReader,
+    partitions: Vec<u32>,
+    last: Option<RawRecord>,
+}
+
+impl ClaimReader for KafkaReader {
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        // Wait a little for data while partitions are still being read, so an idle worker
+        // does not spin; once all are done, return at once.
+        let wait = std::time::Duration::from_millis(if self.reader.finished() { 0 } else { 10 });
+        self.last = self.reader.poll(wait)?;
+        Ok(self.last.as_ref().map(|r| (r.partition, r.value.as_slice())))
+    }
+
+    fn finished(&self) -> bool {
+        self.reader.finished()
+    }
+
+    fn ended(&self) -> Vec<u32> {
+        self.partitions.iter().copied().filter(|p| !self.reader.unfinished().any(|u| u == *p)).collect()
+    }
+
+    fn position(&self) -> serde_json::Value {
+        let (partition, offset) = self.last.as_ref().map_or((0, -1), |r| (r.partition, r.offset));
+        serde_json::json!({ "source": self.topic, "partition": partition, "offset": offset })
+    }
+}
+
+/// A source of claims from a reader: each step reads up to `batch` records and sends them at
+/// the watermark reached before the step (the minimum over the reader's partitions of the
+/// highest event time seen minus the out-of-orderness, partitions read to their end excluded),
+/// which is the timely time, so the frontier carries the watermark. Undecodable records go to
+/// the dead-letter file. A worker without a reader sends nothing.
+fn claims_source<'scope, R: ClaimReader + 'static>(
+    scope: timely::dataflow::Scope<'scope, Time>,
+    name: &str,
+    reader: Option<(R, Vec<u32>)>,
+    settings: SourceSettings,
+    shared: Arc<Mutex<Shared>>,
+) -> timely::dataflow::StreamVec<'scope, Time, Claim> {
+    source(scope, name, move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let mut watermarks = Watermarks::new(settings.out_of_orderness_ms);
+        let mut capability = Some(capability);
+        let mut reader = match reader {
+            Some((reader, partitions)) if !partitions.is_empty() => {
+                partitions.iter().for_each(|p| watermarks.add_partition(*p));
+                Some(reader)
+            }
+            _ => {
+                capability = None;
+                None
+            }
+        };
         let mut records = 0u64;
         move |output| {
             let (Some(cap), Some(input)) = (capability.as_mut(), reader.as_mut()) else { return };
             let time = *cap.time();
-            let mut finished = false;
+            let mut failed = false;
             {
                 let mut session = output.session(&*cap);
-                for _ in 0..batch_lines {
-                    line.clear();
-                    match input.read_until(b'\n', &mut line) {
-                        Ok(0) => {
-                            finished = true;
+                for _ in 0..settings.batch {
+                    let (partition, bytes) = match input.next() {
+                        Ok(Some(record)) => record,
+                        Ok(None) => break,
+                        Err(error) => {
+                            fail(&shared, error);
+                            failed = true;
                             break;
                         }
-                        Ok(_) => {}
-                        Err(source) => {
-                            fail(&shared, RunError::Io { path: path.clone(), source });
-                            finished = true;
-                            break;
-                        }
-                    }
-                    line_number += 1;
-                    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        line.pop();
-                    }
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    match parse_claim(&line) {
+                    };
+                    match parse_claim(bytes) {
                         Ok(claim) => {
-                            watermarks.observe(0, claim.1);
+                            watermarks.observe(partition, claim.1);
                             session.give(claim);
                             records += 1;
                         }
                         Err(error) => {
-                            let letter = serde_json::json!({
-                                "source": path.display().to_string(),
-                                "line": line_number,
-                                "error": error.to_string(),
-                                "original": String::from_utf8_lossy(&line),
-                            });
-                            dead_letter(&shared, &dead_letter_path, letter);
+                            let original = String::from_utf8_lossy(bytes).into_owned();
+                            let mut letter = input.position();
+                            letter["error"] = error.to_string().into();
+                            letter["original"] = original.into();
+                            dead_letter(&shared, &settings.dead_letter_path, letter);
                         }
                     }
                 }
             }
-            if finished {
+            input.ended().into_iter().for_each(|p| watermarks.set_idle(p));
+            if failed || input.finished() {
                 shared.lock().unwrap_or_else(|e| e.into_inner()).report.records += records;
                 capability = None;
+                reader = None;
             } else {
-                let watermark = watermarks.current().max(time + 1);
-                cap.downgrade(&watermark);
+                cap.downgrade(&watermarks.current().max(time + 1));
                 activator.activate();
             }
         }
     })
+}
+
+/// Settings every source shares.
+#[derive(Clone)]
+struct SourceSettings {
+    batch: usize,
+    out_of_orderness_ms: u64,
+    dead_letter_path: PathBuf,
 }
 
 fn csv_sink(
@@ -386,94 +511,4 @@ fn late_sink(
 fn spec_dead_letter_path(spec: &PipelineSpec) -> PathBuf {
     let SinkSpec::Csv { path, dead_letter_path, .. } = &spec.sink;
     dead_letter_path.clone().unwrap_or_else(|| path.with_extension("dlq.jsonl"))
-}
-
-/// What one worker's Kafka source reads.
-struct KafkaSourceSettings {
-    config: KafkaConfig,
-    topic: String,
-    group: String,
-    /// This worker's partitions.
-    partitions: Vec<u32>,
-}
-
-/// Reads this worker's partitions to their end at start. Each step's records are sent at the
-/// watermark reached before the step: the minimum over this worker's partitions of the highest
-/// event time seen minus the out-of-orderness, a partition read to its end no longer counting.
-fn kafka_claims_source<'scope>(
-    scope: timely::dataflow::Scope<'scope, Time>,
-    settings: KafkaSourceSettings,
-    dead_letter_path: PathBuf,
-    batch_records: usize,
-    out_of_orderness_ms: u64,
-    shared: Arc<Mutex<Shared>>,
-) -> timely::dataflow::StreamVec<'scope, Time, Claim> {
-    source(scope, "ClaimsKafkaSource", move |capability, info| {
-        let activator = scope.activator_for(info.address);
-        let mut capability = Some(capability).filter(|_| !settings.partitions.is_empty());
-        let mut reader = None;
-        if capability.is_some() {
-            match BoundedPartitionReader::open(&settings.config, &settings.group, &settings.topic, &settings.partitions)
-            {
-                Ok(r) => reader = Some(r),
-                Err(e) => {
-                    fail(&shared, e.into());
-                    capability = None;
-                }
-            }
-        }
-        let mut watermarks = Watermarks::new(out_of_orderness_ms);
-        for p in &settings.partitions {
-            watermarks.add_partition(*p);
-        }
-        let mut records = 0u64;
-        move |output| {
-            let (Some(cap), Some(input)) = (capability.as_mut(), reader.as_mut()) else { return };
-            let time = *cap.time();
-            let mut failed = false;
-            {
-                let mut session = output.session(&*cap);
-                for _ in 0..batch_records {
-                    match input.poll(std::time::Duration::from_millis(if input.finished() { 0 } else { 10 })) {
-                        Ok(Some(record)) => match parse_claim(&record.value) {
-                            Ok(claim) => {
-                                watermarks.observe(record.partition, claim.1);
-                                session.give(claim);
-                                records += 1;
-                            }
-                            Err(error) => {
-                                let letter = serde_json::json!({
-                                    "source": settings.topic,
-                                    "partition": record.partition,
-                                    "offset": record.offset,
-                                    "error": error.to_string(),
-                                    "original": String::from_utf8_lossy(&record.value),
-                                });
-                                dead_letter(&shared, &dead_letter_path, letter);
-                            }
-                        },
-                        Ok(None) => break,
-                        Err(e) => {
-                            fail(&shared, e.into());
-                            failed = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            let finished: Vec<u32> =
-                settings.partitions.iter().copied().filter(|p| !input.unfinished().any(|u| u == *p)).collect();
-            for p in finished {
-                watermarks.set_idle(p);
-            }
-            if failed || input.finished() {
-                shared.lock().unwrap_or_else(|e| e.into_inner()).report.records += records;
-                capability = None;
-            } else {
-                let watermark = watermarks.current().max(time + 1);
-                cap.downgrade(&watermark);
-                activator.activate();
-            }
-        }
-    })
 }
