@@ -91,17 +91,65 @@ pub fn parse_cents(text: &str) -> Result<i64, ClaimError> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProviderStats;
 
+/// The distinct members of a window. Most provider windows see one or two members, so a short
+/// list (one small allocation) serves until it grows past [`SMALL_SET`] and becomes a hash set.
+#[derive(Debug, Clone)]
+pub enum Members {
+    /// Up to [`SMALL_SET`] members, searched linearly.
+    Few(Vec<String>),
+    /// More.
+    Many(HashSet<String>),
+}
+
+/// Members kept in a list before switching to a hash set.
+pub const SMALL_SET: usize = 16;
+
+impl Default for Members {
+    fn default() -> Self {
+        Members::Few(Vec::new())
+    }
+}
+
+impl Members {
+    fn insert(&mut self, member: &str) {
+        match self {
+            Members::Few(list) => {
+                if list.iter().any(|m| m == member) {
+                    return;
+                }
+                if list.len() < SMALL_SET {
+                    list.push(member.to_owned());
+                } else {
+                    let mut set: HashSet<String> = list.drain(..).collect();
+                    set.insert(member.to_owned());
+                    *self = Members::Many(set);
+                }
+            }
+            Members::Many(set) => {
+                if !set.contains(member) {
+                    set.insert(member.to_owned());
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Members::Few(list) => list.len(),
+            Members::Many(set) => set.len(),
+        }
+    }
+}
+
 impl Aggregate for ProviderStats {
     type Input = (String, i64);
-    type State = (u64, i64, HashSet<String>);
+    type State = (u64, i64, Members);
     type Output = (u64, i64, u64);
 
     fn add(&self, state: &mut Self::State, (member, cents): &(String, i64)) {
         state.0 += 1;
         state.1 += cents;
-        if !state.2.contains(member) {
-            state.2.insert(member.clone());
-        }
+        state.2.insert(member);
     }
 
     fn output(&self, state: &Self::State) -> Self::Output {
@@ -173,6 +221,24 @@ mod tests {
         assert!(matches!(parse_claim(bad_amount), Err(ClaimError::Amount(_))));
         assert!(matches!(parse_claim(b"{\"claim_id\":1}"), Err(ClaimError::Json(_))));
         assert!(matches!(parse_claim(b"garbage"), Err(ClaimError::Json(_))));
+    }
+
+    #[test]
+    fn distinct_members_stay_exact_past_the_small_list() {
+        let mut state = <ProviderStats as Aggregate>::State::default();
+        for i in 0..(SMALL_SET * 3) {
+            ProviderStats.add(&mut state, &(format!("M{}", i % (SMALL_SET + 5)), 1));
+        }
+        assert!(matches!(state.2, Members::Many(_)));
+        assert_eq!(
+            ProviderStats.output(&state),
+            ((SMALL_SET * 3) as u64, (SMALL_SET * 3) as i64, (SMALL_SET + 5) as u64)
+        );
+        let mut few = <ProviderStats as Aggregate>::State::default();
+        for m in ["A", "B", "A"] {
+            ProviderStats.add(&mut few, &(m.to_owned(), 5));
+        }
+        assert_eq!(ProviderStats.output(&few), (3, 15, 2));
     }
 
     #[test]
