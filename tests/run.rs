@@ -189,17 +189,7 @@ fn bad_specs_and_inputs_get_clear_errors() {
 #[test]
 fn provider_windows_read_from_kafka_match_the_direct_computation() {
     use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
-    let brokers = match std::env::var("KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => b,
-        _ => {
-            assert!(
-                std::env::var_os("ARUS_REQUIRE_SERVICES").is_none(),
-                "KAFKA_BROKERS is not set but services are required"
-            );
-            eprintln!("KAFKA_BROKERS not set: skipping a test against a real broker");
-            return;
-        }
-    };
+    let Some(brokers) = arus_connectors::service_address("KAFKA_BROKERS") else { return };
     let config = KafkaConfig::new(brokers.clone());
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let topic = format!("arus-test-run-{}-{nanos}", std::process::id());

@@ -12,3 +12,18 @@ pub mod embedded;
 pub mod files;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+
+/// The address of a real service for an integration test, from the environment variable
+/// `var` (`KAFKA_BROKERS`, `REDIS_URL`, `CLICKHOUSE_URL`). `None` (the test then skips, saying
+/// so) when unset, unless `ARUS_REQUIRE_SERVICES` is set, as `deploy/test.sh` does: then a
+/// missing address is a failure, so a suite run never passes by skipping.
+pub fn service_address(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(address) if !address.is_empty() => Some(address),
+        _ => {
+            assert!(std::env::var_os("ARUS_REQUIRE_SERVICES").is_none(), "{var} is not set but services are required");
+            eprintln!("{var} not set: skipping a test against a real service");
+            None
+        }
+    }
+}

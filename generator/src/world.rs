@@ -590,22 +590,41 @@ impl<'c> World<'c> {
         }
     }
 
-    fn end_coverage(&mut self, member: usize, time: Timestamp, effective: Date, reason: &str) {
+    /// Pushes a `CoverageChanged` for an existing member: (kind, plan, effective date, end
+    /// date, reason), with the member's family and subscriber filled in.
+    fn push_coverage_change(
+        &mut self,
+        member: usize,
+        time: Timestamp,
+        (change_type, plan_id, effective_date, end_date, reason): (
+            CoverageChangeType,
+            String,
+            Date,
+            Option<Date>,
+            &str,
+        ),
+    ) {
         let fam = &self.families[self.members[member].family];
-        let plan_id = self.plans[&(effective.add_days(-1).year().max(self.config.start.year()), fam.tier)].id.clone();
         let event = CoverageChanged {
             event_id: self.event_id(),
             event_time: time,
             member_id: self.members[member].id.clone(),
             family_id: fam.id.clone(),
             subscriber_id: self.members[fam.subscriber].id.clone(),
-            change_type: CoverageChangeType::TERMINATED,
+            change_type,
             plan_id,
-            effective_date: effective,
-            end_date: Some(effective.add_days(-1)),
+            effective_date,
+            end_date,
             reason: Some(reason.to_owned()),
         };
         self.push(event.into());
+    }
+
+    fn end_coverage(&mut self, member: usize, time: Timestamp, effective: Date, reason: &str) {
+        let tier = self.families[self.members[member].family].tier;
+        let plan_id = self.plans[&(effective.add_days(-1).year().max(self.config.start.year()), tier)].id.clone();
+        let change = (CoverageChangeType::TERMINATED, plan_id, effective, Some(effective.add_days(-1)), reason);
+        self.push_coverage_change(member, time, change);
         self.members[member].coverage_end = Some(effective.add_days(-1));
         self.ended.push(member);
     }
@@ -688,20 +707,8 @@ impl<'c> World<'c> {
                 if self.members[member].coverage_end.is_some() {
                     continue;
                 }
-                let fam = &self.families[family];
-                let event = CoverageChanged {
-                    event_id: self.event_id(),
-                    event_time: time,
-                    member_id: self.members[member].id.clone(),
-                    family_id: fam.id.clone(),
-                    subscriber_id: self.members[fam.subscriber].id.clone(),
-                    change_type: CoverageChangeType::PLAN_CHANGED,
-                    plan_id: plan_id.clone(),
-                    effective_date: today,
-                    end_date: None,
-                    reason: Some("PLAN_YEAR_RENEWAL".to_owned()),
-                };
-                self.push(event.into());
+                let change = (CoverageChangeType::PLAN_CHANGED, plan_id.clone(), today, None, "PLAN_YEAR_RENEWAL");
+                self.push_coverage_change(member, time, change);
             }
         }
     }

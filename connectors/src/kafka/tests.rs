@@ -15,17 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::*;
 
 fn brokers() -> Option<String> {
-    match std::env::var("KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            assert!(
-                std::env::var_os("ARUS_REQUIRE_SERVICES").is_none(),
-                "KAFKA_BROKERS is not set but services are required"
-            );
-            eprintln!("KAFKA_BROKERS not set: skipping a test against a real broker");
-            None
-        }
-    }
+    crate::service_address("KAFKA_BROKERS")
 }
 
 /// A topic of its own, deleted when the test ends.
