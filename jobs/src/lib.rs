@@ -7,6 +7,7 @@
 //! - [`spec`]: pipeline specs (`pipelines/*.toml`), `--set` overrides, validation.
 //! - [`runner`]: runs a spec on timely workers: file source, the job, CSV sink.
 
+pub mod checkpoint;
 pub mod provider_windows;
 pub mod runner;
 pub mod spec;

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use arus_operators::{Aggregate, LateRecord, Time, WindowAggregate, WindowChange, WindowSpec};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use timely::dataflow::StreamVec;
 
@@ -93,7 +93,9 @@ pub struct ProviderStats;
 
 /// The distinct members of a window. Most provider windows see one or two members, so a short
 /// list (one small allocation) serves until it grows past [`SMALL_SET`] and becomes a hash set.
-#[derive(Debug, Clone)]
+/// Saved at checkpoints as a sorted list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "Vec<String>", from = "Vec<String>")]
 pub enum Members {
     /// Up to [`SMALL_SET`] members, searched linearly.
     Few(Vec<String>),
@@ -107,6 +109,25 @@ pub const SMALL_SET: usize = 16;
 impl Default for Members {
     fn default() -> Self {
         Members::Few(Vec::new())
+    }
+}
+
+impl From<Members> for Vec<String> {
+    fn from(members: Members) -> Self {
+        let mut list: Vec<String> = match members {
+            Members::Few(list) => list,
+            Members::Many(set) => set.into_iter().collect(),
+        };
+        list.sort_unstable();
+        list
+    }
+}
+
+impl From<Vec<String>> for Members {
+    fn from(list: Vec<String>) -> Self {
+        let mut members = Members::default();
+        list.iter().for_each(|m| members.insert(m));
+        members
     }
 }
 
@@ -166,12 +187,23 @@ pub struct ProviderWindowsConfig {
     pub allowed_lateness_ms: u64,
 }
 
-/// The job: claims in, provider window changes and late claims out.
+/// The name of the job's windowing operator (under which its state is checkpointed).
+pub const OPERATOR: &str = "ProviderWindows";
+
+/// The job: claims in, provider window changes and late claims out; the windows are saved at
+/// the checkpoints `checkpoints` asks for.
 pub fn build<'scope>(
     claims: StreamVec<'scope, Time, Claim>,
     config: &ProviderWindowsConfig,
+    checkpoints: Option<std::sync::Arc<dyn arus_operators::StateCheckpoints>>,
 ) -> (StreamVec<'scope, Time, ProviderWindow>, StreamVec<'scope, Time, LateClaim>) {
-    claims.window_aggregate("ProviderWindows", config.windows, config.allowed_lateness_ms, ProviderStats)
+    claims.window_aggregate_checkpointed(
+        OPERATOR,
+        config.windows,
+        config.allowed_lateness_ms,
+        ProviderStats,
+        checkpoints,
+    )
 }
 
 /// The CSV header.
@@ -239,6 +271,10 @@ mod tests {
             ProviderStats.add(&mut few, &(m.to_owned(), 5));
         }
         assert_eq!(ProviderStats.output(&few), (3, 15, 2));
+        let saved = serde_json::to_string(&state).expect("serializes");
+        let back: <ProviderStats as Aggregate>::State = serde_json::from_str(&saved).expect("reads back");
+        assert_eq!(ProviderStats.output(&back), ProviderStats.output(&state));
+        assert_eq!(serde_json::to_string(&back).expect("serializes"), saved, "saved sorted, so the same bytes");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use arus_operators::WindowSpec;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A pipeline: which job, where its input comes from and its output goes.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -18,10 +18,28 @@ pub struct PipelineSpec {
     pub sink: SinkSpec,
     /// Event-time windows.
     pub windows: WindowsSpec,
+    /// Checkpoints (none unless given).
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
+}
+
+/// Where and how often a run saves what it needs to resume after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Directory of the checkpoints (created if missing).
+    pub dir: PathBuf,
+    /// Wall-clock time between checkpoints, e.g. `"10s"`.
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval: String,
+}
+
+fn default_checkpoint_interval() -> String {
+    "10s".to_owned()
 }
 
 /// The jobs a pipeline can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobKind {
     /// Claims per provider in event-time windows.
@@ -29,10 +47,10 @@ pub enum JobKind {
 }
 
 /// A source.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SourceSpec {
-    /// A JSON-lines file, read in order (at-least-once; exactly-once with checkpoints to come).
+    /// A JSON-lines file, read in order.
     Jsonl {
         /// The file.
         path: PathBuf,
@@ -48,6 +66,20 @@ pub enum SourceSpec {
         /// Topic.
         topic: String,
         /// Consumer group.
+        #[serde(default = "default_group")]
+        group: String,
+        /// Records read per step; each step's records share one watermark.
+        #[serde(default = "default_batch_lines")]
+        batch_records: usize,
+    },
+    /// A topic of an embedded log persisted in a directory (what `arus demo` writes), values
+    /// JSON lines, read like a Kafka topic.
+    Embedded {
+        /// The log's directory.
+        dir: PathBuf,
+        /// Topic.
+        topic: String,
+        /// Consumer group whose positions are committed at checkpoints.
         #[serde(default = "default_group")]
         group: String,
         /// Records read per step; each step's records share one watermark.
@@ -84,7 +116,7 @@ pub enum SinkSpec {
 }
 
 /// Event-time windows of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowsSpec {
     /// `tumbling` or `sliding`.
@@ -107,7 +139,7 @@ fn zero() -> String {
 }
 
 /// Window kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WindowKind {
     /// Back-to-back windows.
@@ -236,7 +268,18 @@ impl PipelineSpec {
                     .map_err(|e| invalid("source.brokers", e.to_string()))?;
                 ("source.batch_records", *batch_records)
             }
+            SourceSpec::Embedded { batch_records, topic, .. } => {
+                arus_connectors::embedded::validate_topic_name(topic)
+                    .map_err(|e| invalid("source.topic", e.to_string()))?;
+                ("source.batch_records", *batch_records)
+            }
         };
+        if let Some(checkpoint) = &self.checkpoint {
+            let interval = parse_duration_ms(&checkpoint.interval).map_err(|r| invalid("checkpoint.interval", r))?;
+            if interval > 86_400_000 {
+                return Err(invalid("checkpoint.interval", format!("{} is more than a day", checkpoint.interval)));
+            }
+        }
         if !(1..=10_000_000).contains(&batch) {
             return Err(invalid(key, format!("{batch} is not between 1 and 10,000,000")));
         }
@@ -263,6 +306,20 @@ impl PipelineSpec {
     /// Allowed out-of-orderness in ms (validated).
     pub fn out_of_orderness_ms(&self) -> u64 {
         parse_duration_ms(&self.windows.out_of_orderness).unwrap_or(0)
+    }
+
+    /// What a checkpoint of this pipeline is of: the job, its source and its windows (a
+    /// checkpoint of anything else cannot be resumed from).
+    pub fn identity(&self) -> String {
+        serde_json::json!({ "job": self.job, "source": self.source, "windows": self.windows }).to_string()
+    }
+
+    /// Checkpoint settings (validated).
+    pub fn checkpoint_settings(&self) -> Option<crate::checkpoint::CheckpointSettings> {
+        self.checkpoint.as_ref().map(|c| crate::checkpoint::CheckpointSettings {
+            dir: c.dir.clone(),
+            interval: std::time::Duration::from_millis(parse_duration_ms(&c.interval).unwrap_or(10_000)),
+        })
     }
 
     /// Allowed lateness in ms (validated).

@@ -9,8 +9,8 @@ use crate::window::Window;
 pub trait Aggregate: 'static {
     /// A value folded in.
     type Input;
-    /// The running state of a window.
-    type State: Default + 'static;
+    /// The running state of a window (serializable: it is saved at checkpoints).
+    type State: Default + Serialize + serde::de::DeserializeOwned + 'static;
     /// What a window reports.
     type Output: Clone + PartialEq + std::fmt::Debug + timely::ExchangeData;
 
@@ -37,7 +37,7 @@ pub struct WindowChange<K, O> {
 }
 
 /// A record that arrived after its windows were closed for good.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LateRecord<K, V> {
     /// Its key.
     pub key: K,

@@ -16,15 +16,19 @@
 //! - [`watermark`]: per-partition bounded out-of-orderness watermarks, idle partitions excluded.
 //! - [`aggregate`]: what a window computes ([`Aggregate`]) and what it emits ([`WindowChange`],
 //!   [`LateRecord`]).
+//! - [`checkpoint`]: how stateful operators save and restore their state at checkpoints
+//!   ([`StateCheckpoints`]).
 //! - [`window_aggregate`]: the [`WindowAggregate`] operator: keyed event-time windows with
 //!   retractions for late data within the allowed lateness and a late output past it.
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod watermark;
 pub mod window;
 pub mod window_aggregate;
 
 pub use aggregate::{Aggregate, LateRecord, WindowChange};
+pub use checkpoint::StateCheckpoints;
 pub use watermark::Watermarks;
 pub use window::{Window, WindowSpec};
 pub use window_aggregate::WindowAggregate;

@@ -2,12 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::Time;
 
 /// Tracks the watermark of a source reading several partitions: for each partition the
 /// highest event time seen minus the allowed out-of-orderness; overall, the minimum over the
 /// partitions that are not idle. The result never goes backwards.
-#[derive(Debug, Clone)]
+/// Serializable, so a source can save it at checkpoints and resume where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermarks {
     out_of_orderness_ms: u64,
     /// Highest event time seen and idleness, per partition.

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use timely::ExchangeData;
 use timely::dataflow::StreamVec;
@@ -12,6 +13,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use crate::Time;
 use crate::aggregate::{Aggregate, LateRecord, WindowChange};
+use crate::checkpoint::StateCheckpoints;
 use crate::window::{Window, WindowSpec};
 
 /// Groups `(key, event time, value)` records into event-time windows per key and aggregates
@@ -59,6 +61,25 @@ pub trait WindowAggregate<'scope, K, V> {
         aggregate: A,
     ) -> (StreamVec<'scope, Time, WindowChange<K, A::Output>>, StreamVec<'scope, Time, LateRecord<K, V>>)
     where
+        A: Aggregate<Input = V>,
+        Self: Sized,
+    {
+        self.window_aggregate_checkpointed(name, windows, allowed_lateness_ms, aggregate, None)
+    }
+
+    /// [`window_aggregate`](Self::window_aggregate), saving each worker's windows at the
+    /// checkpoints `checkpoints` asks for (under the operator's `name`) and starting from the
+    /// state it restores.
+    #[allow(clippy::type_complexity)]
+    fn window_aggregate_checkpointed<A>(
+        self,
+        name: &str,
+        windows: WindowSpec,
+        allowed_lateness_ms: u64,
+        aggregate: A,
+        checkpoints: Option<Arc<dyn StateCheckpoints>>,
+    ) -> (StreamVec<'scope, Time, WindowChange<K, A::Output>>, StreamVec<'scope, Time, LateRecord<K, V>>)
+    where
         A: Aggregate<Input = V>;
 }
 
@@ -74,16 +95,19 @@ where
     K: ExchangeData + Hash + Ord + Clone,
     V: ExchangeData,
 {
-    fn window_aggregate<A>(
+    fn window_aggregate_checkpointed<A>(
         self,
         name: &str,
         windows: WindowSpec,
         allowed_lateness_ms: u64,
         aggregate: A,
+        checkpoints: Option<Arc<dyn StateCheckpoints>>,
     ) -> (StreamVec<'scope, Time, WindowChange<K, A::Output>>, StreamVec<'scope, Time, LateRecord<K, V>>)
     where
         A: Aggregate<Input = V>,
     {
+        let worker = self.scope().index();
+        let operator = name.to_owned();
         let mut builder = OperatorBuilder::new(name.to_owned(), self.scope());
         let mut input = builder.new_input(self, Exchange::new(|(key, _, _): &(K, Time, V)| key_hash(key)));
         let (changes_output, changes) = builder.new_output::<Vec<WindowChange<K, A::Output>>>();
@@ -96,6 +120,11 @@ where
             // initial capability of that output is not needed.
             capabilities.truncate(1);
             let mut windows = Windows::new(windows, allowed_lateness_ms, aggregate);
+            if let Some(saved) = checkpoints.as_ref().and_then(|c| c.restore(&operator, worker)) {
+                // The runner validated the checkpoint; state it wrote itself that no longer
+                // reads is a bug, not an input error.
+                windows.restore(&saved).expect("window state saved by this operator reads back");
+            }
             // A capability no later than the earliest open window's end, where window results
             // are emitted; none while no window is open (a stamp's own capability serves the
             // windows it opens).
@@ -121,10 +150,22 @@ where
                 let frontier = &frontiers[0];
                 let mut changes_output = changes_output.activate();
                 let mut late_output = late_output.activate();
+                let mut due = checkpoints.as_ref().map(|c| c.due(&operator, worker)).unwrap_or_default().into_iter();
+                let mut next_due = due.next();
                 while let Some(entry) = pending.first_entry() {
                     let time = *entry.key();
                     if frontier.less_equal(&time) {
                         break;
+                    }
+                    while let Some(due_now) = next_due.filter(|(_, at)| *at <= time) {
+                        if let Some(c) = checkpoints.as_deref() {
+                            let state = windows.checkpoint(due_now.1, &mut closed);
+                            if let Some(retained) = &retained {
+                                emit_closed(&mut closed, retained, &mut changes_output);
+                            }
+                            c.save(&operator, worker, due_now.0, state);
+                        }
+                        next_due = due.next();
                     }
                     let (changes_capability, late_capability, records) = entry.remove();
                     windows.close_until(time, &mut closed);
@@ -140,6 +181,17 @@ where
                         late_output.session(&late_capability).give_iterator(late_records.drain(..));
                     }
                     retained = Some(changes_capability);
+                }
+                // Checkpoints the frontier has passed (every stamp before them applied).
+                while let Some(due_now) = next_due.filter(|(_, at)| !frontier.less_than(at)) {
+                    if let Some(c) = checkpoints.as_deref() {
+                        let state = windows.checkpoint(due_now.1, &mut closed);
+                        if let Some(retained) = &retained {
+                            emit_closed(&mut closed, retained, &mut changes_output);
+                        }
+                        c.save(&operator, worker, due_now.0, state);
+                    }
+                    next_due = due.next();
                 }
                 // Windows ending before the frontier are complete even if this worker saw no
                 // stamp since: every record stamped before their end has been applied, and any
@@ -194,9 +246,48 @@ struct Windows<K, A: Aggregate> {
     emitted: BTreeMap<Time, HashMap<K, A::State>>,
 }
 
-impl<K: Hash + Ord + Clone, A: Aggregate> Windows<K, A> {
+/// Windows as saved: by end, then key.
+type SavedWindows<K, S> = Vec<(Time, Vec<(K, S)>)>;
+
+/// The windows of one worker as saved: open and emitted.
+type Snapshot<K, S> = (SavedWindows<K, S>, SavedWindows<K, S>);
+
+impl<K: Hash + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned, A: Aggregate> Windows<K, A> {
     fn new(spec: WindowSpec, allowed_lateness_ms: u64, aggregate: A) -> Self {
         Windows { spec, allowed_lateness_ms, aggregate, open: BTreeMap::new(), emitted: BTreeMap::new() }
+    }
+
+    /// The state for a checkpoint at `at` (every stamp before it applied, none after): windows
+    /// ending before `at` are closed first (into `closed`, to emit), as the frontier allows.
+    fn checkpoint(&mut self, at: Time, closed: &mut Vec<WindowChange<K, A::Output>>) -> Vec<u8> {
+        self.close_until(at.saturating_sub(1), closed);
+        self.snapshot()
+    }
+
+    /// The windows as bytes, keys in order so equal state gives equal bytes.
+    fn snapshot(&self) -> Vec<u8> {
+        fn sorted<K: Ord, S>(windows: &BTreeMap<Time, HashMap<K, S>>) -> Vec<(Time, Vec<(&K, &S)>)> {
+            windows
+                .iter()
+                .map(|(end, states)| {
+                    let mut states: Vec<(&K, &S)> = states.iter().collect();
+                    states.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                    (*end, states)
+                })
+                .collect()
+        }
+        serde_json::to_vec(&(sorted(&self.open), sorted(&self.emitted))).expect("window state serializes")
+    }
+
+    /// Replaces the windows with a snapshot's.
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), serde_json::Error> {
+        let (open, emitted): Snapshot<K, A::State> = serde_json::from_slice(bytes)?;
+        let rebuild = |windows: SavedWindows<K, A::State>| -> BTreeMap<Time, HashMap<K, A::State>> {
+            windows.into_iter().map(|(end, states)| (end, states.into_iter().collect())).collect()
+        };
+        self.open = rebuild(open);
+        self.emitted = rebuild(emitted);
+        Ok(())
     }
 
     /// The end of the earliest open window.

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use arus_operators::{Aggregate, LateRecord, Time, Window, WindowAggregate, WindowChange, WindowSpec};
+use arus_operators::{
+    Aggregate, LateRecord, StateCheckpoints, Time, Window, WindowAggregate, WindowChange, WindowSpec,
+};
 use proptest::prelude::*;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::InputHandle;
@@ -44,14 +46,55 @@ fn run(
     lateness: u64,
     workers: usize,
 ) -> (Vec<Change>, Vec<(Time, LateRecord<u8, (u32, i64)>)>) {
+    run_from(input, spec, lateness, workers, None, None)
+}
+
+/// Checkpoints for the tests: one checkpoint asked for, the states saved for it, and the states
+/// to restore.
+#[derive(Default)]
+struct Store {
+    due: Option<(u64, Time)>,
+    saved: Mutex<BTreeMap<usize, Vec<u8>>>,
+    restore: BTreeMap<usize, Vec<u8>>,
+}
+
+impl StateCheckpoints for Store {
+    fn due(&self, _operator: &str, worker: usize) -> Vec<(u64, Time)> {
+        let saved = self.saved.lock().expect("lock");
+        self.due.filter(|_| !saved.contains_key(&worker)).into_iter().collect()
+    }
+
+    fn save(&self, _operator: &str, worker: usize, _epoch: u64, state: Vec<u8>) {
+        assert!(self.saved.lock().expect("lock").insert(worker, state).is_none(), "saved once");
+    }
+
+    fn restore(&self, _operator: &str, worker: usize) -> Option<Vec<u8>> {
+        self.restore.get(&worker).cloned()
+    }
+}
+
+/// Runs `input`, starting from `store`'s restored state if any; with `stop_at`, feeds only the
+/// input stamped before it, waits until the output has passed it, and keeps only the output
+/// stamped before it (what a process that died there had made durable).
+fn run_from(
+    input: &Input,
+    spec: WindowSpec,
+    lateness: u64,
+    workers: usize,
+    store: Option<Arc<Store>>,
+    stop_at: Option<Time>,
+) -> (Vec<Change>, Vec<(Time, LateRecord<u8, (u32, i64)>)>) {
     let changes = Arc::new(Mutex::new(Vec::new()));
     let late = Arc::new(Mutex::new(Vec::new()));
     let (changes2, late2, input) = (changes.clone(), late.clone(), input.clone());
     timely::execute(timely::Config::process(workers), move |worker| {
         let mut handle: InputHandle<Time, CapacityContainerBuilder<Vec<Record>>> = InputHandle::new();
         let (changes, late) = (changes2.clone(), late2.clone());
+        let store = store.clone();
         let probe = worker.dataflow::<Time, _, _>(|scope| {
-            let (out, late_out) = handle.to_stream(scope).window_aggregate("Stats", spec, lateness, Stats);
+            let checkpoints = store.map(|s| s as Arc<dyn StateCheckpoints>);
+            let (out, late_out) =
+                handle.to_stream(scope).window_aggregate_checkpointed("Stats", spec, lateness, Stats, checkpoints);
             late_out.inspect_core(move |event| {
                 if let Ok((stamp, data)) = event {
                     let time = *stamp.expect_singleton();
@@ -68,13 +111,22 @@ fn run(
             .0
         });
         if worker.index() == 0 {
-            for (stamp, records) in &input {
+            if let Some(first) = input.first() {
+                handle.advance_to(first.0);
+            }
+            for (stamp, records) in input.iter().filter(|(s, _)| stop_at.is_none_or(|at| *s < at)) {
                 handle.advance_to(*stamp);
                 for record in records {
                     handle.send(*record);
                 }
                 handle.advance_to(stamp + 1);
                 while probe.less_than(handle.time()) {
+                    worker.step();
+                }
+            }
+            if let Some(at) = stop_at {
+                handle.advance_to(at);
+                while probe.less_than(&at) {
                     worker.step();
                 }
             }
@@ -85,6 +137,10 @@ fn run(
     .expect("timely runs");
     let mut changes = Arc::try_unwrap(changes).expect("workers done").into_inner().expect("lock");
     let mut late = Arc::try_unwrap(late).expect("workers done").into_inner().expect("lock");
+    if let Some(at) = stop_at {
+        changes.retain(|(t, _)| *t < at);
+        late.retain(|(t, _)| *t < at);
+    }
     changes.sort();
     late.sort_by_key(|(t, r)| (*t, r.key, r.event_time, r.value));
     (changes, late)
@@ -182,8 +238,41 @@ fn check(input: &Input, spec: WindowSpec, lateness: u64) -> Result<(), TestCaseE
     Ok(())
 }
 
+/// A run checkpointed at a stamp and restored from there gives what an uninterrupted run gives.
+fn check_restart(input: &Input, spec: WindowSpec, lateness: u64, cut: usize) -> Result<(), TestCaseError> {
+    let at = input[cut % input.len()].0;
+    let (expected_changes, expected_late) = run(input, spec, lateness, 2);
+    for workers in [1, 2, 4] {
+        let store = Arc::new(Store { due: Some((1, at)), ..Store::default() });
+        let (mut changes, mut late) = run_from(input, spec, lateness, workers, Some(store.clone()), Some(at));
+        let saved = std::mem::take(&mut *store.saved.lock().expect("lock"));
+        prop_assert_eq!(saved.len(), workers, "every worker saved its windows");
+        let restored = Arc::new(Store { restore: saved, ..Store::default() });
+        let rest: Input = input.iter().filter(|(s, _)| *s >= at).cloned().collect();
+        let (more_changes, more_late) = run_from(&rest, spec, lateness, workers, Some(restored), None);
+        changes.extend(more_changes);
+        late.extend(more_late);
+        changes.sort();
+        late.sort_by_key(|(t, r)| (*t, r.key, r.event_time, r.value));
+        prop_assert_eq!(&changes, &expected_changes, "changes across a restart at {} with {} workers", at, workers);
+        prop_assert_eq!(&late, &expected_late, "late records across a restart at {} with {} workers", at, workers);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_restart_from_a_checkpoint_changes_nothing(
+        input in arb_input(),
+        cut in 0usize..1000,
+        lateness in prop_oneof![Just(0u64), Just(50)],
+        sliding in any::<bool>(),
+    ) {
+        let spec = if sliding { WindowSpec::Sliding { size_ms: 120, slide_ms: 40 } } else { WindowSpec::Tumbling { size_ms: 100 } };
+        check_restart(&input, spec, lateness, cut)?;
+    }
 
     #[test]
     fn tumbling_windows_match_the_oracle(input in arb_input(), lateness in prop_oneof![Just(0u64), Just(50), Just(10_000)]) {

@@ -56,8 +56,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         Cluster::Local { workers: args.workers }
     };
+    if let Some(checkpoint) = &spec.checkpoint {
+        eprintln!("checkpoints: {} every {}", checkpoint.dir.display(), checkpoint.interval);
+    }
     let report = runner::run(&spec, &cluster)?;
     let arus_jobs::spec::SinkSpec::Csv { path, .. } = &spec.sink;
+    if let Some((epoch, at)) = report.resumed_from {
+        eprintln!("resumed from checkpoint {epoch} (watermark {at} ms)");
+    }
+    if spec.checkpoint.is_some() {
+        eprintln!("{} checkpoints taken", thousands(report.checkpoints));
+    }
     eprintln!(
         "{}: {} records in {:.2?} ({}/s on {} worker{}), {} rows to {}, {} late, {} dead letters",
         args.pipeline.display(),

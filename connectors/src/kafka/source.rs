@@ -2,10 +2,16 @@
 //! bounded read, for jobs over what a topic holds now). The end of a partition is librdkafka's
 //! partition-EOF event rather than the high watermark, which Tansu 0.6 reports per batch.
 //!
-//! Delivery guarantee: at-least-once from the start of each partition (offsets are not
-//! committed yet; that waits for checkpoints).
+//! Records come out in a fixed order: partitions take turns in ascending order, `quantum`
+//! records each, and a turn waits for its partition's records (or its end), however the broker
+//! interleaves fetches. The same partitions from the same offsets therefore give the same
+//! sequence, which is what makes a job's output reproducible after a restart.
+//!
+//! Delivery guarantee: at-least-once by itself; exactly-once with the runner's checkpoints,
+//! which save [`positions`](BoundedPartitionReader::positions), reopen the reader there, and
+//! commit the positions to the consumer group once the outputs depending on them are durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -28,11 +34,24 @@ pub struct RawRecord {
     pub value: Vec<u8>,
 }
 
-/// Reads some partitions of a topic from their beginning until each is caught up.
+/// Reads some partitions of a topic from given offsets until each is caught up.
 pub struct BoundedPartitionReader {
     consumer: BaseConsumer,
-    /// Whether each assigned partition has been read to its end.
-    done: BTreeMap<u32, bool>,
+    /// Per assigned partition: whether it has been read to its end, records fetched but not yet
+    /// handed out, and the offset of the next record to hand out (`None`: from the beginning,
+    /// nothing handed out yet).
+    partitions: BTreeMap<u32, PartitionState>,
+    /// Records per partition per turn.
+    quantum: usize,
+    /// The partition whose turn it is, and how many records it has had in this turn.
+    turn: (u32, usize),
+}
+
+#[derive(Default)]
+struct PartitionState {
+    done: bool,
+    buffered: VecDeque<RawRecord>,
+    next: Option<u64>,
 }
 
 /// Partition count of a topic.
@@ -48,9 +67,73 @@ pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<u32, KafkaEr
     Ok(partitions)
 }
 
+/// Commits `positions` (partition, next offset to read) of `topic` for `group`, so lag tools
+/// show how far the group has durably got.
+pub fn commit_positions(
+    config: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    positions: &[(u32, u64)],
+) -> Result<(), KafkaError> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let consumer: BaseConsumer = config
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| KafkaError::Config(e.to_string()))?;
+    let mut list = TopicPartitionList::new();
+    for &(partition, offset) in positions {
+        let offset = i64::try_from(offset).map_err(|e| KafkaError::broker("commit", e))?;
+        list.add_partition_offset(topic, partition as i32, Offset::Offset(offset))
+            .map_err(|e| KafkaError::broker("commit", e))?;
+    }
+    consumer.commit(&list, rdkafka::consumer::CommitMode::Sync).map_err(|e| KafkaError::broker("commit", e))
+}
+
+/// The offsets `group` has committed for `partitions` of `topic` (`None` where nothing is).
+pub fn committed_positions(
+    config: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    partitions: &[u32],
+) -> Result<Vec<(u32, Option<u64>)>, KafkaError> {
+    let consumer: BaseConsumer = config
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| KafkaError::Config(e.to_string()))?;
+    let mut list = TopicPartitionList::new();
+    for &p in partitions {
+        list.add_partition(topic, p as i32);
+    }
+    let timeout = Duration::from_millis(u64::from(config.request_timeout_ms));
+    let committed = consumer.committed_offsets(list, timeout).map_err(|e| KafkaError::broker("committed", e))?;
+    Ok(partitions
+        .iter()
+        .map(|&p| {
+            let offset = committed.find_partition(topic, p as i32).and_then(|e| match e.offset() {
+                Offset::Offset(o) => u64::try_from(o).ok(),
+                _ => None,
+            });
+            (p, offset)
+        })
+        .collect())
+}
+
 impl BoundedPartitionReader {
-    /// Opens a reader of `partitions` of `topic`.
-    pub fn open(config: &KafkaConfig, group: &str, topic: &str, partitions: &[u32]) -> Result<Self, KafkaError> {
+    /// Opens a reader of some partitions of `topic`, each from the given offset (`None`: from
+    /// the beginning), handing out up to `quantum` records of a partition per turn.
+    pub fn open(
+        config: &KafkaConfig,
+        group: &str,
+        topic: &str,
+        partitions: &[(u32, Option<u64>)],
+        quantum: usize,
+    ) -> Result<Self, KafkaError> {
         config.validate().map_err(|e| KafkaError::Config(e.to_string()))?;
         let consumer: BaseConsumer = config
             .client_config()
@@ -61,18 +144,23 @@ impl BoundedPartitionReader {
             .create()
             .map_err(|e| KafkaError::Config(e.to_string()))?;
         let mut assignment = TopicPartitionList::new();
-        for &p in partitions {
-            assignment
-                .add_partition_offset(topic, p as i32, Offset::Beginning)
-                .map_err(|e| KafkaError::broker("assign", e))?;
+        for &(p, from) in partitions {
+            let offset = match from {
+                Some(o) => Offset::Offset(i64::try_from(o).map_err(|e| KafkaError::broker("assign", e))?),
+                None => Offset::Beginning,
+            };
+            assignment.add_partition_offset(topic, p as i32, offset).map_err(|e| KafkaError::broker("assign", e))?;
         }
         consumer.assign(&assignment).map_err(|e| KafkaError::broker("assign", e))?;
-        Ok(BoundedPartitionReader { consumer, done: partitions.iter().map(|p| (*p, false)).collect() })
+        let partitions: BTreeMap<u32, PartitionState> =
+            partitions.iter().map(|&(p, next)| (p, PartitionState { next, ..PartitionState::default() })).collect();
+        let first = partitions.keys().next().copied().unwrap_or(0);
+        Ok(BoundedPartitionReader { consumer, partitions, quantum: quantum.max(1), turn: (first, 0) })
     }
 
     /// Partitions still to be read to their end.
     pub fn unfinished(&self) -> impl Iterator<Item = u32> + '_ {
-        self.done.iter().filter(|(_, done)| !**done).map(|(p, _)| *p)
+        self.partitions.iter().filter(|(_, s)| !s.done || !s.buffered.is_empty()).map(|(p, _)| *p)
     }
 
     /// Whether every partition has been read to its end.
@@ -80,28 +168,67 @@ impl BoundedPartitionReader {
         self.unfinished().next().is_none()
     }
 
-    /// The next record, waiting up to `timeout`; `None` if none arrived in time.
-    pub fn poll(&mut self, timeout: Duration) -> Result<Option<RawRecord>, KafkaError> {
+    /// Per partition, the offset of the next record to hand out (`None`: the beginning).
+    pub fn positions(&self) -> Vec<(u32, Option<u64>)> {
+        self.partitions.iter().map(|(p, s)| (*p, s.next)).collect()
+    }
+
+    /// The next record in the reader's fixed order, waiting for it as long as it takes; `None`
+    /// once every partition has been read to its end.
+    pub fn next_record(&mut self) -> Result<Option<RawRecord>, KafkaError> {
         loop {
-            let message = match self.consumer.poll(timeout) {
-                None => return Ok(None),
+            let (partition, taken) = self.turn;
+            let Some(state) = self.partitions.get_mut(&partition) else { return Ok(None) };
+            if taken < self.quantum
+                && let Some(record) = state.buffered.pop_front()
+            {
+                state.next = Some(record.offset as u64 + 1);
+                self.turn.1 += 1;
+                return Ok(Some(record));
+            }
+            if taken >= self.quantum || state.done {
+                // This partition's turn is over: the next unfinished one, in order.
+                let unfinished: Vec<u32> = self.unfinished().collect();
+                let Some(next) = unfinished.iter().find(|p| **p > partition).or_else(|| unfinished.first()).copied()
+                else {
+                    return Ok(None);
+                };
+                self.turn = (next, 0);
+                continue;
+            }
+            self.fetch(Duration::from_millis(100))?;
+        }
+    }
+
+    /// Buffers what the consumer has, waiting up to `timeout` for the first message.
+    fn fetch(&mut self, timeout: Duration) -> Result<(), KafkaError> {
+        let mut wait = timeout;
+        loop {
+            let message = match self.consumer.poll(wait) {
+                None => return Ok(()),
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                    self.done.insert(p as u32, true);
-                    continue;
+                    if let Some(state) = self.partitions.get_mut(&(p as u32)) {
+                        state.done = true;
+                    }
+                    return Ok(());
                 }
                 Some(result) => result.map_err(|e| KafkaError::broker("consume", e))?,
             };
+            wait = Duration::ZERO;
             let partition = message.partition() as u32;
-            if self.done.get(&partition).is_none_or(|done| *done) {
+            let Some(state) = self.partitions.get_mut(&partition).filter(|s| !s.done) else {
                 continue; // not ours, or written after the partition was caught up
-            }
-            return Ok(Some(RawRecord {
+            };
+            state.buffered.push_back(RawRecord {
                 partition,
                 offset: message.offset(),
                 timestamp_ms: message.timestamp().to_millis(),
                 key: message.key().map(<[u8]>::to_vec),
                 value: message.payload().unwrap_or_default().to_vec(),
-            }));
+            });
+            if state.buffered.len() >= 4 * self.quantum {
+                return Ok(());
+            }
         }
     }
 }

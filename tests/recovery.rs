@@ -1,0 +1,248 @@
+//! Exactly-once across crashes: `arus run` with checkpoints, killed with SIGKILL at random
+//! moments and started again until it finishes, writes the same files, byte for byte, as a run
+//! that was never interrupted — from a JSON-lines file, from the embedded log, and from the real
+//! broker.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{claim_line, claims, expected_csv, write_claims};
+
+fn pipeline() -> String {
+    format!("{}/pipelines/provider-windows.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The files a run writes.
+struct Outputs {
+    csv: PathBuf,
+    late: PathBuf,
+    dead: PathBuf,
+}
+
+impl Outputs {
+    fn in_dir(dir: &Path, name: &str) -> Self {
+        Outputs {
+            csv: dir.join(format!("{name}.csv")),
+            late: dir.join(format!("{name}.late.jsonl")),
+            dead: dir.join(format!("{name}.dlq.jsonl")),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--set".to_owned(),
+            format!("sink.path={}", self.csv.display()),
+            "--set".to_owned(),
+            format!("sink.late_path={}", self.late.display()),
+            "--set".to_owned(),
+            format!("sink.dead_letter_path={}", self.dead.display()),
+        ]
+    }
+
+    fn read(&self) -> (String, String, String) {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        (read(&self.csv), read(&self.late), read(&self.dead))
+    }
+}
+
+fn command(source: &[String], outputs: &Outputs, extra: &[String]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arus"));
+    command.args(["run", &pipeline(), "--workers", "2"]).args(source).args(outputs.args()).args(extra);
+    command
+}
+
+/// A tiny xorshift, seeded from the clock: kill points differ from run to run (the seed is
+/// printed, to replay a failure).
+struct Dice(u64);
+
+impl Dice {
+    fn new() -> Self {
+        let seed = std::env::var("ARUS_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
+        });
+        eprintln!("kill points from ARUS_KILL_SEED={seed}");
+        Dice(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Runs the pipeline uninterrupted, without checkpoints: the reference.
+fn reference(dir: &Path, source: &[String]) -> (String, String, String) {
+    let outputs = Outputs::in_dir(dir, "reference");
+    let run = command(source, &outputs, &[]).output().expect("arus runs");
+    assert!(run.status.success(), "reference run failed: {}", String::from_utf8_lossy(&run.stderr));
+    outputs.read()
+}
+
+/// Runs the pipeline with checkpoints, killing it with SIGKILL once its CSV has grown past each
+/// of several random points (the first kill comes before anything is written), then lets it
+/// finish. Returns the outputs and the last run's stderr.
+fn crash_and_recover(dir: &Path, source: &[String], final_csv_len: u64) -> ((String, String, String), String) {
+    let outputs = Outputs::in_dir(dir, "recovered");
+    let checkpoint = vec![
+        "--set".to_owned(),
+        format!("checkpoint.dir={}", dir.join("checkpoints").display()),
+        "--set".to_owned(),
+        "checkpoint.interval=\"5ms\"".to_owned(),
+    ];
+    let mut dice = Dice::new();
+    let mut points: Vec<u64> = (0..4).map(|_| final_csv_len / 10 + dice.below(final_csv_len * 8 / 10)).collect();
+    points.sort_unstable();
+    points.insert(0, 0);
+    let mut killed_mid_run = 0;
+    for point in points {
+        let mut child = command(source, &outputs, &checkpoint)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("arus starts");
+        loop {
+            if child.try_wait().expect("child status").is_some() {
+                break; // finished before the kill point
+            }
+            let written = std::fs::metadata(&outputs.csv).map_or(0, |m| m.len());
+            if written >= point {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reaped");
+                killed_mid_run += 1;
+                break;
+            }
+            // Polling the file; the kill point needs no timing to be right, any moment must do.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert!(killed_mid_run >= 3, "only {killed_mid_run} kills landed while the job ran: make the input larger");
+    let last = command(source, &outputs, &checkpoint).output().expect("arus runs");
+    let stderr = String::from_utf8_lossy(&last.stderr).into_owned();
+    assert!(last.status.success(), "the run after the kills failed: {stderr}");
+    (outputs.read(), stderr)
+}
+
+fn assert_same(recovered: &(String, String, String), reference: &(String, String, String), stderr: &str) {
+    for (name, got, want) in [
+        ("CSV", &recovered.0, &reference.0),
+        ("late records", &recovered.1, &reference.1),
+        ("dead letters", &recovered.2, &reference.2),
+    ] {
+        if got != want {
+            let first = got.lines().zip(want.lines()).position(|(a, b)| a != b);
+            panic!(
+                "{name} after kills differ from the uninterrupted run: {} vs {} lines, first difference at line \
+                 {first:?}\n{stderr}",
+                got.lines().count(),
+                want.lines().count()
+            );
+        }
+    }
+    assert!(stderr.contains("resumed from checkpoint"), "the last run started over instead of resuming: {stderr}");
+}
+
+/// Claims with a few bad lines among them, so dead letters are part of what must match.
+fn lines_with_dead_letters(claims: &[(String, String, String, String, u64)]) -> Vec<String> {
+    let mut lines: Vec<String> = claims.iter().map(claim_line).collect();
+    for (i, bad) in ["not json", "{\"claim_id\":\"X\"}", "{\"billed_amount\":1.005}"].iter().enumerate() {
+        let at = (i + 1) * lines.len() / 4;
+        lines.insert(at, (*bad).to_owned());
+    }
+    lines
+}
+
+const CLAIMS: u64 = 60_000;
+
+#[test]
+fn a_file_source_recovers_from_sigkill_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("claims.jsonl");
+    let claims = claims(CLAIMS);
+    write_claims(&input, &[], &(lines_with_dead_letters(&claims).join("\n") + "\n"));
+    let source = vec![
+        "--set".to_owned(),
+        format!("source.path={}", input.display()),
+        "--set".to_owned(),
+        "source.batch_lines=2000".to_owned(),
+    ];
+    let reference = reference(dir.path(), &source);
+    assert_eq!(reference.0, expected_csv(&claims), "the reference run is right");
+    assert_eq!(reference.2.lines().count(), 3, "three dead letters");
+    let (recovered, stderr) = crash_and_recover(dir.path(), &source, reference.0.len() as u64);
+    assert_same(&recovered, &reference, &stderr);
+}
+
+#[test]
+fn an_embedded_log_source_recovers_from_sigkill_exactly() {
+    use arus_connectors::embedded::EmbeddedLog;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_dir = dir.path().join("log");
+    let claims = claims(CLAIMS);
+    {
+        let log = EmbeddedLog::open(&log_dir).expect("log");
+        log.create_topic("claims", 3).expect("topic");
+        for (i, line) in lines_with_dead_letters(&claims).into_iter().enumerate() {
+            let claim = &claims[i.min(claims.len() - 1)];
+            let timestamp = arus_schemas::Timestamp(claim.4 as i64 * 1000);
+            log.produce("claims", Some(claim.2.as_bytes()), line.into_bytes(), timestamp).expect("produce");
+        }
+        log.flush().expect("flush");
+    }
+    let source = vec![
+        "--set".to_owned(),
+        format!("source={{kind=\"embedded\", dir=\"{}\", topic=\"claims\", batch_records=2000}}", log_dir.display()),
+    ];
+    let reference = reference(dir.path(), &source);
+    assert_eq!(reference.2.lines().count(), 3, "three dead letters");
+    let (recovered, stderr) = crash_and_recover(dir.path(), &source, reference.0.len() as u64);
+    assert_same(&recovered, &reference, &stderr);
+    let log = EmbeddedLog::open(&log_dir).expect("log");
+    let committed: u64 = (0..3).filter_map(|p| log.committed("arus-provider-windows", "claims", p)).sum();
+    assert_eq!(committed, claims.len() as u64 + 3, "the group's positions are committed at the end of every partition");
+}
+
+/// Against the real broker (`KAFKA_BROKERS`; required when `ARUS_REQUIRE_SERVICES` is set).
+#[test]
+fn a_kafka_source_recovers_from_sigkill_exactly() {
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink, committed_positions, create_topics, delete_topics};
+    let Some(brokers) = arus_connectors::service_address("KAFKA_BROKERS") else { return };
+    let config = KafkaConfig::new(brokers.clone());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let topic = format!("arus-test-recovery-{}-{nanos}", std::process::id());
+    create_topics(&config, &[(&topic, 3)]).expect("create topic");
+    struct Cleanup<'a>(&'a KafkaConfig, &'a str);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = delete_topics(self.0, &[self.1]);
+        }
+    }
+    let _cleanup = Cleanup(&config, &topic);
+    let claims = claims(CLAIMS);
+    let sink = KafkaSink::new(&config, "lz4").expect("producer");
+    for (i, line) in lines_with_dead_letters(&claims).into_iter().enumerate() {
+        let claim = &claims[i.min(claims.len() - 1)];
+        sink.send(&topic, claim.2.as_bytes(), line.as_bytes(), (claim.4 * 1000) as i64).expect("send");
+    }
+    sink.flush(Duration::from_secs(60)).expect("delivered");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let group = format!("{topic}-group");
+    let source = vec![
+        "--set".to_owned(),
+        format!(
+            "source={{kind=\"kafka\", brokers=\"{brokers}\", topic=\"{topic}\", group=\"{group}\", batch_records=2000}}"
+        ),
+    ];
+    let reference = reference(dir.path(), &source);
+    assert_eq!(reference.2.lines().count(), 3, "three dead letters");
+    let (recovered, stderr) = crash_and_recover(dir.path(), &source, reference.0.len() as u64);
+    assert_same(&recovered, &reference, &stderr);
+    let committed = committed_positions(&config, &group, &topic, &[0, 1, 2]).expect("committed offsets");
+    let total: u64 = committed.iter().filter_map(|(_, o)| *o).sum();
+    assert_eq!(total, claims.len() as u64 + 3, "the group's offsets are committed at the end of every partition");
+}
