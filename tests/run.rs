@@ -176,3 +176,20 @@ fn provider_windows_read_from_kafka_match_the_direct_computation() {
         assert!(stderr.contains("5,000 records") && stderr.contains("1 dead letters"), "{stderr}");
     }
 }
+
+#[test]
+fn metrics_are_served_where_asked_and_a_bad_address_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("claims.jsonl");
+    write_claims(&input, &claims(100), "");
+    let (_, stderr) = run_pipeline(dir.path(), &input, "1", &["--metrics-addr", "127.0.0.1:0"]);
+    assert!(stderr.contains("metrics: http://127.0.0.1:"), "{stderr}");
+    let run =
+        arus(&["run", &pipeline(), "--set", &format!("source.path={}", input.display()), "--metrics-addr", "nowhere"]);
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("--metrics-addr nowhere"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

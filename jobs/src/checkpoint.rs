@@ -120,6 +120,7 @@ pub struct Coordinator {
     restored: Option<Manifest>,
     progress: Mutex<Progress>,
     on_complete: Option<OnComplete>,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 struct Progress {
@@ -137,6 +138,7 @@ struct Progress {
 }
 
 struct InFlight {
+    started: Instant,
     epoch: u64,
     at: Time,
     sources: Vec<Option<SourceState>>,
@@ -206,7 +208,14 @@ impl Coordinator {
                 error: None,
             }),
             on_complete,
+            metrics: None,
         })
+    }
+
+    /// Reports completed checkpoints to `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The epoch and time of the checkpoint restored, if any.
@@ -291,6 +300,7 @@ impl Coordinator {
         let epoch = progress.next_epoch;
         progress.next_epoch += 1;
         progress.in_flight = Some(InFlight {
+            started: Instant::now(),
             epoch,
             at: max + 1,
             sources: progress.finished.clone(),
@@ -331,8 +341,11 @@ impl Coordinator {
         let in_flight = progress.in_flight.take().expect("checked above");
         let sources: Vec<SourceState> = in_flight.sources.into_iter().flatten().collect();
         match self.write(in_flight.epoch, in_flight.at, &sources, in_flight.operators, in_flight.sinks) {
-            Ok(()) => {
+            Ok(bytes) => {
                 progress.completed += 1;
+                if let Some(metrics) = &self.metrics {
+                    metrics.checkpoint(in_flight.started.elapsed(), bytes);
+                }
                 progress.last = Instant::now();
                 if let Some(on_complete) = &self.on_complete
                     && let Err(message) = on_complete(&sources)
@@ -354,7 +367,7 @@ impl Coordinator {
         sources: &[SourceState],
         operators: BTreeMap<(String, usize), Vec<u8>>,
         sinks: BTreeMap<String, u64>,
-    ) -> Result<(), CheckpointError> {
+    ) -> Result<u64, CheckpointError> {
         let dir = &self.settings.dir;
         let mut by_operator: BTreeMap<String, Vec<Box<RawValue>>> = BTreeMap::new();
         for ((operator, _worker), state) in operators {
@@ -398,7 +411,7 @@ impl Coordinator {
                 std::fs::remove_file(&old).map_err(io(&old))?;
             }
         }
-        Ok(())
+        Ok(bytes.len() as u64)
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`runner`]: runs a spec on timely workers: file source, the job, CSV sink.
 
 pub mod checkpoint;
+pub mod metrics;
 pub mod provider_windows;
 pub mod runner;
 pub mod spec;

@@ -29,6 +29,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use crate::checkpoint::{CheckpointError, Coordinator, OnComplete, SourceState};
+use crate::metrics::Metrics;
 use crate::provider_windows::{self, Claim, LateClaim, ProviderWindow, ProviderWindowsConfig, parse_claim};
 use crate::spec::{JobKind, PipelineSpec, SinkSpec, SourceSpec};
 
@@ -256,6 +257,11 @@ const SINKS: [&str; 3] = ["csv", "late", "dead-letters"];
 
 /// Runs the pipeline to the end of its input.
 pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError> {
+    run_with(spec, cluster, None)
+}
+
+/// Runs the pipeline to the end of its input, keeping `metrics` up to date.
+pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metrics>>) -> Result<RunReport, RunError> {
     let JobKind::ProviderWindows = spec.job;
     let SinkSpec::Csv { path: sink_path, late_path, .. } = spec.sink.clone();
     let dead_letter_path = spec_dead_letter_path(spec);
@@ -298,18 +304,23 @@ pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError
             }
             let operators = [provider_windows::OPERATOR];
             let coordinator =
-                Coordinator::open(settings, total_workers, spec.identity(), &operators, &SINKS, input.on_complete())?;
+                Coordinator::open(settings, total_workers, spec.identity(), &operators, &SINKS, input.on_complete())?
+                    .with_metrics(metrics.clone());
             Some(Arc::new(coordinator))
         }
         None => None,
     };
+    if let (Some(metrics), Input::Embedded { ends, .. }) = (&metrics, &*input) {
+        ends.iter().enumerate().for_each(|(p, end)| metrics.partition_end(p as u32, *end));
+    }
     let shared = Arc::new(Mutex::new(Shared::default()));
     report(&shared, |r| r.resumed_from = coordinator.as_ref().and_then(|c| c.restored_at()));
     let started = Instant::now();
-    let (worker_shared, worker_coordinator) = (shared.clone(), coordinator.clone());
+    let (worker_shared, worker_coordinator, worker_metrics) = (shared.clone(), coordinator.clone(), metrics.clone());
     let guards = timely::execute(config, move |worker| {
         let shared = worker_shared.clone();
         let coordinator = worker_coordinator.clone();
+        let metrics = worker_metrics.clone();
         let (index, peers) = (worker.index(), worker.peers());
         let leader = index == 0;
         let restored = coordinator.as_ref().and_then(|c| c.restored_source(index));
@@ -324,11 +335,10 @@ pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError
         let sinks = (sink_path.clone(), late_path.clone(), dead_letter_path.clone());
         worker.dataflow::<Time, _, _>(|scope| {
             let partitions = input.partitions(index, peers);
-            let (claims, dead) =
-                claims_source(scope, reader, partitions, settings, restored, coordinator.clone(), shared.clone());
+            let context = WorkerContext { leader, coordinator: coordinator.clone(), metrics, shared: shared.clone() };
+            let (claims, dead) = claims_source(scope, reader, partitions, settings, restored, &context);
             let checkpoints = coordinator.clone().map(|c| c as Arc<dyn StateCheckpoints>);
             let (changes, late) = provider_windows::build(claims, &job, checkpoints);
-            let context = SinkContext { leader, coordinator: coordinator.clone(), shared: shared.clone() };
             let csv = LineFile {
                 name: SINKS[0],
                 path: Some(sinks.0),
@@ -549,9 +559,9 @@ fn claims_source<'scope>(
     partitions: Vec<u32>,
     settings: SourceSettings,
     restored: Option<SourceState>,
-    coordinator: Option<Arc<Coordinator>>,
-    shared: Arc<Mutex<Shared>>,
+    context: &WorkerContext,
 ) -> (timely::dataflow::StreamVec<'scope, Time, Claim>, timely::dataflow::StreamVec<'scope, Time, DeadLetter>) {
+    let (coordinator, metrics, shared) = (context.coordinator.clone(), context.metrics.clone(), context.shared.clone());
     let mut builder = OperatorBuilder::new("ClaimsSource".to_owned(), scope);
     let (claims_output, claims) = builder.new_output::<Vec<Claim>>();
     let (dead_output, dead) = builder.new_output::<Vec<DeadLetter>>();
@@ -606,6 +616,7 @@ fn claims_source<'scope>(
             let time = *claims_capability.time();
             let mut failed = false;
             let mut finished = false;
+            let (before, mut dead) = (records, 0u64);
             {
                 let mut claims_output = claims_output.activate();
                 let mut dead_output = dead_output.activate();
@@ -633,11 +644,15 @@ fn claims_source<'scope>(
                         Err(error) => {
                             let original = String::from_utf8_lossy(bytes).into_owned();
                             dead_session.give(input.dead_letter(error.to_string(), original));
+                            dead += 1;
                         }
                     }
                 }
             }
             input.ended().into_iter().for_each(|p| watermarks.set_idle(p));
+            if let Some(m) = &metrics {
+                m.source_batch(worker, records - before, dead, watermarks.current(), &input.positions());
+            }
             if failed || finished {
                 report(&shared, |r| r.records += records);
                 if let Some(c) = &coordinator
@@ -673,10 +688,11 @@ struct LineFile {
     lazy: bool,
 }
 
-/// What every sink of a worker shares.
-struct SinkContext {
+/// What the operators of a worker share.
+struct WorkerContext {
     leader: bool,
     coordinator: Option<Arc<Coordinator>>,
+    metrics: Option<Arc<Metrics>>,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -766,10 +782,10 @@ fn line_sink<T: ExchangeData + Ord>(
     file: LineFile,
     format: fn(&T, &mut String) -> bool,
     count: fn(&mut RunReport, u64),
-    context: &SinkContext,
+    context: &WorkerContext,
 ) {
-    let SinkContext { leader, coordinator, shared } = context;
-    let (leader, shared) = (*leader, shared.clone());
+    let WorkerContext { leader, coordinator, metrics, shared } = context;
+    let (leader, shared, metrics) = (*leader, shared.clone(), metrics.clone());
     let coordinator = coordinator.clone().filter(|_| leader);
     let mut output = if leader {
         match Output::open(&file, coordinator.as_ref().and_then(|c| c.restored_sink(file.name))) {
@@ -818,8 +834,12 @@ fn line_sink<T: ExchangeData + Ord>(
             let mut records = entry.remove();
             records.sort_unstable();
             text.clear();
+            let before = lines;
             for record in &records {
                 lines += u64::from(format(record, &mut text));
+            }
+            if let Some(m) = &metrics {
+                m.sink_lines(name, lines - before);
             }
             if let Some(o) = output.as_mut()
                 && let Err(error) = o.write(&text)

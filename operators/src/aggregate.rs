@@ -26,10 +26,10 @@ pub trait Aggregate: 'static {
 /// retraction of the old value and the new value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WindowChange<K, O> {
+    /// The window (first, so changes sort by window, then key).
+    pub window: Window,
     /// The key (provider, member, …).
     pub key: K,
-    /// The window.
-    pub window: Window,
     /// The result.
     pub value: O,
     /// +1 or −1.

@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// File with one `host:port` per line, one per process.
     #[arg(long)]
     hostfile: Option<PathBuf>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` while the job runs (e.g.
+    /// `127.0.0.1:9464`; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
 }
 
 /// Runs the pipeline to the end of its input and prints what it did.
@@ -59,7 +63,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(checkpoint) = &spec.checkpoint {
         eprintln!("checkpoints: {} every {}", checkpoint.dir.display(), checkpoint.interval);
     }
-    let report = runner::run(&spec, &cluster)?;
+    let metrics = match &args.metrics_addr {
+        Some(address) => {
+            let name = args.pipeline.file_stem().and_then(|s| s.to_str()).unwrap_or("pipeline");
+            let metrics = std::sync::Arc::new(arus_jobs::metrics::Metrics::new(name));
+            let bound = arus_jobs::metrics::serve(address, metrics.clone())
+                .with_context(|| format!("--metrics-addr {address}: cannot listen"))?;
+            eprintln!("metrics: http://{bound}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
+    let report = runner::run_with(&spec, &cluster, metrics)?;
     let arus_jobs::spec::SinkSpec::Csv { path, .. } = &spec.sink;
     if let Some((epoch, at)) = report.resumed_from {
         eprintln!("resumed from checkpoint {epoch} (watermark {at} ms)");

@@ -1,0 +1,63 @@
+//! The metrics of a real run (embedded log in, CSV out, checkpoints on) say what the run did.
+
+use std::sync::Arc;
+
+use arus_connectors::embedded::EmbeddedLog;
+use arus_jobs::metrics::Metrics;
+use arus_jobs::runner::{Cluster, run_with};
+use arus_jobs::spec;
+
+#[test]
+fn a_run_reports_records_lines_lag_and_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_dir = dir.path().join("log");
+    {
+        let log = EmbeddedLog::open(&log_dir).expect("log");
+        log.create_topic("claims", 2).expect("topic");
+        for i in 0..1_000u64 {
+            let line = format!(
+                "{{\"claim_id\":\"C{i}\",\"member_id\":\"M{}\",\"provider_id\":\"P{}\",\"billed_amount\":{i}.5,\"service_ts\":{}}}",
+                i % 7,
+                i % 3,
+                1_767_225_600 + i * 30
+            );
+            log.produce(
+                "claims",
+                Some(format!("P{}", i % 3).as_bytes()),
+                line.into_bytes(),
+                arus_schemas::Timestamp(0),
+            )
+            .expect("produce");
+        }
+        log.produce("claims", None, b"not a claim".to_vec(), arus_schemas::Timestamp(0)).expect("produce");
+        log.flush().expect("flush");
+    }
+    let pipeline = format!("{}/../pipelines/provider-windows.toml", env!("CARGO_MANIFEST_DIR"));
+    let overrides = vec![
+        format!("source={{kind=\"embedded\", dir=\"{}\", topic=\"claims\", batch_records=100}}", log_dir.display()),
+        format!("sink.path={}", dir.path().join("out.csv").display()),
+        format!("checkpoint.dir={}", dir.path().join("checkpoints").display()),
+        "checkpoint.interval=\"0s\"".to_owned(),
+    ];
+    let spec = spec::load(std::path::Path::new(&pipeline), &overrides).expect("spec");
+    let metrics = Arc::new(Metrics::new("provider-windows"));
+    let report = run_with(&spec, &Cluster::Local { workers: 2 }, Some(metrics.clone())).expect("run");
+    let text = metrics.render();
+    let value = |prefix: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+    };
+    assert_eq!(value("arus_source_records_total{"), 1_000);
+    assert_eq!(value("arus_dead_letters_total{"), 1);
+    assert_eq!(value("arus_sink_lines_total{pipeline=\"provider-windows\",sink=\"csv\"}"), report.rows);
+    assert!(report.rows > 0);
+    assert_eq!(value("arus_consumer_lag_records{pipeline=\"provider-windows\",partition=\"0\"}"), 0);
+    assert_eq!(value("arus_consumer_lag_records{pipeline=\"provider-windows\",partition=\"1\"}"), 0);
+    assert_eq!(value("arus_checkpoints_total{"), report.checkpoints);
+    assert!(report.checkpoints >= 1, "at least the final checkpoint");
+    assert!(value("arus_checkpoint_bytes{") > 0);
+    // The pipeline allows a day of out-of-orderness: the watermark trails the newest claim by it.
+    let watermark = value("arus_watermark_ms{");
+    assert!((1_767_225_600_000 - 86_400_000..1_767_225_600_000).contains(&watermark), "{text}");
+    assert_eq!(value("arus_sink_lines_total{pipeline=\"provider-windows\",sink=\"dead-letters\"}"), 1);
+}
