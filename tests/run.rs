@@ -147,6 +147,8 @@ fn provider_windows_read_from_kafka_match_the_direct_computation() {
         }
     }
     let _cleanup = Cleanup(&config, &topic);
+    let dlq = format!("{topic}.dlq");
+    let _cleanup_dlq = Cleanup(&config, &dlq);
 
     let claims = claims(5_000);
     let sink = KafkaSink::new(&config, "lz4").expect("producer");

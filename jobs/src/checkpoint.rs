@@ -47,6 +47,26 @@ pub struct SourceState {
     pub next: Time,
     /// Whether the source had read everything.
     pub finished: bool,
+    /// Whose turn it was among the partitions, and how many records it had had in it.
+    #[serde(default)]
+    pub turn: Option<(u32, usize)>,
+}
+
+/// How far a sink had written at a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkPosition {
+    /// Bytes in its file (cut back to this on restore).
+    Bytes(u64),
+    /// A topic: per partition, the offset after the last record it had written (read back from
+    /// there on restore, so nothing is written twice), and the ids of records found that way by
+    /// an earlier restore and not yet met again (still not to be written).
+    Topic {
+        /// Partition, next offset.
+        offsets: Vec<(u32, u64)>,
+        /// Event ids already in the topic.
+        pending: Vec<String>,
+    },
 }
 
 /// A checkpoint as written.
@@ -63,7 +83,7 @@ struct Manifest {
     /// Per operator, per worker.
     operators: BTreeMap<String, Vec<Box<RawValue>>>,
     /// Per sink, the bytes of its file.
-    sinks: BTreeMap<String, u64>,
+    sinks: BTreeMap<String, SinkPosition>,
 }
 
 /// Why checkpoints cannot be used.
@@ -143,7 +163,7 @@ struct InFlight {
     at: Time,
     sources: Vec<Option<SourceState>>,
     operators: BTreeMap<(String, usize), Vec<u8>>,
-    sinks: BTreeMap<String, u64>,
+    sinks: BTreeMap<String, SinkPosition>,
 }
 
 impl Coordinator {
@@ -229,8 +249,8 @@ impl Coordinator {
     }
 
     /// The restored length of a sink's file.
-    pub fn restored_sink(&self, name: &str) -> Option<u64> {
-        self.restored.as_ref().and_then(|m| m.sinks.get(name).copied())
+    pub fn restored_sink(&self, name: &str) -> Option<SinkPosition> {
+        self.restored.as_ref().and_then(|m| m.sinks.get(name).cloned())
     }
 
     /// Checkpoints completed by this process.
@@ -316,11 +336,12 @@ impl Coordinator {
         (!in_flight.sinks.contains_key(name)).then_some((in_flight.epoch, in_flight.at))
     }
 
-    /// A sink has written everything stamped before the checkpoint's time: `bytes` in its file.
-    pub fn sink_saved(&self, epoch: u64, name: &str, bytes: u64) {
+    /// A sink has written everything stamped before the checkpoint's time, durably, up to
+    /// `position`.
+    pub fn sink_saved(&self, epoch: u64, name: &str, position: SinkPosition) {
         let mut progress = self.lock();
         if let Some(in_flight) = progress.in_flight.as_mut().filter(|f| f.epoch == epoch) {
-            in_flight.sinks.insert(name.to_owned(), bytes);
+            in_flight.sinks.insert(name.to_owned(), position);
         }
         self.try_complete(&mut progress);
     }
@@ -366,7 +387,7 @@ impl Coordinator {
         at: Time,
         sources: &[SourceState],
         operators: BTreeMap<(String, usize), Vec<u8>>,
-        sinks: BTreeMap<String, u64>,
+        sinks: BTreeMap<String, SinkPosition>,
     ) -> Result<u64, CheckpointError> {
         let dir = &self.settings.dir;
         let mut by_operator: BTreeMap<String, Vec<Box<RawValue>>> = BTreeMap::new();
@@ -479,6 +500,7 @@ mod tests {
             watermarks: Watermarks::new(0),
             next,
             finished: false,
+            turn: None,
         }
     }
 
@@ -498,7 +520,7 @@ mod tests {
         c.save("op", 0, 1, b"[1]".to_vec());
         c.save("op", 1, 1, b"[2]".to_vec());
         assert_eq!(c.sink_due("csv"), Some((1, 21)));
-        c.sink_saved(1, "csv", 99);
+        c.sink_saved(1, "csv", SinkPosition::Bytes(99));
         assert_eq!(c.completed(), 0, "worker 1's source has not crossed 21 yet");
         c.source_finished(1, SourceState { finished: true, ..state(25) });
         assert_eq!(c.completed(), 1);
@@ -509,7 +531,7 @@ mod tests {
         assert_eq!(again.restored_source(0), Some(state(30)));
         assert!(again.restored_source(1).is_some_and(|s| s.finished));
         assert_eq!(again.restore("op", 1), Some(b"[2]".to_vec()));
-        assert_eq!(again.restored_sink("csv"), Some(99));
+        assert_eq!(again.restored_sink("csv"), Some(SinkPosition::Bytes(99)));
 
         let err = Coordinator::open(settings(dir.path()), 4, "job".into(), &["op"], &["csv"], None)
             .err()

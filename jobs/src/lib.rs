@@ -11,4 +11,5 @@ pub mod checkpoint;
 pub mod metrics;
 pub mod provider_windows;
 pub mod runner;
+pub mod sinks;
 pub mod spec;

@@ -13,24 +13,22 @@
 //! see [`crate::checkpoint`].
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
+use std::io::{BufRead, BufReader, Seek};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaError};
+use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaError, Resume};
 use arus_operators::{StateCheckpoints, Time, Watermarks};
-use serde::{Deserialize, Serialize};
-use timely::ExchangeData;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
-use crate::checkpoint::{CheckpointError, Coordinator, OnComplete, SourceState};
+use crate::checkpoint::{CheckpointError, Coordinator, OnComplete, SinkPosition, SourceState};
 use crate::metrics::Metrics;
-use crate::provider_windows::{self, Claim, LateClaim, ProviderWindow, ProviderWindowsConfig, parse_claim};
+use crate::provider_windows::{self, Claim, ClaimError, LateClaim, ProviderWindow, ProviderWindowsConfig, parse_claim};
+pub use crate::sinks::DeadLetter;
+use crate::sinks::{self, FileSink, KafkaDeadLetters, LineFile, LogDeadLetters, Sink};
 use crate::spec::{JobKind, PipelineSpec, SinkSpec, SourceSpec};
 
 /// How to spread the job.
@@ -100,44 +98,24 @@ pub enum RunError {
 }
 
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     report: RunReport,
     error: Option<RunError>,
 }
 
-fn fail(shared: &Mutex<Shared>, error: RunError) {
+pub(crate) fn fail(shared: &Mutex<Shared>, error: RunError) {
     let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
     shared.error.get_or_insert(error);
 }
 
-fn report(shared: &Mutex<Shared>, update: impl FnOnce(&mut RunReport)) {
+pub(crate) fn report(shared: &Mutex<Shared>, update: impl FnOnce(&mut RunReport)) {
     update(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).report);
-}
-
-/// A record that could not be decoded, with where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// File or topic.
-    pub source: String,
-    /// Partition (topics).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition: Option<u32>,
-    /// Offset (topics).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u64>,
-    /// Line number, from 1 (files).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<u64>,
-    /// Why it was refused.
-    pub error: String,
-    /// The record, as text (invalid UTF-8 replaced).
-    pub original: String,
 }
 
 /// Where the records come from, opened once per process.
 enum Input {
     Jsonl { path: PathBuf },
-    Kafka { config: KafkaConfig, topic: String, group: String, partitions: u32 },
+    Kafka { config: KafkaConfig, topic: String, group: String, partitions: u32, resume: Resume },
     Embedded { log: Arc<EmbeddedLog>, topic: String, group: String, ends: Vec<u64> },
 }
 
@@ -149,10 +127,10 @@ impl Input {
                 File::open(path).map_err(|source| RunError::Io { path: path.clone(), source })?;
                 Input::Jsonl { path: path.clone() }
             }
-            SourceSpec::Kafka { brokers, topic, group, .. } => {
+            SourceSpec::Kafka { brokers, topic, group, resume, .. } => {
                 let config = KafkaConfig::new(brokers.clone());
                 let partitions = arus_connectors::kafka::partition_count(&config, topic)?;
-                Input::Kafka { config, topic: topic.clone(), group: group.clone(), partitions }
+                Input::Kafka { config, topic: topic.clone(), group: group.clone(), partitions, resume: *resume }
             }
             SourceSpec::Embedded { dir, topic, group, .. } => {
                 if !dir.join("topics").is_dir() {
@@ -207,9 +185,11 @@ impl Input {
                     eof: false,
                 })
             }
-            Input::Kafka { config, topic, group, .. } => {
+            Input::Kafka { config, topic, group, resume, .. } => {
                 let positions: Vec<(u32, Option<u64>)> = mine.iter().map(|p| (*p, from(*p))).collect();
-                let reader = BoundedPartitionReader::open(config, group, topic, &positions, quantum)?;
+                let turn = restored.and_then(|s| s.turn);
+                let reader =
+                    BoundedPartitionReader::open_at_turn(config, group, topic, &positions, quantum, turn, *resume)?;
                 Box::new(KafkaReader { topic: topic.clone(), reader, last: None })
             }
             Input::Embedded { log, topic, ends, .. } => Box::new(LogReader {
@@ -217,7 +197,10 @@ impl Input {
                 topic: topic.clone(),
                 partitions: mine.iter().map(|p| (*p, from(*p).unwrap_or(0), ends[*p as usize])).collect(),
                 quantum,
-                turn: (0, 0),
+                turn: restored
+                    .and_then(|s| s.turn)
+                    .and_then(|(p, taken)| mine.iter().position(|q| *q == p).map(|index| (index, taken)))
+                    .unwrap_or((0, 0)),
                 buffer: std::collections::VecDeque::new(),
                 last: None,
             }),
@@ -252,6 +235,18 @@ impl Input {
     }
 }
 
+/// Whether a claim was not a claim at all, or a claim with a bad field.
+fn error_kind(error: &ClaimError) -> &'static str {
+    match error {
+        ClaimError::Json(_) => "decode",
+        ClaimError::Amount(_) | ClaimError::Timestamp(_) => "validate",
+    }
+}
+
+fn dlq_topic(topic: &str) -> String {
+    arus_schemas::topics::dlq_topic(topic)
+}
+
 /// The names of the sinks, for checkpoints.
 const SINKS: [&str; 3] = ["csv", "late", "dead-letters"];
 
@@ -264,7 +259,6 @@ pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError
 pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metrics>>) -> Result<RunReport, RunError> {
     let JobKind::ProviderWindows = spec.job;
     let SinkSpec::Csv { path: sink_path, late_path, .. } = spec.sink.clone();
-    let dead_letter_path = spec_dead_letter_path(spec);
     // Fail before starting workers when the input is missing.
     let input = Arc::new(Input::open(&spec.source)?);
     let batch = match &spec.source {
@@ -316,6 +310,7 @@ pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metr
     let shared = Arc::new(Mutex::new(Shared::default()));
     report(&shared, |r| r.resumed_from = coordinator.as_ref().and_then(|c| c.restored_at()));
     let started = Instant::now();
+    let dead_letters = Arc::new(DeadLetterTarget::of(spec, &input));
     let (worker_shared, worker_coordinator, worker_metrics) = (shared.clone(), coordinator.clone(), metrics.clone());
     let guards = timely::execute(config, move |worker| {
         let shared = worker_shared.clone();
@@ -332,24 +327,26 @@ pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metr
             }
         };
         let settings = SourceSettings { batch, out_of_orderness_ms: out_of_orderness };
-        let sinks = (sink_path.clone(), late_path.clone(), dead_letter_path.clone());
+        let (sink_path, late_path) = (sink_path.clone(), late_path.clone());
+        let dead_letters = dead_letters.clone();
         worker.dataflow::<Time, _, _>(|scope| {
             let partitions = input.partitions(index, peers);
             let context = WorkerContext { leader, coordinator: coordinator.clone(), metrics, shared: shared.clone() };
             let (claims, dead) = claims_source(scope, reader, partitions, settings, restored, &context);
             let checkpoints = coordinator.clone().map(|c| c as Arc<dyn StateCheckpoints>);
             let (changes, late) = provider_windows::build(claims, &job, checkpoints);
-            let csv = LineFile {
-                name: SINKS[0],
-                path: Some(sinks.0),
-                header: Some(provider_windows::CSV_HEADER),
-                lazy: false,
-            };
-            line_sink(changes, csv, csv_line, |r, n| r.rows += n, &context);
-            let late_file = LineFile { name: SINKS[1], path: sinks.1, header: None, lazy: false };
-            line_sink(late, late_file, late_line, |r, n| r.late += n, &context);
-            let dead_file = LineFile { name: SINKS[2], path: Some(sinks.2), header: None, lazy: true };
-            line_sink(dead, dead_file, dead_letter_line, |r, n| r.dead_letters += n, &context);
+            let csv = open_sink(&context, SINKS[0], |restored| {
+                let file = LineFile { path: Some(sink_path), header: Some(provider_windows::CSV_HEADER), lazy: false };
+                Ok(Box::new(FileSink::open(&file, csv_line, restored)?))
+            });
+            sinks::sink(changes, SINKS[0], csv, |r, n| r.rows += n, &context);
+            let late_sink = open_sink(&context, SINKS[1], |restored| {
+                let file = LineFile { path: late_path, header: None, lazy: false };
+                Ok(Box::new(FileSink::open(&file, late_line, restored)?))
+            });
+            sinks::sink(late, SINKS[1], late_sink, |r, n| r.late += n, &context);
+            let dead_sink = open_sink(&context, SINKS[2], |restored| dead_letters.open(restored));
+            sinks::sink(dead, SINKS[2], dead_sink, |_, _| {}, &context);
         });
         while worker.step_or_park(None) {}
     })
@@ -387,8 +384,12 @@ trait ClaimReader {
     fn lines(&self) -> u64 {
         0
     }
+    /// Whose turn it is among the partitions, and how many records it has had in it.
+    fn turn(&self) -> Option<(u32, usize)> {
+        None
+    }
     /// The last record's dead letter.
-    fn dead_letter(&self, error: String, original: String) -> DeadLetter;
+    fn dead_letter(&self, error: &ClaimError, original: &[u8]) -> DeadLetter;
 }
 
 /// A JSON-lines file, one partition (0); positions are byte offsets.
@@ -436,14 +437,17 @@ impl ClaimReader for JsonlReader {
         self.line_number
     }
 
-    fn dead_letter(&self, error: String, original: String) -> DeadLetter {
+    fn dead_letter(&self, error: &ClaimError, original: &[u8]) -> DeadLetter {
         DeadLetter {
             source: self.path.display().to_string(),
             partition: None,
             offset: None,
             line: Some(self.line_number),
-            error,
-            original,
+            timestamp_ms: None,
+            error_kind: error_kind(error).to_owned(),
+            error: error.to_string(),
+            key: None,
+            original: original.to_vec(),
         }
     }
 }
@@ -470,15 +474,22 @@ impl ClaimReader for KafkaReader {
         self.reader.positions()
     }
 
-    fn dead_letter(&self, error: String, original: String) -> DeadLetter {
-        let (partition, offset) = self.last.as_ref().map_or((0, 0), |r| (r.partition, r.offset as u64));
+    fn turn(&self) -> Option<(u32, usize)> {
+        Some(self.reader.turn())
+    }
+
+    fn dead_letter(&self, error: &ClaimError, original: &[u8]) -> DeadLetter {
+        let last = self.last.as_ref();
         DeadLetter {
             source: self.topic.clone(),
-            partition: Some(partition),
-            offset: Some(offset),
+            partition: last.map(|r| r.partition),
+            offset: last.map(|r| r.offset as u64),
             line: None,
-            error,
-            original,
+            timestamp_ms: last.and_then(|r| r.timestamp_ms),
+            error_kind: error_kind(error).to_owned(),
+            error: error.to_string(),
+            key: last.and_then(|r| r.key.clone()),
+            original: original.to_vec(),
         }
     }
 }
@@ -529,17 +540,32 @@ impl ClaimReader for LogReader {
         self.partitions.iter().map(|(p, next, _)| (*p, Some(*next))).collect()
     }
 
-    fn dead_letter(&self, error: String, original: String) -> DeadLetter {
-        let (partition, offset) = self.last.as_ref().map_or((0, 0), |r| (r.partition, r.offset));
+    fn turn(&self) -> Option<(u32, usize)> {
+        Some((self.partitions[self.turn.0].0, self.turn.1))
+    }
+
+    fn dead_letter(&self, error: &ClaimError, original: &[u8]) -> DeadLetter {
+        let last = self.last.as_ref();
         DeadLetter {
             source: self.topic.clone(),
-            partition: Some(partition),
-            offset: Some(offset),
+            partition: last.map(|r| r.partition),
+            offset: last.map(|r| r.offset),
             line: None,
-            error,
-            original,
+            timestamp_ms: last.map(|r| r.timestamp.0),
+            error_kind: error_kind(error).to_owned(),
+            error: error.to_string(),
+            key: last.and_then(|r| r.key.clone()),
+            original: original.to_vec(),
         }
     }
+}
+
+/// What the operators of a worker share.
+pub(crate) struct WorkerContext {
+    pub leader: bool,
+    pub coordinator: Option<Arc<Coordinator>>,
+    pub metrics: Option<Arc<Metrics>>,
+    pub shared: Arc<Mutex<Shared>>,
 }
 
 /// Settings every source shares.
@@ -592,6 +618,7 @@ fn claims_source<'scope>(
                     watermarks: watermarks.clone(),
                     next,
                     finished,
+                    turn: reader.as_ref().map_or(restored.as_ref().and_then(|s| s.turn), |r| r.turn()),
                 }
             };
         let mut held = None;
@@ -608,7 +635,7 @@ fn claims_source<'scope>(
         } else if let Some(c) = &coordinator {
             c.source_finished(worker, state(&None, &watermarks, start, true));
         }
-        let mut records = 0u64;
+        let (mut records, mut dead_letters) = (0u64, 0u64);
         move |_frontiers| {
             let (Some((claims_capability, dead_capability)), Some(input)) = (held.as_mut(), reader.as_mut()) else {
                 return;
@@ -642,19 +669,24 @@ fn claims_source<'scope>(
                             records += 1;
                         }
                         Err(error) => {
-                            let original = String::from_utf8_lossy(bytes).into_owned();
-                            dead_session.give(input.dead_letter(error.to_string(), original));
+                            let original = bytes.to_vec();
+                            let letter = input.dead_letter(&error, &original);
+                            dead_session.give(letter);
                             dead += 1;
                         }
                     }
                 }
             }
             input.ended().into_iter().for_each(|p| watermarks.set_idle(p));
+            dead_letters += dead;
             if let Some(m) = &metrics {
                 m.source_batch(worker, records - before, dead, watermarks.current(), &input.positions());
             }
             if failed || finished {
-                report(&shared, |r| r.records += records);
+                report(&shared, |r| {
+                    r.records += records;
+                    r.dead_letters += dead_letters;
+                });
                 if let Some(c) = &coordinator
                     && !failed
                 {
@@ -676,191 +708,56 @@ fn claims_source<'scope>(
     (claims, dead)
 }
 
-/// A file of lines a sink writes.
-struct LineFile {
-    /// The sink's name in checkpoints.
-    name: &'static str,
-    /// No file: lines are only counted.
-    path: Option<PathBuf>,
-    /// First line of a new file.
-    header: Option<&'static str>,
-    /// Created only once there is a line to write.
-    lazy: bool,
-}
-
-/// What the operators of a worker share.
-struct WorkerContext {
-    leader: bool,
-    coordinator: Option<Arc<Coordinator>>,
-    metrics: Option<Arc<Metrics>>,
-    shared: Arc<Mutex<Shared>>,
-}
-
-/// An open sink file and how many bytes it holds.
-struct Output {
-    path: PathBuf,
-    writer: Option<BufWriter<File>>,
-    bytes: u64,
-    header: Option<&'static str>,
-}
-
-impl Output {
-    /// Opens the sink's file: cut back to the restored length, or new.
-    fn open(file: &LineFile, restored: Option<u64>) -> Result<Option<Self>, RunError> {
-        let Some(path) = file.path.clone() else { return Ok(None) };
-        let io = |source| RunError::Io { path: path.clone(), source };
-        let mut output = Output { path: path.clone(), writer: None, bytes: 0, header: file.header };
-        match restored {
-            Some(bytes) if bytes > 0 || path.exists() => {
-                let mut f = std::fs::OpenOptions::new().write(true).open(&path).map_err(io)?;
-                let len = f.metadata().map_err(io)?.len();
-                if len < bytes {
-                    return Err(RunError::Unsupported(format!(
-                        "{}: {len} bytes, but the checkpoint says it had {bytes}: the output was changed since; \
-                         delete the checkpoint directory to start over",
-                        path.display()
-                    )));
-                }
-                f.set_len(bytes).map_err(io)?;
-                f.seek(std::io::SeekFrom::Start(bytes)).map_err(io)?;
-                output.writer = Some(BufWriter::with_capacity(1 << 20, f));
-                output.bytes = bytes;
-                output.header = None;
-            }
-            _ if file.lazy => {
-                // Nothing from an earlier run may stay behind.
-                match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-                    _ => {}
-                }
-            }
-            _ => output.create()?,
-        }
-        Ok(Some(output))
-    }
-
-    fn create(&mut self) -> Result<(), RunError> {
-        let io = |source| RunError::Io { path: self.path.clone(), source };
-        let mut writer = BufWriter::with_capacity(1 << 20, File::create(&self.path).map_err(io)?);
-        if let Some(header) = self.header.take() {
-            writeln!(writer, "{header}").map_err(io)?;
-            self.bytes = header.len() as u64 + 1;
-        }
-        self.writer = Some(writer);
-        Ok(())
-    }
-
-    fn write(&mut self, text: &str) -> Result<(), RunError> {
-        if self.writer.is_none() {
-            self.create()?;
-        }
-        let writer = self.writer.as_mut().expect("created above");
-        writer.write_all(text.as_bytes()).map_err(|source| RunError::Io { path: self.path.clone(), source })?;
-        self.bytes += text.len() as u64;
-        Ok(())
-    }
-
-    /// Flushes and, when `durable`, syncs to disk.
-    fn flush(&mut self, durable: bool) -> Result<(), RunError> {
-        let io = |source| RunError::Io { path: self.path.clone(), source };
-        if let Some(writer) = self.writer.as_mut() {
-            writer.flush().map_err(io)?;
-            if durable {
-                writer.get_ref().sync_data().map_err(io)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Writes a stream to a file on worker 0: each stamp once the frontier has passed it, its
-/// records sorted, one line each (`format` says whether a record makes a line). With
-/// checkpoints, the file's length is saved once everything stamped before a checkpoint's time
-/// is written and durable.
-fn line_sink<T: ExchangeData + Ord>(
-    stream: timely::dataflow::StreamVec<'_, Time, T>,
-    file: LineFile,
-    format: fn(&T, &mut String) -> bool,
-    count: fn(&mut RunReport, u64),
+/// Opens a sink on worker 0, from its restored position; `None` elsewhere or when it fails
+/// (the run then reports the failure).
+fn open_sink<T: 'static>(
     context: &WorkerContext,
-) {
-    let WorkerContext { leader, coordinator, metrics, shared } = context;
-    let (leader, shared, metrics) = (*leader, shared.clone(), metrics.clone());
-    let coordinator = coordinator.clone().filter(|_| leader);
-    let mut output = if leader {
-        match Output::open(&file, coordinator.as_ref().and_then(|c| c.restored_sink(file.name))) {
-            Ok(output) => output,
-            Err(error) => {
-                fail(&shared, error);
-                None
-            }
+    name: &str,
+    open: impl FnOnce(Option<SinkPosition>) -> Result<Box<dyn Sink<T>>, RunError>,
+) -> Option<Box<dyn Sink<T>>> {
+    if !context.leader {
+        return None;
+    }
+    match open(context.coordinator.as_ref().and_then(|c| c.restored_sink(name))) {
+        Ok(sink) => Some(sink),
+        Err(error) => {
+            fail(&context.shared, error);
+            None
         }
-    } else {
-        None
-    };
-    let mut pending: std::collections::BTreeMap<Time, Vec<T>> = Default::default();
-    let mut text = String::with_capacity(1 << 16);
-    let mut lines = 0u64;
-    let name = file.name;
-    stream.sink(Exchange::new(|_: &T| 0), name, move |(input, frontier)| {
-        input.for_each_stamp(|capability, data| {
-            let time = *capability.least().expect("a totally ordered stamp has a least element");
-            let entry = pending.entry(time).or_default();
-            for batch in data {
-                entry.append(batch);
-            }
-        });
-        let mut due = coordinator.as_ref().and_then(|c| c.sink_due(name));
-        let save = |output: &mut Option<Output>, (epoch, _at): (u64, Time)| {
-            let Some(c) = &coordinator else { return };
-            let bytes = match output.as_mut().map(|o| o.flush(true).map(|()| o.bytes)).transpose() {
-                Ok(bytes) => bytes.unwrap_or(0),
-                Err(error) => {
-                    c.fail(error.to_string());
-                    return;
-                }
-            };
-            c.sink_saved(epoch, name, bytes);
-        };
-        while let Some(entry) = pending.first_entry() {
-            let time = *entry.key();
-            if frontier.less_equal(&time) {
-                break;
-            }
-            if let Some(checkpoint) = due.filter(|(_, at)| *at <= time) {
-                save(&mut output, checkpoint);
-                due = None;
-            }
-            let mut records = entry.remove();
-            records.sort_unstable();
-            text.clear();
-            let before = lines;
-            for record in &records {
-                lines += u64::from(format(record, &mut text));
-            }
-            if let Some(m) = &metrics {
-                m.sink_lines(name, lines - before);
-            }
-            if let Some(o) = output.as_mut()
-                && let Err(error) = o.write(&text)
-            {
-                fail(&shared, error);
-                output = None;
-            }
+    }
+}
+
+/// Where dead letters go: the file `sink.dead_letter_path` when given; otherwise
+/// `<topic>.dlq` next to a topic source, or `<sink path>.dlq.jsonl` for a file source.
+enum DeadLetterTarget {
+    File(PathBuf),
+    Kafka(KafkaConfig, String),
+    Log(Arc<EmbeddedLog>, String),
+}
+
+impl DeadLetterTarget {
+    fn of(spec: &PipelineSpec, input: &Input) -> Self {
+        let SinkSpec::Csv { path, dead_letter_path, .. } = &spec.sink;
+        match (dead_letter_path, input) {
+            (Some(path), _) => DeadLetterTarget::File(path.clone()),
+            (None, Input::Jsonl { .. }) => DeadLetterTarget::File(path.with_extension("dlq.jsonl")),
+            (None, Input::Kafka { config, topic, .. }) => DeadLetterTarget::Kafka(config.clone(), dlq_topic(topic)),
+            (None, Input::Embedded { log, topic, .. }) => DeadLetterTarget::Log(log.clone(), dlq_topic(topic)),
         }
-        if let Some(checkpoint) = due.filter(|(_, at)| !frontier.less_than(at)) {
-            save(&mut output, checkpoint);
-        }
-        if frontier.is_empty() && leader {
-            if let Some(mut o) = output.take()
-                && let Err(error) = o.flush(false)
-            {
-                fail(&shared, error);
+    }
+
+    fn open(&self, restored: Option<SinkPosition>) -> Result<Box<dyn Sink<DeadLetter>>, RunError> {
+        Ok(match self {
+            DeadLetterTarget::File(path) => {
+                let file = LineFile { path: Some(path.clone()), header: None, lazy: true };
+                Box::new(FileSink::open(&file, dead_letter_line, restored)?)
             }
-            report(&shared, |r| count(r, lines));
-            lines = 0;
-        }
-    });
+            DeadLetterTarget::Kafka(config, topic) => {
+                Box::new(KafkaDeadLetters::open(config, topic.clone(), restored)?)
+            }
+            DeadLetterTarget::Log(log, topic) => Box::new(LogDeadLetters::open(log.clone(), topic.clone(), restored)?),
+        })
+    }
 }
 
 fn csv_line(change: &ProviderWindow, out: &mut String) -> bool {
@@ -884,13 +781,69 @@ fn late_line(record: &LateClaim, out: &mut String) -> bool {
     true
 }
 
+/// A dead letter as a JSON line: where it came from, why, and the record as text.
 fn dead_letter_line(letter: &DeadLetter, out: &mut String) -> bool {
-    out.push_str(&serde_json::to_string(letter).expect("a dead letter serializes"));
+    let mut line = serde_json::json!({
+        "source": letter.source,
+        "error_kind": letter.error_kind,
+        "error": letter.error,
+        "original": String::from_utf8_lossy(&letter.original),
+    });
+    for (key, value) in
+        [("partition", letter.partition.map(u64::from)), ("offset", letter.offset), ("line", letter.line)]
+    {
+        if let Some(value) = value {
+            line[key] = value.into();
+        }
+    }
+    out.push_str(&line.to_string());
     out.push('\n');
     true
 }
 
-fn spec_dead_letter_path(spec: &PipelineSpec) -> PathBuf {
-    let SinkSpec::Csv { path, dead_letter_path, .. } = &spec.sink;
-    dead_letter_path.clone().unwrap_or_else(|| path.with_extension("dlq.jsonl"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader reopened where another stopped, mid-turn, goes on with exactly the records the
+    /// first would have read next: what makes batches after a restore the same as before.
+    #[test]
+    fn a_reopened_log_reader_goes_on_in_the_same_order() {
+        let log = EmbeddedLog::new();
+        log.create_topic("t", 3).expect("topic");
+        for i in 0..60u32 {
+            let key = format!("k{i}");
+            log.produce("t", Some(key.as_bytes()), i.to_string().into_bytes(), arus_schemas::Timestamp(0))
+                .expect("produce");
+        }
+        let ends = log.end_offsets("t").expect("ends");
+        let input = Input::Embedded { log: Arc::new(log), topic: "t".to_owned(), group: "g".to_owned(), ends };
+        let read_all = |reader: &mut Box<dyn ClaimReader>| {
+            let mut values = Vec::new();
+            while let Some((_, bytes)) = reader.next().expect("read") {
+                values.push(String::from_utf8_lossy(bytes).into_owned());
+            }
+            values
+        };
+        // Batches of 7 over 3 partitions: turns of 3 that end mid-batch.
+        let mut whole = input.reader(0, 1, 7, None).expect("open").expect("a reader");
+        let everything = read_all(&mut whole);
+        assert_eq!(everything.len(), 60);
+        for stop in [1, 4, 7, 23, 59] {
+            let mut first = input.reader(0, 1, 7, None).expect("open").expect("a reader");
+            for _ in 0..stop {
+                first.next().expect("read");
+            }
+            let state = SourceState {
+                positions: first.positions(),
+                lines: 0,
+                watermarks: Watermarks::new(0),
+                next: 0,
+                finished: false,
+                turn: first.turn(),
+            };
+            let mut second = input.reader(0, 1, 7, Some(&state)).expect("open").expect("a reader");
+            assert_eq!(read_all(&mut second), everything[stop..], "reopened after {stop} records");
+        }
+    }
 }

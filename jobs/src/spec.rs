@@ -71,6 +71,10 @@ pub enum SourceSpec {
         /// Records read per step; each step's records share one watermark.
         #[serde(default = "default_batch_lines")]
         batch_records: usize,
+        /// How a restart goes back to the checkpoint's offsets: `scan` (from each partition's
+        /// start, skipping; any broker) or `seek` (straight there; Apache Kafka, not Tansu 0.6).
+        #[serde(default)]
+        resume: arus_connectors::kafka::Resume,
     },
     /// A topic of an embedded log persisted in a directory (what `arus demo` writes), values
     /// JSON lines, read like a Kafka topic.

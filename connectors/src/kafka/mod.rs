@@ -13,7 +13,7 @@ mod source;
 pub use admin::{create_topics, delete_topics};
 pub use config::{KafkaConfig, KafkaConfigError};
 pub use sink::{KafkaSink, SinkReport};
-pub use source::{BoundedPartitionReader, RawRecord, commit_positions, committed_positions, partition_count};
+pub use source::{BoundedPartitionReader, RawRecord, Resume, commit_positions, committed_positions, partition_count};
 
 /// A Kafka operation that failed.
 #[derive(Debug, thiserror::Error)]

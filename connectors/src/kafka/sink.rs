@@ -17,6 +17,8 @@ use super::{KafkaConfig, KafkaError};
 #[derive(Default)]
 struct Deliveries {
     state: Mutex<SinkReport>,
+    /// Per topic and partition, the offset after the last record delivered.
+    positions: Mutex<std::collections::BTreeMap<(String, u32), u64>>,
 }
 
 /// What a sink delivered.
@@ -38,7 +40,15 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match result {
-            Ok(_) => state.delivered += 1,
+            Ok(message) => {
+                state.delivered += 1;
+                use rdkafka::Message;
+                let key = (message.topic().to_owned(), message.partition() as u32);
+                let next = message.offset() as u64 + 1;
+                let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = positions.entry(key).or_default();
+                *entry = (*entry).max(next);
+            }
             Err((error, _)) => {
                 state.failed += 1;
                 state.first_error.get_or_insert_with(|| error.to_string());
@@ -86,6 +96,13 @@ impl KafkaSink {
                 Err((error, _)) => return Err(KafkaError::broker("produce", error)),
             }
         }
+    }
+
+    /// Per partition of `topic`, the offset after the last record this sink has had delivered
+    /// there (call after [`flush`](Self::flush) for a position covering everything sent).
+    pub fn delivered_positions(&self, topic: &str) -> Vec<(u32, u64)> {
+        let positions = self.producer.context().positions.lock().unwrap_or_else(|e| e.into_inner());
+        positions.iter().filter(|((t, _), _)| t == topic).map(|((_, p), o)| (*p, *o)).collect()
     }
 
     /// Waits until every queued record is delivered (or `timeout` passes) and reports.
