@@ -195,3 +195,69 @@ fn metrics_are_served_where_asked_and_a_bad_address_is_refused() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+#[test]
+fn provider_sessions_match_the_direct_computation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("claims.jsonl");
+    let claims = claims(20_000);
+    write_claims(&input, &claims, "");
+    // Sessions of one provider: claims sorted by time, each joining the session while it starts
+    // before the session's end (last claim + gap).
+    let gap = 60u64;
+    let mut by_provider: std::collections::BTreeMap<&str, Vec<(u64, &str, i64)>> = Default::default();
+    for (_, member, provider, amount, ts) in &claims {
+        by_provider.entry(provider).or_default().push((*ts, member, common::cents(amount)));
+    }
+    let mut sessions = Vec::new();
+    for (provider, mut events) in by_provider {
+        events.sort();
+        let mut current: Option<(u64, u64, u64, i64, std::collections::BTreeSet<&str>)> = None;
+        for (ts, member, cents) in events {
+            match current.as_mut() {
+                Some((_, end, count, sum, members)) if ts < *end => {
+                    *end = (*end).max(ts + gap);
+                    *count += 1;
+                    *sum += cents;
+                    members.insert(member);
+                }
+                _ => {
+                    sessions.extend(current.take().map(|s| (provider, s)));
+                    current = Some((ts, ts + gap, 1, cents, [member].into()));
+                }
+            }
+        }
+        sessions.extend(current.map(|s| (provider, s)));
+    }
+    // Written as they close: by end, then start, then provider.
+    sessions.sort_by_key(|(p, (start, end, ..))| (*end, *start, *p));
+    let mut expected = "provider_id,window_start,window_end,count,sum_billed,distinct_members\n".to_owned();
+    for (provider, (start, end, count, sum, members)) in &sessions {
+        expected.push_str(&format!(
+            "{provider},{start},{end},{count},{}.{:02},{}\n",
+            sum / 100,
+            sum % 100,
+            members.len()
+        ));
+    }
+    let sessions_pipeline = format!("{}/pipelines/provider-sessions.toml", env!("CARGO_MANIFEST_DIR"));
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("sessions-{workers}.csv"));
+        let run = arus(&[
+            "run",
+            &sessions_pipeline,
+            "--workers",
+            workers,
+            "--set",
+            &format!("source.path={}", input.display()),
+            "--set",
+            &format!("sink.path={}", out.display()),
+            "--set",
+            "windows.gap=\"1m\"",
+        ]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let csv = std::fs::read_to_string(&out).expect("output");
+        assert!(sessions.len() > 1_000, "the claims make many sessions");
+        assert!(csv == expected, "{workers} workers: sessions differ from the direct computation");
+    }
+}

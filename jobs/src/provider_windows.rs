@@ -173,6 +173,15 @@ impl Aggregate for ProviderStats {
         state.2.insert(member);
     }
 
+    fn merge(&self, into: &mut Self::State, from: Self::State) {
+        into.0 += from.0;
+        into.1 += from.1;
+        match from.2 {
+            Members::Few(list) => list.iter().for_each(|m| into.2.insert(m)),
+            Members::Many(set) => set.iter().for_each(|m| into.2.insert(m)),
+        }
+    }
+
     fn output(&self, state: &Self::State) -> Self::Output {
         (state.0, state.1, state.2.len() as u64)
     }
@@ -209,14 +218,31 @@ pub fn build<'scope>(
 /// The CSV header.
 pub const CSV_HEADER: &str = "provider_id,window_start,count,sum_billed,distinct_members";
 
+/// The CSV header for session windows, whose ends vary.
+pub const SESSION_CSV_HEADER: &str = "provider_id,window_start,window_end,count,sum_billed,distinct_members";
+
 /// One CSV row of a window result (provider ids are quoted when they need it).
 pub fn csv_row(change: &ProviderWindow, out: &mut String) {
+    push_csv_field(&change.key, out);
+    push_row_rest(change, None, out);
+}
+
+/// One CSV row of a session window result, with the session's end.
+pub fn session_csv_row(change: &ProviderWindow, out: &mut String) {
+    push_csv_field(&change.key, out);
+    push_row_rest(change, Some(change.window.end), out);
+}
+
+fn push_row_rest(change: &ProviderWindow, end: Option<Time>, out: &mut String) {
     use std::fmt::Write;
     let (count, cents, members) = change.value;
     let sign = if cents < 0 { "-" } else { "" };
     let abs = cents.unsigned_abs();
-    push_csv_field(&change.key, out);
-    let _ = writeln!(out, ",{},{count},{sign}{}.{:02},{members}", change.window.start / 1000, abs / 100, abs % 100);
+    let _ = write!(out, ",{}", change.window.start / 1000);
+    if let Some(end) = end {
+        let _ = write!(out, ",{}", end / 1000);
+    }
+    let _ = writeln!(out, ",{count},{sign}{}.{:02},{members}", abs / 100, abs % 100);
 }
 
 fn push_csv_field(field: &str, out: &mut String) {

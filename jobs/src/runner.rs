@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaError, Resume};
-use arus_operators::{StateCheckpoints, Time, Watermarks};
+use arus_operators::{StateCheckpoints, Time, Watermarks, WindowSpec};
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
@@ -336,8 +336,12 @@ pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metr
             let checkpoints = coordinator.clone().map(|c| c as Arc<dyn StateCheckpoints>);
             let (changes, late) = provider_windows::build(claims, &job, checkpoints);
             let csv = open_sink(&context, SINKS[0], |restored| {
-                let file = LineFile { path: Some(sink_path), header: Some(provider_windows::CSV_HEADER), lazy: false };
-                Ok(Box::new(FileSink::open(&file, csv_line, restored)?))
+                let (header, format): (_, fn(&ProviderWindow, &mut String) -> bool) = match job.windows {
+                    WindowSpec::Session { .. } => (provider_windows::SESSION_CSV_HEADER, session_csv_line),
+                    _ => (provider_windows::CSV_HEADER, csv_line),
+                };
+                let file = LineFile { path: Some(sink_path), header: Some(header), lazy: false };
+                Ok(Box::new(FileSink::open(&file, format, restored)?))
             });
             sinks::sink(changes, SINKS[0], csv, |r, n| r.rows += n, &context);
             let late_sink = open_sink(&context, SINKS[1], |restored| {
@@ -758,6 +762,13 @@ impl DeadLetterTarget {
             DeadLetterTarget::Log(log, topic) => Box::new(LogDeadLetters::open(log.clone(), topic.clone(), restored)?),
         })
     }
+}
+
+fn session_csv_line(change: &ProviderWindow, out: &mut String) -> bool {
+    if change.diff > 0 {
+        provider_windows::session_csv_row(change, out);
+    }
+    change.diff > 0
 }
 
 fn csv_line(change: &ProviderWindow, out: &mut String) -> bool {

@@ -123,13 +123,17 @@ pub enum SinkSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowsSpec {
-    /// `tumbling` or `sliding`.
+    /// `tumbling`, `sliding` or `session`.
     pub kind: WindowKind,
-    /// Window length, e.g. `"5m"`.
-    pub size: String,
+    /// Window length, e.g. `"5m"` (tumbling and sliding windows).
+    #[serde(default)]
+    pub size: Option<String>,
     /// For sliding windows: distance between starts, e.g. `"1m"`.
     #[serde(default)]
     pub slide: Option<String>,
+    /// For session windows: the longest quiet time within a session, e.g. `"30m"`.
+    #[serde(default)]
+    pub gap: Option<String>,
     /// How far behind the newest event an event may arrive and still be on time.
     #[serde(default = "zero")]
     pub out_of_orderness: String,
@@ -150,6 +154,8 @@ pub enum WindowKind {
     Tumbling,
     /// Overlapping windows.
     Sliding,
+    /// Per key, runs of events no more than a gap apart.
+    Session,
 }
 
 /// A spec that cannot run, with where the problem is.
@@ -292,16 +298,33 @@ impl PipelineSpec {
 
     /// The window shape.
     pub fn window_spec(&self) -> Result<WindowSpec, (&'static str, String)> {
-        let size_ms = parse_duration_ms(&self.windows.size).map_err(|r| ("windows.size", r))?;
-        let spec = match (self.windows.kind, &self.windows.slide) {
-            (WindowKind::Tumbling, None) => WindowSpec::Tumbling { size_ms },
-            (WindowKind::Tumbling, Some(_)) => {
-                return Err(("windows.slide", "tumbling windows have no slide".to_owned()));
+        let w = &self.windows;
+        let duration = |key: &'static str, text: &Option<String>| -> Result<u64, (&'static str, String)> {
+            let text = text.as_ref().ok_or((key, format!("{:?} windows need {key}", w.kind)))?;
+            parse_duration_ms(text).map_err(|r| (key, r))
+        };
+        let absent = |key: &'static str, value: &Option<String>| match value {
+            Some(_) => Err((key, format!("{:?} windows have no {key}", w.kind).to_lowercase())),
+            None => Ok(()),
+        };
+        let spec = match w.kind {
+            WindowKind::Tumbling => {
+                absent("windows.slide", &w.slide)?;
+                absent("windows.gap", &w.gap)?;
+                WindowSpec::Tumbling { size_ms: duration("windows.size", &w.size)? }
             }
-            (WindowKind::Sliding, Some(slide)) => {
-                WindowSpec::Sliding { size_ms, slide_ms: parse_duration_ms(slide).map_err(|r| ("windows.slide", r))? }
+            WindowKind::Sliding => {
+                absent("windows.gap", &w.gap)?;
+                WindowSpec::Sliding {
+                    size_ms: duration("windows.size", &w.size)?,
+                    slide_ms: duration("windows.slide", &w.slide)?,
+                }
             }
-            (WindowKind::Sliding, None) => return Err(("windows.slide", "sliding windows need a slide".to_owned())),
+            WindowKind::Session => {
+                absent("windows.size", &w.size)?;
+                absent("windows.slide", &w.slide)?;
+                WindowSpec::Session { gap_ms: duration("windows.gap", &w.gap)? }
+            }
         };
         spec.validate().map_err(|e| ("windows", e.to_string()))?;
         Ok(spec)
@@ -385,6 +408,21 @@ allowed_lateness = "10m"
         assert!(err.contains("key=value"), "{err}");
         let err = load(&path, &["job=\"nope\"".to_owned()]).expect_err("unknown job").to_string();
         assert!(err.contains("after --set") && err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn session_windows_need_a_gap_and_nothing_else() {
+        let (_dir, path) = write(SPEC);
+        let session = ["windows.kind=\"session\"".to_owned(), "windows.gap=\"30m\"".to_owned()];
+        let err = load(&path, &session).expect_err("a size too").to_string();
+        assert!(err.contains("windows.size"), "{err}");
+        let spec = load(&path, &[session.to_vec(), vec!["windows.size=false".to_owned()]].concat());
+        assert!(spec.is_err(), "size must be a duration or absent");
+        let text = SPEC.replace("kind = \"tumbling\"\nsize = \"5m\"", "kind = \"session\"\ngap = \"30m\"");
+        let (_dir, path) = write(&text);
+        assert_eq!(load(&path, &[]).expect("valid").window_spec(), Ok(WindowSpec::Session { gap_ms: 1_800_000 }));
+        let (_dir, path) = write(&text.replace("gap = \"30m\"", "gap = \"0s\""));
+        assert!(load(&path, &[]).expect_err("zero gap").to_string().contains("positive"));
     }
 
     #[test]

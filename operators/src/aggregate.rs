@@ -17,6 +17,9 @@ pub trait Aggregate: 'static {
     /// Folds a value into a window's state.
     fn add(&self, state: &mut Self::State, input: &Self::Input);
 
+    /// Folds another window's state into `into` (sessions that a late event joins merge).
+    fn merge(&self, into: &mut Self::State, from: Self::State);
+
     /// The window's result.
     fn output(&self, state: &Self::State) -> Self::Output;
 }

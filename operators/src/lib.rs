@@ -12,17 +12,20 @@
 //! same output, whatever the number of workers and however messages interleave.
 //!
 //! # Layout
-//! - [`window`]: window shapes ([`WindowSpec`]) and the windows an event falls in.
+//! - [`window`]: window shapes ([`WindowSpec`]: tumbling, sliding, session) and the windows an
+//!   event falls in.
 //! - [`watermark`]: per-partition bounded out-of-orderness watermarks, idle partitions excluded.
 //! - [`aggregate`]: what a window computes ([`Aggregate`]) and what it emits ([`WindowChange`],
 //!   [`LateRecord`]).
 //! - [`checkpoint`]: how stateful operators save and restore their state at checkpoints
 //!   ([`StateCheckpoints`]).
+//! - `session`: session windows per key, merging when a late event bridges two sessions.
 //! - [`window_aggregate`]: the [`WindowAggregate`] operator: keyed event-time windows with
 //!   retractions for late data within the allowed lateness and a late output past it.
 
 pub mod aggregate;
 pub mod checkpoint;
+mod session;
 pub mod watermark;
 pub mod window;
 pub mod window_aggregate;

@@ -29,13 +29,19 @@ pub enum WindowSpec {
         /// Distance between window starts; divides `size_ms`.
         slide_ms: u64,
     },
+    /// Per key, events no more than `gap_ms` apart form one session `[first, last + gap)`;
+    /// sessions merge when an event bridges them.
+    Session {
+        /// The longest quiet time within a session.
+        gap_ms: u64,
+    },
 }
 
 /// A window shape that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WindowSpecError {
     /// Zero length.
-    #[error("window size must be positive")]
+    #[error("window size (or session gap) must be positive")]
     ZeroSize,
     /// Slide of zero, longer than the window, or not dividing it.
     #[error("slide {slide_ms} ms must be positive and divide the window size {size_ms} ms")]
@@ -51,9 +57,9 @@ impl WindowSpec {
     /// Checks the shape.
     pub fn validate(&self) -> Result<(), WindowSpecError> {
         match *self {
-            WindowSpec::Tumbling { size_ms: 0 } | WindowSpec::Sliding { size_ms: 0, .. } => {
-                Err(WindowSpecError::ZeroSize)
-            }
+            WindowSpec::Tumbling { size_ms: 0 }
+            | WindowSpec::Sliding { size_ms: 0, .. }
+            | WindowSpec::Session { gap_ms: 0 } => Err(WindowSpecError::ZeroSize),
             WindowSpec::Sliding { size_ms, slide_ms }
                 if slide_ms == 0 || slide_ms > size_ms || size_ms % slide_ms != 0 =>
             {
@@ -63,14 +69,16 @@ impl WindowSpec {
         }
     }
 
-    /// Window length.
+    /// Window length (for sessions, the gap: the window one event alone makes).
     pub fn size_ms(&self) -> u64 {
         match *self {
             WindowSpec::Tumbling { size_ms } | WindowSpec::Sliding { size_ms, .. } => size_ms,
+            WindowSpec::Session { gap_ms } => gap_ms,
         }
     }
 
-    /// Calls `each` with every window containing `time`, oldest first.
+    /// Calls `each` with every window containing `time`, oldest first (for sessions, the
+    /// window the event alone makes: sessions depend on the other events).
     #[inline]
     pub fn for_each_window(&self, time: Time, mut each: impl FnMut(Window)) {
         match *self {
@@ -89,6 +97,7 @@ impl WindowSpec {
                     start += slide_ms;
                 }
             }
+            WindowSpec::Session { gap_ms } => each(Window { start: time, end: time + gap_ms }),
         }
     }
 }

@@ -14,6 +14,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use crate::Time;
 use crate::aggregate::{Aggregate, LateRecord, WindowChange};
 use crate::checkpoint::StateCheckpoints;
+use crate::session::Sessions;
 use crate::window::{Window, WindowSpec};
 
 /// Groups `(key, event time, value)` records into event-time windows per key and aggregates
@@ -39,6 +40,7 @@ pub trait WindowAggregate<'scope, K, V> {
     ///     type State = u64;
     ///     type Output = u64;
     ///     fn add(&self, state: &mut u64, _: &()) { *state += 1; }
+    ///     fn merge(&self, into: &mut u64, from: u64) { *into += from; }
     ///     fn output(&self, state: &u64) -> u64 { *state }
     /// }
     ///
@@ -119,7 +121,7 @@ where
             // Late records are sent under the capability of the stamp they came with; the
             // initial capability of that output is not needed.
             capabilities.truncate(1);
-            let mut windows = Windows::new(windows, allowed_lateness_ms, aggregate);
+            let mut windows = State::new(windows, allowed_lateness_ms, aggregate);
             if let Some(saved) = checkpoints.as_ref().and_then(|c| c.restore(&operator, worker)) {
                 // The runner validated the checkpoint; state it wrote itself that no longer
                 // reads is a bug, not an input error.
@@ -246,6 +248,67 @@ struct Windows<K, A: Aggregate> {
     emitted: BTreeMap<Time, HashMap<K, A::State>>,
 }
 
+/// Fixed windows or sessions, behind one face for the operator.
+enum State<K, A: Aggregate> {
+    Fixed(Windows<K, A>),
+    Sessions(Sessions<K, A>),
+}
+
+impl<K: Hash + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned, A: Aggregate> State<K, A> {
+    fn new(spec: WindowSpec, allowed_lateness_ms: u64, aggregate: A) -> Self {
+        match spec {
+            WindowSpec::Session { gap_ms } => State::Sessions(Sessions::new(gap_ms, allowed_lateness_ms, aggregate)),
+            fixed => State::Fixed(Windows::new(fixed, allowed_lateness_ms, aggregate)),
+        }
+    }
+
+    fn earliest_open_end(&self) -> Option<Time> {
+        match self {
+            State::Fixed(w) => w.earliest_open_end(),
+            State::Sessions(s) => s.earliest_open_end(),
+        }
+    }
+
+    fn close_until(&mut self, watermark: Time, closed: &mut Vec<WindowChange<K, A::Output>>) {
+        match self {
+            State::Fixed(w) => w.close_until(watermark, closed),
+            State::Sessions(s) => s.close_until(watermark, closed),
+        }
+    }
+
+    fn apply<V>(
+        &mut self,
+        time: Time,
+        records: Vec<(K, Time, V)>,
+        corrections: &mut Vec<WindowChange<K, A::Output>>,
+        late: &mut Vec<LateRecord<K, V>>,
+    ) where
+        A: Aggregate<Input = V>,
+    {
+        match self {
+            State::Fixed(w) => w.apply(time, records, corrections, late),
+            State::Sessions(s) => s.apply(time, records, corrections, late),
+        }
+    }
+
+    /// The state for a checkpoint at `at` (every stamp before it applied, none after): windows
+    /// ending before `at` are closed first (into `closed`, to emit), as the frontier allows.
+    fn checkpoint(&mut self, at: Time, closed: &mut Vec<WindowChange<K, A::Output>>) -> Vec<u8> {
+        self.close_until(at.saturating_sub(1), closed);
+        match self {
+            State::Fixed(w) => w.snapshot(),
+            State::Sessions(s) => s.snapshot(),
+        }
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), serde_json::Error> {
+        match self {
+            State::Fixed(w) => w.restore(bytes),
+            State::Sessions(s) => s.restore(bytes),
+        }
+    }
+}
+
 /// Windows as saved: by end, then key.
 type SavedWindows<K, S> = Vec<(Time, Vec<(K, S)>)>;
 
@@ -255,13 +318,6 @@ type Snapshot<K, S> = (SavedWindows<K, S>, SavedWindows<K, S>);
 impl<K: Hash + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned, A: Aggregate> Windows<K, A> {
     fn new(spec: WindowSpec, allowed_lateness_ms: u64, aggregate: A) -> Self {
         Windows { spec, allowed_lateness_ms, aggregate, open: BTreeMap::new(), emitted: BTreeMap::new() }
-    }
-
-    /// The state for a checkpoint at `at` (every stamp before it applied, none after): windows
-    /// ending before `at` are closed first (into `closed`, to emit), as the frontier allows.
-    fn checkpoint(&mut self, at: Time, closed: &mut Vec<WindowChange<K, A::Output>>) -> Vec<u8> {
-        self.close_until(at.saturating_sub(1), closed);
-        self.snapshot()
     }
 
     /// The windows as bytes, keys in order so equal state gives equal bytes.

@@ -29,6 +29,12 @@ impl Aggregate for Stats {
         state.2.insert(*member);
     }
 
+    fn merge(&self, into: &mut Self::State, from: Self::State) {
+        into.0 += from.0;
+        into.1 += from.1;
+        into.2.extend(from.2);
+    }
+
     fn output(&self, state: &Self::State) -> Self::Output {
         (state.0, state.1, state.2.len() as u64)
     }
@@ -302,4 +308,122 @@ fn a_late_record_within_the_lateness_retracts_and_corrects() {
     assert_eq!(late.len(), 1);
     assert_eq!((late[0].0, late[0].1.event_time), (400, 30));
     assert!(late[0].1.reason.contains("allowed lateness of 100 ms"), "{}", late[0].1.reason);
+}
+
+/// Session windows, stated directly: the records that are not late (a record stamped `t` is
+/// late when its own window `[e, e + gap)` ended more than the allowed lateness before `t`),
+/// grouped per key into maximal runs where each event starts before the run's end so far.
+fn session_oracle(
+    input: &Input,
+    gap: u64,
+    lateness: u64,
+) -> (BTreeSet<(u8, Window, (u64, i64, u64))>, Vec<(Time, (u8, Time, (u32, i64)))>) {
+    let mut by_key: BTreeMap<u8, Vec<(Time, (u32, i64))>> = BTreeMap::new();
+    let mut late = Vec::new();
+    for (stamp, records) in input {
+        for &(key, time, value) in records {
+            if time + gap <= *stamp && *stamp - (time + gap) > lateness {
+                late.push((*stamp, (key, time, value)));
+            } else {
+                by_key.entry(key).or_default().push((time, value));
+            }
+        }
+    }
+    let mut sessions = BTreeSet::new();
+    for (key, mut events) in by_key {
+        events.sort();
+        let mut current: Option<(Window, <Stats as Aggregate>::State)> = None;
+        for (time, value) in events {
+            match current.as_mut() {
+                Some((window, state)) if time < window.end => {
+                    window.end = window.end.max(time + gap);
+                    Stats.add(state, &value);
+                }
+                _ => {
+                    if let Some((window, state)) = current.take() {
+                        sessions.insert((key, window, Stats.output(&state)));
+                    }
+                    let mut state = <Stats as Aggregate>::State::default();
+                    Stats.add(&mut state, &value);
+                    current = Some((Window { start: time, end: time + gap }, state));
+                }
+            }
+        }
+        if let Some((window, state)) = current {
+            sessions.insert((key, window, Stats.output(&state)));
+        }
+    }
+    late.sort();
+    (sessions, late)
+}
+
+/// What the changes add up to: every (key, window, value) asserted once more than retracted.
+fn materialize(changes: &[Change]) -> BTreeSet<(u8, Window, (u64, i64, u64))> {
+    let mut counts: BTreeMap<(u8, Window, (u64, i64, u64)), i64> = BTreeMap::new();
+    for (_, change) in changes {
+        *counts.entry((change.key, change.window, change.value)).or_default() += change.diff;
+    }
+    assert!(counts.values().all(|c| *c == 0 || *c == 1), "a value retracted more than asserted: {counts:?}");
+    counts.into_iter().filter(|(_, c)| *c == 1).map(|(k, _)| k).collect()
+}
+
+fn check_sessions(input: &Input, gap: u64, lateness: u64) -> Result<(), TestCaseError> {
+    let spec = WindowSpec::Session { gap_ms: gap };
+    let (expected_sessions, expected_late) = session_oracle(input, gap, lateness);
+    let (first, _) = run(input, spec, lateness, 1);
+    for workers in [1, 2, 4] {
+        let (changes, late) = run(input, spec, lateness, workers);
+        prop_assert_eq!(&changes, &first, "the same changes with {} workers", workers);
+        prop_assert_eq!(&materialize(&changes), &expected_sessions, "sessions with {} workers", workers);
+        let late: Vec<(Time, (u8, Time, (u32, i64)))> =
+            late.into_iter().map(|(t, r)| (t, (r.key, r.event_time, r.value))).collect();
+        prop_assert_eq!(&late, &expected_late, "late records with {} workers", workers);
+        // A session is emitted at its end, never before.
+        for (time, change) in &changes {
+            if change.diff > 0 {
+                prop_assert!(
+                    *time >= change.window.end,
+                    "session {:?} emitted at {} before its end",
+                    change.window,
+                    time
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn session_windows_match_the_oracle(input in arb_input(), lateness in prop_oneof![Just(0u64), Just(50), Just(10_000)]) {
+        check_sessions(&input, 25, lateness)?;
+    }
+
+    #[test]
+    fn a_restart_from_a_checkpoint_changes_no_session(input in arb_input(), cut in 0usize..1000, lateness in prop_oneof![Just(0u64), Just(50)]) {
+        check_restart(&input, WindowSpec::Session { gap_ms: 25 }, lateness, cut)?;
+    }
+}
+
+#[test]
+fn a_late_event_bridging_two_sessions_merges_them() {
+    let spec = WindowSpec::Session { gap_ms: 10 };
+    // Sessions [0, 10) and [15, 25) close at 30; the event at 8 (stamped 31, within a lateness
+    // of 100) bridges them into [0, 25).
+    let input: Input = vec![(0, vec![(1, 0, (1, 5)), (1, 15, (2, 7))]), (30, vec![]), (31, vec![(1, 8, (3, 1))])];
+    let (changes, late) = run(&input, spec, 100, 2);
+    assert!(late.is_empty());
+    let (a, b, merged) = (Window { start: 0, end: 10 }, Window { start: 15, end: 25 }, Window { start: 0, end: 25 });
+    assert_eq!(
+        changes,
+        vec![
+            (10, WindowChange { window: a, key: 1, value: (1, 5, 1), diff: 1 }),
+            (25, WindowChange { window: b, key: 1, value: (1, 7, 1), diff: 1 }),
+            (31, WindowChange { window: a, key: 1, value: (1, 5, 1), diff: -1 }),
+            (31, WindowChange { window: merged, key: 1, value: (3, 13, 3), diff: 1 }),
+            (31, WindowChange { window: b, key: 1, value: (1, 7, 1), diff: -1 }),
+        ]
+    );
 }
