@@ -735,17 +735,19 @@ fn open_sink<T: 'static>(
 /// `<topic>.dlq` next to a topic source, or `<sink path>.dlq.jsonl` for a file source.
 enum DeadLetterTarget {
     File(PathBuf),
-    Kafka(KafkaConfig, String),
+    Kafka(KafkaConfig, String, Option<String>),
     Log(Arc<EmbeddedLog>, String),
 }
 
 impl DeadLetterTarget {
     fn of(spec: &PipelineSpec, input: &Input) -> Self {
-        let SinkSpec::Csv { path, dead_letter_path, .. } = &spec.sink;
+        let SinkSpec::Csv { path, dead_letter_path, kafka_transactional_id, .. } = &spec.sink;
         match (dead_letter_path, input) {
             (Some(path), _) => DeadLetterTarget::File(path.clone()),
             (None, Input::Jsonl { .. }) => DeadLetterTarget::File(path.with_extension("dlq.jsonl")),
-            (None, Input::Kafka { config, topic, .. }) => DeadLetterTarget::Kafka(config.clone(), dlq_topic(topic)),
+            (None, Input::Kafka { config, topic, .. }) => {
+                DeadLetterTarget::Kafka(config.clone(), dlq_topic(topic), kafka_transactional_id.clone())
+            }
             (None, Input::Embedded { log, topic, .. }) => DeadLetterTarget::Log(log.clone(), dlq_topic(topic)),
         }
     }
@@ -756,8 +758,8 @@ impl DeadLetterTarget {
                 let file = LineFile { path: Some(path.clone()), header: None, lazy: true };
                 Box::new(FileSink::open(&file, dead_letter_line, restored)?)
             }
-            DeadLetterTarget::Kafka(config, topic) => {
-                Box::new(KafkaDeadLetters::open(config, topic.clone(), restored)?)
+            DeadLetterTarget::Kafka(config, topic, transactional_id) => {
+                Box::new(KafkaDeadLetters::open(config, topic.clone(), restored, transactional_id.as_deref())?)
             }
             DeadLetterTarget::Log(log, topic) => Box::new(LogDeadLetters::open(log.clone(), topic.clone(), restored)?),
         })

@@ -272,12 +272,28 @@ pub(crate) struct KafkaDeadLetters {
 
 impl KafkaDeadLetters {
     /// Connects, creating the topic if needed, and reads back what was written after `restored`
-    /// (everything, for partitions without a position).
-    pub fn open(config: &KafkaConfig, topic: String, restored: Option<SinkPosition>) -> Result<Self, RunError> {
+    /// (everything, for partitions without a position). With a `transactional_id`, what is
+    /// written becomes visible at each checkpoint's commit, and the read-back sees only
+    /// committed records (Apache Kafka; the local Tansu has no transactions).
+    pub fn open(
+        config: &KafkaConfig,
+        topic: String,
+        restored: Option<SinkPosition>,
+        transactional_id: Option<&str>,
+    ) -> Result<Self, RunError> {
+        let mut config = config.clone();
+        config.read_committed = transactional_id.is_some();
+        let config = &config;
         let (restored, pending) = restored_offsets(restored)?;
         let partitions = arus_schemas::topics::DLQ_SPEC.partitions;
-        arus_connectors::kafka::create_topics(config, &[(&topic, partitions)])?;
-        let count = arus_connectors::kafka::partition_count(config, &topic)?;
+        // Created only when missing: a cluster may allow writing to a topic but not creating one.
+        let count = match arus_connectors::kafka::partition_count(config, &topic) {
+            Ok(count) => count,
+            Err(_) => {
+                arus_connectors::kafka::create_topics(config, &[(&topic, partitions)])?;
+                arus_connectors::kafka::partition_count(config, &topic)?
+            }
+        };
         let from: Vec<(u32, Option<u64>)> =
             (0..count).map(|p| (p, restored.iter().find(|(q, _)| *q == p).map(|(_, o)| *o))).collect();
         let group = format!("arus-read-back-{topic}");
@@ -286,14 +302,19 @@ impl KafkaDeadLetters {
         while let Some(record) = reader.next_record()? {
             values.push(record.value);
         }
-        let producer = KafkaSink::new(config, arus_schemas::topics::DLQ_SPEC.compression)?;
+        let compression = arus_schemas::topics::DLQ_SPEC.compression;
+        let producer = match transactional_id {
+            Some(id) => KafkaSink::transactional(config, compression, id)?,
+            None => KafkaSink::new(config, compression)?,
+        };
         let mut already = read_back_ids(values);
         already.extend(pending);
         Ok(KafkaDeadLetters { topic, producer, already, restored, buffer: Vec::new() })
     }
 
+    /// Delivers what was sent (and commits the transaction, on a transactional sink).
     fn flush(&mut self) -> Result<(), RunError> {
-        self.producer.flush(Duration::from_secs(60))?;
+        self.producer.commit(Duration::from_secs(60))?;
         Ok(())
     }
 }

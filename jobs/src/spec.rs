@@ -113,9 +113,14 @@ pub enum SinkSpec {
         #[serde(default)]
         late_path: Option<PathBuf>,
         /// Where undecodable input lines go (JSON lines with the error and the original line);
-        /// default: `<path>.dlq.jsonl`.
+        /// default: `<topic>.dlq` for a topic source, `<path>.dlq.jsonl` for a file.
         #[serde(default)]
         dead_letter_path: Option<PathBuf>,
+        /// Write to Kafka in transactions under this id, committed at each checkpoint (Apache
+        /// Kafka; Tansu 0.6 has none: without it, topics are written effectively-once by
+        /// read-back).
+        #[serde(default)]
+        kafka_transactional_id: Option<String>,
     },
 }
 

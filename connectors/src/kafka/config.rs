@@ -11,6 +11,8 @@ pub struct KafkaConfig {
     pub client_id: String,
     /// How long a request may take before it fails, in milliseconds.
     pub request_timeout_ms: u32,
+    /// Consumers see only committed transactions (`isolation.level=read_committed`).
+    pub read_committed: bool,
 }
 
 /// A configuration that cannot work.
@@ -27,7 +29,12 @@ pub enum KafkaConfigError {
 impl KafkaConfig {
     /// Settings for the given brokers, with defaults for the rest.
     pub fn new(brokers: impl Into<String>) -> Self {
-        KafkaConfig { brokers: brokers.into(), client_id: "arus".to_owned(), request_timeout_ms: 30_000 }
+        KafkaConfig {
+            brokers: brokers.into(),
+            client_id: "arus".to_owned(),
+            request_timeout_ms: 30_000,
+            read_committed: false,
+        }
     }
 
     /// Checks the settings without connecting.
@@ -52,6 +59,9 @@ impl KafkaConfig {
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
             .set("socket.timeout.ms", self.request_timeout_ms.to_string());
+        if self.read_committed {
+            config.set("isolation.level", "read_committed");
+        }
         config
     }
 }

@@ -57,9 +57,11 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// A producer of keyed records.
+/// A producer of keyed records, optionally transactional.
 pub struct KafkaSink {
     producer: BaseProducer<Deliveries>,
+    /// Whether a transaction is open (transactional sinks only).
+    transaction: Option<bool>,
 }
 
 impl KafkaSink {
@@ -77,7 +79,63 @@ impl KafkaSink {
             .set("message.timeout.ms", "60000")
             .create_with_context(Deliveries::default())
             .map_err(|e| KafkaError::Config(e.to_string()))?;
-        Ok(KafkaSink { producer })
+        Ok(KafkaSink { producer, transaction: None })
+    }
+
+    /// A transactional producer (`transactional.id` = `id`): what it sends becomes visible to
+    /// `read_committed` consumers only when [`commit`](Self::commit) succeeds, and a newer
+    /// producer with the same id fences this one off (a zombie after a restart cannot write).
+    /// Needs a broker with transactions (Apache Kafka; not Tansu 0.6).
+    pub fn transactional(config: &KafkaConfig, compression: &str, id: &str) -> Result<Self, KafkaError> {
+        config.validate().map_err(|e| KafkaError::Config(e.to_string()))?;
+        if id.is_empty() {
+            return Err(KafkaError::Config("a transactional id must not be empty".to_owned()));
+        }
+        let producer: BaseProducer<Deliveries> = config
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("compression.type", compression)
+            .set("linger.ms", "5")
+            .set("transactional.id", id)
+            .create_with_context(Deliveries::default())
+            .map_err(|e| KafkaError::Config(e.to_string()))?;
+        let timeout = Duration::from_millis(u64::from(config.request_timeout_ms));
+        producer.init_transactions(timeout).map_err(|e| KafkaError::broker("init transactions", e))?;
+        producer.begin_transaction().map_err(|e| KafkaError::broker("begin transaction", e))?;
+        Ok(KafkaSink { producer, transaction: Some(true) })
+    }
+
+    /// Commits the open transaction (after delivering everything in it) and opens the next.
+    /// A plain sink just flushes.
+    pub fn commit(&mut self, timeout: Duration) -> Result<SinkReport, KafkaError> {
+        let report = self.flush(timeout)?;
+        if self.transaction.is_some() {
+            self.producer.commit_transaction(timeout).map_err(|e| KafkaError::broker("commit transaction", e))?;
+            self.transaction = Some(false);
+            self.producer.begin_transaction().map_err(|e| KafkaError::broker("begin transaction", e))?;
+            self.transaction = Some(true);
+        }
+        Ok(report)
+    }
+
+    /// Aborts the open transaction: what was sent in it is never visible to `read_committed`
+    /// consumers. Not available on a plain sink.
+    pub fn abort(&mut self, timeout: Duration) -> Result<(), KafkaError> {
+        if self.transaction.is_none() {
+            return Err(KafkaError::Config("abort needs a transactional sink".to_owned()));
+        }
+        // Delivery reports are served by polling: settle the queue first.
+        self.producer.flush(timeout).map_err(|e| KafkaError::broker("flush", e))?;
+        self.producer.abort_transaction(timeout).map_err(|e| KafkaError::broker("abort transaction", e))?;
+        self.producer.begin_transaction().map_err(|e| KafkaError::broker("begin transaction", e))?;
+        Ok(())
+    }
+
+    /// Whether the sink writes in transactions.
+    pub fn is_transactional(&self) -> bool {
+        self.transaction.is_some()
     }
 
     /// Queues a record; waits (serving delivery reports) while librdkafka's queue is full.
