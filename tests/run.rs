@@ -116,6 +116,50 @@ fn late_claims_correct_their_window_or_are_reported() {
     let late = std::fs::read_to_string(late).expect("late file");
     assert_eq!(late.lines().count(), 1, "{late}");
     assert!(late.contains("\"event_time_ms\":120000") && late.contains("allowed lateness"), "{late}");
+
+    // The same as a JSON-lines change log: the correction retracts the value written before.
+    let (log, stderr) = run_pipeline(
+        dir.path(),
+        &input,
+        "2",
+        &[
+            "--set",
+            "sink.kind=\"jsonl\"",
+            "--set",
+            "source.batch_lines=1",
+            "--set",
+            "windows.out_of_orderness=\"0s\"",
+            "--set",
+            "windows.allowed_lateness=\"15m\"",
+        ],
+    );
+    let changes: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).expect("a JSON change")).collect();
+    let summary: Vec<(u64, u64, u64, String, i64)> = changes
+        .iter()
+        .map(|c| {
+            let n = |k: &str| c[k].as_u64().expect("a number");
+            (
+                n("window_start"),
+                n("window_end"),
+                n("count"),
+                c["sum_billed"].to_string(),
+                c["diff"].as_i64().expect("diff"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (0, 300, 1, "10.0".to_owned(), 1),
+            (0, 300, 1, "10.0".to_owned(), -1),
+            (0, 300, 2, "15.0".to_owned(), 1),
+            (900, 1200, 1, "1.0".to_owned(), 1),
+            (3900, 4200, 1, "1.0".to_owned(), 1),
+        ],
+        "{stderr}"
+    );
+    assert!(log.contains("\"sum_billed\":15.00"), "amounts written with two decimals: {log}");
 }
 
 #[test]

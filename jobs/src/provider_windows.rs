@@ -233,6 +233,25 @@ pub fn session_csv_row(change: &ProviderWindow, out: &mut String) {
     push_row_rest(change, Some(change.window.end), out);
 }
 
+/// A window change as one JSON object (and a newline): provider, window start and end (epoch
+/// seconds), count, billed sum as a decimal number with two places, distinct members, diff.
+pub fn json_change(change: &ProviderWindow, out: &mut String) {
+    use std::fmt::Write;
+    let (count, cents, members) = change.value;
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    let provider = serde_json::Value::from(change.key.as_str());
+    let _ = writeln!(
+        out,
+        "{{\"provider_id\":{provider},\"window_start\":{},\"window_end\":{},\"count\":{count},\"sum_billed\":{sign}{}.{:02},\"distinct_members\":{members},\"diff\":{}}}",
+        change.window.start / 1000,
+        change.window.end / 1000,
+        abs / 100,
+        abs % 100,
+        change.diff
+    );
+}
+
 fn push_row_rest(change: &ProviderWindow, end: Option<Time>, out: &mut String) {
     use std::fmt::Write;
     let (count, cents, members) = change.value;

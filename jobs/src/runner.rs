@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::provider_windows::{self, Claim, ClaimError, LateClaim, ProviderWindow, ProviderWindowsConfig, parse_claim};
 pub use crate::sinks::DeadLetter;
 use crate::sinks::{self, FileSink, KafkaDeadLetters, LineFile, LogDeadLetters, Sink};
-use crate::spec::{JobKind, PipelineSpec, SinkSpec, SourceSpec};
+use crate::spec::{JobKind, PipelineSpec, SinkKind, SinkSpec, SourceSpec};
 
 /// How to spread the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +258,7 @@ pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError
 /// Runs the pipeline to the end of its input, keeping `metrics` up to date.
 pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metrics>>) -> Result<RunReport, RunError> {
     let JobKind::ProviderWindows = spec.job;
-    let SinkSpec::Csv { path: sink_path, late_path, .. } = spec.sink.clone();
+    let SinkSpec { kind: sink_kind, path: sink_path, late_path, .. } = spec.sink.clone();
     // Fail before starting workers when the input is missing.
     let input = Arc::new(Input::open(&spec.source)?);
     let batch = match &spec.source {
@@ -336,11 +336,14 @@ pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metr
             let checkpoints = coordinator.clone().map(|c| c as Arc<dyn StateCheckpoints>);
             let (changes, late) = provider_windows::build(claims, &job, checkpoints);
             let csv = open_sink(&context, SINKS[0], |restored| {
-                let (header, format): (_, fn(&ProviderWindow, &mut String) -> bool) = match job.windows {
-                    WindowSpec::Session { .. } => (provider_windows::SESSION_CSV_HEADER, session_csv_line),
-                    _ => (provider_windows::CSV_HEADER, csv_line),
+                let (header, format): (_, fn(&ProviderWindow, &mut String) -> bool) = match (sink_kind, job.windows) {
+                    (SinkKind::Jsonl, _) => (None, jsonl_line),
+                    (SinkKind::Csv, WindowSpec::Session { .. }) => {
+                        (Some(provider_windows::SESSION_CSV_HEADER), session_csv_line)
+                    }
+                    (SinkKind::Csv, _) => (Some(provider_windows::CSV_HEADER), csv_line),
                 };
-                let file = LineFile { path: Some(sink_path), header: Some(header), lazy: false };
+                let file = LineFile { path: Some(sink_path), header, lazy: false };
                 Ok(Box::new(FileSink::open(&file, format, restored)?))
             });
             sinks::sink(changes, SINKS[0], csv, |r, n| r.rows += n, &context);
@@ -741,7 +744,7 @@ enum DeadLetterTarget {
 
 impl DeadLetterTarget {
     fn of(spec: &PipelineSpec, input: &Input) -> Self {
-        let SinkSpec::Csv { path, dead_letter_path, kafka_transactional_id, .. } = &spec.sink;
+        let SinkSpec { path, dead_letter_path, kafka_transactional_id, .. } = &spec.sink;
         match (dead_letter_path, input) {
             (Some(path), _) => DeadLetterTarget::File(path.clone()),
             (None, Input::Jsonl { .. }) => DeadLetterTarget::File(path.with_extension("dlq.jsonl")),
@@ -764,6 +767,12 @@ impl DeadLetterTarget {
             DeadLetterTarget::Log(log, topic) => Box::new(LogDeadLetters::open(log.clone(), topic.clone(), restored)?),
         })
     }
+}
+
+/// A window change as a JSON line: the change log, retractions included.
+fn jsonl_line(change: &ProviderWindow, out: &mut String) -> bool {
+    provider_windows::json_change(change, out);
+    true
 }
 
 fn session_csv_line(change: &ProviderWindow, out: &mut String) -> bool {

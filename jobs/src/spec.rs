@@ -100,28 +100,38 @@ fn default_batch_lines() -> usize {
     16_384
 }
 
-/// A sink.
+/// Where window results go.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum SinkSpec {
-    /// A CSV file of window results, replaced on each run. A correction of a window already
-    /// written is a later row for the same window (the last row of a window is its value).
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// Where records too late to count go (JSON lines); counted only when absent.
-        #[serde(default)]
-        late_path: Option<PathBuf>,
-        /// Where undecodable input lines go (JSON lines with the error and the original line);
-        /// default: `<topic>.dlq` for a topic source, `<path>.dlq.jsonl` for a file.
-        #[serde(default)]
-        dead_letter_path: Option<PathBuf>,
-        /// Write to Kafka in transactions under this id, committed at each checkpoint (Apache
-        /// Kafka; Tansu 0.6 has none: without it, topics are written effectively-once by
-        /// read-back).
-        #[serde(default)]
-        kafka_transactional_id: Option<String>,
-    },
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    /// `csv` (one row per window result; a correction is a later row for the same window, the
+    /// last row of a window its value) or `jsonl` (the change log: one object per change with
+    /// its `diff`, +1 asserting a value and −1 retracting one written before).
+    pub kind: SinkKind,
+    /// The file, replaced on each run (cut back to the checkpoint when resuming).
+    pub path: PathBuf,
+    /// Where records too late to count go (JSON lines); counted only when absent.
+    #[serde(default)]
+    pub late_path: Option<PathBuf>,
+    /// Where undecodable input lines go (JSON lines with the error and the original line);
+    /// default: `<topic>.dlq` for a topic source, `<path>.dlq.jsonl` for a file.
+    #[serde(default)]
+    pub dead_letter_path: Option<PathBuf>,
+    /// Write to Kafka in transactions under this id, committed at each checkpoint (Apache
+    /// Kafka; Tansu 0.6 has none: without it, topics are written effectively-once by
+    /// read-back).
+    #[serde(default)]
+    pub kafka_transactional_id: Option<String>,
+}
+
+/// Output file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkKind {
+    /// Comma-separated values with a header.
+    Csv,
+    /// JSON lines.
+    Jsonl,
 }
 
 /// Event-time windows of a job.

@@ -229,11 +229,14 @@ fn emit_closed<K: ExchangeData, O: ExchangeData>(
         timely::container::CapacityContainerBuilder<Vec<WindowChange<K, O>>>,
     >,
 ) {
-    while !closed.is_empty() {
-        let end = closed[0].window.end;
-        let run = closed.iter().take_while(|c| c.window.end == end).count();
+    // One pass: draining runs from the front would shift the rest each time.
+    let mut changes = closed.drain(..).peekable();
+    while let Some(end) = changes.peek().map(|c| c.window.end) {
         let capability = retained.delayed(&end);
-        output.session(&capability).give_iterator(closed.drain(..run));
+        let mut session = output.session(&capability);
+        while let Some(change) = changes.next_if(|c| c.window.end == end) {
+            session.give(change);
+        }
     }
 }
 

@@ -75,7 +75,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let report = runner::run_with(&spec, &cluster, metrics)?;
-    let arus_jobs::spec::SinkSpec::Csv { path, .. } = &spec.sink;
+    let path = &spec.sink.path;
     if let Some((epoch, at)) = report.resumed_from {
         eprintln!("resumed from checkpoint {epoch} (watermark {at} ms)");
     }
