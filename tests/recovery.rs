@@ -332,3 +332,23 @@ fn a_kafka_source_recovers_from_sigkill_exactly() {
     let total: u64 = committed.iter().filter_map(|(_, o)| *o).sum();
     assert_eq!(total, claims.len() as u64 + 3, "the group's offsets are committed at the end of every partition");
 }
+
+#[test]
+fn an_avro_container_source_recovers_from_sigkill_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let generated = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["gen", "--claims", &CLAIMS.to_string(), "--days", "20", "--format", "avro", "--quiet", "--out"])
+        .arg(&data)
+        .output()
+        .expect("arus gen runs");
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let source = vec![
+        "--set".to_owned(),
+        format!("source={{kind=\"avro\", path=\"{}\", batch_records=1000}}", data.join("claims.events.avro").display()),
+    ];
+    let reference = reference(dir.path(), &source);
+    assert!(reference.0.lines().count() > 1_000, "the claims make windows");
+    let (recovered, stderr) = crash_and_recover(dir.path(), &source, reference.0.len() as u64, false);
+    assert_same(&recovered, &reference, &stderr);
+}

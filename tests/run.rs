@@ -305,3 +305,45 @@ fn provider_sessions_match_the_direct_computation() {
         assert!(csv == expected, "{workers} workers: sessions differ from the direct computation");
     }
 }
+
+#[test]
+fn an_avro_container_of_claim_events_gives_the_windows_of_the_flat_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let flat = dir.path().join("flat.jsonl");
+    let generated = arus(&[
+        "gen",
+        "--claims",
+        "3000",
+        "--days",
+        "10",
+        "--format",
+        "avro",
+        "--quiet",
+        "--out",
+        &data.display().to_string(),
+        "--claims-file",
+        &flat.display().to_string(),
+    ]);
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let (from_flat, _) = run_pipeline(dir.path(), &flat, "2", &[]);
+    let avro = data.join("claims.events.avro");
+    let (from_avro, stderr) = run_pipeline(
+        dir.path(),
+        Path::new("unused"),
+        "2",
+        &["--set", &format!("source={{kind=\"avro\", path=\"{}\"}}", avro.display())],
+    );
+    assert!(from_flat.lines().count() > 100, "the claims make windows");
+    assert_eq!(from_avro, from_flat, "{stderr}");
+    let refused = |source: String, why: &str| {
+        let run = arus(&["run", &pipeline(), "--set", &source]);
+        assert!(!run.status.success());
+        assert!(String::from_utf8_lossy(&run.stderr).contains(why), "{}", String::from_utf8_lossy(&run.stderr));
+    };
+    refused(format!("source={{kind=\"avro\", path=\"{}\"}}", flat.display()), "not a topic of the contract");
+    refused(
+        format!("source={{kind=\"avro\", path=\"{}\", topic=\"claims.events\"}}", flat.display()),
+        "not an Avro container",
+    );
+}

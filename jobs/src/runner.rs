@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arus_connectors::embedded::EmbeddedLog;
+use arus_connectors::files::AvroContainerReader;
 use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaError, Resume};
 use arus_operators::{StateCheckpoints, Time, Watermarks, WindowSpec};
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -115,6 +116,7 @@ pub(crate) fn report(shared: &Mutex<Shared>, update: impl FnOnce(&mut RunReport)
 /// Where the records come from, opened once per process.
 enum Input {
     Jsonl { path: PathBuf },
+    Avro { path: PathBuf, topic: String },
     Kafka { config: KafkaConfig, topic: String, group: String, partitions: u32, resume: Resume },
     Embedded { log: Arc<EmbeddedLog>, topic: String, group: String, ends: Vec<u64> },
 }
@@ -126,6 +128,16 @@ impl Input {
             SourceSpec::Jsonl { path, .. } => {
                 File::open(path).map_err(|source| RunError::Io { path: path.clone(), source })?;
                 Input::Jsonl { path: path.clone() }
+            }
+            SourceSpec::Avro { path, topic, .. } => {
+                let topic = match topic {
+                    Some(topic) => topic.clone(),
+                    None => {
+                        path.file_name().and_then(|n| n.to_str()).unwrap_or("").trim_end_matches(".avro").to_owned()
+                    }
+                };
+                AvroContainerReader::open(path, &topic, 0).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                Input::Avro { path: path.clone(), topic }
             }
             SourceSpec::Kafka { brokers, topic, group, resume, .. } => {
                 let config = KafkaConfig::new(brokers.clone());
@@ -149,7 +161,7 @@ impl Input {
     /// The partitions `worker` of `peers` reads.
     fn partitions(&self, worker: usize, peers: usize) -> Vec<u32> {
         let count = match self {
-            Input::Jsonl { .. } => 1,
+            Input::Jsonl { .. } | Input::Avro { .. } => 1,
             Input::Kafka { partitions, .. } => *partitions,
             Input::Embedded { ends, .. } => ends.len() as u32,
         };
@@ -185,6 +197,12 @@ impl Input {
                     eof: false,
                 })
             }
+            Input::Avro { path, topic } => {
+                let skip = from(0).unwrap_or(0);
+                let reader =
+                    AvroContainerReader::open(path, topic, skip).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                Box::new(AvroClaimReader { path: path.clone(), reader, line: String::new(), eof: false })
+            }
             Input::Kafka { config, topic, group, resume, .. } => {
                 let positions: Vec<(u32, Option<u64>)> = mine.iter().map(|p| (*p, from(*p))).collect();
                 let turn = restored.and_then(|s| s.turn);
@@ -210,7 +228,7 @@ impl Input {
     /// Where completed checkpoints' positions are committed, for lag tools.
     fn on_complete(&self) -> Option<OnComplete> {
         match self {
-            Input::Jsonl { .. } => None,
+            Input::Jsonl { .. } | Input::Avro { .. } => None,
             Input::Kafka { config, topic, group, .. } => {
                 let (config, topic, group) = (config.clone(), topic.clone(), group.clone());
                 Some(Box::new(move |sources: &[SourceState]| {
@@ -263,7 +281,9 @@ pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metr
     let input = Arc::new(Input::open(&spec.source)?);
     let batch = match &spec.source {
         SourceSpec::Jsonl { batch_lines, .. } => *batch_lines,
-        SourceSpec::Kafka { batch_records, .. } | SourceSpec::Embedded { batch_records, .. } => *batch_records,
+        SourceSpec::Kafka { batch_records, .. }
+        | SourceSpec::Embedded { batch_records, .. }
+        | SourceSpec::Avro { batch_records, .. } => *batch_records,
     };
     let job = ProviderWindowsConfig {
         windows: spec.window_spec().expect("validated spec"),
@@ -450,6 +470,67 @@ impl ClaimReader for JsonlReader {
             partition: None,
             offset: None,
             line: Some(self.line_number),
+            timestamp_ms: None,
+            error_kind: error_kind(error).to_owned(),
+            error: error.to_string(),
+            key: None,
+            original: original.to_vec(),
+        }
+    }
+}
+
+/// The claims of an Avro container file of events (one partition, 0; positions are records).
+struct AvroClaimReader {
+    path: PathBuf,
+    reader: AvroContainerReader,
+    /// The current claim as a JSON line, for the one claim parser.
+    line: String,
+    eof: bool,
+}
+
+impl ClaimReader for AvroClaimReader {
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        loop {
+            let event = self.reader.next_event().map_err(|e| RunError::Unsupported(e.to_string()))?;
+            match event {
+                None => {
+                    self.eof = true;
+                    return Ok(None);
+                }
+                Some(arus_schemas::Event::ClaimSubmitted(claim)) => {
+                    use std::fmt::Write;
+                    self.line.clear();
+                    let text = |s: &str| serde_json::Value::from(s).to_string();
+                    let _ = write!(
+                        self.line,
+                        "{{\"claim_id\":{},\"member_id\":{},\"provider_id\":{},\"billed_amount\":{},\"service_ts\":{}}}",
+                        text(&claim.claim_id),
+                        text(&claim.member_id),
+                        text(&claim.provider_id),
+                        claim.total_charge_idr.0,
+                        claim.event_time.0.div_euclid(1000)
+                    );
+                    return Ok(Some((0, self.line.as_bytes())));
+                }
+                Some(_) => continue,
+            }
+        }
+    }
+
+    fn ended(&self) -> Vec<u32> {
+        if self.eof { vec![0] } else { Vec::new() }
+    }
+
+    fn positions(&self) -> Vec<(u32, Option<u64>)> {
+        vec![(0, Some(self.reader.position()))]
+    }
+
+    fn dead_letter(&self, error: &ClaimError, original: &[u8]) -> DeadLetter {
+        DeadLetter {
+            source: self.path.display().to_string(),
+            partition: None,
+            offset: Some(self.reader.position().saturating_sub(1)),
+            line: None,
             timestamp_ms: None,
             error_kind: error_kind(error).to_owned(),
             error: error.to_string(),
@@ -747,7 +828,9 @@ impl DeadLetterTarget {
         let SinkSpec { path, dead_letter_path, kafka_transactional_id, .. } = &spec.sink;
         match (dead_letter_path, input) {
             (Some(path), _) => DeadLetterTarget::File(path.clone()),
-            (None, Input::Jsonl { .. }) => DeadLetterTarget::File(path.with_extension("dlq.jsonl")),
+            (None, Input::Jsonl { .. } | Input::Avro { .. }) => {
+                DeadLetterTarget::File(path.with_extension("dlq.jsonl"))
+            }
             (None, Input::Kafka { config, topic, .. }) => {
                 DeadLetterTarget::Kafka(config.clone(), dlq_topic(topic), kafka_transactional_id.clone())
             }

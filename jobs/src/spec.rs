@@ -76,6 +76,19 @@ pub enum SourceSpec {
         #[serde(default)]
         resume: arus_connectors::kafka::Resume,
     },
+    /// An Avro object container file of a topic, as `arus gen --format avro` writes them
+    /// (`claims.events.avro`): its `ClaimSubmitted` events are the claims (provider, member,
+    /// total charge, and the event time as the claim's time); other events are passed over.
+    Avro {
+        /// The file.
+        path: PathBuf,
+        /// The topic the file holds (default: the file name without `.avro`).
+        #[serde(default)]
+        topic: Option<String>,
+        /// Records read per step; each step's records share one watermark.
+        #[serde(default = "default_batch_lines")]
+        batch_records: usize,
+    },
     /// A topic of an embedded log persisted in a directory (what `arus demo` writes), values
     /// JSON lines, read like a Kafka topic.
     Embedded {
@@ -293,6 +306,7 @@ impl PipelineSpec {
                     .map_err(|e| invalid("source.brokers", e.to_string()))?;
                 ("source.batch_records", *batch_records)
             }
+            SourceSpec::Avro { batch_records, .. } => ("source.batch_records", *batch_records),
             SourceSpec::Embedded { batch_records, topic, .. } => {
                 arus_connectors::embedded::validate_topic_name(topic)
                     .map_err(|e| invalid("source.topic", e.to_string()))?;

@@ -198,3 +198,87 @@ fn sync_marker(schema: &str) -> [u8; 16] {
     sync[8..].copy_from_slice(&fnv(0x8422_2325_cbf2_9ce4).to_le_bytes());
     sync
 }
+
+/// Reads the events of an Avro object container file of a topic (as `arus gen --format avro`
+/// writes them, or any writer using the topic's union schema), in order.
+pub struct AvroContainerReader {
+    path: std::path::PathBuf,
+    reader: apache_avro::Reader<'static, io::BufReader<std::fs::File>>,
+    kinds: Vec<EventKind>,
+    /// Per kind, a writer of its latest schema (re-encoding what was read) and that schema's id.
+    writers: Vec<(u32, apache_avro::writer::datum::GenericDatumWriter<'static>)>,
+    read: u64,
+    buffer: Vec<u8>,
+}
+
+/// A container file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: record {record}: {message}")]
+pub struct ContainerError {
+    /// File.
+    pub path: std::path::PathBuf,
+    /// Records read before the problem (0-based index of the failing one).
+    pub record: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl AvroContainerReader {
+    /// Opens `path`, holding `topic`'s events, and skips its first `skip` records (to resume).
+    pub fn open(path: &std::path::Path, topic: &str, skip: u64) -> Result<Self, ContainerError> {
+        let error = |record, message: String| ContainerError { path: path.to_owned(), record, message };
+        let kinds = topic_kinds(topic);
+        if kinds.is_empty() {
+            return Err(error(0, format!("{topic:?} is not a topic of the contract")));
+        }
+        let file = std::fs::File::open(path).map_err(|e| error(0, e.to_string()))?;
+        let reader = apache_avro::Reader::new(io::BufReader::with_capacity(1 << 20, file))
+            .map_err(|e| error(0, format!("not an Avro container: {e}")))?;
+        let writers = kinds
+            .iter()
+            .map(|kind| {
+                let latest = registry().latest(*kind);
+                let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&latest.schema)
+                    .build()
+                    .map_err(|e| error(0, e.to_string()))?;
+                Ok((latest.bundled.id, writer))
+            })
+            .collect::<Result<Vec<_>, ContainerError>>()?;
+        let mut this =
+            AvroContainerReader { path: path.to_owned(), reader, kinds, writers, read: 0, buffer: Vec::new() };
+        for _ in 0..skip {
+            if this.reader.next().is_none() {
+                return Err(error(this.read, format!("has fewer than the {skip} records to skip")));
+            }
+            this.read += 1;
+        }
+        Ok(this)
+    }
+
+    /// Records read so far (the position to resume from).
+    pub fn position(&self) -> u64 {
+        self.read
+    }
+
+    /// The next event, or `None` at the end of the file.
+    pub fn next_event(&mut self) -> Result<Option<Event>, ContainerError> {
+        let record = self.read;
+        let error = |message: String| ContainerError { path: self.path.clone(), record, message };
+        let Some(value) = self.reader.next() else { return Ok(None) };
+        self.read += 1;
+        let value = value.map_err(|e| error(e.to_string()))?;
+        let apache_avro::types::Value::Union(branch, datum) = value else {
+            return Err(error("not a union of the topic's events".to_owned()));
+        };
+        let (id, writer) = self
+            .writers
+            .get(branch as usize)
+            .ok_or_else(|| error(format!("union branch {branch} of {} kinds", self.kinds.len())))?;
+        self.buffer.clear();
+        self.buffer.push(0);
+        self.buffer.extend_from_slice(&id.to_be_bytes());
+        let body = writer.write_value_to_vec(*datum).map_err(|e| error(e.to_string()))?;
+        self.buffer.extend_from_slice(&body);
+        wire::decode(&self.buffer).map(Some).map_err(|e| error(e.to_string()))
+    }
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use arus_schemas::{Event, json};
 
-pub use avro::{AvroContainerWriter, topic_union_schema};
+pub use avro::{AvroContainerReader, AvroContainerWriter, ContainerError, topic_union_schema};
 
 /// How events are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -105,3 +105,32 @@ fn union_schemas_define_shared_types_once() {
     let benefits = topic_union_schema("benefit.events").to_string();
     apache_avro::Schema::parse_str(&benefits).expect("a valid union schema");
 }
+
+#[test]
+fn avro_containers_read_back_into_the_same_events_and_resume_at_a_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = events();
+    let mut sink = TopicFilesSink::create(dir.path(), FileFormat::Avro).expect("sink");
+    events.iter().for_each(|e| sink.write(e).expect("write"));
+    sink.finish().expect("finish");
+    for (topic, topic_events) in by_topic(&events) {
+        let path = dir.path().join(format!("{topic}.avro"));
+        let mut reader = AvroContainerReader::open(&path, &topic, 0).expect("open");
+        let mut read = Vec::new();
+        while let Some(event) = reader.next_event().expect("read") {
+            read.push(event);
+        }
+        assert_eq!(read, topic_events, "{topic}");
+        assert_eq!(reader.position(), topic_events.len() as u64);
+        let skip = topic_events.len() as u64 / 2;
+        let mut resumed = AvroContainerReader::open(&path, &topic, skip).expect("open");
+        assert_eq!(resumed.next_event().expect("read").as_ref(), topic_events.get(skip as usize), "{topic}");
+    }
+    let claims = dir.path().join("claims.events.avro");
+    let err = AvroContainerReader::open(&claims, "claims.events", 1 << 40).err().expect("too far");
+    assert!(err.to_string().contains("fewer than"), "{err}");
+    let not_avro = dir.path().join("x.avro");
+    std::fs::write(&not_avro, b"{\"json\": true}").expect("write");
+    let err = AvroContainerReader::open(&not_avro, "claims.events", 0).err().expect("not a container");
+    assert!(err.to_string().contains("not an Avro container"), "{err}");
+}
