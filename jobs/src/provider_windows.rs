@@ -54,6 +54,9 @@ struct ClaimLine<'a> {
 
 /// Parses one input line.
 pub fn parse_claim(line: &[u8]) -> Result<Claim, ClaimError> {
+    if let Some(claim) = parse_plain_claim(line) {
+        return claim;
+    }
     let claim: ClaimLine<'_> = serde_json::from_slice(line).map_err(|e| ClaimError::Json(e.to_string()))?;
     let cents = parse_cents(claim.billed_amount.get())?;
     if !(0..=253_402_300_799).contains(&claim.service_ts) {
@@ -61,6 +64,67 @@ pub fn parse_claim(line: &[u8]) -> Result<Claim, ClaimError> {
     }
     let time = claim.service_ts as u64 * 1000;
     Ok((claim.provider_id.into_owned(), time, (claim.member_id.into_owned(), cents)))
+}
+
+/// The fast path for lines in exactly the shape writers produce: the five keys in order, no
+/// whitespace, strings without escapes, numbers without exponents. `None` for anything else,
+/// which the full JSON parser then reads (or refuses) — so both paths give the same result for
+/// every line this one accepts.
+fn parse_plain_claim(line: &[u8]) -> Option<Result<Claim, ClaimError>> {
+    let rest = line.strip_prefix(b"{\"claim_id\":")?;
+    let (_, rest) = plain_string(rest)?;
+    let rest = rest.strip_prefix(b",\"member_id\":")?;
+    let (member, rest) = plain_string(rest)?;
+    let rest = rest.strip_prefix(b",\"provider_id\":")?;
+    let (provider, rest) = plain_string(rest)?;
+    let rest = rest.strip_prefix(b",\"billed_amount\":")?;
+    let (amount, rest) = plain_number(rest, true)?;
+    let rest = rest.strip_prefix(b",\"service_ts\":")?;
+    let (ts, rest) = plain_number(rest, false)?;
+    if rest != b"}" {
+        return None;
+    }
+    let service_ts: i64 = ts.parse().ok()?;
+    Some((|| {
+        let cents = parse_cents(amount)?;
+        if !(0..=253_402_300_799).contains(&service_ts) {
+            return Err(ClaimError::Timestamp(service_ts));
+        }
+        Ok((provider.to_owned(), service_ts as u64 * 1000, (member.to_owned(), cents)))
+    })())
+}
+
+/// A JSON string without escapes or control characters, and what follows it.
+fn plain_string(input: &[u8]) -> Option<(&str, &[u8])> {
+    let body = input.strip_prefix(b"\"")?;
+    let end = body.iter().position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)?;
+    if body[end] != b'"' {
+        return None;
+    }
+    Some((std::str::from_utf8(&body[..end]).ok()?, &body[end + 1..]))
+}
+
+/// A JSON number's text (an optional minus, digits without a leading zero, and when
+/// `fraction`, an optional fraction; no exponent), and what follows it.
+fn plain_number(input: &[u8], fraction: bool) -> Option<(&str, &[u8])> {
+    let sign = usize::from(input.first() == Some(&b'-'));
+    let digits = input[sign..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || (digits > 1 && input[sign] == b'0') {
+        return None;
+    }
+    let mut end = sign + digits;
+    if fraction && input.get(end) == Some(&b'.') {
+        let decimals = input[end + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if decimals == 0 {
+            return None;
+        }
+        end += 1 + decimals;
+    }
+    if matches!(input.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    // ASCII by construction.
+    Some((std::str::from_utf8(&input[..end]).ok()?, &input[end..]))
 }
 
 /// Hundredths of a unit from a JSON number's text: `123`, `123.4`, `123.45`, `-0.5`; no
@@ -253,15 +317,44 @@ pub fn json_change(change: &ProviderWindow, out: &mut String) {
 }
 
 fn push_row_rest(change: &ProviderWindow, end: Option<Time>, out: &mut String) {
-    use std::fmt::Write;
     let (count, cents, members) = change.value;
-    let sign = if cents < 0 { "-" } else { "" };
-    let abs = cents.unsigned_abs();
-    let _ = write!(out, ",{}", change.window.start / 1000);
+    out.push(',');
+    push_u64(out, change.window.start / 1000);
     if let Some(end) = end {
-        let _ = write!(out, ",{}", end / 1000);
+        out.push(',');
+        push_u64(out, end / 1000);
     }
-    let _ = writeln!(out, ",{count},{sign}{}.{:02},{members}", abs / 100, abs % 100);
+    out.push(',');
+    push_u64(out, count);
+    out.push(',');
+    if cents < 0 {
+        out.push('-');
+    }
+    let abs = cents.unsigned_abs();
+    push_u64(out, abs / 100);
+    out.push('.');
+    let hundredths = (abs % 100) as u8;
+    out.push(char::from(b'0' + hundredths / 10));
+    out.push(char::from(b'0' + hundredths % 10));
+    out.push(',');
+    push_u64(out, members);
+    out.push('\n');
+}
+
+/// Decimal digits of `n` (what `write!` does, without the formatting machinery: rows are
+/// written by the million).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
 fn push_csv_field(field: &str, out: &mut String) {
@@ -293,11 +386,48 @@ mod tests {
     fn lines_parse_or_say_why_not() {
         let line = br#"{"claim_id":"C1","member_id":"M1","provider_id":"P1","billed_amount":150000.25,"service_ts":1767225600}"#;
         assert_eq!(parse_claim(line), Ok(("P1".to_owned(), 1_767_225_600_000, ("M1".to_owned(), 15_000_025))));
+        assert!(parse_plain_claim(line).is_some(), "the usual shape takes the fast path");
+        assert!(parse_plain_claim(&line[..line.len() - 1]).is_none(), "anything else goes to the JSON parser");
         let bad_amount =
             br#"{"claim_id":"C1","member_id":"M1","provider_id":"P1","billed_amount":1.005,"service_ts":1}"#;
         assert!(matches!(parse_claim(bad_amount), Err(ClaimError::Amount(_))));
         assert!(matches!(parse_claim(b"{\"claim_id\":1}"), Err(ClaimError::Json(_))));
         assert!(matches!(parse_claim(b"garbage"), Err(ClaimError::Json(_))));
+    }
+
+    proptest::proptest! {
+        /// The fast path and the full JSON parser agree on every line the fast path takes, and
+        /// lines it does not take still parse (or fail) as before.
+        #[test]
+        fn the_fast_path_agrees_with_the_json_parser(
+            claim in "[A-Za-z0-9 _é\\\\\"-]{0,8}",
+            member in "[A-Za-z0-9 _é-]{0,8}",
+            provider in "[A-Za-z0-9_,\\\\-]{0,8}",
+            amount in "-?(0|[1-9][0-9]{0,6}|0[0-9])(\\.[0-9]{0,3})?(e1)?",
+            ts in "-?[0-9]{1,13}",
+            space in proptest::bool::ANY,
+        ) {
+            let sep = if space { ", " } else { "," };
+            let line = format!(
+                "{{\"claim_id\":{}{sep}\"member_id\":{}{sep}\"provider_id\":{}{sep}\"billed_amount\":{amount}{sep}\"service_ts\":{ts}}}",
+                serde_json::Value::from(claim.as_str()),
+                serde_json::Value::from(member.as_str()),
+                serde_json::Value::from(provider.as_str()),
+            );
+            let full = || -> Result<Claim, ClaimError> {
+                let claim: ClaimLine<'_> =
+                    serde_json::from_slice(line.as_bytes()).map_err(|e| ClaimError::Json(e.to_string()))?;
+                let cents = parse_cents(claim.billed_amount.get())?;
+                if !(0..=253_402_300_799).contains(&claim.service_ts) {
+                    return Err(ClaimError::Timestamp(claim.service_ts));
+                }
+                Ok((claim.provider_id.into_owned(), claim.service_ts as u64 * 1000, (claim.member_id.into_owned(), cents)))
+            };
+            if let Some(fast) = parse_plain_claim(line.as_bytes()) {
+                proptest::prop_assert_eq!(fast, full(), "{}", line);
+            }
+            proptest::prop_assert_eq!(parse_claim(line.as_bytes()), full(), "{}", line);
+        }
     }
 
     #[test]
@@ -333,5 +463,14 @@ mod tests {
         let mut row = String::new();
         csv_row(&change, &mut row);
         assert_eq!(row, "\"P,1\",300,3,10.50,2\n");
+        let refund = WindowChange { value: (1, -1_205, 1), ..change.clone() };
+        row.clear();
+        session_csv_row(&refund, &mut row);
+        assert_eq!(row, "\"P,1\",300,600,1,-12.05,1\n");
+        for n in [0, 7, 10, 99, 100, 18_446_744_073_709_551_615] {
+            let mut text = String::new();
+            push_u64(&mut text, n);
+            assert_eq!(text, n.to_string());
+        }
     }
 }

@@ -364,13 +364,15 @@ impl<K: Hash + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned, A: 
             }
             let states = entry.remove();
             let size = self.spec.size_ms();
-            let mut keys: Vec<&K> = states.keys().collect();
-            keys.sort_unstable();
-            for key in keys {
-                let value = self.aggregate.output(&states[key]);
-                let window = Window { start: end - size, end };
-                closed.push(WindowChange { key: key.clone(), window, value, diff: 1 });
-            }
+            let mut entries: Vec<(&K, &A::State)> = states.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let window = Window { start: end - size, end };
+            closed.extend(entries.into_iter().map(|(key, state)| WindowChange {
+                window,
+                key: key.clone(),
+                value: self.aggregate.output(state),
+                diff: 1,
+            }));
             // Kept even with no allowed lateness: a record stamped exactly at the end is still
             // within it.
             self.emitted.insert(end, states);
