@@ -347,3 +347,90 @@ fn an_avro_container_of_claim_events_gives_the_windows_of_the_flat_claims() {
         "not an Avro container",
     );
 }
+
+/// Against the real broker: `follow = true` keeps reading what is written after the run began;
+/// windows close as new claims move the watermark on, and the CSV shows them while the run goes
+/// on.
+#[test]
+fn a_followed_topic_keeps_being_read_and_windows_close_as_claims_arrive() {
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
+    let Some(brokers) = arus_connectors::service_address("KAFKA_BROKERS") else { return };
+    let config = KafkaConfig::new(brokers.clone());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let topic = format!("arus-test-follow-{}-{nanos}", std::process::id());
+    create_topics(&config, &[(&topic, 2)]).expect("create topic");
+    struct Cleanup<'a>(&'a KafkaConfig, &'a str, Option<std::process::Child>);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            if let Some(child) = self.2.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let _ = delete_topics(self.0, &[self.1]);
+        }
+    }
+    let mut cleanup = Cleanup(&config, &topic, None);
+    let sink = KafkaSink::new(&config, "lz4").expect("producer");
+    let send = |claims: &[(String, String, String, String, u64)]| {
+        for claim in claims {
+            sink.send(&topic, claim.2.as_bytes(), common::claim_line(claim).as_bytes(), 0).expect("send");
+        }
+        sink.flush(std::time::Duration::from_secs(30)).expect("delivered");
+    };
+    let first = claims(2_000);
+    send(&first);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("followed.csv");
+    let child = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["run", &pipeline(), "--workers", "2", "--set"])
+        .arg(format!(
+            "source={{kind=\"kafka\", brokers=\"{brokers}\", topic=\"{topic}\", follow=true, idle_timeout=\"1s\", batch_records=500}}"
+        ))
+        .args(["--set", "windows.out_of_orderness=\"10m\"", "--set", "windows.allowed_lateness=\"1h\"", "--set"])
+        .arg(format!("sink.path={}", out.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("arus starts");
+    cleanup.2 = Some(child);
+    // Waits for every row of `expected` (window rows, no header) to be in the CSV.
+    let wait_for = |expected: &[String], what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let csv = std::fs::read_to_string(&out).unwrap_or_default();
+            let rows: std::collections::BTreeSet<&str> = csv.lines().collect();
+            let missing = expected.iter().filter(|r| !rows.contains(r.as_str())).count();
+            if missing == 0 {
+                return csv;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {missing} rows still missing after 90 s");
+            // Polling the file the running job writes.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    // Windows of the first claims that end ten minutes before the last of them are complete.
+    let newest = first.iter().map(|c| c.4).max().expect("claims");
+    let rows = |claims: &[(String, String, String, String, u64)], until: u64| -> Vec<String> {
+        expected_csv(claims)
+            .lines()
+            .skip(1)
+            .filter(|row| row.split(',').nth(1).and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s + 300 <= until))
+            .map(str::to_owned)
+            .collect()
+    };
+    let early = rows(&first, newest - 3_600);
+    assert!(early.len() > 100);
+    wait_for(&early, "windows of the claims there before the run");
+
+    // Claims written while the run goes on, a day later: every window of the first claims
+    // closes, and the new claims' windows follow.
+    let later: Vec<_> =
+        claims(2_000).into_iter().map(|(c, m, p, a, ts)| (format!("L{c}"), m, p, a, ts + 86_400)).collect();
+    send(&later);
+    let all_first = rows(&first, u64::MAX);
+    let csv = wait_for(&all_first, "the rest of the first claims' windows, closed by the later claims");
+    let later_newest = later.iter().map(|c| c.4).max().expect("claims");
+    wait_for(&rows(&later, later_newest - 3_600), "windows of the claims written while the run went on");
+    assert!(csv.starts_with("provider_id,window_start"), "{csv}");
+}

@@ -329,6 +329,11 @@ impl Coordinator {
         });
     }
 
+    /// The time of the checkpoint in flight, if one is.
+    pub fn pending_at(&self) -> Option<Time> {
+        self.lock().in_flight.as_ref().map(|f| f.at)
+    }
+
     /// The checkpoint a sink still owes its length to.
     pub fn sink_due(&self, name: &str) -> Option<(u64, Time)> {
         let progress = self.lock();

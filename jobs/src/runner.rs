@@ -115,10 +115,28 @@ pub(crate) fn report(shared: &Mutex<Shared>, update: impl FnOnce(&mut RunReport)
 
 /// Where the records come from, opened once per process.
 enum Input {
-    Jsonl { path: PathBuf },
-    Avro { path: PathBuf, topic: String },
-    Kafka { config: KafkaConfig, topic: String, group: String, partitions: u32, resume: Resume },
-    Embedded { log: Arc<EmbeddedLog>, topic: String, group: String, ends: Vec<u64> },
+    Jsonl {
+        path: PathBuf,
+    },
+    Avro {
+        path: PathBuf,
+        topic: String,
+    },
+    Kafka {
+        config: KafkaConfig,
+        topic: String,
+        group: String,
+        partitions: u32,
+        resume: Resume,
+        /// Following, with this idle timeout.
+        follow: Option<Duration>,
+    },
+    Embedded {
+        log: Arc<EmbeddedLog>,
+        topic: String,
+        group: String,
+        ends: Vec<u64>,
+    },
 }
 
 impl Input {
@@ -139,10 +157,18 @@ impl Input {
                 AvroContainerReader::open(path, &topic, 0).map_err(|e| RunError::Unsupported(e.to_string()))?;
                 Input::Avro { path: path.clone(), topic }
             }
-            SourceSpec::Kafka { brokers, topic, group, resume, .. } => {
+            SourceSpec::Kafka { brokers, topic, group, resume, follow, idle_timeout, .. } => {
                 let config = KafkaConfig::new(brokers.clone());
                 let partitions = arus_connectors::kafka::partition_count(&config, topic)?;
-                Input::Kafka { config, topic: topic.clone(), group: group.clone(), partitions, resume: *resume }
+                let idle = Duration::from_millis(crate::spec::parse_duration_ms(idle_timeout).unwrap_or(5_000));
+                Input::Kafka {
+                    config,
+                    topic: topic.clone(),
+                    group: group.clone(),
+                    partitions,
+                    resume: *resume,
+                    follow: follow.then_some(idle),
+                }
             }
             SourceSpec::Embedded { dir, topic, group, .. } => {
                 if !dir.join("topics").is_dir() {
@@ -203,12 +229,17 @@ impl Input {
                     AvroContainerReader::open(path, topic, skip).map_err(|e| RunError::Unsupported(e.to_string()))?;
                 Box::new(AvroClaimReader { path: path.clone(), reader, line: String::new(), eof: false })
             }
-            Input::Kafka { config, topic, group, resume, .. } => {
+            Input::Kafka { config, topic, group, resume, follow, .. } => {
                 let positions: Vec<(u32, Option<u64>)> = mine.iter().map(|p| (*p, from(*p))).collect();
                 let turn = restored.and_then(|s| s.turn);
-                let reader =
+                let mut reader =
                     BoundedPartitionReader::open_at_turn(config, group, topic, &positions, quantum, turn, *resume)?;
-                Box::new(KafkaReader { topic: topic.clone(), reader, last: None })
+                if follow.is_some() {
+                    reader = reader.following();
+                }
+                let now = Instant::now();
+                let last_seen = mine.iter().map(|p| (*p, now)).collect();
+                Box::new(KafkaReader { topic: topic.clone(), reader, last: None, follow: *follow, last_seen })
             }
             Input::Embedded { log, topic, ends, .. } => Box::new(LogReader {
                 log: log.clone(),
@@ -351,7 +382,9 @@ pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metr
         let dead_letters = dead_letters.clone();
         worker.dataflow::<Time, _, _>(|scope| {
             let partitions = input.partitions(index, peers);
-            let context = WorkerContext { leader, coordinator: coordinator.clone(), metrics, shared: shared.clone() };
+            let follow = matches!(&*input, Input::Kafka { follow: Some(_), .. });
+            let context =
+                WorkerContext { leader, coordinator: coordinator.clone(), metrics, shared: shared.clone(), follow };
             let (claims, dead) = claims_source(scope, reader, partitions, settings, restored, &context);
             let checkpoints = coordinator.clone().map(|c| c as Arc<dyn StateCheckpoints>);
             let (changes, late) = provider_windows::build(claims, &job, checkpoints);
@@ -403,7 +436,9 @@ trait ClaimReader {
     /// The next record's partition and bytes, waiting for it; `None` when every partition has
     /// been read to its end.
     fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError>;
-    /// Partitions read to their end (they no longer hold the watermark back).
+    /// Whether every partition has been read to its end for good (a followed topic never is).
+    fn finished(&self) -> bool;
+    /// Partitions read to their end, or idle (they no longer hold the watermark back).
     fn ended(&self) -> Vec<u32>;
     /// Per partition, the position of the next record (`None`: the beginning).
     fn positions(&self) -> Vec<(u32, Option<u64>)>;
@@ -450,6 +485,10 @@ impl ClaimReader for JsonlReader {
                 return Ok(Some((0, &self.line)));
             }
         }
+    }
+
+    fn finished(&self) -> bool {
+        self.eof
     }
 
     fn ended(&self) -> Vec<u32> {
@@ -517,6 +556,10 @@ impl ClaimReader for AvroClaimReader {
         }
     }
 
+    fn finished(&self) -> bool {
+        self.eof
+    }
+
     fn ended(&self) -> Vec<u32> {
         if self.eof { vec![0] } else { Vec::new() }
     }
@@ -545,17 +588,42 @@ struct KafkaReader {
     topic: String,
     reader: BoundedPartitionReader,
     last: Option<arus_connectors::kafka::RawRecord>,
+    /// Following, with this idle timeout.
+    follow: Option<Duration>,
+    /// When each partition last had a record (following).
+    last_seen: std::collections::BTreeMap<u32, Instant>,
 }
 
 impl ClaimReader for KafkaReader {
     fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
-        self.last = self.reader.next_record()?;
+        self.last = match self.follow {
+            None => self.reader.next_record()?,
+            Some(_) => self.reader.next_available(Duration::from_millis(10))?,
+        };
+        if let (Some(_), Some(record)) = (self.follow, &self.last) {
+            self.last_seen.insert(record.partition, Instant::now());
+        }
         Ok(self.last.as_ref().map(|r| (r.partition, r.value.as_slice())))
     }
 
+    fn finished(&self) -> bool {
+        self.follow.is_none() && self.reader.finished()
+    }
+
     fn ended(&self) -> Vec<u32> {
-        let unfinished: Vec<u32> = self.reader.unfinished().collect();
-        self.reader.positions().into_iter().map(|(p, _)| p).filter(|p| !unfinished.contains(p)).collect()
+        match self.follow {
+            // Caught up and quiet for the idle timeout: no longer holding the watermark back.
+            Some(idle) => self
+                .last_seen
+                .iter()
+                .filter(|(p, seen)| self.reader.caught_up(**p) && seen.elapsed() >= idle)
+                .map(|(p, _)| *p)
+                .collect(),
+            None => {
+                let unfinished: Vec<u32> = self.reader.unfinished().collect();
+                self.reader.positions().into_iter().map(|(p, _)| p).filter(|p| !unfinished.contains(p)).collect()
+            }
+        }
     }
 
     fn positions(&self) -> Vec<(u32, Option<u64>)> {
@@ -620,6 +688,10 @@ impl ClaimReader for LogReader {
         Ok(None)
     }
 
+    fn finished(&self) -> bool {
+        self.partitions.iter().all(|(_, next, end)| next >= end)
+    }
+
     fn ended(&self) -> Vec<u32> {
         self.partitions.iter().filter(|(_, next, end)| next >= end).map(|(p, _, _)| *p).collect()
     }
@@ -654,6 +726,8 @@ pub(crate) struct WorkerContext {
     pub coordinator: Option<Arc<Coordinator>>,
     pub metrics: Option<Arc<Metrics>>,
     pub shared: Arc<Mutex<Shared>>,
+    /// The source follows its topic: outputs are handed on as they are written.
+    pub follow: bool,
 }
 
 /// Settings every source shares.
@@ -724,6 +798,7 @@ fn claims_source<'scope>(
             c.source_finished(worker, state(&None, &watermarks, start, true));
         }
         let (mut records, mut dead_letters) = (0u64, 0u64);
+        let partitions_count = partitions.len();
         move |_frontiers| {
             let (Some((claims_capability, dead_capability)), Some(input)) = (held.as_mut(), reader.as_mut()) else {
                 return;
@@ -741,7 +816,8 @@ fn claims_source<'scope>(
                     let (partition, bytes) = match input.next() {
                         Ok(Some(record)) => record,
                         Ok(None) => {
-                            finished = true;
+                            // The end, or (following) nothing more for now.
+                            finished = input.finished();
                             break;
                         }
                         Err(error) => {
@@ -783,13 +859,25 @@ fn claims_source<'scope>(
                 held = None;
                 reader = None;
             } else {
-                let next = watermarks.current().max(time + 1);
+                let sent = records > before || dead > 0;
+                // A batch moves the stamp on; an empty one (following) only as far as the
+                // watermark — or, with every partition idle, to a checkpoint in flight, which
+                // it may cross as it holds nothing back.
+                let mut next = watermarks.current().max(time + u64::from(sent));
+                let idle = !sent && input.ended().len() == partitions_count;
+                if let (true, Some(at)) = (idle, coordinator.as_ref().and_then(|c| c.pending_at())) {
+                    next = next.max(at);
+                }
                 if let Some(c) = &coordinator {
                     c.source_at(worker, next, || state(&reader, &watermarks, next, false));
                 }
                 claims_capability.downgrade(&next);
                 dead_capability.downgrade(&next);
-                activator.activate();
+                if sent {
+                    activator.activate();
+                } else {
+                    activator.activate_after(Duration::from_millis(20));
+                }
             }
         }
     });

@@ -84,6 +84,10 @@ pub(crate) trait Sink<T>: 'static {
     fn checkpoint(&mut self) -> Result<SinkPosition, RunError>;
     /// Makes everything written durable at the end of the run.
     fn finish(&mut self) -> Result<(), RunError>;
+    /// Hands what was written on to readers now (a run that follows its input never ends).
+    fn flush_now(&mut self) -> Result<(), RunError> {
+        Ok(())
+    }
 }
 
 /// A file of lines a sink writes.
@@ -144,6 +148,10 @@ impl<T: 'static> Sink<T> for FileSink<T> {
     }
 
     fn finish(&mut self) -> Result<(), RunError> {
+        self.output.as_mut().map_or(Ok(()), |o| o.flush(false))
+    }
+
+    fn flush_now(&mut self) -> Result<(), RunError> {
         self.output.as_mut().map_or(Ok(()), |o| o.flush(false))
     }
 }
@@ -423,8 +431,8 @@ pub(crate) fn sink<T: ExchangeData + Ord>(
     count: fn(&mut RunReport, u64),
     context: &WorkerContext,
 ) {
-    let WorkerContext { leader, coordinator, metrics, shared } = context;
-    let (leader, shared, metrics) = (*leader, shared.clone(), metrics.clone());
+    let WorkerContext { leader, coordinator, metrics, shared, follow } = context;
+    let (leader, shared, metrics, follow) = (*leader, shared.clone(), metrics.clone(), *follow);
     let coordinator = coordinator.clone().filter(|_| leader);
     let mut pending: std::collections::BTreeMap<Time, Vec<T>> = Default::default();
     let mut written = 0u64;
@@ -437,6 +445,7 @@ pub(crate) fn sink<T: ExchangeData + Ord>(
             }
         });
         let mut due = coordinator.as_ref().and_then(|c| c.sink_due(name));
+        let mut wrote = false;
         let save = |sink: &mut Option<Box<dyn Sink<T>>>, (epoch, _at): (u64, Time)| {
             let Some(c) = &coordinator else { return };
             match sink.as_mut().map(|s| s.checkpoint()).transpose() {
@@ -455,6 +464,7 @@ pub(crate) fn sink<T: ExchangeData + Ord>(
             }
             let mut records = entry.remove();
             records.sort_unstable();
+            wrote = true;
             let Some(s) = sink.as_mut() else { continue };
             match s.write(&records) {
                 Ok(n) => {
@@ -471,6 +481,14 @@ pub(crate) fn sink<T: ExchangeData + Ord>(
         }
         if let Some(checkpoint) = due.filter(|(_, at)| !frontier.less_than(at)) {
             save(&mut sink, checkpoint);
+        }
+        if follow
+            && wrote
+            && let Some(s) = sink.as_mut()
+            && let Err(error) = s.flush_now()
+        {
+            fail(&shared, error);
+            sink = None;
         }
         if frontier.is_empty() && leader {
             if let Some(mut s) = sink.take()

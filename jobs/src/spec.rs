@@ -75,6 +75,14 @@ pub enum SourceSpec {
         /// start, skipping; any broker) or `seek` (straight there; Apache Kafka, not Tansu 0.6).
         #[serde(default)]
         resume: arus_connectors::kafka::Resume,
+        /// Keep reading what is written after the run began, until stopped (default: stop once
+        /// every partition is read to where it ended when the run began).
+        #[serde(default)]
+        follow: bool,
+        /// Following: a partition with nothing new for this long no longer holds the
+        /// watermark back (until it has records again).
+        #[serde(default = "default_idle_timeout")]
+        idle_timeout: String,
     },
     /// An Avro object container file of a topic, as `arus gen --format avro` writes them
     /// (`claims.events.avro`): its `ClaimSubmitted` events are the claims (provider, member,
@@ -103,6 +111,10 @@ pub enum SourceSpec {
         #[serde(default = "default_batch_lines")]
         batch_records: usize,
     },
+}
+
+fn default_idle_timeout() -> String {
+    "5s".to_owned()
 }
 
 fn default_group() -> String {
@@ -300,7 +312,8 @@ impl PipelineSpec {
         }
         let (key, batch) = match &self.source {
             SourceSpec::Jsonl { batch_lines, .. } => ("source.batch_lines", *batch_lines),
-            SourceSpec::Kafka { batch_records, brokers, .. } => {
+            SourceSpec::Kafka { batch_records, brokers, idle_timeout, .. } => {
+                parse_duration_ms(idle_timeout).map_err(|r| invalid("source.idle_timeout", r))?;
                 arus_connectors::kafka::KafkaConfig::new(brokers.clone())
                     .validate()
                     .map_err(|e| invalid("source.brokers", e.to_string()))?;

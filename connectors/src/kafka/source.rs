@@ -58,6 +58,8 @@ pub struct BoundedPartitionReader {
     quantum: usize,
     /// The partition whose turn it is, and how many records it has had in this turn.
     turn: (u32, usize),
+    /// Following: a partition at its end is only caught up for now.
+    follow: bool,
 }
 
 #[derive(Default)]
@@ -190,7 +192,51 @@ impl BoundedPartitionReader {
             .collect();
         let first = partitions.keys().next().copied().unwrap_or(0);
         let turn = turn.filter(|(p, _)| partitions.contains_key(p)).unwrap_or((first, 0));
-        Ok(BoundedPartitionReader { consumer, partitions, quantum: quantum.max(1), turn })
+        Ok(BoundedPartitionReader { consumer, partitions, quantum: quantum.max(1), turn, follow: false })
+    }
+
+    /// Follows the partitions instead of stopping at their ends: records written later are
+    /// read too, with [`next_available`](Self::next_available).
+    pub fn following(mut self) -> Self {
+        self.follow = true;
+        self
+    }
+
+    /// Following: the next record there is, partitions taking turns as far as records are
+    /// there (the order then depends on arrival), waiting up to `wait` for the broker; `None`
+    /// when nothing came.
+    pub fn next_available(&mut self, wait: Duration) -> Result<Option<RawRecord>, KafkaError> {
+        let keys: Vec<u32> = self.partitions.keys().copied().collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        for attempt in 0..2 {
+            let start = keys.iter().position(|p| *p == self.turn.0).unwrap_or(0);
+            for i in 0..=keys.len() {
+                let partition = keys[(start + i) % keys.len()];
+                if i == 0 && self.turn.1 >= self.quantum {
+                    continue; // its turn is over
+                }
+                let state = self.partitions.get_mut(&partition).expect("listed above");
+                if let Some(record) = state.buffered.pop_front() {
+                    state.next = Some(record.offset as u64 + 1);
+                    if i > 0 {
+                        self.turn = (partition, 0);
+                    }
+                    self.turn.1 += 1;
+                    return Ok(Some(record));
+                }
+            }
+            if attempt == 0 {
+                self.fetch(wait)?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Following: whether a partition is caught up (at its end, as far as the reader knows).
+    pub fn caught_up(&self, partition: u32) -> bool {
+        self.partitions.get(&partition).is_some_and(|s| s.done && s.buffered.is_empty())
     }
 
     /// Whose turn it is, and how many records that partition has had in it.
@@ -256,9 +302,11 @@ impl BoundedPartitionReader {
             };
             wait = Duration::ZERO;
             let partition = message.partition() as u32;
-            let Some(state) = self.partitions.get_mut(&partition).filter(|s| !s.done) else {
+            let follow = self.follow;
+            let Some(state) = self.partitions.get_mut(&partition).filter(|s| follow || !s.done) else {
                 continue; // not ours, or written after the partition was caught up
             };
+            state.done = false;
             if (message.offset() as u64) < state.skip_below {
                 continue; // before the offset resumed from
             }
