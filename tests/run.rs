@@ -434,3 +434,99 @@ fn a_followed_topic_keeps_being_read_and_windows_close_as_claims_arrive() {
     wait_for(&rows(&later, later_newest - 3_600), "windows of the claims written while the run went on");
     assert!(csv.starts_with("provider_id,window_start"), "{csv}");
 }
+
+/// Against the real broker: a followed run with checkpoints keeps checkpointing while its topic
+/// is quiet, and after SIGKILL and a restart it goes on from there, each window once.
+#[test]
+fn a_followed_run_checkpoints_while_idle_and_resumes_after_a_kill() {
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
+    let Some(brokers) = arus_connectors::service_address("KAFKA_BROKERS") else { return };
+    let config = KafkaConfig::new(brokers.clone());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let topic = format!("arus-test-follow-ck-{}-{nanos}", std::process::id());
+    create_topics(&config, &[(&topic, 2)]).expect("create topic");
+    struct Cleanup<'a>(&'a KafkaConfig, &'a str, Option<std::process::Child>);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            if let Some(child) = self.2.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let _ = delete_topics(self.0, &[self.1]);
+        }
+    }
+    let mut cleanup = Cleanup(&config, &topic, None);
+    let sink = KafkaSink::new(&config, "lz4").expect("producer");
+    let send = |claims: &[(String, String, String, String, u64)]| {
+        for claim in claims {
+            sink.send(&topic, claim.2.as_bytes(), common::claim_line(claim).as_bytes(), 0).expect("send");
+        }
+        sink.flush(std::time::Duration::from_secs(30)).expect("delivered");
+    };
+    let first = claims(1_000);
+    send(&first);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, checkpoints) = (dir.path().join("followed.csv"), dir.path().join("checkpoints"));
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_arus"))
+            .args(["run", &pipeline(), "--workers", "2", "--set"])
+            .arg(format!(
+                "source={{kind=\"kafka\", brokers=\"{brokers}\", topic=\"{topic}\", follow=true, idle_timeout=\"500ms\", batch_records=200}}"
+            ))
+            .args(["--set", "windows.out_of_orderness=\"10m\"", "--set", "windows.allowed_lateness=\"1h\"", "--set"])
+            .arg(format!("sink.path={}", out.display()))
+            .args(["--set", &format!("checkpoint.dir={}", checkpoints.display()), "--set", "checkpoint.interval=\"100ms\""])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("arus starts")
+    };
+    let epoch = || -> u64 {
+        std::fs::read_dir(&checkpoints)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        name.strip_prefix("checkpoint-")?.strip_suffix(".json")?.parse().ok()
+                    })
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    // Polls for a condition on what the running job writes.
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}: not after 90 s");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    cleanup.2 = Some(start());
+    // Read everything, then quiet: checkpoints go on being taken.
+    let quiet_from = std::cell::Cell::new(0);
+    wait_until("first checkpoints", &|| epoch() >= 3);
+    quiet_from.set(epoch());
+    wait_until("checkpoints while the topic is quiet", &|| epoch() >= quiet_from.get() + 5);
+    if let Some(child) = cleanup.2.as_mut() {
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    cleanup.2 = Some(start());
+    let later: Vec<_> =
+        claims(1_000).into_iter().map(|(c, m, p, a, ts)| (format!("L{c}"), m, p, a, ts + 86_400)).collect();
+    send(&later);
+    let expected = expected_csv(&first);
+    let expected_rows: Vec<&str> = expected.lines().skip(1).collect();
+    wait_until("every window of the first claims, after the restart", &|| {
+        let csv = std::fs::read_to_string(&out).unwrap_or_default();
+        expected_rows.iter().all(|row| csv.lines().any(|l| l == *row))
+    });
+    let csv = std::fs::read_to_string(&out).expect("csv");
+    let mut seen = std::collections::BTreeSet::new();
+    for row in csv.lines().skip(1) {
+        assert!(seen.insert(row), "row written twice across the restart: {row}");
+    }
+    assert_eq!(csv.lines().next(), Some("provider_id,window_start,count,sum_billed,distinct_members"));
+}
