@@ -101,6 +101,24 @@ fn demo_shows_the_generated_population_without_personal_data() {
     {
         assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");
     }
+    // The demo runs provider-windows on the claims of the log: every claim is counted.
+    let number_after = |marker: &str| -> u64 {
+        let at = stdout.find(marker).unwrap_or_else(|| panic!("no {marker:?} in:\n{stdout}")) + marker.len();
+        stdout[at..].split_whitespace().next().unwrap_or("").replace(',', "").parse().expect("a count")
+    };
+    let claims = number_after("\nclaims: ");
+    let windowed = {
+        let line = stdout.lines().find(|l| l.starts_with("provider-windows on claims.events")).expect("the job ran");
+        line.split("): ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .expect("claims")
+            .replace(',', "")
+            .parse::<u64>()
+            .expect("a count")
+    };
+    assert_eq!(windowed, claims, "{stdout}");
+    assert!(stdout.contains("busiest windows"), "{stdout}");
     // No NIK (16 digits in a row) and no e-mail address is ever printed.
     let digits_run = stdout.as_bytes().windows(16).any(|w| w.iter().all(u8::is_ascii_digit));
     assert!(!digits_run && !stdout.contains("@example.com"), "demo printed personal data:\n{stdout}");

@@ -239,9 +239,17 @@ impl Input {
                 }
                 let now = Instant::now();
                 let last_seen = mine.iter().map(|p| (*p, now)).collect();
-                Box::new(KafkaReader { topic: topic.clone(), reader, last: None, follow: *follow, last_seen })
+                Box::new(KafkaReader {
+                    topic: topic.clone(),
+                    reader,
+                    last: None,
+                    follow: *follow,
+                    line: String::new(),
+                    last_seen,
+                })
             }
             Input::Embedded { log, topic, ends, .. } => Box::new(LogReader {
+                line: String::new(),
                 log: log.clone(),
                 topic: topic.clone(),
                 partitions: mine.iter().map(|p| (*p, from(*p).unwrap_or(0), ends[*p as usize])).collect(),
@@ -306,10 +314,30 @@ pub fn run(spec: &PipelineSpec, cluster: &Cluster) -> Result<RunReport, RunError
 
 /// Runs the pipeline to the end of its input, keeping `metrics` up to date.
 pub fn run_with(spec: &PipelineSpec, cluster: &Cluster, metrics: Option<Arc<Metrics>>) -> Result<RunReport, RunError> {
+    // Fail before starting workers when the input is missing.
+    let input = Input::open(&spec.source)?;
+    run_input(spec, cluster, metrics, input)
+}
+
+/// Runs the pipeline over a topic of an embedded log this process already has (as `arus demo`
+/// does); the spec's source must be `embedded` (its `dir` is not used).
+pub fn run_on_log(spec: &PipelineSpec, cluster: &Cluster, log: Arc<EmbeddedLog>) -> Result<RunReport, RunError> {
+    let SourceSpec::Embedded { topic, group, .. } = &spec.source else {
+        return Err(RunError::Unsupported("run_on_log needs an embedded source".to_owned()));
+    };
+    let ends = log.end_offsets(topic)?;
+    run_input(spec, cluster, None, Input::Embedded { log, topic: topic.clone(), group: group.clone(), ends })
+}
+
+fn run_input(
+    spec: &PipelineSpec,
+    cluster: &Cluster,
+    metrics: Option<Arc<Metrics>>,
+    input: Input,
+) -> Result<RunReport, RunError> {
     let JobKind::ProviderWindows = spec.job;
     let SinkSpec { kind: sink_kind, path: sink_path, late_path, .. } = spec.sink.clone();
-    // Fail before starting workers when the input is missing.
-    let input = Arc::new(Input::open(&spec.source)?);
+    let input = Arc::new(input);
     let batch = match &spec.source {
         SourceSpec::Jsonl { batch_lines, .. } => *batch_lines,
         SourceSpec::Kafka { batch_records, .. }
@@ -518,6 +546,50 @@ impl ClaimReader for JsonlReader {
     }
 }
 
+/// A `ClaimSubmitted` event as the claim line the job reads: provider, member, total charge
+/// (whole rupiah), and the event time (when it was submitted) as the claim's time.
+fn claim_line(claim: &arus_schemas::events::ClaimSubmitted, line: &mut String) {
+    use std::fmt::Write;
+    line.clear();
+    let text = |s: &str| serde_json::Value::from(s).to_string();
+    let _ = write!(
+        line,
+        "{{\"claim_id\":{},\"member_id\":{},\"provider_id\":{},\"billed_amount\":{},\"service_ts\":{}}}",
+        text(&claim.claim_id),
+        text(&claim.member_id),
+        text(&claim.provider_id),
+        claim.total_charge_idr.0,
+        claim.event_time.0.div_euclid(1000)
+    );
+}
+
+/// What a topic record holds, for the claims job.
+enum WireClaim {
+    /// Not in the wire format: a claim line (or not; the parser says).
+    Json,
+    /// A `ClaimSubmitted` event, now a claim line.
+    Claim,
+    /// Another event of the topic: not a claim.
+    Other,
+}
+
+/// Reads records in the contract's wire format (magic byte 0): a `ClaimSubmitted` event becomes
+/// a claim line in `line`, other events are passed over. Anything else, an undecodable wire
+/// record included, goes to the parser as it is (and to the dead letters if it is no claim).
+fn wire_claim(value: &[u8], line: &mut String) -> WireClaim {
+    if value.first() != Some(&0) {
+        return WireClaim::Json;
+    }
+    match arus_schemas::wire::decode(value) {
+        Ok(arus_schemas::Event::ClaimSubmitted(claim)) => {
+            claim_line(&claim, line);
+            WireClaim::Claim
+        }
+        Ok(_) => WireClaim::Other,
+        Err(_) => WireClaim::Json,
+    }
+}
+
 /// The claims of an Avro container file of events (one partition, 0; positions are records).
 struct AvroClaimReader {
     path: PathBuf,
@@ -537,18 +609,7 @@ impl ClaimReader for AvroClaimReader {
                     return Ok(None);
                 }
                 Some(arus_schemas::Event::ClaimSubmitted(claim)) => {
-                    use std::fmt::Write;
-                    self.line.clear();
-                    let text = |s: &str| serde_json::Value::from(s).to_string();
-                    let _ = write!(
-                        self.line,
-                        "{{\"claim_id\":{},\"member_id\":{},\"provider_id\":{},\"billed_amount\":{},\"service_ts\":{}}}",
-                        text(&claim.claim_id),
-                        text(&claim.member_id),
-                        text(&claim.provider_id),
-                        claim.total_charge_idr.0,
-                        claim.event_time.0.div_euclid(1000)
-                    );
+                    claim_line(&claim, &mut self.line);
                     return Ok(Some((0, self.line.as_bytes())));
                 }
                 Some(_) => continue,
@@ -590,20 +651,33 @@ struct KafkaReader {
     last: Option<arus_connectors::kafka::RawRecord>,
     /// Following, with this idle timeout.
     follow: Option<Duration>,
+    /// A `ClaimSubmitted` event turned into a claim line.
+    line: String,
     /// When each partition last had a record (following).
     last_seen: std::collections::BTreeMap<u32, Instant>,
 }
 
 impl ClaimReader for KafkaReader {
     fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
-        self.last = match self.follow {
-            None => self.reader.next_record()?,
-            Some(_) => self.reader.next_available(Duration::from_millis(10))?,
+        let kind = loop {
+            self.last = match self.follow {
+                None => self.reader.next_record()?,
+                Some(_) => self.reader.next_available(Duration::from_millis(10))?,
+            };
+            let Some(record) = &self.last else { return Ok(None) };
+            if self.follow.is_some() {
+                self.last_seen.insert(record.partition, Instant::now());
+            }
+            match wire_claim(&record.value, &mut self.line) {
+                WireClaim::Other => continue,
+                kind => break kind,
+            }
         };
-        if let (Some(_), Some(record)) = (self.follow, &self.last) {
-            self.last_seen.insert(record.partition, Instant::now());
-        }
-        Ok(self.last.as_ref().map(|r| (r.partition, r.value.as_slice())))
+        let record = self.last.as_ref().expect("just read");
+        Ok(Some(match kind {
+            WireClaim::Claim => (record.partition, self.line.as_bytes()),
+            _ => (record.partition, &record.value),
+        }))
     }
 
     fn finished(&self) -> bool {
@@ -653,6 +727,8 @@ impl ClaimReader for KafkaReader {
 /// Some partitions of an embedded log topic, up to where they ended when the run began, taking
 /// turns like [`BoundedPartitionReader`].
 struct LogReader {
+    /// A `ClaimSubmitted` event turned into a claim line.
+    line: String,
     log: Arc<EmbeddedLog>,
     topic: String,
     /// Partition, next offset, end offset.
@@ -664,8 +740,9 @@ struct LogReader {
     last: Option<arus_connectors::embedded::Record>,
 }
 
-impl ClaimReader for LogReader {
-    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+impl LogReader {
+    /// The next record in turn order (kept in `last`): its partition.
+    fn next_raw(&mut self) -> Result<Option<u32>, RunError> {
         let n = self.partitions.len();
         for _ in 0..=n {
             let (index, taken) = self.turn;
@@ -679,13 +756,29 @@ impl ClaimReader for LogReader {
                     self.partitions[index].1 = record.offset + 1;
                     self.turn.1 += 1;
                     self.last = Some(record);
-                    return Ok(self.last.as_ref().map(|r| (r.partition, r.value.as_slice())));
+                    return Ok(self.last.as_ref().map(|r| r.partition));
                 }
             }
             self.buffer.clear();
             self.turn = ((index + 1) % n, 0);
         }
         Ok(None)
+    }
+}
+
+impl ClaimReader for LogReader {
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        let (partition, kind) = loop {
+            let Some(partition) = self.next_raw()? else { return Ok(None) };
+            match wire_claim(&self.last.as_ref().expect("just read").value, &mut self.line) {
+                WireClaim::Other => continue,
+                kind => break (partition, kind),
+            }
+        };
+        Ok(Some(match kind {
+            WireClaim::Claim => (partition, self.line.as_bytes()),
+            _ => (partition, &self.last.as_ref().expect("just read").value),
+        }))
     }
 
     fn finished(&self) -> bool {

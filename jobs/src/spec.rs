@@ -241,6 +241,12 @@ pub enum SpecError {
 /// string when it is not), and validates it.
 pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineSpec, SpecError> {
     let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_owned(), source })?;
+    parse(path, &text, overrides)
+}
+
+/// [`load`] for a spec already read (`path` names it in errors).
+pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSpec, SpecError> {
+    let text = text.to_owned();
     let parse_error = |e: toml::de::Error| SpecError::Parse { path: path.to_owned(), message: e.to_string() };
     // The file alone first, so its own mistakes are reported with its lines.
     let mut spec: PipelineSpec = toml::from_str(&text).map_err(parse_error)?;
