@@ -284,26 +284,15 @@ fn an_embedded_log_source_recovers_from_sigkill_exactly() {
 /// Against the real broker (`KAFKA_BROKERS`; required when `ARUS_REQUIRE_SERVICES` is set).
 #[test]
 fn a_kafka_source_recovers_from_sigkill_exactly() {
-    use arus_connectors::kafka::{KafkaConfig, KafkaSink, committed_positions, create_topics, delete_topics};
-    let Some(brokers) = arus_connectors::service_address("KAFKA_BROKERS") else { return };
-    let config = KafkaConfig::new(brokers.clone());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let topic = format!("arus-test-recovery-{}-{nanos}", std::process::id());
-    create_topics(&config, &[(&topic, 3)]).expect("create topic");
-    struct Cleanup<'a>(&'a KafkaConfig, &'a str);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            let _ = delete_topics(self.0, &[self.1]);
-        }
-    }
-    let _cleanup = Cleanup(&config, &topic);
+    use arus_connectors::kafka::committed_positions;
+    let Some(kafka) = common::TestTopic::new("recovery", 3) else { return };
+    let (brokers, topic, config) = (&kafka.brokers, &kafka.name, &kafka.config);
     let claims = claims(CLAIMS);
-    let sink = KafkaSink::new(&config, "lz4").expect("producer");
-    for (i, line) in lines_with_dead_letters(&claims).into_iter().enumerate() {
+    let lines = lines_with_dead_letters(&claims);
+    kafka.send(lines.iter().enumerate().map(|(i, line)| {
         let claim = &claims[i.min(claims.len() - 1)];
-        sink.send(&topic, claim.0.as_bytes(), line.as_bytes(), (claim.4 * 1000) as i64).expect("send");
-    }
-    sink.flush(Duration::from_secs(60)).expect("delivered");
+        (claim.0.as_bytes(), line.as_bytes(), (claim.4 * 1000) as i64)
+    }));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let group = format!("{topic}-group");
@@ -317,9 +306,8 @@ fn a_kafka_source_recovers_from_sigkill_exactly() {
     assert_eq!(reference.2.lines().count(), 3, "three dead letters");
     let (mut recovered, stderr) = crash_and_recover(dir.path(), &source, reference.0.len() as u64, true);
     let dlq = format!("{topic}.dlq");
-    let _cleanup_dlq = Cleanup(&config, &dlq);
     let mut reader =
-        arus_connectors::kafka::BoundedPartitionReader::open(&config, "arus-test-read", &dlq, &[(0, None)], 100)
+        arus_connectors::kafka::BoundedPartitionReader::open(config, "arus-test-read", &dlq, &[(0, None)], 100)
             .expect("read the dead letters");
     let mut values = Vec::new();
     while let Some(record) = reader.next_record().expect("read") {
@@ -328,7 +316,7 @@ fn a_kafka_source_recovers_from_sigkill_exactly() {
     assert_eq!(values.len(), 3, "each dead letter once in {dlq}, whatever the kills");
     recovered.2 = letters_in_topic(values);
     assert_same(&recovered, &(reference.0, reference.1, letters_in_file(&reference.2)), &stderr);
-    let committed = committed_positions(&config, &group, &topic, &[0, 1, 2]).expect("committed offsets");
+    let committed = committed_positions(config, &group, topic, &[0, 1, 2]).expect("committed offsets");
     let total: u64 = committed.iter().filter_map(|(_, o)| *o).sum();
     assert_eq!(total, claims.len() as u64 + 3, "the group's offsets are committed at the end of every partition");
 }

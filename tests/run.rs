@@ -178,32 +178,12 @@ fn bad_specs_and_inputs_get_clear_errors() {
 /// Against the real broker (`KAFKA_BROKERS`; required when `ARUS_REQUIRE_SERVICES` is set).
 #[test]
 fn provider_windows_read_from_kafka_match_the_direct_computation() {
-    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
-    let Some(brokers) = arus_connectors::service_address("KAFKA_BROKERS") else { return };
-    let config = KafkaConfig::new(brokers.clone());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let topic = format!("arus-test-run-{}-{nanos}", std::process::id());
-    create_topics(&config, &[(&topic, 3)]).expect("create topic");
-    struct Cleanup<'a>(&'a KafkaConfig, &'a str);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            let _ = delete_topics(self.0, &[self.1]);
-        }
-    }
-    let _cleanup = Cleanup(&config, &topic);
-    let dlq = format!("{topic}.dlq");
-    let _cleanup_dlq = Cleanup(&config, &dlq);
+    let Some(kafka) = common::TestTopic::new("run", 3) else { return };
+    let (brokers, topic) = (&kafka.brokers, &kafka.name);
 
     let claims = claims(5_000);
-    let sink = KafkaSink::new(&config, "lz4").expect("producer");
-    for (c, m, p, a, ts) in &claims {
-        let line = format!(
-            "{{\"claim_id\":\"{c}\",\"member_id\":\"{m}\",\"provider_id\":\"{p}\",\"billed_amount\":{a},\"service_ts\":{ts}}}"
-        );
-        sink.send(&topic, p.as_bytes(), line.as_bytes(), (*ts * 1000) as i64).expect("send");
-    }
-    sink.send(&topic, b"P0", b"not a claim", 0).expect("send a bad record");
-    sink.flush(std::time::Duration::from_secs(30)).expect("delivered");
+    kafka.send_claims(&claims);
+    kafka.send([(&b"P0"[..], &b"not a claim"[..], 0)]);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let source = format!("source={{kind=\"kafka\", brokers=\"{brokers}\", topic=\"{topic}\"}}");
@@ -353,30 +333,10 @@ fn an_avro_container_of_claim_events_gives_the_windows_of_the_flat_claims() {
 /// on.
 #[test]
 fn a_followed_topic_keeps_being_read_and_windows_close_as_claims_arrive() {
-    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
-    let Some(brokers) = arus_connectors::service_address("KAFKA_BROKERS") else { return };
-    let config = KafkaConfig::new(brokers.clone());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let topic = format!("arus-test-follow-{}-{nanos}", std::process::id());
-    create_topics(&config, &[(&topic, 2)]).expect("create topic");
-    struct Cleanup<'a>(&'a KafkaConfig, &'a str, Option<std::process::Child>);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            if let Some(child) = self.2.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            let _ = delete_topics(self.0, &[self.1]);
-        }
-    }
-    let mut cleanup = Cleanup(&config, &topic, None);
-    let sink = KafkaSink::new(&config, "lz4").expect("producer");
-    let send = |claims: &[(String, String, String, String, u64)]| {
-        for claim in claims {
-            sink.send(&topic, claim.2.as_bytes(), common::claim_line(claim).as_bytes(), 0).expect("send");
-        }
-        sink.flush(std::time::Duration::from_secs(30)).expect("delivered");
-    };
+    let Some(kafka) = common::TestTopic::new("follow", 2) else { return };
+    let (brokers, topic) = (&kafka.brokers, &kafka.name);
+    let send = |claims: &[(String, String, String, String, u64)]| kafka.send_claims(claims);
+    let mut cleanup = common::KillOnDrop(None);
     let first = claims(2_000);
     send(&first);
 
@@ -393,7 +353,7 @@ fn a_followed_topic_keeps_being_read_and_windows_close_as_claims_arrive() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("arus starts");
-    cleanup.2 = Some(child);
+    cleanup.0 = Some(child);
     // Waits for every row of `expected` (window rows, no header) to be in the CSV.
     let wait_for = |expected: &[String], what: &str| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
@@ -439,30 +399,10 @@ fn a_followed_topic_keeps_being_read_and_windows_close_as_claims_arrive() {
 /// is quiet, and after SIGKILL and a restart it goes on from there, each window once.
 #[test]
 fn a_followed_run_checkpoints_while_idle_and_resumes_after_a_kill() {
-    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
-    let Some(brokers) = arus_connectors::service_address("KAFKA_BROKERS") else { return };
-    let config = KafkaConfig::new(brokers.clone());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let topic = format!("arus-test-follow-ck-{}-{nanos}", std::process::id());
-    create_topics(&config, &[(&topic, 2)]).expect("create topic");
-    struct Cleanup<'a>(&'a KafkaConfig, &'a str, Option<std::process::Child>);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            if let Some(child) = self.2.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            let _ = delete_topics(self.0, &[self.1]);
-        }
-    }
-    let mut cleanup = Cleanup(&config, &topic, None);
-    let sink = KafkaSink::new(&config, "lz4").expect("producer");
-    let send = |claims: &[(String, String, String, String, u64)]| {
-        for claim in claims {
-            sink.send(&topic, claim.2.as_bytes(), common::claim_line(claim).as_bytes(), 0).expect("send");
-        }
-        sink.flush(std::time::Duration::from_secs(30)).expect("delivered");
-    };
+    let Some(kafka) = common::TestTopic::new("follow-ck", 2) else { return };
+    let (brokers, topic) = (&kafka.brokers, &kafka.name);
+    let send = |claims: &[(String, String, String, String, u64)]| kafka.send_claims(claims);
+    let mut cleanup = common::KillOnDrop(None);
     let first = claims(1_000);
     send(&first);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -503,17 +443,14 @@ fn a_followed_run_checkpoints_while_idle_and_resumes_after_a_kill() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
-    cleanup.2 = Some(start());
+    cleanup.0 = Some(start());
     // Read everything, then quiet: checkpoints go on being taken.
     let quiet_from = std::cell::Cell::new(0);
     wait_until("first checkpoints", &|| epoch() >= 3);
     quiet_from.set(epoch());
     wait_until("checkpoints while the topic is quiet", &|| epoch() >= quiet_from.get() + 5);
-    if let Some(child) = cleanup.2.as_mut() {
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-    }
-    cleanup.2 = Some(start());
+    cleanup.kill();
+    cleanup.0 = Some(start());
     let later: Vec<_> =
         claims(1_000).into_iter().map(|(c, m, p, a, ts)| (format!("L{c}"), m, p, a, ts + 86_400)).collect();
     send(&later);

@@ -246,6 +246,18 @@ fn read_back_ids(records: impl IntoIterator<Item = Vec<u8>>) -> HashSet<String> 
         .collect()
 }
 
+/// Encodes a dead letter into `buffer` unless it was read back as already written (then it is
+/// skipped, once): whether to send it.
+fn encode_new(letter: &DeadLetter, already: &mut HashSet<String>, buffer: &mut Vec<u8>) -> Result<bool, RunError> {
+    if already.remove(&letter.event_id()) {
+        return Ok(false);
+    }
+    buffer.clear();
+    arus_schemas::wire::encode_into(&letter.to_event(), buffer)
+        .map_err(|e| RunError::Unsupported(format!("encoding a dead letter: {e}")))?;
+    Ok(true)
+}
+
 /// Ids read back and not yet met again, in order (they stay skipped after the next restore).
 fn pending(already: &HashSet<String>) -> Vec<String> {
     let mut ids: Vec<String> = already.iter().cloned().collect();
@@ -331,12 +343,9 @@ impl Sink<DeadLetter> for KafkaDeadLetters {
     fn write(&mut self, records: &[DeadLetter]) -> Result<u64, RunError> {
         let mut written = 0;
         for letter in records {
-            if self.already.remove(&letter.event_id()) {
+            if !encode_new(letter, &mut self.already, &mut self.buffer)? {
                 continue;
             }
-            self.buffer.clear();
-            arus_schemas::wire::encode_into(&letter.to_event(), &mut self.buffer)
-                .map_err(|e| RunError::Unsupported(format!("encoding a dead letter: {e}")))?;
             let key = letter.key.as_deref().unwrap_or(letter.source.as_bytes());
             self.producer.send(&self.topic, key, &self.buffer, letter.timestamp_ms.unwrap_or(0))?;
             written += 1;
@@ -394,12 +403,9 @@ impl Sink<DeadLetter> for LogDeadLetters {
     fn write(&mut self, records: &[DeadLetter]) -> Result<u64, RunError> {
         let mut written = 0;
         for letter in records {
-            if self.already.remove(&letter.event_id()) {
+            if !encode_new(letter, &mut self.already, &mut self.buffer)? {
                 continue;
             }
-            self.buffer.clear();
-            arus_schemas::wire::encode_into(&letter.to_event(), &mut self.buffer)
-                .map_err(|e| RunError::Unsupported(format!("encoding a dead letter: {e}")))?;
             let key = letter.key.as_deref().unwrap_or(letter.source.as_bytes());
             let timestamp = Timestamp(letter.timestamp_ms.unwrap_or(0));
             self.log.produce(&self.topic, Some(key), self.buffer.clone(), timestamp)?;

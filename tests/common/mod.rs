@@ -68,3 +68,67 @@ pub fn claim_line((c, m, p, a, ts): &(String, String, String, String, u64)) -> S
         "{{\"claim_id\":\"{c}\",\"member_id\":\"{m}\",\"provider_id\":\"{p}\",\"billed_amount\":{a},\"service_ts\":{ts}}}"
     )
 }
+
+/// A topic of its own on the broker of `KAFKA_BROKERS`, deleted with its `.dlq` when dropped;
+/// `None` (the test then skips, saying so) when no broker is configured and none is required.
+pub struct TestTopic {
+    pub brokers: String,
+    pub config: arus_connectors::kafka::KafkaConfig,
+    pub name: String,
+    producer: arus_connectors::kafka::KafkaSink,
+}
+
+impl TestTopic {
+    pub fn new(prefix: &str, partitions: u32) -> Option<Self> {
+        use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics};
+        let brokers = arus_connectors::service_address("KAFKA_BROKERS")?;
+        let config = KafkaConfig::new(brokers.clone());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let name = format!("arus-test-{prefix}-{}-{nanos}", std::process::id());
+        create_topics(&config, &[(&name, partitions)]).expect("create topic");
+        let producer = KafkaSink::new(&config, "lz4").expect("producer");
+        Some(TestTopic { brokers, config, name, producer })
+    }
+
+    /// Sends `(key, value, timestamp ms)` records and waits until they are delivered.
+    pub fn send<'a>(&self, records: impl IntoIterator<Item = (&'a [u8], &'a [u8], i64)>) {
+        for (key, value, timestamp) in records {
+            self.producer.send(&self.name, key, value, timestamp).expect("send");
+        }
+        self.producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+    }
+
+    /// Sends claims as claim lines keyed by provider.
+    pub fn send_claims(&self, claims: &[(String, String, String, String, u64)]) {
+        let lines: Vec<String> = claims.iter().map(claim_line).collect();
+        self.send(claims.iter().zip(&lines).map(|(c, l)| (c.2.as_bytes(), l.as_bytes(), 0)));
+    }
+}
+
+impl Drop for TestTopic {
+    fn drop(&mut self) {
+        let dlq = format!("{}.dlq", self.name);
+        let _ = arus_connectors::kafka::delete_topics(&self.config, &[&self.name, &dlq]);
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -57,6 +57,27 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// An idempotent producer (`acks=all`, `partitioner=murmur2_random`), transactional with an id.
+fn producer(
+    config: &KafkaConfig,
+    compression: &str,
+    transactional_id: Option<&str>,
+) -> Result<BaseProducer<Deliveries>, KafkaError> {
+    config.validate().map_err(|e| KafkaError::Config(e.to_string()))?;
+    let mut client = config.client_config();
+    client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("compression.type", compression)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000");
+    if let Some(id) = transactional_id {
+        client.set("transactional.id", id);
+    }
+    client.create_with_context(Deliveries::default()).map_err(|e| KafkaError::Config(e.to_string()))
+}
+
 /// A producer of keyed records, optionally transactional.
 pub struct KafkaSink {
     producer: BaseProducer<Deliveries>,
@@ -68,17 +89,7 @@ impl KafkaSink {
     /// Connects an idempotent producer (`acks=all`, `enable.idempotence=true`,
     /// `partitioner=murmur2_random`) compressing with `compression` (`lz4`, `zstd`, `none`…).
     pub fn new(config: &KafkaConfig, compression: &str) -> Result<Self, KafkaError> {
-        config.validate().map_err(|e| KafkaError::Config(e.to_string()))?;
-        let producer = config
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("compression.type", compression)
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "60000")
-            .create_with_context(Deliveries::default())
-            .map_err(|e| KafkaError::Config(e.to_string()))?;
+        let producer = producer(config, compression, None)?;
         Ok(KafkaSink { producer, transaction: None })
     }
 
@@ -87,20 +98,10 @@ impl KafkaSink {
     /// producer with the same id fences this one off (a zombie after a restart cannot write).
     /// Needs a broker with transactions (Apache Kafka; not Tansu 0.6).
     pub fn transactional(config: &KafkaConfig, compression: &str, id: &str) -> Result<Self, KafkaError> {
-        config.validate().map_err(|e| KafkaError::Config(e.to_string()))?;
         if id.is_empty() {
             return Err(KafkaError::Config("a transactional id must not be empty".to_owned()));
         }
-        let producer: BaseProducer<Deliveries> = config
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("compression.type", compression)
-            .set("linger.ms", "5")
-            .set("transactional.id", id)
-            .create_with_context(Deliveries::default())
-            .map_err(|e| KafkaError::Config(e.to_string()))?;
+        let producer = producer(config, compression, Some(id))?;
         let timeout = Duration::from_millis(u64::from(config.request_timeout_ms));
         producer.init_transactions(timeout).map_err(|e| KafkaError::broker("init transactions", e))?;
         producer.begin_transaction().map_err(|e| KafkaError::broker("begin transaction", e))?;

@@ -84,6 +84,17 @@ pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<u32, KafkaEr
     Ok(partitions)
 }
 
+/// A consumer of `group` that commits only when told to.
+fn group_client(config: &KafkaConfig, group: &str) -> Result<BaseConsumer, KafkaError> {
+    config.validate().map_err(|e| KafkaError::Config(e.to_string()))?;
+    config
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| KafkaError::Config(e.to_string()))
+}
+
 /// Commits `positions` (partition, next offset to read) of `topic` for `group`, so lag tools
 /// show how far the group has durably got.
 pub fn commit_positions(
@@ -95,12 +106,7 @@ pub fn commit_positions(
     if positions.is_empty() {
         return Ok(());
     }
-    let consumer: BaseConsumer = config
-        .client_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| KafkaError::Config(e.to_string()))?;
+    let consumer = group_client(config, group)?;
     let mut list = TopicPartitionList::new();
     for &(partition, offset) in positions {
         let offset = i64::try_from(offset).map_err(|e| KafkaError::broker("commit", e))?;
@@ -117,12 +123,7 @@ pub fn committed_positions(
     topic: &str,
     partitions: &[u32],
 ) -> Result<Vec<(u32, Option<u64>)>, KafkaError> {
-    let consumer: BaseConsumer = config
-        .client_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| KafkaError::Config(e.to_string()))?;
+    let consumer = group_client(config, group)?;
     let mut list = TopicPartitionList::new();
     for &p in partitions {
         list.add_partition(topic, p as i32);
