@@ -4,10 +4,13 @@
 //! # Layout
 //! - [`provider_windows`]: claims per provider in event-time windows (count, billed, distinct
 //!   members), the first job of the runtime.
+//! - [`eligibility`]: whether a member is covered on a date, from member and plan events (the
+//!   state the eligibility job will keep and materialize).
 //! - [`spec`]: pipeline specs (`pipelines/*.toml`), `--set` overrides, validation.
 //! - [`runner`]: runs a spec on timely workers: file source, the job, CSV sink.
 
 pub mod checkpoint;
+pub mod eligibility;
 pub mod metrics;
 pub mod provider_windows;
 pub mod runner;

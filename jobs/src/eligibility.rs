@@ -1,0 +1,308 @@
+//! Eligibility: what member and plan events say about whether a member is covered for a
+//! service on a date, under which plan and with which benefits.
+//!
+//! The state is a pure function of the set of events seen, whatever their order: a member's
+//! coverage is the timeline of its `CoverageChanged` events sorted by effective date (then
+//! event time and id), a plan's benefits the versions of its `PlanCreated` / `BenefitUpdated`
+//! events by effective date. Replaying events, or receiving them late, never moves an answer
+//! anywhere but to what the full set of events says — the property a store written
+//! idempotently (Redis, the embedded store) needs.
+//!
+//! A dependent (spouse, child) is covered only while the family's subscriber is, and under the
+//! subscriber's plan: the family's coverage follows the subscriber.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use arus_schemas::events::{
+    BenefitUpdated, Benefits, CoverageChangeType, CoverageChanged, EligibilityRequested, EligibilityResponded,
+    EligibilityStatus, MemberCreated, PlanCreated, Relationship,
+};
+use arus_schemas::{Date, Event, Timestamp};
+
+/// What the events say of one member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct MemberRecord {
+    /// Known once `MemberCreated` is seen.
+    created: Option<(String, Relationship)>,
+    /// The family's subscriber (from `MemberCreated` or any coverage event).
+    subscriber_id: Option<String>,
+    date_of_death: Option<Date>,
+    /// Coverage changes by (effective date, event time, event id).
+    changes: BTreeMap<(Date, Timestamp, String), CoverageChanged>,
+}
+
+/// Coverage on a date, by the member's own events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Coverage {
+    /// No change is effective yet.
+    NotYet,
+    /// Covered under a plan since `start` (the first day of the unbroken span), until `end` when
+    /// known.
+    Covered { plan_id: String, start: Date, end: Option<Date> },
+    /// Ended: the last covered day, and why.
+    Ended { last_day: Date, reason: Option<String> },
+}
+
+/// An eligibility answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Covered for the service on the date.
+    pub eligible: bool,
+    /// Why (or why not).
+    pub status: EligibilityStatus,
+    /// Plan covered under.
+    pub plan_id: Option<String>,
+    /// First day of the unbroken coverage span the date falls in.
+    pub coverage_start: Option<Date>,
+    /// Last covered day, when known.
+    pub coverage_end: Option<Date>,
+    /// The plan's benefits in force on the date.
+    pub benefits: Option<Benefits>,
+    /// The service needs prior authorization under the plan.
+    pub requires_prior_auth: bool,
+    /// Why not eligible, in words for the caller.
+    pub reason: Option<String>,
+}
+
+/// Eligibility state of every member and plan seen.
+#[derive(Debug, Clone, Default)]
+pub struct EligibilityState {
+    members: HashMap<String, MemberRecord>,
+    /// Per plan, benefit versions by (effective date, version).
+    plans: HashMap<String, BTreeMap<(Date, i32), Benefits>>,
+    /// Event ids applied (an event applied twice changes nothing).
+    seen: BTreeSet<String>,
+}
+
+impl EligibilityState {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies an event; returns the members whose answers may have changed (for a store to
+    /// rewrite). Events of other kinds, and events seen before, change nothing.
+    pub fn apply(&mut self, event: &Event) -> Vec<String> {
+        let id = match event {
+            Event::MemberCreated(e) => &e.event_id,
+            Event::MemberUpdated(e) => &e.event_id,
+            Event::CoverageChanged(e) => &e.event_id,
+            Event::PlanCreated(e) => &e.event_id,
+            Event::BenefitUpdated(e) => &e.event_id,
+            _ => return Vec::new(),
+        };
+        if !self.seen.insert(id.clone()) {
+            return Vec::new();
+        }
+        match event {
+            Event::MemberCreated(e) => self.member_created(e),
+            Event::MemberUpdated(e) => {
+                let record = self.members.entry(e.member_id.clone()).or_default();
+                if e.date_of_death.is_some() {
+                    record.date_of_death = e.date_of_death;
+                }
+                self.family_of(&e.member_id)
+            }
+            Event::CoverageChanged(e) => self.coverage_changed(e),
+            Event::PlanCreated(e) => self.plan_created(e),
+            Event::BenefitUpdated(e) => self.benefit_updated(e),
+            _ => Vec::new(),
+        }
+    }
+
+    fn member_created(&mut self, e: &MemberCreated) -> Vec<String> {
+        let record = self.members.entry(e.member_id.clone()).or_default();
+        record.created = Some((e.family_id.clone(), e.relationship));
+        record.subscriber_id = Some(e.subscriber_id.clone());
+        vec![e.member_id.clone()]
+    }
+
+    fn coverage_changed(&mut self, e: &CoverageChanged) -> Vec<String> {
+        let record = self.members.entry(e.member_id.clone()).or_default();
+        record.subscriber_id.get_or_insert_with(|| e.subscriber_id.clone());
+        record.changes.insert((e.effective_date, e.event_time, e.event_id.clone()), e.clone());
+        self.family_of(&e.member_id)
+    }
+
+    fn plan_created(&mut self, e: &PlanCreated) -> Vec<String> {
+        let start = Date::from_ymd(e.plan_year, 1, 1).unwrap_or(Date(i32::MIN));
+        self.plans.entry(e.plan_id.clone()).or_default().insert((start, e.version), e.benefits.clone());
+        self.members_on_plan(&e.plan_id)
+    }
+
+    fn benefit_updated(&mut self, e: &BenefitUpdated) -> Vec<String> {
+        self.plans.entry(e.plan_id.clone()).or_default().insert((e.effective_date, e.version), e.benefits.clone());
+        self.members_on_plan(&e.plan_id)
+    }
+
+    /// A member and, for a subscriber, the dependents whose answers follow it.
+    fn family_of(&self, member_id: &str) -> Vec<String> {
+        let mut affected: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(id, r)| id.as_str() != member_id && r.subscriber_id.as_deref() == Some(member_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        affected.sort_unstable();
+        affected.insert(0, member_id.to_owned());
+        affected
+    }
+
+    fn members_on_plan(&self, plan_id: &str) -> Vec<String> {
+        let mut affected: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, r)| r.changes.values().any(|c| c.plan_id == plan_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        affected.sort_unstable();
+        affected
+    }
+
+    /// Benefits of a plan in force on a date.
+    pub fn benefits(&self, plan_id: &str, date: Date) -> Option<&Benefits> {
+        self.plans.get(plan_id)?.range(..=(date, i32::MAX)).next_back().map(|(_, b)| b)
+    }
+
+    /// Coverage of a member on a date by its own events.
+    fn own_coverage(record: &MemberRecord, date: Date) -> Coverage {
+        let mut coverage = Coverage::NotYet;
+        for ((effective, _, _), change) in &record.changes {
+            if *effective > date {
+                break;
+            }
+            coverage = match change.change_type {
+                CoverageChangeType::TERMINATED => {
+                    Coverage::Ended { last_day: effective.add_days(-1), reason: change.reason.clone() }
+                }
+                _ => {
+                    let start = match &coverage {
+                        Coverage::Covered { start, .. } => *start,
+                        _ => *effective,
+                    };
+                    Coverage::Covered { plan_id: change.plan_id.clone(), start, end: change.end_date }
+                }
+            };
+            // Coverage known in advance to end before the date ended then.
+            if let Coverage::Covered { end: Some(end), .. } = &coverage
+                && *end < date
+            {
+                coverage = Coverage::Ended { last_day: *end, reason: change.reason.clone() };
+            }
+        }
+        // A termination already recorded for a later day is the span's known end.
+        if let Coverage::Covered { end, .. } = &mut coverage {
+            let later_end = record
+                .changes
+                .iter()
+                .find(|((effective, _, _), c)| *effective > date && c.change_type == CoverageChangeType::TERMINATED)
+                .map(|((effective, _, _), _)| effective.add_days(-1));
+            if end.is_none() {
+                *end = later_end;
+            }
+        }
+        if let Some(died) = record.date_of_death
+            && died < date
+        {
+            coverage = Coverage::Ended { last_day: died, reason: Some("DEATH".to_owned()) };
+        }
+        coverage
+    }
+
+    /// Whether `member_id` is covered for `service_type` (a procedure code, or a category) on
+    /// `date`.
+    pub fn answer(&self, member_id: &str, date: Date, service_type: &str) -> Answer {
+        let unknown = Answer {
+            eligible: false,
+            status: EligibilityStatus::UNKNOWN_MEMBER,
+            plan_id: None,
+            coverage_start: None,
+            coverage_end: None,
+            benefits: None,
+            requires_prior_auth: false,
+            reason: Some("no such member".to_owned()),
+        };
+        let Some(record) = self.members.get(member_id) else { return unknown };
+        if record.created.is_none() && record.changes.is_empty() {
+            return unknown;
+        }
+        let own = Self::own_coverage(record, date);
+        // A dependent follows the subscriber: covered only while the subscriber is, under the
+        // subscriber's plan.
+        let is_dependent = record.created.as_ref().is_some_and(|(_, r)| *r != Relationship::SUBSCRIBER);
+        let family = match (&own, is_dependent, record.subscriber_id.as_ref().and_then(|s| self.members.get(s))) {
+            (Coverage::Covered { .. }, true, Some(subscriber)) => Some(Self::own_coverage(subscriber, date)),
+            _ => None,
+        };
+        let coverage = match (own, family) {
+            (Coverage::Covered { start, end, .. }, Some(Coverage::Covered { plan_id, start: s, end: e })) => {
+                let end = match (end, e) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                Coverage::Covered { plan_id, start: start.max(s), end }
+            }
+            (Coverage::Covered { .. }, Some(Coverage::Ended { last_day, .. })) => {
+                Coverage::Ended { last_day, reason: Some("SUBSCRIBER_TERMINATED".to_owned()) }
+            }
+            (Coverage::Covered { .. }, Some(Coverage::NotYet)) => Coverage::NotYet,
+            (own, _) => own,
+        };
+        match coverage {
+            Coverage::NotYet => Answer {
+                status: EligibilityStatus::NOT_YET_COVERED,
+                reason: Some(format!("not covered yet on {date}")),
+                ..unknown
+            },
+            Coverage::Ended { last_day, reason } => Answer {
+                status: EligibilityStatus::TERMINATED,
+                coverage_end: Some(last_day),
+                reason: Some(format!(
+                    "coverage ended on {last_day}{}",
+                    reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                )),
+                ..unknown
+            },
+            Coverage::Covered { plan_id, start, end } => {
+                let benefits = self.benefits(&plan_id, date).cloned();
+                let listed = |list: &[String]| list.iter().any(|p| p == service_type);
+                let excluded = benefits.as_ref().is_some_and(|b| listed(&b.excluded_procedures));
+                let requires_prior_auth = benefits.as_ref().is_some_and(|b| listed(&b.prior_auth_procedures));
+                Answer {
+                    eligible: !excluded,
+                    status: EligibilityStatus::ACTIVE,
+                    plan_id: Some(plan_id),
+                    coverage_start: Some(start),
+                    coverage_end: end,
+                    benefits,
+                    requires_prior_auth,
+                    reason: excluded.then(|| format!("{service_type} is excluded by the plan")),
+                }
+            }
+        }
+    }
+
+    /// The answer to a request on the bus, as the response event (its id derived from the
+    /// request's, so answering twice gives the same event).
+    pub fn respond(&self, request: &EligibilityRequested, now: Timestamp) -> EligibilityResponded {
+        let answer = self.answer(&request.member_id, request.service_date, &request.service_type);
+        EligibilityResponded {
+            event_id: format!("elig-resp:{}", request.request_id),
+            event_time: now,
+            request_id: request.request_id.clone(),
+            member_id: request.member_id.clone(),
+            service_date: request.service_date,
+            eligible: answer.eligible,
+            status: answer.status,
+            plan_id: answer.plan_id,
+            coverage_start: answer.coverage_start,
+            coverage_end: answer.coverage_end,
+            deductible_remaining_idr: None,
+            oop_remaining_idr: None,
+            // Remaining amounts need the accumulators (the adjudication issue).
+            annual_limit_remaining_idr: None,
+            requires_prior_auth: answer.requires_prior_auth,
+            reason: answer.reason,
+        }
+    }
+}

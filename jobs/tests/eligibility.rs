@@ -1,0 +1,241 @@
+//! Eligibility answers from member and plan events: coverage changes, terminations, deaths,
+//! dependents following their subscriber, plan benefits by date, and answers that do not depend
+//! on the order events arrive in or on replays.
+
+use arus_jobs::eligibility::EligibilityState;
+use arus_schemas::events::{
+    BenefitUpdated, Benefits, CoverageChangeType, CoverageChanged, EligibilityRequested, EligibilityStatus,
+    MemberCreated, MemberUpdated, PlanCreated, PlanTier, Relationship, Sex,
+};
+use arus_schemas::{Date, Event, Idr, Timestamp};
+use proptest::prelude::*;
+
+fn date(text: &str) -> Date {
+    let parts: Vec<i32> = text.split('-').map(|p| p.parse().expect("number")).collect();
+    Date::from_ymd(parts[0], parts[1] as u32, parts[2] as u32).expect("a date")
+}
+
+fn benefits(copay: i64) -> Benefits {
+    Benefits {
+        deductible_individual_idr: Idr(500_000),
+        deductible_family_idr: Idr(1_500_000),
+        oop_max_individual_idr: Idr(5_000_000),
+        oop_max_family_idr: Idr(15_000_000),
+        copay_idr: Idr(copay),
+        coinsurance_bp: 2_000,
+        out_of_network_coinsurance_bp: 4_000,
+        annual_limit_idr: Idr(100_000_000),
+        prior_auth_procedures: vec!["70551".to_owned()],
+        excluded_procedures: vec!["15780".to_owned()],
+    }
+}
+
+fn plan(id: &str, copay: i64) -> Event {
+    Event::PlanCreated(PlanCreated {
+        event_id: format!("plan-{id}"),
+        event_time: Timestamp(0),
+        plan_id: id.to_owned(),
+        name: id.to_owned(),
+        tier: PlanTier::SILVER,
+        plan_year: 2026,
+        version: 1,
+        benefits: benefits(copay),
+    })
+}
+
+fn member(id: &str, relationship: Relationship) -> Event {
+    Event::MemberCreated(MemberCreated {
+        event_id: format!("created-{id}"),
+        event_time: Timestamp(1),
+        member_id: id.to_owned(),
+        family_id: "F1".to_owned(),
+        subscriber_id: "S".to_owned(),
+        relationship,
+        nik: "3171010101900001".to_owned(),
+        full_name: "Test Member".to_owned(),
+        date_of_birth: date("1990-01-01"),
+        sex: Sex::FEMALE,
+        province_code: "31".to_owned(),
+        regency_code: "3171".to_owned(),
+        city: "Jakarta".to_owned(),
+        phone: None,
+        email: None,
+    })
+}
+
+fn coverage(n: u32, id: &str, change_type: CoverageChangeType, plan_id: &str, effective: &str) -> Event {
+    Event::CoverageChanged(CoverageChanged {
+        event_id: format!("coverage-{n}"),
+        event_time: Timestamp(i64::from(n) * 1_000),
+        member_id: id.to_owned(),
+        family_id: "F1".to_owned(),
+        subscriber_id: "S".to_owned(),
+        change_type,
+        plan_id: plan_id.to_owned(),
+        effective_date: date(effective),
+        end_date: None,
+        reason: (change_type == CoverageChangeType::TERMINATED).then(|| "NON_PAYMENT".to_owned()),
+    })
+}
+
+/// A family: subscriber S and spouse D enrolled on P1 from January, S moved to P2 in March and
+/// terminated from June; a child C enrolled in February; a member X who dies in April; P1's
+/// copay raised in May.
+fn events() -> Vec<Event> {
+    vec![
+        plan("P1", 25_000),
+        plan("P2", 50_000),
+        member("S", Relationship::SUBSCRIBER),
+        member("D", Relationship::SPOUSE),
+        member("C", Relationship::CHILD),
+        member("X", Relationship::SUBSCRIBER),
+        coverage(1, "S", CoverageChangeType::ENROLLED, "P1", "2026-01-01"),
+        coverage(2, "D", CoverageChangeType::ENROLLED, "P1", "2026-01-01"),
+        coverage(3, "C", CoverageChangeType::ENROLLED, "P1", "2026-02-01"),
+        coverage(4, "X", CoverageChangeType::ENROLLED, "P1", "2026-01-01"),
+        coverage(5, "S", CoverageChangeType::PLAN_CHANGED, "P2", "2026-03-01"),
+        coverage(6, "S", CoverageChangeType::TERMINATED, "P2", "2026-06-01"),
+        Event::MemberUpdated(MemberUpdated {
+            event_id: "died-X".to_owned(),
+            event_time: Timestamp(9_000),
+            member_id: "X".to_owned(),
+            full_name: None,
+            province_code: None,
+            regency_code: None,
+            city: None,
+            phone: None,
+            email: None,
+            date_of_death: Some(date("2026-04-10")),
+        }),
+        Event::BenefitUpdated(BenefitUpdated {
+            event_id: "raise-P1".to_owned(),
+            event_time: Timestamp(10_000),
+            plan_id: "P1".to_owned(),
+            version: 2,
+            effective_date: date("2026-05-01"),
+            benefits: benefits(40_000),
+        }),
+    ]
+}
+
+fn state_of(events: &[Event]) -> EligibilityState {
+    let mut state = EligibilityState::new();
+    events.iter().for_each(|e| {
+        state.apply(e);
+    });
+    state
+}
+
+#[test]
+fn coverage_follows_enrolment_plan_changes_and_termination() {
+    let state = state_of(&events());
+    let s = |day: &str| state.answer("S", date(day), "99213");
+    assert_eq!(s("2025-12-31").status, EligibilityStatus::NOT_YET_COVERED);
+    assert!(!s("2025-12-31").eligible);
+    let jan = s("2026-01-15");
+    assert!(jan.eligible);
+    assert_eq!((jan.plan_id.as_deref(), jan.coverage_start), (Some("P1"), Some(date("2026-01-01"))));
+    assert_eq!(jan.coverage_end, Some(date("2026-05-31")), "a termination on record is the span's known end");
+    let april = s("2026-04-01");
+    assert_eq!(april.plan_id.as_deref(), Some("P2"), "the plan change applies from March");
+    assert_eq!(april.coverage_start, Some(date("2026-01-01")), "a plan change does not break the span");
+    assert!(s("2026-05-31").eligible, "covered through the last day");
+    let june = s("2026-06-01");
+    assert!(!june.eligible);
+    assert_eq!(june.status, EligibilityStatus::TERMINATED);
+    assert_eq!(june.coverage_end, Some(date("2026-05-31")));
+    assert!(june.reason.as_deref().is_some_and(|r| r.contains("NON_PAYMENT")), "{june:?}");
+}
+
+#[test]
+fn a_dependent_follows_the_subscriber() {
+    let state = state_of(&events());
+    let d = |day: &str| state.answer("D", date(day), "99213");
+    assert_eq!(d("2026-02-01").plan_id.as_deref(), Some("P1"));
+    assert_eq!(d("2026-04-01").plan_id.as_deref(), Some("P2"), "the spouse moves with the subscriber's plan");
+    assert!(d("2026-05-31").eligible);
+    let june = d("2026-06-01");
+    assert!(!june.eligible, "the subscriber's termination ends the family's coverage");
+    assert!(june.reason.as_deref().is_some_and(|r| r.contains("SUBSCRIBER_TERMINATED")), "{june:?}");
+    let c = state.answer("C", date("2026-01-15"), "99213");
+    assert_eq!(c.status, EligibilityStatus::NOT_YET_COVERED, "the child's own enrolment starts in February");
+    assert_eq!(state.answer("C", date("2026-02-15"), "99213").coverage_start, Some(date("2026-02-01")));
+}
+
+#[test]
+fn death_unknown_members_benefits_exclusions_and_prior_auth() {
+    let state = state_of(&events());
+    assert!(state.answer("X", date("2026-04-10"), "99213").eligible, "covered on the day of death");
+    let after = state.answer("X", date("2026-04-11"), "99213");
+    assert_eq!((after.eligible, after.status), (false, EligibilityStatus::TERMINATED));
+    assert!(after.reason.as_deref().is_some_and(|r| r.contains("DEATH")));
+    assert_eq!(state.answer("nobody", date("2026-04-11"), "99213").status, EligibilityStatus::UNKNOWN_MEMBER);
+    let copay = |day: &str| state.answer("D", date(day), "99213").benefits.map(|b| b.copay_idr);
+    assert_eq!(copay("2026-02-10"), Some(Idr(25_000)));
+    let x_may = state.answer("C", date("2026-05-10"), "99213");
+    assert_eq!(x_may.plan_id.as_deref(), Some("P2"), "the child follows the subscriber too");
+    let mri = state.answer("S", date("2026-02-10"), "70551");
+    assert!(mri.eligible && mri.requires_prior_auth);
+    let cosmetic = state.answer("S", date("2026-02-10"), "15780");
+    assert!(!cosmetic.eligible && cosmetic.status == EligibilityStatus::ACTIVE);
+    assert!(cosmetic.reason.as_deref().is_some_and(|r| r.contains("excluded")));
+    let response = state.respond(
+        &EligibilityRequested {
+            event_id: "req-event".to_owned(),
+            event_time: Timestamp(5),
+            request_id: "R1".to_owned(),
+            member_id: "S".to_owned(),
+            service_date: date("2026-06-02"),
+            service_type: "99213".to_owned(),
+            provider_id: None,
+        },
+        Timestamp(6),
+    );
+    assert_eq!(
+        (response.eligible, response.status, response.event_id.as_str()),
+        (false, EligibilityStatus::TERMINATED, "elig-resp:R1")
+    );
+}
+
+#[test]
+fn benefit_versions_apply_from_their_effective_date() {
+    let mut state = state_of(&events());
+    // P1's raise applies from May: X is dead by then, D and C follow S to P2; a member still on
+    // P1 shows it.
+    state.apply(&member("Y", Relationship::SUBSCRIBER));
+    let mut enrol = coverage(7, "Y", CoverageChangeType::ENROLLED, "P1", "2026-01-01");
+    if let Event::CoverageChanged(c) = &mut enrol {
+        c.subscriber_id = "Y".to_owned();
+    }
+    let affected = state.apply(&enrol);
+    assert_eq!(affected, vec!["Y".to_owned()]);
+    let copay = |day: &str| state.answer("Y", date(day), "99213").benefits.map(|b| b.copay_idr);
+    assert_eq!(copay("2026-04-30"), Some(Idr(25_000)));
+    assert_eq!(copay("2026-05-01"), Some(Idr(40_000)));
+    assert!(state.apply(&enrol).is_empty(), "an event applied twice changes nothing");
+}
+
+const DAYS: [&str; 8] =
+    ["2025-12-31", "2026-01-01", "2026-02-15", "2026-03-01", "2026-04-11", "2026-05-31", "2026-06-01", "2026-12-31"];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any order of the events, with some replayed, gives the same answers.
+    #[test]
+    fn answers_do_not_depend_on_event_order_or_replays(
+        order in Just((0..events().len()).collect::<Vec<usize>>()).prop_shuffle(),
+        replays in proptest::collection::vec(0..events().len(), 0..6),
+    ) {
+        let all = events();
+        let reference = state_of(&all);
+        let shuffled: Vec<Event> =
+            order.iter().chain(replays.iter()).map(|i| all[*i].clone()).collect();
+        let state = state_of(&shuffled);
+        for member in ["S", "D", "C", "X", "nobody"] {
+            for day in DAYS {
+                prop_assert_eq!(state.answer(member, date(day), "70551"), reference.answer(member, date(day), "70551"));
+            }
+        }
+    }
+}
