@@ -7,11 +7,14 @@
 //!   the transport of `arus demo` and of tests that need no servers.
 //! - [`files`]: event files, one per topic, as JSON lines or Avro object container files.
 //! - [`kafka`] (feature `kafka`): topics on a broker through rdkafka; an idempotent producer.
+//! - [`store`]: versioned key-value state jobs materialize: in this process, or Redis (feature
+//!   `redis`).
 
 pub mod embedded;
 pub mod files;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod store;
 
 /// The address of a real service for an integration test, from the environment variable
 /// `var` (`KAFKA_BROKERS`, `REDIS_URL`, `CLICKHOUSE_URL`). `None` (the test then skips, saying

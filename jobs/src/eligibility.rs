@@ -13,11 +13,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use arus_connectors::store::{StateStore, StoreError};
 use arus_schemas::events::{
     BenefitUpdated, Benefits, CoverageChangeType, CoverageChanged, EligibilityRequested, EligibilityResponded,
     EligibilityStatus, MemberCreated, PlanCreated, Relationship,
 };
 use arus_schemas::{Date, Event, Timestamp};
+use serde::{Deserialize, Serialize};
 
 /// What the events say of one member.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +31,8 @@ struct MemberRecord {
     date_of_death: Option<Date>,
     /// Coverage changes by (effective date, event time, event id).
     changes: BTreeMap<(Date, Timestamp, String), CoverageChanged>,
+    /// Events folded in: the version of the record in a store.
+    events: u64,
 }
 
 /// Coverage on a date, by the member's own events.
@@ -98,6 +102,7 @@ impl EligibilityState {
             Event::MemberCreated(e) => self.member_created(e),
             Event::MemberUpdated(e) => {
                 let record = self.members.entry(e.member_id.clone()).or_default();
+                record.events += 1;
                 if e.date_of_death.is_some() {
                     record.date_of_death = e.date_of_death;
                 }
@@ -112,6 +117,7 @@ impl EligibilityState {
 
     fn member_created(&mut self, e: &MemberCreated) -> Vec<String> {
         let record = self.members.entry(e.member_id.clone()).or_default();
+        record.events += 1;
         record.created = Some((e.family_id.clone(), e.relationship));
         record.subscriber_id = Some(e.subscriber_id.clone());
         vec![e.member_id.clone()]
@@ -119,6 +125,7 @@ impl EligibilityState {
 
     fn coverage_changed(&mut self, e: &CoverageChanged) -> Vec<String> {
         let record = self.members.entry(e.member_id.clone()).or_default();
+        record.events += 1;
         record.subscriber_id.get_or_insert_with(|| e.subscriber_id.clone());
         record.changes.insert((e.effective_date, e.event_time, e.event_id.clone()), e.clone());
         self.family_of(&e.member_id)
@@ -305,4 +312,147 @@ impl EligibilityState {
             reason: answer.reason,
         }
     }
+}
+
+/// A member's record as a store keeps it (`elig:member:<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Member.
+    pub member_id: String,
+    /// Family and relationship, once the member is known.
+    pub created: Option<(String, Relationship)>,
+    /// The family's subscriber.
+    pub subscriber_id: Option<String>,
+    /// Date of death.
+    pub date_of_death: Option<Date>,
+    /// Coverage changes in effective-date order.
+    pub changes: Vec<CoverageChanged>,
+    /// Events folded in (the version).
+    pub events: u64,
+}
+
+/// A plan's benefit versions as a store keeps them (`elig:plan:<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanView {
+    /// Plan.
+    pub plan_id: String,
+    /// Benefits by effective date and version.
+    pub versions: Vec<(Date, i32, Benefits)>,
+}
+
+fn member_key(member_id: &str) -> String {
+    format!("elig:member:{member_id}")
+}
+
+fn plan_key(plan_id: &str) -> String {
+    format!("elig:plan:{plan_id}")
+}
+
+impl EligibilityState {
+    /// A member's record, to store.
+    pub fn member_view(&self, member_id: &str) -> Option<MemberView> {
+        let r = self.members.get(member_id)?;
+        Some(MemberView {
+            member_id: member_id.to_owned(),
+            created: r.created.clone(),
+            subscriber_id: r.subscriber_id.clone(),
+            date_of_death: r.date_of_death,
+            changes: r.changes.values().cloned().collect(),
+            events: r.events,
+        })
+    }
+
+    /// A plan's versions, to store.
+    pub fn plan_view(&self, plan_id: &str) -> Option<PlanView> {
+        let versions = self.plans.get(plan_id)?;
+        Some(PlanView {
+            plan_id: plan_id.to_owned(),
+            versions: versions.iter().map(|((d, v), b)| (*d, *v, b.clone())).collect(),
+        })
+    }
+
+    fn load_member(&mut self, view: MemberView) {
+        let record = MemberRecord {
+            created: view.created,
+            subscriber_id: view.subscriber_id,
+            date_of_death: view.date_of_death,
+            changes: view
+                .changes
+                .into_iter()
+                .map(|c| ((c.effective_date, c.event_time, c.event_id.clone()), c))
+                .collect(),
+            events: view.events,
+        };
+        self.members.insert(view.member_id, record);
+    }
+
+    fn load_plan(&mut self, view: PlanView) {
+        self.plans.insert(view.plan_id, view.versions.into_iter().map(|(d, v, b)| ((d, v), b)).collect());
+    }
+
+    /// Applies an event and writes what it changed to `store`: the member's record, or the
+    /// plan's versions. A record is versioned by the events folded into it, so a replay from
+    /// scratch never overwrites a fuller record with an older one.
+    pub fn apply_to(&mut self, event: &Event, store: &dyn StateStore) -> Result<(), StoreError> {
+        if self.apply(event).is_empty() && !matches!(event, Event::PlanCreated(_) | Event::BenefitUpdated(_)) {
+            return Ok(());
+        }
+        match event {
+            Event::MemberCreated(e) => self.store_member(&e.member_id, store),
+            Event::MemberUpdated(e) => self.store_member(&e.member_id, store),
+            Event::CoverageChanged(e) => self.store_member(&e.member_id, store),
+            Event::PlanCreated(PlanCreated { plan_id, .. }) | Event::BenefitUpdated(BenefitUpdated { plan_id, .. }) => {
+                let Some(view) = self.plan_view(plan_id) else { return Ok(()) };
+                let version = view.versions.len() as u64;
+                store.put_versioned(&plan_key(plan_id), version, &json(&view)).map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn store_member(&self, member_id: &str, store: &dyn StateStore) -> Result<(), StoreError> {
+        let Some(view) = self.member_view(member_id) else { return Ok(()) };
+        store.put_versioned(&member_key(member_id), view.events, &json(&view)).map(|_| ())
+    }
+
+    /// Answers from what `store` holds: the member, its subscriber, and their plans.
+    pub fn answer_from_store(
+        store: &dyn StateStore,
+        member_id: &str,
+        date: Date,
+        service_type: &str,
+    ) -> Result<Answer, StoreError> {
+        let mut state = EligibilityState::new();
+        let read_member = |id: &str| -> Result<Option<MemberView>, StoreError> {
+            match store.get(&member_key(id))? {
+                Some((_, bytes)) => {
+                    serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError(format!("{}: {e}", member_key(id))))
+                }
+                None => Ok(None),
+            }
+        };
+        let mut plans = BTreeSet::new();
+        if let Some(member) = read_member(member_id)? {
+            let subscriber = match &member.subscriber_id {
+                Some(s) if s != member_id => read_member(s)?,
+                _ => None,
+            };
+            for view in std::iter::once(member).chain(subscriber) {
+                plans.extend(view.changes.iter().map(|c| c.plan_id.clone()));
+                state.load_member(view);
+            }
+        }
+        for plan_id in plans {
+            if let Some((_, bytes)) = store.get(&plan_key(&plan_id))? {
+                let view: PlanView =
+                    serde_json::from_slice(&bytes).map_err(|e| StoreError(format!("{}: {e}", plan_key(&plan_id))))?;
+                state.load_plan(view);
+            }
+        }
+        Ok(state.answer(member_id, date, service_type))
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("views serialize")
 }

@@ -239,3 +239,65 @@ proptest! {
         }
     }
 }
+
+/// Materialized in a store as events arrive, answers read back from the store change with the
+/// events, and a replay from scratch never moves the store backwards.
+fn store_follows_the_events(store: &dyn arus_connectors::store::StateStore) {
+    let all = events();
+    let answer = |member: &str, day: &str| {
+        EligibilityState::answer_from_store(store, member, date(day), "99213").expect("read the store")
+    };
+    let mut state = EligibilityState::new();
+    // Plans and members, enrolments, but not yet S's plan change or termination.
+    for event in &all[..10] {
+        state.apply_to(event, store).expect("write the store");
+    }
+    assert_eq!(answer("S", "2026-04-01").plan_id.as_deref(), Some("P1"));
+    assert_eq!(answer("D", "2026-04-01").plan_id.as_deref(), Some("P1"));
+    assert!(answer("S", "2026-07-01").eligible);
+    state.apply_to(&all[10], store).expect("the plan change");
+    assert_eq!(answer("S", "2026-04-01").plan_id.as_deref(), Some("P2"), "the answer follows the CoverageChanged");
+    assert_eq!(answer("D", "2026-04-01").plan_id.as_deref(), Some("P2"), "and the dependent follows the subscriber");
+    for event in &all[11..] {
+        state.apply_to(event, store).expect("write the store");
+    }
+    let terminated = answer("S", "2026-07-01");
+    assert_eq!((terminated.eligible, terminated.status), (false, EligibilityStatus::TERMINATED));
+    assert!(!answer("D", "2026-07-01").eligible, "the spouse's coverage ends with the subscriber's");
+    assert!(answer("S", "2026-05-31").eligible);
+    assert_eq!(answer("S", "2026-02-10").benefits.map(|b| b.copay_idr), Some(Idr(25_000)));
+    assert_eq!(answer("nobody", "2026-02-10").status, EligibilityStatus::UNKNOWN_MEMBER);
+
+    // A replay of the first half from scratch: the store keeps the fuller records.
+    let mut replay = EligibilityState::new();
+    for event in all[..10].iter().rev() {
+        replay.apply_to(event, store).expect("write the store");
+    }
+    assert_eq!(answer("S", "2026-04-01").plan_id.as_deref(), Some("P2"), "a replay never moves a member back");
+    assert!(!answer("S", "2026-07-01").eligible);
+    // Every answer read from the store is the one the full state gives.
+    for member in ["S", "D", "C", "X"] {
+        for day in DAYS {
+            assert_eq!(
+                EligibilityState::answer_from_store(store, member, date(day), "70551").expect("read"),
+                state.answer(member, date(day), "70551"),
+                "{member} on {day}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_embedded_store_follows_the_events() {
+    store_follows_the_events(&arus_connectors::store::MemoryStore::new());
+}
+
+/// Against the real Redis (`REDIS_URL`; required when `ARUS_REQUIRE_SERVICES` is set).
+#[test]
+fn redis_follows_the_events() {
+    let Some(url) = arus_connectors::service_address("REDIS_URL") else { return };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("arus-test-eligibility-{}-{nanos}:", std::process::id());
+    let store = arus_connectors::store::RedisStore::connect(&url, &prefix).expect("redis");
+    store_follows_the_events(&store);
+}

@@ -1,0 +1,133 @@
+//! Key-value state that jobs materialize and readers (the gateway) look up: Redis, or a map in
+//! this process for `arus demo` and tests. Writes are versioned: a value is replaced only by a
+//! newer version, so replaying events never moves a key backwards.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// A store that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StoreError(pub String);
+
+/// Versioned key-value state.
+pub trait StateStore: Send + Sync {
+    /// Writes `value` under `key` if `version` is newer than the version there; whether it
+    /// wrote.
+    fn put_versioned(&self, key: &str, version: u64, value: &[u8]) -> Result<bool, StoreError>;
+    /// The value under `key` and its version.
+    fn get(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+}
+
+/// State in this process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    map: Mutex<HashMap<String, (u64, Vec<u8>)>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn put_versioned(&self, key: &str, version: u64, value: &[u8]) -> Result<bool, StoreError> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(key) {
+            Some((have, _)) if *have >= version => Ok(false),
+            _ => {
+                map.insert(key.to_owned(), (version, value.to_vec()));
+                Ok(true)
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(self.map.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned())
+    }
+}
+
+/// State in Redis: each key a hash of its version (`v`) and value (`d`), written by a script
+/// that compares versions on the server, so concurrent writers cannot move a key backwards.
+#[cfg(feature = "redis")]
+pub struct RedisStore {
+    connection: Mutex<redis::Connection>,
+    script: redis::Script,
+    prefix: String,
+}
+
+#[cfg(feature = "redis")]
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`), keys prefixed with `prefix`.
+    pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError(format!("{url}: {e}")))?;
+        let connection = client.get_connection().map_err(|e| StoreError(format!("{url}: {e}")))?;
+        let script = redis::Script::new(
+            "local v = redis.call('HGET', KEYS[1], 'v') \
+             if v and tonumber(v) >= tonumber(ARGV[1]) then return 0 end \
+             redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2]) \
+             return 1",
+        );
+        Ok(RedisStore { connection: Mutex::new(connection), script, prefix: prefix.to_owned() })
+    }
+}
+
+#[cfg(feature = "redis")]
+impl StateStore for RedisStore {
+    fn put_versioned(&self, key: &str, version: u64, value: &[u8]) -> Result<bool, StoreError> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let wrote: i64 = self
+            .script
+            .key(format!("{}{key}", self.prefix))
+            .arg(version)
+            .arg(value)
+            .invoke(&mut *connection)
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(wrote == 1)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let (version, value): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(format!("{}{key}", self.prefix))
+            .arg("v")
+            .arg("d")
+            .query(&mut *connection)
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(version.zip(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versioned_writes_never_go_back(store: &dyn StateStore) {
+        assert!(store.get("k").expect("get").is_none());
+        assert!(store.put_versioned("k", 2, b"two").expect("put"));
+        assert!(!store.put_versioned("k", 1, b"one").expect("put"), "an older version is refused");
+        assert!(!store.put_versioned("k", 2, b"again").expect("put"), "the same version too");
+        assert_eq!(store.get("k").expect("get"), Some((2, b"two".to_vec())));
+        assert!(store.put_versioned("k", 3, b"three").expect("put"));
+        assert_eq!(store.get("k").expect("get"), Some((3, b"three".to_vec())));
+    }
+
+    #[test]
+    fn memory_store_writes_only_newer_versions() {
+        versioned_writes_never_go_back(&MemoryStore::new());
+    }
+
+    /// Against the real Redis (`REDIS_URL`; required when `ARUS_REQUIRE_SERVICES` is set).
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_store_writes_only_newer_versions() {
+        let Some(url) = crate::service_address("REDIS_URL") else { return };
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let store = RedisStore::connect(&url, &format!("arus-test-{}-{nanos}:", std::process::id())).expect("redis");
+        versioned_writes_never_go_back(&store);
+        let err = RedisStore::connect("redis://127.0.0.1:1/", "x").err().expect("nothing listens there");
+        assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    }
+}
