@@ -9,7 +9,8 @@
 //! idempotently (Redis, the embedded store) needs.
 //!
 //! A dependent (spouse, child) is covered only while the family's subscriber is, and under the
-//! subscriber's plan: the family's coverage follows the subscriber.
+//! subscriber's plan: the family's coverage follows the subscriber — except that a subscriber's
+//! death does not end it (dependents keep the plan the subscriber had).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -238,7 +239,19 @@ impl EligibilityState {
         // subscriber's plan.
         let is_dependent = record.created.as_ref().is_some_and(|(_, r)| *r != Relationship::SUBSCRIBER);
         let family = match (&own, is_dependent, record.subscriber_id.as_ref().and_then(|s| self.members.get(s))) {
-            (Coverage::Covered { .. }, true, Some(subscriber)) => Some(Self::own_coverage(subscriber, date)),
+            (Coverage::Covered { .. }, true, Some(subscriber)) => match Self::own_coverage(subscriber, date) {
+                // A subscriber's death does not end the family's coverage: dependents keep the
+                // plan the subscriber had.
+                Coverage::Ended { last_day, reason } if reason.as_deref() == Some("DEATH") => {
+                    match Self::own_coverage(subscriber, last_day) {
+                        Coverage::Covered { plan_id, .. } => {
+                            Some(Coverage::Covered { plan_id, start: Date(i32::MIN), end: None })
+                        }
+                        _ => Some(Coverage::Ended { last_day, reason }),
+                    }
+                }
+                coverage => Some(coverage),
+            },
             _ => None,
         };
         let coverage = match (own, family) {

@@ -301,3 +301,69 @@ fn redis_follows_the_events() {
     let store = arus_connectors::store::RedisStore::connect(&url, &prefix).expect("redis");
     store_follows_the_events(&store);
 }
+
+/// The generator's traffic, read through eligibility: every claim it makes for a member is for
+/// a day the member is covered, except the phantom billing it injects after a termination or a
+/// death, which eligibility must catch.
+#[test]
+fn generated_claims_are_eligible_except_phantom_billing() {
+    use arus_generator::{FraudPattern, GeneratorConfig, Output, generate};
+    let config = GeneratorConfig { claims: 4_000, days: 120, ..GeneratorConfig::default() };
+    let mut state = EligibilityState::new();
+    let mut claims = Vec::new();
+    let mut phantom = std::collections::BTreeSet::new();
+    generate(&config, |output| -> Result<(), std::convert::Infallible> {
+        match output {
+            Output::Event(Event::ClaimSubmitted(claim)) => claims.push(claim),
+            Output::Event(event) => {
+                state.apply(&event);
+            }
+            Output::Label(label) if label.pattern == FraudPattern::PhantomBilling => {
+                phantom.insert(label.claim_id);
+            }
+            Output::Label(_) => {}
+        }
+        Ok(())
+    })
+    .expect("generate");
+    let (mut wrong, mut caught) = (Vec::new(), 0);
+    for claim in &claims {
+        let procedure = claim.lines.first().map_or("", |l| l.procedure_code.as_str());
+        let answer = state.answer(&claim.member_id, claim.service_date, procedure);
+        let covered = answer.status == EligibilityStatus::ACTIVE;
+        match (phantom.contains(&claim.claim_id), covered) {
+            (true, false) => caught += 1,
+            (false, true) => {}
+            (is_phantom, _) => wrong.push((claim.claim_id.clone(), is_phantom, answer.status, answer.reason)),
+        }
+    }
+    assert!(claims.len() > 3_000 && !phantom.is_empty());
+    assert!(
+        wrong.is_empty(),
+        "{} of {} claims judged wrongly, e.g. {:?}",
+        wrong.len(),
+        claims.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert_eq!(caught, phantom.len());
+}
+
+#[test]
+fn a_subscribers_death_leaves_the_dependents_covered_under_the_same_plan() {
+    let mut all = events();
+    // W is X's spouse: X dies on 2026-04-10 (and X's own coverage ends then).
+    let mut spouse = member("W", Relationship::SPOUSE);
+    if let Event::MemberCreated(m) = &mut spouse {
+        m.subscriber_id = "X".to_owned();
+    }
+    let mut enrol = coverage(8, "W", CoverageChangeType::ENROLLED, "P1", "2026-01-01");
+    if let Event::CoverageChanged(c) = &mut enrol {
+        c.subscriber_id = "X".to_owned();
+    }
+    all.extend([spouse, enrol]);
+    let state = state_of(&all);
+    assert!(!state.answer("X", date("2026-05-01"), "99213").eligible);
+    let widow = state.answer("W", date("2026-05-01"), "99213");
+    assert!(widow.eligible, "{widow:?}");
+    assert_eq!(widow.plan_id.as_deref(), Some("P1"));
+}
