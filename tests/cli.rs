@@ -119,6 +119,10 @@ fn demo_shows_the_generated_population_without_personal_data() {
     };
     assert_eq!(windowed, claims, "{stdout}");
     assert!(stdout.contains("busiest windows"), "{stdout}");
+    // Eligibility materialized from the member and plan topics answers the first requests.
+    let answers: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("ER")).collect();
+    assert!(!answers.is_empty() && answers.iter().all(|a| a.contains(" for ")), "{stdout}");
+    assert!(answers.iter().any(|a| a.contains("ACTIVE under")), "{stdout}");
     // No NIK (16 digits in a row) and no e-mail address is ever printed.
     let digits_run = stdout.as_bytes().windows(16).any(|w| w.iter().all(u8::is_ascii_digit));
     assert!(!digits_run && !stdout.contains("@example.com"), "demo printed personal data:\n{stdout}");

@@ -77,6 +77,8 @@ pub struct EligibilityState {
     plans: HashMap<String, BTreeMap<(Date, i32), Benefits>>,
     /// Event ids applied (an event applied twice changes nothing).
     seen: BTreeSet<String>,
+    /// Per subscriber, the members of the family that name it.
+    dependents: HashMap<String, BTreeSet<String>>,
 }
 
 impl EligibilityState {
@@ -121,14 +123,16 @@ impl EligibilityState {
         record.events += 1;
         record.created = Some((e.family_id.clone(), e.relationship));
         record.subscriber_id = Some(e.subscriber_id.clone());
+        self.dependents.entry(e.subscriber_id.clone()).or_default().insert(e.member_id.clone());
         vec![e.member_id.clone()]
     }
 
     fn coverage_changed(&mut self, e: &CoverageChanged) -> Vec<String> {
         let record = self.members.entry(e.member_id.clone()).or_default();
         record.events += 1;
-        record.subscriber_id.get_or_insert_with(|| e.subscriber_id.clone());
+        let subscriber = record.subscriber_id.get_or_insert_with(|| e.subscriber_id.clone()).clone();
         record.changes.insert((e.effective_date, e.event_time, e.event_id.clone()), e.clone());
+        self.dependents.entry(subscriber).or_default().insert(e.member_id.clone());
         self.family_of(&e.member_id)
     }
 
@@ -145,15 +149,8 @@ impl EligibilityState {
 
     /// A member and, for a subscriber, the dependents whose answers follow it.
     fn family_of(&self, member_id: &str) -> Vec<String> {
-        let mut affected: Vec<String> = self
-            .members
-            .iter()
-            .filter(|(id, r)| id.as_str() != member_id && r.subscriber_id.as_deref() == Some(member_id))
-            .map(|(id, _)| id.clone())
-            .collect();
-        affected.sort_unstable();
-        affected.insert(0, member_id.to_owned());
-        affected
+        let dependents = self.dependents.get(member_id).into_iter().flatten().filter(|d| *d != member_id);
+        std::iter::once(member_id.to_owned()).chain(dependents.cloned()).collect()
     }
 
     fn members_on_plan(&self, plan_id: &str) -> Vec<String> {

@@ -133,6 +133,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     out!();
+    eligibility(&log)?;
+    out!();
     provider_windows(std::sync::Arc::new(log))?;
     out!();
     out!(
@@ -199,5 +201,53 @@ fn provider_windows(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
         out!("    {row}");
     }
     out!("  all of them: {}", csv.display());
+    Ok(())
+}
+
+/// Materializes eligibility from the member and plan topics into the embedded store and
+/// answers the first requests on `eligibility.requests` from it.
+fn eligibility(log: &EmbeddedLog) -> anyhow::Result<()> {
+    let store = arus_connectors::store::MemoryStore::new();
+    let mut state = arus_jobs::eligibility::EligibilityState::new();
+    let started = Instant::now();
+    let mut applied = 0u64;
+    for topic in ["benefit.events", "member.events"] {
+        for (partition, end) in log.end_offsets(topic)?.into_iter().enumerate() {
+            for record in log.fetch(topic, partition as u32, 0, end as usize)? {
+                state.apply_to(&wire::decode(&record.value)?, &store)?;
+                applied += 1;
+            }
+        }
+    }
+    out!(
+        "eligibility: {} member and plan events materialized into the embedded store in {:.2?}; the first requests \
+         on eligibility.requests, answered from the store:",
+        thousands(applied),
+        started.elapsed()
+    );
+    for record in log.fetch("eligibility.requests", 0, 0, 4)? {
+        let Event::EligibilityRequested(request) = wire::decode(&record.value)? else { continue };
+        let answer = arus_jobs::eligibility::EligibilityState::answer_from_store(
+            &store,
+            &request.member_id,
+            request.service_date,
+            &request.service_type,
+        )?;
+        let detail = match (&answer.plan_id, answer.coverage_start, &answer.reason) {
+            (Some(plan), Some(start), None) => format!("under {plan}, covered since {start}"),
+            (_, _, Some(reason)) => reason.clone(),
+            _ => String::new(),
+        };
+        out!(
+            "  {} member {} on {} for {}: {:?} {}{}",
+            request.request_id,
+            request.member_id,
+            request.service_date,
+            request.service_type,
+            answer.status,
+            detail,
+            if answer.requires_prior_auth { " (needs prior authorization)" } else { "" }
+        );
+    }
     Ok(())
 }
