@@ -467,3 +467,56 @@ fn a_followed_run_checkpoints_while_idle_and_resumes_after_a_kill() {
     }
     assert_eq!(csv.lines().next(), Some("provider_id,window_start,count,sum_billed,distinct_members"));
 }
+
+#[test]
+fn a_cluster_of_two_processes_gives_the_same_windows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("claims.jsonl");
+    let claims = claims(10_000);
+    write_claims(&input, &claims, "");
+    // Two free ports for the processes to meet on.
+    let ports: Vec<u16> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port())
+        .collect();
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(&hostfile, ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>()).expect("hostfile");
+    let out = dir.path().join("cluster.csv");
+    let spawn = |process: usize| {
+        Command::new(env!("CARGO_BIN_EXE_arus"))
+            .args(["run", &pipeline(), "--workers", "2", "--processes", "2", "--process", &process.to_string()])
+            .arg("--hostfile")
+            .arg(&hostfile)
+            .args(["--set", &format!("source.path={}", input.display())])
+            .args(["--set", &format!("sink.path={}", out.display())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("arus starts")
+    };
+    let (first, second) = (spawn(0), spawn(1));
+    let (first, second) = (first.wait_with_output().expect("process 0"), second.wait_with_output().expect("process 1"));
+    assert!(first.status.success(), "process 0: {}", String::from_utf8_lossy(&first.stderr));
+    assert!(second.status.success(), "process 1: {}", String::from_utf8_lossy(&second.stderr));
+    let csv = std::fs::read_to_string(&out).expect("the output, written by the process of worker 0");
+    assert!(csv == expected_csv(&claims), "a two-process cluster's windows differ from the direct computation");
+    let with_checkpoints = arus(&[
+        "run",
+        &pipeline(),
+        "--processes",
+        "2",
+        "--process",
+        "0",
+        "--hostfile",
+        &hostfile.display().to_string(),
+        "--set",
+        &format!("source.path={}", input.display()),
+        "--set",
+        &format!("checkpoint.dir={}", dir.path().join("ck").display()),
+    ]);
+    assert!(!with_checkpoints.status.success());
+    assert!(
+        String::from_utf8_lossy(&with_checkpoints.stderr).contains("single process"),
+        "{}",
+        String::from_utf8_lossy(&with_checkpoints.stderr)
+    );
+}
