@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod eligibility;
+pub mod eligibility_job;
 pub mod metrics;
 pub mod provider_windows;
 pub mod runner;

@@ -114,7 +114,7 @@ pub(crate) fn report(shared: &Mutex<Shared>, update: impl FnOnce(&mut RunReport)
 }
 
 /// Where the records come from, opened once per process.
-enum Input {
+pub(crate) enum Input {
     Jsonl {
         path: PathBuf,
     },
@@ -141,7 +141,7 @@ enum Input {
 
 impl Input {
     /// Checks the input is there before any worker starts.
-    fn open(source: &SourceSpec) -> Result<Self, RunError> {
+    pub(crate) fn open(source: &SourceSpec) -> Result<Self, RunError> {
         Ok(match source {
             SourceSpec::Jsonl { path, .. } => {
                 File::open(path).map_err(|source| RunError::Io { path: path.clone(), source })?;
@@ -185,7 +185,7 @@ impl Input {
     }
 
     /// The partitions `worker` of `peers` reads.
-    fn partitions(&self, worker: usize, peers: usize) -> Vec<u32> {
+    pub(crate) fn partitions(&self, worker: usize, peers: usize) -> Vec<u32> {
         let count = match self {
             Input::Jsonl { .. } | Input::Avro { .. } => 1,
             Input::Kafka { partitions, .. } => *partitions,
@@ -195,7 +195,7 @@ impl Input {
     }
 
     /// A reader of `worker`'s partitions, from `restored` positions or the beginning.
-    fn reader(
+    pub(crate) fn reader(
         &self,
         worker: usize,
         peers: usize,
@@ -335,7 +335,9 @@ fn run_input(
     metrics: Option<Arc<Metrics>>,
     input: Input,
 ) -> Result<RunReport, RunError> {
-    let JobKind::ProviderWindows = spec.job;
+    if spec.job != JobKind::ProviderWindows {
+        return Err(RunError::Unsupported(format!("{:?} is not a windowed job", spec.job)));
+    }
     let SinkSpec { kind: sink_kind, path: sink_path, late_path, .. } = spec.sink.clone();
     let input = Arc::new(input);
     let batch = match &spec.source {
@@ -349,23 +351,7 @@ fn run_input(
         allowed_lateness_ms: spec.allowed_lateness_ms(),
     };
     let out_of_orderness = spec.out_of_orderness_ms();
-    let (config, total_workers) = match cluster.clone() {
-        Cluster::Local { workers } => (timely::Config::process(workers.max(1)), workers.max(1)),
-        Cluster::Process { workers, process, addresses } => {
-            let total = workers.max(1) * addresses.len();
-            let config = timely::Config {
-                communication: timely::CommunicationConfig::Cluster {
-                    threads: workers.max(1),
-                    process,
-                    addresses,
-                    report: false,
-                    zerocopy: false,
-                },
-                worker: timely::WorkerConfig::default(),
-            };
-            (config, total)
-        }
-    };
+    let (config, total_workers) = timely_config(cluster);
     let coordinator = match spec.checkpoint_settings() {
         Some(settings) => {
             if matches!(cluster, Cluster::Process { addresses, .. } if addresses.len() > 1) {
@@ -458,12 +444,38 @@ fn run_input(
     Ok(shared.report)
 }
 
+/// The timely configuration of a cluster, and its number of workers in all.
+pub(crate) fn timely_config(cluster: &Cluster) -> (timely::Config, usize) {
+    match cluster.clone() {
+        Cluster::Local { workers } => (timely::Config::process(workers.max(1)), workers.max(1)),
+        Cluster::Process { workers, process, addresses } => {
+            let total = workers.max(1) * addresses.len();
+            let config = timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: workers.max(1),
+                    process,
+                    addresses,
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            };
+            (config, total)
+        }
+    }
+}
+
 /// Where a source's records come from: a transport yielding raw bytes from one partition or
 /// many, always in the same order for the same starting positions.
-trait ClaimReader {
+pub(crate) trait ClaimReader {
     /// The next record's partition and bytes, waiting for it; `None` when every partition has
     /// been read to its end.
     fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError>;
+    /// The next record as it is on the topic (no claim conversion), for jobs that decode events
+    /// themselves; only topic readers have it.
+    fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        Err(RunError::Unsupported("this source holds claims, not topic records".to_owned()))
+    }
     /// Whether every partition has been read to its end for good (a followed topic never is).
     fn finished(&self) -> bool;
     /// Partitions read to their end, or idle (they no longer hold the watermark back).
@@ -658,6 +670,18 @@ struct KafkaReader {
 }
 
 impl ClaimReader for KafkaReader {
+    fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        self.last = match self.follow {
+            None => self.reader.next_record()?,
+            Some(_) => self.reader.next_available(Duration::from_millis(10))?,
+        };
+        let Some(record) = &self.last else { return Ok(None) };
+        if self.follow.is_some() {
+            self.last_seen.insert(record.partition, Instant::now());
+        }
+        Ok(Some((record.partition, &record.value)))
+    }
+
     fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
         let kind = loop {
             self.last = match self.follow {
@@ -767,6 +791,11 @@ impl LogReader {
 }
 
 impl ClaimReader for LogReader {
+    fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        let Some(partition) = self.next_raw()? else { return Ok(None) };
+        Ok(Some((partition, &self.last.as_ref().expect("just read").value)))
+    }
+
     fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
         let (partition, kind) = loop {
             let Some(partition) = self.next_raw()? else { return Ok(None) };

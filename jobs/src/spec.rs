@@ -44,6 +44,76 @@ fn default_checkpoint_interval() -> String {
 pub enum JobKind {
     /// Claims per provider in event-time windows.
     ProviderWindows,
+    /// Eligibility state from member and plan events, materialized into a store.
+    Eligibility,
+}
+
+/// The eligibility job: member and plan topics in, a state store out.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EligibilitySpec {
+    /// `eligibility`.
+    pub job: JobKind,
+    /// Where `member.events` and `benefit.events` are.
+    pub source: EligibilitySource,
+    /// Where the member and plan records go.
+    pub store: StoreSpec,
+}
+
+/// The transport of the eligibility job's topics.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum EligibilitySource {
+    /// A Kafka cluster.
+    Kafka {
+        /// Bootstrap servers.
+        brokers: String,
+        /// Put before the topic names (`<prefix>member.events`), for clusters shared by
+        /// environments.
+        #[serde(default)]
+        topic_prefix: String,
+        /// Consumer group.
+        #[serde(default = "default_eligibility_group")]
+        group: String,
+        /// Keep reading what is written after the run began, until stopped.
+        #[serde(default)]
+        follow: bool,
+        /// Following: a partition quiet this long no longer holds anything back.
+        #[serde(default = "default_idle_timeout")]
+        idle_timeout: String,
+    },
+    /// An embedded log persisted in a directory.
+    Embedded {
+        /// The log's directory.
+        dir: PathBuf,
+        /// Put before the topic names.
+        #[serde(default)]
+        topic_prefix: String,
+    },
+}
+
+fn default_eligibility_group() -> String {
+    "arus-eligibility".to_owned()
+}
+
+/// Where state goes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum StoreSpec {
+    /// Redis.
+    Redis {
+        /// `redis://host:port/db`.
+        url: String,
+        /// Prefix of every key.
+        #[serde(default = "default_prefix")]
+        prefix: String,
+    },
+    /// This process's memory (tests, demos: gone when the run ends).
+    Memory,
+}
+
+fn default_prefix() -> String {
+    "arus:".to_owned()
 }
 
 /// A source.
@@ -246,10 +316,66 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineSpec, SpecError
 
 /// [`load`] for a spec already read (`path` names it in errors).
 pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSpec, SpecError> {
+    let spec: PipelineSpec = parse_as(path, text, overrides)?;
+    if spec.job != JobKind::ProviderWindows {
+        return Err(SpecError::Invalid {
+            path: path.to_owned(),
+            key: "job",
+            reason: format!("{:?} is not a windowed job", spec.job),
+        });
+    }
+    spec.validate(path)?;
+    Ok(spec)
+}
+
+/// The job a spec file names (to pick its loader).
+pub fn job_of(path: &Path) -> Result<JobKind, SpecError> {
+    #[derive(Deserialize)]
+    struct Job {
+        job: JobKind,
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_owned(), source })?;
+    // Only `job` matters here; the full loader reports everything else.
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| SpecError::Parse { path: path.to_owned(), message: e.to_string() })?;
+    let job = table.get("job").cloned().unwrap_or(toml::Value::String(String::new()));
+    let job: Job = toml::Value::Table([("job".to_owned(), job)].into_iter().collect())
+        .try_into()
+        .map_err(|e: toml::de::Error| SpecError::Parse { path: path.to_owned(), message: e.to_string() })?;
+    Ok(job.job)
+}
+
+/// An eligibility spec (`pipelines/eligibility.toml`), with `--set` overrides.
+pub fn load_eligibility(path: &Path, overrides: &[String]) -> Result<EligibilitySpec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_owned(), source })?;
+    let spec: EligibilitySpec = parse_as(path, &text, overrides)?;
+    let invalid = |key, reason: String| SpecError::Invalid { path: path.to_owned(), key, reason };
+    if spec.job != JobKind::Eligibility {
+        return Err(invalid("job", format!("{:?} is not the eligibility job", spec.job)));
+    }
+    match &spec.source {
+        EligibilitySource::Kafka { brokers, idle_timeout, .. } => {
+            arus_connectors::kafka::KafkaConfig::new(brokers.clone())
+                .validate()
+                .map_err(|e| invalid("source.brokers", e.to_string()))?;
+            parse_duration_ms(idle_timeout).map_err(|r| invalid("source.idle_timeout", r))?;
+        }
+        EligibilitySource::Embedded { .. } => {}
+    }
+    if let StoreSpec::Redis { url, .. } = &spec.store
+        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+    {
+        return Err(invalid("store.url", format!("{url:?} is not a redis:// address")));
+    }
+    Ok(spec)
+}
+
+/// Parses a spec of type `T`, applying `--set` overrides.
+fn parse_as<T: serde::de::DeserializeOwned>(path: &Path, text: &str, overrides: &[String]) -> Result<T, SpecError> {
     let text = text.to_owned();
     let parse_error = |e: toml::de::Error| SpecError::Parse { path: path.to_owned(), message: e.to_string() };
     // The file alone first, so its own mistakes are reported with its lines.
-    let mut spec: PipelineSpec = toml::from_str(&text).map_err(parse_error)?;
+    let mut spec: T = toml::from_str(&text).map_err(parse_error)?;
     if !overrides.is_empty() {
         let mut table: toml::Table = toml::from_str(&text).map_err(parse_error)?;
         for assignment in overrides {
@@ -260,7 +386,6 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
             message: format!("after --set: {e}"),
         })?;
     }
-    spec.validate(path)?;
     Ok(spec)
 }
 
@@ -307,7 +432,7 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
 }
 
 impl PipelineSpec {
-    fn validate(&self, path: &Path) -> Result<(), SpecError> {
+    pub(crate) fn validate(&self, path: &Path) -> Result<(), SpecError> {
         let invalid = |key, reason: String| SpecError::Invalid { path: path.to_owned(), key, reason };
         self.window_spec().map_err(|(key, reason)| invalid(key, reason))?;
         for (key, text) in [

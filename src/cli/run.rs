@@ -38,28 +38,11 @@ pub struct RunArgs {
 /// Runs the pipeline to the end of its input and prints what it did.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=256).contains(&args.workers), "--workers must be between 1 and 256");
+    if spec::job_of(&args.pipeline)? == spec::JobKind::Eligibility {
+        return run_eligibility(&args);
+    }
     let spec = spec::load(&args.pipeline, &args.overrides)?;
-    let cluster = if args.processes > 1 {
-        let hostfile = args.hostfile.as_ref().context("--processes > 1 needs --hostfile")?;
-        let text = std::fs::read_to_string(hostfile).with_context(|| format!("reading {}", hostfile.display()))?;
-        let addresses: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
-        anyhow::ensure!(
-            addresses.len() == args.processes,
-            "{} lists {} addresses for {} processes",
-            hostfile.display(),
-            addresses.len(),
-            args.processes
-        );
-        anyhow::ensure!(
-            args.process < args.processes,
-            "--process {} is not below --processes {}",
-            args.process,
-            args.processes
-        );
-        Cluster::Process { workers: args.workers, process: args.process, addresses }
-    } else {
-        Cluster::Local { workers: args.workers }
-    };
+    let cluster = cluster(&args)?;
     if let Some(checkpoint) = &spec.checkpoint {
         eprintln!("checkpoints: {} every {}", checkpoint.dir.display(), checkpoint.interval);
     }
@@ -94,6 +77,56 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         path.display(),
         thousands(report.late),
         thousands(report.dead_letters),
+    );
+    Ok(())
+}
+
+/// The timely cluster the arguments describe.
+fn cluster(args: &RunArgs) -> anyhow::Result<Cluster> {
+    Ok(if args.processes > 1 {
+        let hostfile = args.hostfile.as_ref().context("--processes > 1 needs --hostfile")?;
+        let text = std::fs::read_to_string(hostfile).with_context(|| format!("reading {}", hostfile.display()))?;
+        let addresses: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        anyhow::ensure!(
+            addresses.len() == args.processes,
+            "{} lists {} addresses for {} processes",
+            hostfile.display(),
+            addresses.len(),
+            args.processes
+        );
+        anyhow::ensure!(
+            args.process < args.processes,
+            "--process {} is not below --processes {}",
+            args.process,
+            args.processes
+        );
+        Cluster::Process { workers: args.workers, process: args.process, addresses }
+    } else {
+        Cluster::Local { workers: args.workers }
+    })
+}
+
+/// Runs the eligibility job and prints what it did.
+fn run_eligibility(args: &RunArgs) -> anyhow::Result<()> {
+    let spec = spec::load_eligibility(&args.pipeline, &args.overrides)?;
+    let report = arus_jobs::eligibility_job::run(&spec, &cluster(args)?)?;
+    eprintln!(
+        "{}: {} member and plan events in {:.2?} ({}/s on {} worker{}) into the {} store{}",
+        args.pipeline.display(),
+        thousands(report.events),
+        report.elapsed,
+        thousands(per_second(report.events, report.elapsed)),
+        args.workers,
+        if args.workers == 1 { "" } else { "s" },
+        match &spec.store {
+            spec::StoreSpec::Redis { .. } => "Redis",
+            spec::StoreSpec::Memory => "in-memory",
+        },
+        if report.undecodable > 0 {
+            format!(", {} records that are not events passed over", thousands(report.undecodable))
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

@@ -1,0 +1,241 @@
+//! Runs the eligibility job: `member.events` and `benefit.events` read by every worker (their
+//! partitions dealt out), decoded from the wire format, exchanged by member (member events) or
+//! plan (plan events), folded into each worker's [`EligibilityState`] and written to the store as
+//! records change. Answers are computed when read ([`EligibilityState::answer_from_store`]), so
+//! no worker needs another's state.
+//!
+//! The state is rebuilt from the beginning of the topics on every start: it depends only on the
+//! set of events, and the store's versioned writes ignore what it already holds, so a restart
+//! costs reading the topics again and nothing else.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arus_connectors::embedded::EmbeddedLog;
+use arus_connectors::store::{MemoryStore, RedisStore, StateStore};
+use arus_operators::Time;
+use arus_operators::window_aggregate::key_hash;
+use arus_schemas::{Event, wire};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Operator;
+use timely::dataflow::operators::generic::operator::source;
+
+use crate::eligibility::EligibilityState;
+use crate::runner::{ClaimReader, Cluster, Input, RunError, timely_config};
+use crate::spec::{EligibilitySource, EligibilitySpec, SourceSpec, StoreSpec};
+
+/// The topics the job reads.
+pub const TOPICS: [&str; 2] = ["benefit.events", "member.events"];
+
+/// Records read per reader per step.
+const BATCH: usize = 4_096;
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EligibilityReport {
+    /// Events folded in.
+    pub events: u64,
+    /// Records that were not events of the contract (counted, passed over).
+    pub undecodable: u64,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+#[derive(Default)]
+struct Shared {
+    report: EligibilityReport,
+    error: Option<RunError>,
+}
+
+fn fail(shared: &Mutex<Shared>, error: RunError) {
+    shared.lock().unwrap_or_else(|e| e.into_inner()).error.get_or_insert(error);
+}
+
+/// Runs the job with the store the spec names.
+pub fn run(spec: &EligibilitySpec, cluster: &Cluster) -> Result<EligibilityReport, RunError> {
+    let store: Arc<dyn StateStore> = match &spec.store {
+        StoreSpec::Redis { url, prefix } => {
+            Arc::new(RedisStore::connect(url, prefix).map_err(|e| RunError::Unsupported(e.to_string()))?)
+        }
+        StoreSpec::Memory => Arc::new(MemoryStore::new()),
+    };
+    run_with_store(spec, cluster, store)
+}
+
+/// Runs the job into `store`.
+pub fn run_with_store(
+    spec: &EligibilitySpec,
+    cluster: &Cluster,
+    store: Arc<dyn StateStore>,
+) -> Result<EligibilityReport, RunError> {
+    let inputs = open_inputs(&spec.source)?;
+    run_inputs(inputs, cluster, store)
+}
+
+/// Runs the job over topics of a log this process already has (as `arus demo` does).
+pub fn run_on_log(
+    log: Arc<EmbeddedLog>,
+    cluster: &Cluster,
+    store: Arc<dyn StateStore>,
+) -> Result<EligibilityReport, RunError> {
+    let inputs = TOPICS
+        .iter()
+        .map(|topic| {
+            let ends = log.end_offsets(topic)?;
+            Ok(Input::Embedded {
+                log: log.clone(),
+                topic: (*topic).to_owned(),
+                group: "arus-eligibility".to_owned(),
+                ends,
+            })
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
+    run_inputs(inputs, cluster, store)
+}
+
+fn open_inputs(source: &EligibilitySource) -> Result<Vec<Input>, RunError> {
+    match source {
+        EligibilitySource::Kafka { brokers, topic_prefix, group, follow, idle_timeout } => TOPICS
+            .iter()
+            .map(|topic| {
+                Input::open(&SourceSpec::Kafka {
+                    brokers: brokers.clone(),
+                    topic: format!("{topic_prefix}{topic}"),
+                    group: group.clone(),
+                    batch_records: BATCH,
+                    resume: Default::default(),
+                    follow: *follow,
+                    idle_timeout: idle_timeout.clone(),
+                })
+            })
+            .collect(),
+        EligibilitySource::Embedded { dir, topic_prefix } => {
+            if !dir.join("topics").is_dir() {
+                return Err(RunError::Io {
+                    path: dir.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no embedded log here"),
+                });
+            }
+            let log = Arc::new(EmbeddedLog::open(dir)?);
+            TOPICS
+                .iter()
+                .map(|topic| {
+                    let topic = format!("{topic_prefix}{topic}");
+                    let ends = log.end_offsets(&topic)?;
+                    Ok(Input::Embedded { log: log.clone(), topic, group: "arus-eligibility".to_owned(), ends })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Where an event's state lives: members by member, plans by plan.
+fn route(event: &Event) -> u64 {
+    match event {
+        Event::MemberCreated(e) => key_hash(&e.member_id),
+        Event::MemberUpdated(e) => key_hash(&e.member_id),
+        Event::CoverageChanged(e) => key_hash(&e.member_id),
+        Event::PlanCreated(e) => key_hash(&e.plan_id),
+        Event::BenefitUpdated(e) => key_hash(&e.plan_id),
+        _ => 0,
+    }
+}
+
+fn run_inputs(
+    inputs: Vec<Input>,
+    cluster: &Cluster,
+    store: Arc<dyn StateStore>,
+) -> Result<EligibilityReport, RunError> {
+    let (config, _) = timely_config(cluster);
+    let inputs = Arc::new(inputs);
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let started = Instant::now();
+    let worker_shared = shared.clone();
+    let guards = timely::execute(config, move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let shared = worker_shared.clone();
+        let store = store.clone();
+        let mut readers: Vec<Box<dyn ClaimReader>> = Vec::new();
+        for input in inputs.iter() {
+            match input.reader(index, peers, BATCH, None) {
+                Ok(Some(reader)) => readers.push(reader),
+                Ok(None) => {}
+                Err(error) => fail(&shared, error),
+            }
+        }
+        worker.dataflow::<Time, _, _>(|scope| {
+            let source_shared = shared.clone();
+            let events = source(scope, "EligibilitySource", move |capability, info| {
+                let activator = scope.activator_for(info.address);
+                let mut capability = (!readers.is_empty()).then_some(capability);
+                let shared = source_shared;
+                move |output| {
+                    let Some(cap) = capability.as_mut() else { return };
+                    let (mut got, mut undecodable, mut failed) = (0u64, 0u64, false);
+                    {
+                        let mut session = output.session(&*cap);
+                        'readers: for reader in readers.iter_mut() {
+                            for _ in 0..BATCH {
+                                match reader.next_record() {
+                                    Ok(Some((_, bytes))) => match wire::decode(bytes) {
+                                        Ok(event) => {
+                                            session.give(event);
+                                            got += 1;
+                                        }
+                                        Err(_) => undecodable += 1,
+                                    },
+                                    Ok(None) => break,
+                                    Err(error) => {
+                                        fail(&shared, error);
+                                        failed = true;
+                                        break 'readers;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    shared.lock().unwrap_or_else(|e| e.into_inner()).report.undecodable += undecodable;
+                    if failed || readers.iter().all(|r| r.finished()) {
+                        capability = None;
+                    } else {
+                        let next = *cap.time() + 1;
+                        cap.downgrade(&next);
+                        if got > 0 {
+                            activator.activate();
+                        } else {
+                            activator.activate_after(Duration::from_millis(20));
+                        }
+                    }
+                }
+            });
+            let mut state = EligibilityState::new();
+            let mut applied = 0u64;
+            events.sink(Exchange::new(route), "Eligibility", move |(input, frontier)| {
+                input.for_each_stamp(|_, data| {
+                    for batch in data {
+                        for event in batch.drain(..) {
+                            match state.apply_to(&event, &*store) {
+                                Ok(()) => applied += 1,
+                                Err(error) => fail(&shared, RunError::Unsupported(error.to_string())),
+                            }
+                        }
+                    }
+                });
+                if frontier.is_empty() {
+                    shared.lock().unwrap_or_else(|e| e.into_inner()).report.events += applied;
+                    applied = 0;
+                }
+            });
+        });
+        while worker.step_or_park(None) {}
+    })
+    .map_err(RunError::Timely)?;
+    drop(guards);
+    let mut shared =
+        Arc::try_unwrap(shared).ok().expect("workers finished").into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(error) = shared.error.take() {
+        return Err(error);
+    }
+    shared.report.elapsed = started.elapsed();
+    Ok(shared.report)
+}
