@@ -133,9 +133,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     out!();
-    eligibility(&log)?;
+    let log = std::sync::Arc::new(log);
+    eligibility(log.clone())?;
     out!();
-    provider_windows(std::sync::Arc::new(log))?;
+    provider_windows(log)?;
     out!();
     out!(
         "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic; \
@@ -204,31 +205,25 @@ fn provider_windows(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Materializes eligibility from the member and plan topics into the embedded store and
-/// answers the first requests on `eligibility.requests` from it.
-fn eligibility(log: &EmbeddedLog) -> anyhow::Result<()> {
-    let store = arus_connectors::store::MemoryStore::new();
-    let mut state = arus_jobs::eligibility::EligibilityState::new();
-    let started = Instant::now();
-    let mut applied = 0u64;
-    for topic in ["benefit.events", "member.events"] {
-        for (partition, end) in log.end_offsets(topic)?.into_iter().enumerate() {
-            for record in log.fetch(topic, partition as u32, 0, end as usize)? {
-                state.apply_to(&wire::decode(&record.value)?, &store)?;
-                applied += 1;
-            }
-        }
-    }
+/// Runs the eligibility job on the member and plan topics of the log into the embedded store
+/// and answers the first requests on `eligibility.requests` from it.
+fn eligibility(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
+    let store = std::sync::Arc::new(arus_connectors::store::MemoryStore::new());
+    let report = arus_jobs::eligibility_job::run_on_log(
+        log.clone(),
+        &arus_jobs::runner::Cluster::Local { workers: 2 },
+        store.clone(),
+    )?;
     out!(
-        "eligibility: {} member and plan events materialized into the embedded store in {:.2?}; the first requests \
-         on eligibility.requests, answered from the store:",
-        thousands(applied),
-        started.elapsed()
+        "eligibility (2 timely workers): {} member and plan events materialized into the embedded store in {:.2?}; \
+         the first requests on eligibility.requests, answered from the store:",
+        thousands(report.events),
+        report.elapsed
     );
     for record in log.fetch("eligibility.requests", 0, 0, 4)? {
         let Event::EligibilityRequested(request) = wire::decode(&record.value)? else { continue };
         let answer = arus_jobs::eligibility::EligibilityState::answer_from_store(
-            &store,
+            &*store,
             &request.member_id,
             request.service_date,
             &request.service_type,
