@@ -33,6 +33,8 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Run a pipeline (`pipelines/*.toml`) in the foreground.
     Run(cli::run::RunArgs),
+    /// Serve the REST gateway over the state the jobs keep in Redis.
+    Gateway(cli::gateway::GatewayArgs),
     /// List the topics and their settings.
     Topics,
 }
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Gen(a) => cli::generate::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Run(a) => cli::run::run(a),
+        Command::Gateway(a) => cli::gateway::run(a),
         Command::Topics => cli::topics::run(),
     };
     match result {

@@ -143,3 +143,37 @@ fn a_reader_that_is_gone_does_not_make_arus_panic() {
     assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn demo_serves_its_eligibility_answers_over_rest() {
+    use std::io::{BufRead, Read, Write};
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["demo", "--claims", "600", "--days", "10", "--serve", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("arus demo starts");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = demo.stdout.take().expect("stdout");
+    let _demo = Stop(demo);
+    // The demo prints a curl line once it listens.
+    let url = std::io::BufReader::new(stdout)
+        .lines()
+        .map(|l| l.expect("a line"))
+        .find_map(|l| l.trim().strip_prefix("curl '").map(|u| u.trim_end_matches('\'').to_owned()))
+        .expect("a curl example");
+    let rest = url.strip_prefix("http://").expect("http");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"status\":\"ACTIVE\"") && response.contains("\"links\""), "{response}");
+}

@@ -119,9 +119,48 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
         &wrong[..wrong.len().min(5)]
     );
 
+    // The gateway over the same Redis.
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["gateway", "--addr", "127.0.0.1:0", "--redis", &redis, "--prefix", &store_prefix])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("arus gateway starts");
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(gateway.stderr.take().expect("stderr")), &mut banner)
+        .expect("the gateway says where it listens");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _gateway = Stop(gateway);
+    let address = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split(':').nth(1))
+        .and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next())
+        .expect("a port");
+    let http_get = |path: &str| -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{address}")).expect("connect");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n").expect("request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response");
+        let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
+        (status, serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap_or_default())
+    };
+
     // A termination produced to Kafka: after the job runs again, the member is ineligible.
     let claim = claims.iter().find(|c| !phantom.contains(&c.claim_id)).expect("a covered claim");
     assert_eq!(answer(&claim.member_id, claim.service_date).status, EligibilityStatus::ACTIVE);
+    let path = format!(
+        "/api/v1/eligibility?memberId={}&serviceDate={}&serviceType=99213",
+        claim.member_id, claim.service_date
+    );
+    let (status, body) = http_get(&path);
+    assert_eq!((status, body["data"]["status"].as_str()), (200, Some("ACTIVE")), "{body}");
     let subscriber = claim.member_id.clone();
     let termination = Event::CoverageChanged(CoverageChanged {
         event_id: format!("{prefix}termination"),
@@ -141,4 +180,11 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
     run_job();
     let after = answer(&claim.member_id, claim.service_date);
     assert_eq!((after.eligible, after.status), (false, EligibilityStatus::TERMINATED), "{after:?}");
+    let (status, body) = http_get(&path);
+    assert_eq!(
+        (status, body["data"]["eligible"].as_bool()),
+        (200, Some(false)),
+        "the gateway's answer changed: {body}"
+    );
+    assert_eq!(http_get("/api/v1/eligibility?memberId=nobody&serviceDate=2026-01-01&serviceType=99213").0, 404);
 }

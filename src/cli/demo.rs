@@ -22,6 +22,10 @@ use super::{Population, thousands};
 pub struct DemoArgs {
     #[command(flatten)]
     population: Population,
+    /// Then serve the REST gateway over the demo's state on this address (e.g.
+    /// `127.0.0.1:8080`; port 0 picks one) until stopped with Ctrl-C.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
 }
 
 #[derive(Default)]
@@ -34,6 +38,7 @@ struct Census {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let args_serve = args.serve.clone();
     let config = args.population.config(5_000, 60)?;
     let log = EmbeddedLog::new();
     log.create_all_topics()?;
@@ -134,14 +139,26 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     out!();
     let log = std::sync::Arc::new(log);
-    eligibility(log.clone())?;
+    let (store, example) = eligibility(log.clone())?;
     out!();
     provider_windows(log)?;
     out!();
     out!(
         "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic; \
-         `arus run pipelines/provider-windows.toml` runs the job on files or Kafka."
+         `arus run pipelines/provider-windows.toml` runs the job on files or Kafka; `arus demo --serve \
+         127.0.0.1:8080` serves these answers over REST."
     );
+    if let Some(address) = &args_serve {
+        let listener = std::net::TcpListener::bind(address)
+            .map_err(|e| anyhow::anyhow!("--serve {address}: cannot listen: {e}"))?;
+        let bound = listener.local_addr()?;
+        out!();
+        out!("gateway on http://{bound} (Ctrl-C to stop); try:");
+        if let Some((member, day)) = &example {
+            out!("  curl 'http://{bound}/api/v1/eligibility?memberId={member}&serviceDate={day}&serviceType=99213'");
+        }
+        arus_gateway::serve_blocking(listener, store)?;
+    }
     Ok(())
 }
 
@@ -205,9 +222,14 @@ fn provider_windows(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A member and a date worth asking about.
+type Example = (String, arus_schemas::Date);
+
 /// Runs the eligibility job on the member and plan topics of the log into the embedded store
 /// and answers the first requests on `eligibility.requests` from it.
-fn eligibility(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
+fn eligibility(
+    log: std::sync::Arc<EmbeddedLog>,
+) -> anyhow::Result<(std::sync::Arc<arus_connectors::store::MemoryStore>, Option<Example>)> {
     let store = std::sync::Arc::new(arus_connectors::store::MemoryStore::new());
     let report = arus_jobs::eligibility_job::run_on_log(
         log.clone(),
@@ -220,8 +242,10 @@ fn eligibility(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
         thousands(report.events),
         report.elapsed
     );
+    let mut example = None;
     for record in log.fetch("eligibility.requests", 0, 0, 4)? {
         let Event::EligibilityRequested(request) = wire::decode(&record.value)? else { continue };
+        example.get_or_insert_with(|| (request.member_id.clone(), request.service_date));
         let answer = arus_jobs::eligibility::EligibilityState::answer_from_store(
             &*store,
             &request.member_id,
@@ -244,5 +268,5 @@ fn eligibility(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
             if answer.requires_prior_auth { " (needs prior authorization)" } else { "" }
         );
     }
-    Ok(())
+    Ok((store, example))
 }

@@ -12,6 +12,7 @@ macro_rules! out {
 }
 
 pub mod demo;
+pub mod gateway;
 pub mod generate;
 pub mod run;
 pub mod topics;

@@ -1,0 +1,203 @@
+//! The gateway: REST over the state the jobs materialize (Redis, or the embedded store).
+//! Eligibility first: `GET /api/v1/eligibility?memberId=…&serviceDate=…&serviceType=…`.
+//!
+//! Responses follow the seed's format: `{"data": …, "meta": {"traceId": …}, "links": {"self": …}}`;
+//! errors `{"error": {"code", "message", "details", "traceId"}}` with 400 for a malformed or
+//! missing parameter, 404 for an unknown member, 503 when the store cannot be read. A client's
+//! mistake never gets a 500. `GET /health` says the process is up, `GET /ready` that the store
+//! answers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arus_connectors::store::StateStore;
+use arus_jobs::eligibility::{Answer, EligibilityState};
+use arus_schemas::Date;
+use arus_schemas::events::EligibilityStatus;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Gateway {
+    store: Arc<dyn StateStore>,
+}
+
+/// The REST routes over `store`.
+pub fn router(store: Arc<dyn StateStore>) -> Router {
+    Router::new()
+        .route("/api/v1/eligibility", get(eligibility))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .with_state(Gateway { store })
+}
+
+/// Serves `router(store)` on `listener` until the process ends, on a runtime of its own.
+pub fn serve_blocking(listener: std::net::TcpListener, store: Arc<dyn StateStore>) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        axum::serve(listener, router(store)).await
+    })
+}
+
+/// A trace id per request, for the caller to quote: the process's start and a counter.
+fn trace_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START
+        .get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    format!("{start:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An error in the seed's format.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Vec<Value>,
+}
+
+impl ApiError {
+    fn invalid(field: &str, issue: impl Into<String>) -> Self {
+        let issue = issue.into();
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "INVALID_PARAMETER",
+            message: format!("{field}: {issue}"),
+            details: vec![json!({ "field": field, "issue": issue })],
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details, "traceId": trace_id() }
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "NOT_FOUND",
+        message: "no such route".to_owned(),
+        details: Vec::new(),
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(State(gateway): State<Gateway>) -> Result<Json<Value>, ApiError> {
+    let store = gateway.store.clone();
+    let reached = tokio::task::spawn_blocking(move || store.get("ready-probe")).await;
+    match reached {
+        Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
+        _ => Err(unavailable()),
+    }
+}
+
+fn unavailable() -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "STORE_UNAVAILABLE",
+        message: "the state store does not answer; try again shortly".to_owned(),
+        details: Vec::new(),
+    }
+}
+
+/// The query of an eligibility check, all optional so that a missing one gets a clear 400.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EligibilityQuery {
+    member_id: Option<String>,
+    service_date: Option<String>,
+    service_type: Option<String>,
+}
+
+/// An identifier as arus writes them: letters, digits, `-` and `_`, at most 64.
+fn identifier(field: &str, value: Option<String>) -> Result<String, ApiError> {
+    let value = value.ok_or_else(|| ApiError::invalid(field, "is required"))?;
+    let valid = !value.is_empty()
+        && value.len() <= 64
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !valid {
+        return Err(ApiError::invalid(field, "must be 1 to 64 letters, digits, '-', '_' or '.'"));
+    }
+    Ok(value)
+}
+
+fn date(field: &str, value: Option<String>) -> Result<Date, ApiError> {
+    let value = value.ok_or_else(|| ApiError::invalid(field, "is required"))?;
+    value.parse::<Date>().map_err(|_| ApiError::invalid(field, format!("{value:?} is not a date YYYY-MM-DD")))
+}
+
+async fn eligibility(
+    State(gateway): State<Gateway>,
+    query: Result<Query<EligibilityQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let member_id = identifier("memberId", query.member_id)?;
+    let service_date = date("serviceDate", query.service_date)?;
+    let service_type = identifier("serviceType", query.service_type)?;
+    let store = gateway.store.clone();
+    let (member, service) = (member_id.clone(), service_type.clone());
+    let answer = tokio::task::spawn_blocking(move || {
+        EligibilityState::answer_from_store(&*store, &member, service_date, &service)
+    })
+    .await
+    .map_err(|_| unavailable())?
+    .map_err(|_| unavailable())?;
+    if answer.status == EligibilityStatus::UNKNOWN_MEMBER {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "MEMBER_NOT_FOUND",
+            message: format!("no member {member_id}"),
+            details: vec![json!({ "field": "memberId", "issue": "unknown" })],
+        });
+    }
+    let link =
+        format!("/api/v1/eligibility?memberId={member_id}&serviceDate={service_date}&serviceType={service_type}");
+    Ok(Json(json!({
+        "data": answer_json(&member_id, service_date, &service_type, &answer),
+        "meta": { "traceId": trace_id() },
+        "links": { "self": link },
+    })))
+}
+
+fn answer_json(member_id: &str, date: Date, service_type: &str, answer: &Answer) -> Value {
+    let text = |d: Option<Date>| d.map(|d| d.to_string());
+    json!({
+        "memberId": member_id,
+        "serviceDate": date.to_string(),
+        "serviceType": service_type,
+        "eligible": answer.eligible,
+        "status": format!("{:?}", answer.status),
+        "planId": answer.plan_id,
+        "coverageStart": text(answer.coverage_start),
+        "coverageEnd": text(answer.coverage_end),
+        "requiresPriorAuth": answer.requires_prior_auth,
+        "reason": answer.reason,
+        "benefits": answer.benefits.as_ref().map(|b| json!({
+            "deductibleIndividualIdr": b.deductible_individual_idr.0,
+            "deductibleFamilyIdr": b.deductible_family_idr.0,
+            "oopMaxIndividualIdr": b.oop_max_individual_idr.0,
+            "oopMaxFamilyIdr": b.oop_max_family_idr.0,
+            "copayIdr": b.copay_idr.0,
+            "coinsuranceBp": b.coinsurance_bp,
+            "annualLimitIdr": b.annual_limit_idr.0,
+        })),
+    })
+}

@@ -1,0 +1,161 @@
+//! The REST gateway over the embedded store: eligibility answers in the seed's format, which
+//! change as the store does, and clear 4xx errors for every client mistake.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use arus_connectors::store::MemoryStore;
+use arus_jobs::eligibility::EligibilityState;
+use arus_schemas::events::{
+    Benefits, CoverageChangeType, CoverageChanged, MemberCreated, PlanCreated, PlanTier, Relationship, Sex,
+};
+use arus_schemas::{Date, Event, Idr, Timestamp};
+use serde_json::Value;
+
+fn date(text: &str) -> Date {
+    text.parse().expect("a date")
+}
+
+fn events() -> Vec<Event> {
+    let benefits = Benefits {
+        deductible_individual_idr: Idr(500_000),
+        deductible_family_idr: Idr(1_500_000),
+        oop_max_individual_idr: Idr(5_000_000),
+        oop_max_family_idr: Idr(15_000_000),
+        copay_idr: Idr(25_000),
+        coinsurance_bp: 2_000,
+        out_of_network_coinsurance_bp: 4_000,
+        annual_limit_idr: Idr(100_000_000),
+        prior_auth_procedures: vec!["70551".to_owned()],
+        excluded_procedures: vec![],
+    };
+    vec![
+        Event::PlanCreated(PlanCreated {
+            event_id: "p".to_owned(),
+            event_time: Timestamp(0),
+            plan_id: "SILVER-2026".to_owned(),
+            name: "Silver".to_owned(),
+            tier: PlanTier::SILVER,
+            plan_year: 2026,
+            version: 1,
+            benefits,
+        }),
+        Event::MemberCreated(MemberCreated {
+            event_id: "m".to_owned(),
+            event_time: Timestamp(1),
+            member_id: "M1".to_owned(),
+            family_id: "F1".to_owned(),
+            subscriber_id: "M1".to_owned(),
+            relationship: Relationship::SUBSCRIBER,
+            nik: "3171010101900001".to_owned(),
+            full_name: "Test Member".to_owned(),
+            date_of_birth: date("1990-01-01"),
+            sex: Sex::MALE,
+            province_code: "31".to_owned(),
+            regency_code: "3171".to_owned(),
+            city: "Jakarta".to_owned(),
+            phone: None,
+            email: None,
+        }),
+        coverage("c1", CoverageChangeType::ENROLLED, "2026-01-01"),
+    ]
+}
+
+fn coverage(id: &str, change_type: CoverageChangeType, effective: &str) -> Event {
+    Event::CoverageChanged(CoverageChanged {
+        event_id: id.to_owned(),
+        event_time: Timestamp(2),
+        member_id: "M1".to_owned(),
+        family_id: "F1".to_owned(),
+        subscriber_id: "M1".to_owned(),
+        change_type,
+        plan_id: "SILVER-2026".to_owned(),
+        effective_date: date(effective),
+        end_date: None,
+        reason: Some("VOLUNTARY".to_owned()),
+    })
+}
+
+/// A GET: status and JSON body.
+fn get(address: std::net::SocketAddr, path: &str) -> (u16, Value) {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
+    let store = Arc::new(MemoryStore::new());
+    let mut state = EligibilityState::new();
+    for event in events() {
+        state.apply_to(&event, &*store).expect("store");
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = listener.local_addr().expect("address");
+    let served = store.clone();
+    std::thread::spawn(move || arus_gateway::serve_blocking(listener, served));
+
+    let (status, body) = get(address, "/api/v1/eligibility?memberId=M1&serviceDate=2026-03-01&serviceType=70551");
+    assert_eq!(status, 200, "{body}");
+    let data = &body["data"];
+    assert_eq!(data["eligible"], true);
+    assert_eq!(data["status"], "ACTIVE");
+    assert_eq!(data["planId"], "SILVER-2026");
+    assert_eq!(data["coverageStart"], "2026-01-01");
+    assert_eq!(data["requiresPriorAuth"], true);
+    assert_eq!(data["benefits"]["copayIdr"], 25_000);
+    assert!(body["meta"]["traceId"].is_string());
+    assert_eq!(body["links"]["self"], "/api/v1/eligibility?memberId=M1&serviceDate=2026-03-01&serviceType=70551");
+
+    // A termination reaches the store: the same question gets the new answer.
+    state.apply_to(&coverage("c2", CoverageChangeType::TERMINATED, "2026-02-15"), &*store).expect("store");
+    let (status, body) = get(address, "/api/v1/eligibility?memberId=M1&serviceDate=2026-03-01&serviceType=99213");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["data"]["eligible"].clone(), body["data"]["status"].clone()),
+        (Value::Bool(false), "TERMINATED".into())
+    );
+    assert_eq!(body["data"]["coverageEnd"], "2026-02-14");
+
+    for (path, status, code, field) in [
+        (
+            "/api/v1/eligibility?memberId=NOPE&serviceDate=2026-03-01&serviceType=99213",
+            404,
+            "MEMBER_NOT_FOUND",
+            "memberId",
+        ),
+        (
+            "/api/v1/eligibility?memberId=M1&serviceDate=2026-02-30&serviceType=99213",
+            400,
+            "INVALID_PARAMETER",
+            "serviceDate",
+        ),
+        (
+            "/api/v1/eligibility?memberId=M1&serviceDate=yesterday&serviceType=99213",
+            400,
+            "INVALID_PARAMETER",
+            "serviceDate",
+        ),
+        ("/api/v1/eligibility?serviceDate=2026-03-01&serviceType=99213", 400, "INVALID_PARAMETER", "memberId"),
+        (
+            "/api/v1/eligibility?memberId=M%201%3B&serviceDate=2026-03-01&serviceType=99213",
+            400,
+            "INVALID_PARAMETER",
+            "memberId",
+        ),
+        ("/api/v1/eligibility?memberId=M1&serviceDate=2026-03-01", 400, "INVALID_PARAMETER", "serviceType"),
+    ] {
+        let (got, body) = get(address, path);
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        assert_eq!(body["error"]["details"][0]["field"], field, "{path}: {body}");
+        assert!(body["error"]["traceId"].is_string() && body["error"]["message"].is_string(), "{body}");
+    }
+    assert_eq!(get(address, "/nowhere").0, 404);
+    assert_eq!(get(address, "/health"), (200, serde_json::json!({ "status": "ok" })));
+    assert_eq!(get(address, "/ready").0, 200);
+}

@@ -1,0 +1,32 @@
+//! `arus gateway`: the REST gateway over the state in Redis.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+/// `arus gateway` arguments.
+#[derive(Debug, clap::Args)]
+pub struct GatewayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Redis holding the materialized state.
+    #[arg(long, default_value = "redis://127.0.0.1:6379/")]
+    redis: String,
+    /// Prefix of the keys (as the jobs' `store.prefix`).
+    #[arg(long, default_value = "arus:")]
+    prefix: String,
+}
+
+/// Serves until stopped.
+pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let store = arus_connectors::store::RedisStore::connect(&args.redis, &args.prefix)?;
+    let listener =
+        std::net::TcpListener::bind(&args.addr).with_context(|| format!("--addr {}: cannot listen", args.addr))?;
+    eprintln!(
+        "arus gateway on http://{}: GET /api/v1/eligibility?memberId=…&serviceDate=YYYY-MM-DD&serviceType=…, /health, /ready",
+        listener.local_addr()?
+    );
+    arus_gateway::serve_blocking(listener, Arc::new(store))?;
+    Ok(())
+}
