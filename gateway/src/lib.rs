@@ -16,7 +16,7 @@ use arus_schemas::Date;
 use arus_schemas::events::EligibilityStatus;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,6 +33,8 @@ struct Gateway {
 pub fn router(store: Arc<dyn StateStore>) -> Router {
     Router::new()
         .route("/api/v1/eligibility", get(eligibility))
+        .route("/api/v1/members/{member_id}", get(member))
+        .route("/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found)
@@ -199,5 +201,113 @@ fn answer_json(member_id: &str, date: Date, service_type: &str, answer: &Answer)
             "coinsuranceBp": b.coinsurance_bp,
             "annualLimitIdr": b.annual_limit_idr.0,
         })),
+    })
+}
+
+/// A member's coverage as the store holds it: relationship, subscriber, coverage changes (no
+/// personal data: the store holds none).
+async fn member(State(gateway): State<Gateway>, Path(member_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let member_id = identifier("memberId", Some(member_id))?;
+    let store = gateway.store.clone();
+    let id = member_id.clone();
+    let view = tokio::task::spawn_blocking(move || EligibilityState::member_from_store(&*store, &id))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?
+        .ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "MEMBER_NOT_FOUND",
+            message: format!("no member {member_id}"),
+            details: vec![json!({ "field": "memberId", "issue": "unknown" })],
+        })?;
+    let coverage: Vec<Value> = view
+        .changes
+        .iter()
+        .map(|c| {
+            json!({
+                "change": format!("{:?}", c.change_type),
+                "planId": c.plan_id,
+                "effectiveDate": c.effective_date.to_string(),
+                "endDate": c.end_date.map(|d| d.to_string()),
+                "reason": c.reason,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "data": {
+            "memberId": view.member_id,
+            "familyId": view.created.as_ref().map(|(family, _)| family),
+            "relationship": view.created.as_ref().map(|(_, r)| format!("{r:?}")),
+            "subscriberId": view.subscriber_id,
+            "dateOfDeath": view.date_of_death.map(|d| d.to_string()),
+            "coverage": coverage,
+        },
+        "meta": { "traceId": trace_id() },
+        "links": { "self": format!("/api/v1/members/{member_id}") },
+    })))
+}
+
+/// The OpenAPI 3 document of the routes above.
+async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}
+
+/// The OpenAPI 3 document: what the server serves, no more (a test walks its paths).
+pub fn openapi_document() -> Value {
+    let error = json!({ "$ref": "#/components/schemas/Error" });
+    let responses = |ok: &str| {
+        json!({
+            "200": { "description": ok },
+            "400": { "description": "a parameter is missing or malformed", "content": { "application/json": { "schema": error } } },
+            "404": { "description": "no such member", "content": { "application/json": { "schema": error } } },
+            "503": { "description": "the state store does not answer", "content": { "application/json": { "schema": error } } },
+        })
+    };
+    let query = |name: &str, description: &str, format: Option<&str>| {
+        let mut schema = json!({ "type": "string" });
+        if let Some(format) = format {
+            schema["format"] = format.into();
+        }
+        json!({ "name": name, "in": "query", "required": true, "description": description, "schema": schema })
+    };
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": "arus gateway", "version": env!("CARGO_PKG_VERSION") },
+        "paths": {
+            "/api/v1/eligibility": { "get": {
+                "summary": "Whether a member is covered for a service on a date",
+                "parameters": [
+                    query("memberId", "member id", None),
+                    query("serviceDate", "date of service, YYYY-MM-DD", Some("date")),
+                    query("serviceType", "procedure code or service category", None),
+                ],
+                "responses": responses("the answer: eligible, status, plan, coverage span, benefits, prior authorization, reason"),
+            }},
+            "/api/v1/members/{memberId}": { "get": {
+                "summary": "A member's relationship, subscriber and coverage changes",
+                "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": responses("the member's coverage record"),
+            }},
+            "/health": { "get": { "summary": "The process is up", "responses": { "200": { "description": "up" } } } },
+            "/ready": { "get": { "summary": "The state store answers", "responses": {
+                "200": { "description": "ready" },
+                "503": { "description": "the store does not answer", "content": { "application/json": { "schema": error } } },
+            } } },
+            "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3" } } } },
+        },
+        "components": { "schemas": { "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": { "error": {
+                "type": "object",
+                "required": ["code", "message", "details", "traceId"],
+                "properties": {
+                    "code": { "type": "string" },
+                    "message": { "type": "string" },
+                    "details": { "type": "array", "items": { "type": "object" } },
+                    "traceId": { "type": "string" },
+                },
+            }},
+        }}},
     })
 }

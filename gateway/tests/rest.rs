@@ -155,6 +155,28 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
         assert_eq!(body["error"]["details"][0]["field"], field, "{path}: {body}");
         assert!(body["error"]["traceId"].is_string() && body["error"]["message"].is_string(), "{body}");
     }
+    // The member's record: relationship, subscriber, coverage changes; never personal data.
+    let (status, body) = get(address, "/api/v1/members/M1");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["relationship"], "SUBSCRIBER");
+    assert_eq!(body["data"]["coverage"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(body["data"]["coverage"][1]["change"], "TERMINATED");
+    let text = body.to_string();
+    assert!(!text.contains("3171010101900001") && !text.contains("Test Member"), "no NIK or name: {text}");
+    assert_eq!(get(address, "/api/v1/members/NOPE").0, 404);
+    assert_eq!(get(address, "/api/v1/members/bad%20id").0, 400);
+
+    // The OpenAPI document lists what the server serves.
+    let (status, document) = get(address, "/openapi.json");
+    assert_eq!(status, 200);
+    assert_eq!(document, arus_gateway::openapi_document());
+    let paths = document["paths"].as_object().expect("paths");
+    assert_eq!(paths.len(), 5);
+    for path in paths.keys() {
+        let concrete = path.replace("{memberId}", "M1")
+            + if path == "/api/v1/eligibility" { "?memberId=M1&serviceDate=2026-03-01&serviceType=99213" } else { "" };
+        assert_eq!(get(address, &concrete).0, 200, "{concrete} is in the document but not served");
+    }
     assert_eq!(get(address, "/nowhere").0, 404);
     assert_eq!(get(address, "/health"), (200, serde_json::json!({ "status": "ok" })));
     assert_eq!(get(address, "/ready").0, 200);

@@ -425,6 +425,16 @@ impl EligibilityState {
         store.put_versioned(&member_key(member_id), view.events, &json(&view)).map(|_| ())
     }
 
+    /// A member's record as `store` holds it.
+    pub fn member_from_store(store: &dyn StateStore, member_id: &str) -> Result<Option<MemberView>, StoreError> {
+        match store.get(&member_key(member_id))? {
+            Some((_, bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError(format!("{}: {e}", member_key(member_id)))),
+            None => Ok(None),
+        }
+    }
+
     /// Answers from what `store` holds: the member, its subscriber, and their plans.
     pub fn answer_from_store(
         store: &dyn StateStore,
