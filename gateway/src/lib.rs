@@ -5,7 +5,7 @@
 //! errors `{"error": {"code", "message", "details", "traceId"}}` with 400 for a malformed or
 //! missing parameter, 404 for an unknown member, 503 when the store cannot be read. A client's
 //! mistake never gets a 500. `GET /health` says the process is up, `GET /ready` that the store
-//! answers.
+//! answers, `GET /metrics` the rate, errors and latency of each route (Prometheus text).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,18 +27,108 @@ use serde_json::{Value, json};
 #[derive(Clone)]
 struct Gateway {
     store: Arc<dyn StateStore>,
+    metrics: Arc<Red>,
+}
+
+/// Latency buckets, in microseconds.
+const BUCKETS_US: [u64; 9] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000];
+
+/// Rate, errors and duration per route: requests by status class, and a latency histogram.
+#[derive(Default)]
+struct Red {
+    routes: std::sync::Mutex<std::collections::BTreeMap<String, RouteStats>>,
+}
+
+#[derive(Default, Clone)]
+struct RouteStats {
+    /// Requests by status code.
+    statuses: std::collections::BTreeMap<u16, u64>,
+    /// Counts per bucket (the last is +Inf), and the sum of durations in microseconds.
+    buckets: [u64; BUCKETS_US.len() + 1],
+    sum_us: u64,
+}
+
+impl Red {
+    fn observe(&self, route: &str, status: u16, took: std::time::Duration) {
+        let us = took.as_micros() as u64;
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = routes.entry(route.to_owned()).or_default();
+        *stats.statuses.entry(status).or_default() += 1;
+        let bucket = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(BUCKETS_US.len());
+        stats.buckets[bucket] += 1;
+        stats.sum_us += us;
+    }
+
+    fn render(&self) -> String {
+        use std::fmt::Write;
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP arus_gateway_requests_total Requests by route and status.");
+        let _ = writeln!(out, "# TYPE arus_gateway_requests_total counter");
+        for (route, stats) in &routes {
+            for (status, n) in &stats.statuses {
+                let _ = writeln!(out, "arus_gateway_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            }
+        }
+        let _ = writeln!(out, "# HELP arus_gateway_request_duration_seconds Time to answer, by route.");
+        let _ = writeln!(out, "# TYPE arus_gateway_request_duration_seconds histogram");
+        for (route, stats) in &routes {
+            let mut cumulative = 0;
+            for (i, n) in stats.buckets.iter().enumerate() {
+                cumulative += n;
+                let le = BUCKETS_US
+                    .get(i)
+                    .map_or("+Inf".to_owned(), |us| format!("{}.{:06}", us / 1_000_000, us % 1_000_000));
+                let _ = writeln!(
+                    out,
+                    "arus_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "arus_gateway_request_duration_seconds_sum{{route=\"{route}\"}} {}.{:06}",
+                stats.sum_us / 1_000_000,
+                stats.sum_us % 1_000_000
+            );
+            let _ = writeln!(out, "arus_gateway_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}");
+        }
+        out
+    }
+}
+
+/// Records each request's route (its template, not the raw path), status and duration.
+async fn record(
+    State(gateway): State<Gateway>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    gateway.metrics.observe(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn metrics(State(gateway): State<Gateway>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], gateway.metrics.render())
 }
 
 /// The REST routes over `store`.
 pub fn router(store: Arc<dyn StateStore>) -> Router {
+    let gateway = Gateway { store, metrics: Arc::new(Red::default()) };
     Router::new()
         .route("/api/v1/eligibility", get(eligibility))
         .route("/api/v1/members/{member_id}", get(member))
         .route("/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
-        .with_state(Gateway { store })
+        .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), record))
+        .with_state(gateway)
 }
 
 /// Serves `router(store)` on `listener` until the process ends, on a runtime of its own.
@@ -294,6 +384,7 @@ pub fn openapi_document() -> Value {
                 "503": { "description": "the store does not answer", "content": { "application/json": { "schema": error } } },
             } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3" } } } },
+            "/metrics": { "get": { "summary": "Requests, errors and latency per route (Prometheus text)", "responses": { "200": { "description": "metrics" } } } },
         },
         "components": { "schemas": { "Error": {
             "type": "object",

@@ -76,15 +76,20 @@ fn coverage(id: &str, change_type: CoverageChangeType, effective: &str) -> Event
     })
 }
 
-/// A GET: status and JSON body.
-fn get(address: std::net::SocketAddr, path: &str) -> (u16, Value) {
+/// A GET: status and body text.
+fn get_text(address: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n").expect("request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
     let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    (status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+}
+
+/// A GET: status and JSON body.
+fn get(address: std::net::SocketAddr, path: &str) -> (u16, Value) {
+    let (status, body) = get_text(address, path);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 #[test]
@@ -171,7 +176,7 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     assert_eq!(status, 200);
     assert_eq!(document, arus_gateway::openapi_document());
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 5);
+    assert_eq!(paths.len(), 6);
     for path in paths.keys() {
         let concrete = path.replace("{memberId}", "M1")
             + if path == "/api/v1/eligibility" { "?memberId=M1&serviceDate=2026-03-01&serviceType=99213" } else { "" };
@@ -180,4 +185,27 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     assert_eq!(get(address, "/nowhere").0, 404);
     assert_eq!(get(address, "/health"), (200, serde_json::json!({ "status": "ok" })));
     assert_eq!(get(address, "/ready").0, 200);
+
+    // Rate, errors and latency per route template.
+    let (status, metrics) = get_text(address, "/metrics");
+    assert_eq!(status, 200);
+    let value = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    let route = "route=\"/api/v1/eligibility\"";
+    assert_eq!(value(&format!("arus_gateway_requests_total{{{route},status=\"400\"}}")), 5);
+    assert_eq!(value(&format!("arus_gateway_requests_total{{{route},status=\"404\"}}")), 1);
+    assert_eq!(value(&format!("arus_gateway_requests_total{{{route},status=\"200\"}}")), 3);
+    assert_eq!(value(&format!("arus_gateway_request_duration_seconds_count{{{route}}}")), 9);
+    assert_eq!(value(&format!("arus_gateway_request_duration_seconds_bucket{{{route},le=\"+Inf\"}}")), 9);
+    assert_eq!(
+        value("arus_gateway_requests_total{route=\"/api/v1/members/{member_id}\",status=\"200\"}"),
+        2,
+        "labelled by the route's template, not the member"
+    );
 }
