@@ -1,5 +1,6 @@
 //! The gateway: REST over the state the jobs materialize (Redis, or the embedded store).
-//! Eligibility first: `GET /api/v1/eligibility?memberId=…&serviceDate=…&serviceType=…`.
+//! Eligibility first: `GET /api/v1/eligibility?memberId=…&serviceDate=…&serviceType=…`, and the
+//! same check for partners as `POST /api/partner/v1/eligibility/verify` with a JSON body.
 //!
 //! Responses follow the seed's format: `{"data": …, "meta": {"traceId": …}, "links": {"self": …}}`;
 //! errors `{"error": {"code", "message", "details", "traceId"}}` with 400 for a malformed or
@@ -122,6 +123,7 @@ pub fn router(store: Arc<dyn StateStore>) -> Router {
     Router::new()
         .route("/api/v1/eligibility", get(eligibility))
         .route("/api/v1/members/{member_id}", get(member))
+        .route("/api/partner/v1/eligibility/verify", axum::routing::post(verify))
         .route("/openapi.json", get(openapi))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -241,6 +243,19 @@ async fn eligibility(
     query: Result<Query<EligibilityQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    check(&gateway, query).await
+}
+
+/// The partner route: the same check, its parameters in a JSON body.
+async fn verify(
+    State(gateway): State<Gateway>,
+    body: Result<Json<EligibilityQuery>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(query) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    check(&gateway, query).await
+}
+
+async fn check(gateway: &Gateway, query: EligibilityQuery) -> Result<Json<Value>, ApiError> {
     let member_id = identifier("memberId", query.member_id)?;
     let service_date = date("serviceDate", query.service_date)?;
     let service_type = identifier("serviceType", query.service_type)?;
@@ -372,6 +387,19 @@ pub fn openapi_document() -> Value {
                     query("serviceType", "procedure code or service category", None),
                 ],
                 "responses": responses("the answer: eligible, status, plan, coverage span, benefits, prior authorization, reason"),
+            }},
+            "/api/partner/v1/eligibility/verify": { "post": {
+                "summary": "The eligibility check for partner systems, its parameters in a JSON body",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object",
+                    "required": ["memberId", "serviceDate", "serviceType"],
+                    "properties": {
+                        "memberId": { "type": "string" },
+                        "serviceDate": { "type": "string", "format": "date" },
+                        "serviceType": { "type": "string" },
+                    },
+                }}}},
+                "responses": responses("the answer, as GET /api/v1/eligibility gives it"),
             }},
             "/api/v1/members/{memberId}": { "get": {
                 "summary": "A member's relationship, subscriber and coverage changes",
