@@ -32,8 +32,10 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let prefix = format!("arus-test-elig-{}-{nanos}.", std::process::id());
     let (members, benefits) = (format!("{prefix}member.events"), format!("{prefix}benefit.events"));
-    create_topics(&config, &[(&members, 3), (&benefits, 1)]).expect("create topics");
-    let _topics = Topics(&config, vec![members.clone(), benefits.clone()]);
+    let (requests, responses) = (format!("{prefix}eligibility.requests"), format!("{prefix}eligibility.responses"));
+    create_topics(&config, &[(&members, 3), (&benefits, 1), (&requests, 2)]).expect("create topics");
+    let _topics = Topics(&config, vec![members.clone(), benefits.clone(), requests.clone(), responses.clone()]);
+    let mut request_count = 0u64;
 
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
     let mut claims = Vec::new();
@@ -54,6 +56,10 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
                 let topic = match event.topic().as_ref() {
                     "member.events" => &members,
                     "benefit.events" => &benefits,
+                    "eligibility.requests" => {
+                        request_count += 1;
+                        &requests
+                    }
                     _ => return Ok(()),
                 };
                 let bytes = wire::encode(&event).map_err(|e| e.to_string())?;
@@ -79,6 +85,7 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
             .args(["--set", &format!("source.topic_prefix={prefix}")])
             .args(["--set", &format!("store.url={redis}")])
             .args(["--set", &format!("store.prefix={store_prefix}")])
+            .args(["--set", "answer_requests=true"])
             .output()
             .expect("arus runs");
         let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
@@ -88,7 +95,30 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
     let stderr = run_job();
     assert!(stderr.contains("into the Redis store"), "{stderr}");
 
+    assert!(stderr.replace(',', "").contains(&format!("{request_count} requests answered")), "{stderr}");
     let store = RedisStore::connect(&redis, &store_prefix).expect("redis");
+    // Every request answered on the bus, as the store answers it.
+    let mut reader = arus_connectors::kafka::BoundedPartitionReader::open(
+        &config,
+        "check",
+        &responses,
+        &[(0, None), (1, None)],
+        100,
+    )
+    .expect("read the responses");
+    let mut answered = 0u64;
+    while let Some(record) = reader.next_record().expect("read") {
+        let Event::EligibilityResponded(response) = wire::decode(&record.value).expect("a response") else {
+            panic!("not a response")
+        };
+        let expected = EligibilityState::answer_from_store(&store, &response.member_id, response.service_date, "99213")
+            .expect("read Redis");
+        assert_eq!(response.status, expected.status, "{response:?}");
+        assert_eq!(response.plan_id, expected.plan_id, "{response:?}");
+        answered += 1;
+    }
+    assert_eq!(answered, request_count);
+    assert!(request_count > 100);
     let answer =
         |member: &str, date| EligibilityState::answer_from_store(&store, member, date, "99213").expect("read Redis");
     let mut wrong = Vec::new();

@@ -303,6 +303,11 @@ impl EligibilityState {
     /// request's, so answering twice gives the same event).
     pub fn respond(&self, request: &EligibilityRequested, now: Timestamp) -> EligibilityResponded {
         let answer = self.answer(&request.member_id, request.service_date, &request.service_type);
+        Self::response(request, &answer, now)
+    }
+
+    /// An answer to a request, as the response event.
+    pub fn response(request: &EligibilityRequested, answer: &Answer, now: Timestamp) -> EligibilityResponded {
         EligibilityResponded {
             event_id: format!("elig-resp:{}", request.request_id),
             event_time: now,
@@ -311,7 +316,7 @@ impl EligibilityState {
             service_date: request.service_date,
             eligible: answer.eligible,
             status: answer.status,
-            plan_id: answer.plan_id,
+            plan_id: answer.plan_id.clone(),
             coverage_start: answer.coverage_start,
             coverage_end: answer.coverage_end,
             deductible_remaining_idr: None,
@@ -319,7 +324,7 @@ impl EligibilityState {
             // Remaining amounts need the accumulators (the adjudication issue).
             annual_limit_remaining_idr: None,
             requires_prior_auth: answer.requires_prior_auth,
-            reason: answer.reason,
+            reason: answer.reason.clone(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct EligibilityReport {
     pub events: u64,
     /// Records that were not events of the contract (counted, passed over).
     pub undecodable: u64,
+    /// Requests answered on `eligibility.responses`.
+    pub answered: u64,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -69,7 +71,70 @@ pub fn run_with_store(
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
     let inputs = open_inputs(&spec.source)?;
-    run_inputs(inputs, cluster, store)
+    let mut report = run_inputs(inputs, cluster, store.clone())?;
+    if spec.answer_requests {
+        let started = Instant::now();
+        report.answered = answer_requests(&spec.source, &*store)?;
+        report.elapsed += started.elapsed();
+    }
+    Ok(report)
+}
+
+/// Answers every request on the source's `eligibility.requests` from `store`, writing
+/// `EligibilityResponded` events to `eligibility.responses` next to it.
+fn answer_requests(source: &EligibilitySource, store: &dyn StateStore) -> Result<u64, RunError> {
+    use arus_schemas::topics::names::{ELIGIBILITY_REQUESTS, ELIGIBILITY_RESPONSES};
+    let (requests, responses) = match source {
+        EligibilitySource::Kafka { topic_prefix, .. } | EligibilitySource::Embedded { topic_prefix, .. } => {
+            (format!("{topic_prefix}{ELIGIBILITY_REQUESTS}"), format!("{topic_prefix}{ELIGIBILITY_RESPONSES}"))
+        }
+    };
+    let store_error = |e: arus_connectors::store::StoreError| RunError::Unsupported(e.to_string());
+    let respond = |request: &arus_schemas::events::EligibilityRequested| -> Result<Event, RunError> {
+        let answer =
+            EligibilityState::answer_from_store(store, &request.member_id, request.service_date, &request.service_type)
+                .map_err(store_error)?;
+        Ok(Event::EligibilityResponded(EligibilityState::response(request, &answer, request.event_time)))
+    };
+    let mut answered = 0;
+    match source {
+        EligibilitySource::Kafka { brokers, group, .. } => {
+            let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
+            let partitions = arus_connectors::kafka::partition_count(&config, &requests)?;
+            let from: Vec<(u32, Option<u64>)> = (0..partitions).map(|p| (p, None)).collect();
+            let mut reader =
+                arus_connectors::kafka::BoundedPartitionReader::open(&config, group, &requests, &from, BATCH)?;
+            if arus_connectors::kafka::partition_count(&config, &responses).is_err() {
+                arus_connectors::kafka::create_topics(&config, &[(&responses, partitions)])?;
+            }
+            let producer = arus_connectors::kafka::KafkaSink::new(&config, "lz4")?;
+            while let Some(record) = reader.next_record()? {
+                let Ok(Event::EligibilityRequested(request)) = wire::decode(&record.value) else { continue };
+                let response = respond(&request)?;
+                let bytes = wire::encode(&response).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                producer.send(&responses, response.key().as_bytes(), &bytes, request.event_time.0)?;
+                answered += 1;
+            }
+            producer.flush(Duration::from_secs(60))?;
+        }
+        EligibilitySource::Embedded { dir, .. } => {
+            let log = EmbeddedLog::open(dir)?;
+            if !log.topic_names().contains(&responses) {
+                log.create_topic(&responses, log.partitions(&requests)?)?;
+            }
+            for (partition, end) in log.end_offsets(&requests)?.into_iter().enumerate() {
+                for record in log.fetch(&requests, partition as u32, 0, end as usize)? {
+                    let Ok(Event::EligibilityRequested(request)) = wire::decode(&record.value) else { continue };
+                    let response = respond(&request)?;
+                    let bytes = wire::encode(&response).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                    log.produce(&responses, Some(response.key().as_bytes()), bytes, request.event_time)?;
+                    answered += 1;
+                }
+            }
+            log.flush()?;
+        }
+    }
+    Ok(answered)
 }
 
 /// Runs the job over topics of a log this process already has (as `arus demo` does).

@@ -58,6 +58,11 @@ pub struct EligibilitySpec {
     pub source: EligibilitySource,
     /// Where the member and plan records go.
     pub store: StoreSpec,
+    /// Once the records are written, answer every request on `eligibility.requests` with an
+    /// `EligibilityResponded` on `eligibility.responses` (ids derived from the requests', so a
+    /// consumer drops the duplicates a rerun writes).
+    #[serde(default)]
+    pub answer_requests: bool,
 }
 
 /// The transport of the eligibility job's topics.

@@ -128,5 +128,8 @@ fn run_eligibility(args: &RunArgs) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if spec.answer_requests {
+        eprintln!("{} requests answered on eligibility.responses", thousands(report.answered));
+    }
     Ok(())
 }
