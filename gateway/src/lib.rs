@@ -8,8 +8,12 @@
 //! mistake never gets a 500. `GET /health` says the process is up, `GET /ready` that the store
 //! answers, `GET /metrics` the rate, errors and latency of each route (Prometheus text).
 
+pub mod commands;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use commands::{CoverageCommand, Invalid, NewMember, Publisher};
 
 use arus_connectors::store::StateStore;
 use arus_jobs::eligibility::{Answer, EligibilityState};
@@ -29,6 +33,7 @@ use serde_json::{Value, json};
 struct Gateway {
     store: Arc<dyn StateStore>,
     metrics: Arc<Red>,
+    publisher: Option<Arc<dyn Publisher>>,
 }
 
 /// Latency buckets, in microseconds.
@@ -117,12 +122,19 @@ async fn metrics(State(gateway): State<Gateway>) -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], gateway.metrics.render())
 }
 
-/// The REST routes over `store`.
+/// The REST routes over `store`, without commands (they answer 503).
 pub fn router(store: Arc<dyn StateStore>) -> Router {
-    let gateway = Gateway { store, metrics: Arc::new(Red::default()) };
+    router_with(store, None)
+}
+
+/// The REST routes over `store`, commands published through `publisher`.
+pub fn router_with(store: Arc<dyn StateStore>, publisher: Option<Arc<dyn Publisher>>) -> Router {
+    let gateway = Gateway { store, metrics: Arc::new(Red::default()), publisher };
     Router::new()
         .route("/api/v1/eligibility", get(eligibility))
+        .route("/api/v1/members", axum::routing::post(create_member))
         .route("/api/v1/members/{member_id}", get(member))
+        .route("/api/v1/members/{member_id}/coverage", axum::routing::post(change_coverage))
         .route("/api/partner/v1/eligibility/verify", axum::routing::post(verify))
         .route("/openapi.json", get(openapi))
         .route("/health", get(health))
@@ -135,11 +147,20 @@ pub fn router(store: Arc<dyn StateStore>) -> Router {
 
 /// Serves `router(store)` on `listener` until the process ends, on a runtime of its own.
 pub fn serve_blocking(listener: std::net::TcpListener, store: Arc<dyn StateStore>) -> std::io::Result<()> {
+    serve_blocking_with(listener, store, None)
+}
+
+/// Serves `router_with(store, publisher)` on `listener` until the process ends.
+pub fn serve_blocking_with(
+    listener: std::net::TcpListener,
+    store: Arc<dyn StateStore>,
+    publisher: Option<Arc<dyn Publisher>>,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, router(store)).await
+        axum::serve(listener, router_with(store, publisher)).await
     })
 }
 
@@ -401,6 +422,29 @@ pub fn openapi_document() -> Value {
                 }}}},
                 "responses": responses("the answer, as GET /api/v1/eligibility gives it"),
             }},
+            "/api/v1/members": { "post": {
+                "summary": "Record a new member: a MemberCreated on member.events",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
+                    "required": ["relationship", "nik", "fullName", "dateOfBirth", "sex", "provinceCode", "regencyCode", "city"] } } } },
+                "responses": {
+                    "202": { "description": "published: the event's and the member's ids" },
+                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
+                    "422": { "description": "fields that do not agree (the NIK and the date of birth, say)", "content": { "application/json": { "schema": error } } },
+                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
+                },
+            }},
+            "/api/v1/members/{memberId}/coverage": { "post": {
+                "summary": "Change a member's coverage: a CoverageChanged on member.events",
+                "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
+                    "required": ["changeType", "planId", "effectiveDate"] } } } },
+                "responses": {
+                    "202": { "description": "published: the event's and the member's ids" },
+                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
+                    "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
+                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
+                },
+            }},
             "/api/v1/members/{memberId}": { "get": {
                 "summary": "A member's relationship, subscriber and coverage changes",
                 "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }],
@@ -429,4 +473,86 @@ pub fn openapi_document() -> Value {
             }},
         }}},
     })
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        let (status, code) = if invalid.semantic {
+            (StatusCode::UNPROCESSABLE_ENTITY, "INCONSISTENT_VALUES")
+        } else {
+            (StatusCode::BAD_REQUEST, "INVALID_PARAMETER")
+        };
+        ApiError {
+            status,
+            code,
+            message: format!("{}: {}", invalid.field, invalid.issue),
+            details: vec![json!({ "field": invalid.field, "issue": invalid.issue })],
+        }
+    }
+}
+
+fn now() -> arus_schemas::Timestamp {
+    arus_schemas::Timestamp(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+    )
+}
+
+/// Publishes a command's event; `202 Accepted` with its id.
+async fn publish(gateway: &Gateway, event: arus_schemas::Event, location: String) -> Result<Response, ApiError> {
+    let publisher = gateway.publisher.clone().ok_or(ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "NO_EVENT_BUS",
+        message: "this gateway takes no commands: it was started without an event bus".to_owned(),
+        details: Vec::new(),
+    })?;
+    let event_id = match &event {
+        arus_schemas::Event::MemberCreated(e) => e.event_id.clone(),
+        arus_schemas::Event::CoverageChanged(e) => e.event_id.clone(),
+        _ => String::new(),
+    };
+    let member_id = event.key().to_owned();
+    tokio::task::spawn_blocking(move || publisher.publish(&event)).await.map_err(|_| unavailable())?.map_err(|_| {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "EVENT_BUS_UNAVAILABLE",
+            message: "the event could not be published; nothing was recorded, try again".to_owned(),
+            details: Vec::new(),
+        }
+    })?;
+    let body = json!({
+        "data": { "eventId": event_id, "memberId": member_id },
+        "meta": { "traceId": trace_id() },
+        "links": { "self": location },
+    });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `POST /api/v1/members`: a `MemberCreated` on `member.events`.
+async fn create_member(
+    State(gateway): State<Gateway>,
+    body: Result<Json<NewMember>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let event = request.event(now())?;
+    let location = format!("/api/v1/members/{}", event.member_id);
+    publish(&gateway, arus_schemas::Event::MemberCreated(event), location).await
+}
+
+/// `POST /api/v1/members/{memberId}/coverage`: a `CoverageChanged` on `member.events`.
+async fn change_coverage(
+    State(gateway): State<Gateway>,
+    Path(member_id): Path<String>,
+    body: Result<Json<CoverageCommand>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let member_id = identifier("memberId", Some(member_id))?;
+    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let store = gateway.store.clone();
+    let id = member_id.clone();
+    let known = tokio::task::spawn_blocking(move || EligibilityState::member_from_store(&*store, &id))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?
+        .and_then(|view| Some((view.created?.0, view.subscriber_id?)));
+    let event = request.event(&member_id, known, now())?;
+    publish(&gateway, arus_schemas::Event::CoverageChanged(event), format!("/api/v1/members/{member_id}")).await
 }

@@ -191,7 +191,7 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     assert_eq!(status, 200);
     assert_eq!(document, arus_gateway::openapi_document());
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 7);
+    assert_eq!(paths.len(), 9);
     for path in paths.keys().filter(|p| document["paths"][p.as_str()].get("get").is_some()) {
         let concrete = path.replace("{memberId}", "M1")
             + if path == "/api/v1/eligibility" { "?memberId=M1&serviceDate=2026-03-01&serviceType=99213" } else { "" };

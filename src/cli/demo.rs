@@ -141,7 +141,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let log = std::sync::Arc::new(log);
     let (store, example) = eligibility(log.clone())?;
     out!();
-    provider_windows(log)?;
+    provider_windows(log.clone())?;
     out!();
     out!(
         "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic; \
@@ -157,7 +157,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         if let Some((member, day)) = &example {
             out!("  curl 'http://{bound}/api/v1/eligibility?memberId={member}&serviceDate={day}&serviceType=99213'");
         }
-        arus_gateway::serve_blocking(listener, store)?;
+        let publisher = std::sync::Arc::new(arus_gateway::commands::LogPublisher::new(log.clone()));
+        arus_gateway::serve_blocking_with(listener, store, Some(publisher))?;
     }
     Ok(())
 }

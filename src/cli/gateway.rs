@@ -16,6 +16,13 @@ pub struct GatewayArgs {
     /// Prefix of the keys (as the jobs' `store.prefix`).
     #[arg(long, default_value = "arus:")]
     prefix: String,
+    /// Kafka brokers to publish commands to (`POST /api/v1/members`, coverage); without it,
+    /// commands are refused with 503.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
+    /// Put before topic names when publishing (as the jobs' `source.topic_prefix`).
+    #[arg(long, default_value = "")]
+    topic_prefix: String,
 }
 
 /// Serves until stopped.
@@ -24,9 +31,15 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let listener =
         std::net::TcpListener::bind(&args.addr).with_context(|| format!("--addr {}: cannot listen", args.addr))?;
     eprintln!(
-        "arus gateway on http://{}: GET /api/v1/eligibility?memberId=…&serviceDate=YYYY-MM-DD&serviceType=…, /health, /ready",
+        "arus gateway on http://{}: GET /api/v1/eligibility?memberId=…&serviceDate=YYYY-MM-DD&serviceType=…, /openapi.json, /health, /ready",
         listener.local_addr()?
     );
-    arus_gateway::serve_blocking(listener, Arc::new(store))?;
+    let publisher = match &args.kafka {
+        Some(brokers) => Some(Arc::new(
+            arus_gateway::commands::KafkaPublisher::new(brokers, &args.topic_prefix).map_err(anyhow::Error::msg)?,
+        ) as Arc<dyn arus_gateway::commands::Publisher>),
+        None => None,
+    };
+    arus_gateway::serve_blocking_with(listener, Arc::new(store), publisher)?;
     Ok(())
 }
