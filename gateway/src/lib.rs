@@ -133,6 +133,7 @@ pub fn router_with(store: Arc<dyn StateStore>, publisher: Option<Arc<dyn Publish
     Router::new()
         .route("/api/v1/eligibility", get(eligibility))
         .route("/api/v1/members", axum::routing::post(create_member))
+        .route("/api/v1/benefits/summary", get(benefits_summary))
         .route("/api/v1/members/{member_id}", get(member))
         .route("/api/v1/members/{member_id}/coverage", axum::routing::post(change_coverage))
         .route("/api/partner/v1/eligibility/verify", axum::routing::post(verify))
@@ -396,6 +397,13 @@ pub fn openapi_document() -> Value {
         }
         json!({ "name": name, "in": "query", "required": true, "description": description, "schema": schema })
     };
+    let idempotency = json!({
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": false,
+        "description": "a retry with the same key gets the first answer again, and publishes nothing",
+        "schema": { "type": "string" },
+    });
     json!({
         "openapi": "3.0.3",
         "info": { "title": "arus gateway", "version": env!("CARGO_PKG_VERSION") },
@@ -424,6 +432,7 @@ pub fn openapi_document() -> Value {
             }},
             "/api/v1/members": { "post": {
                 "summary": "Record a new member: a MemberCreated on member.events",
+                "parameters": [idempotency.clone()],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
                     "required": ["relationship", "nik", "fullName", "dateOfBirth", "sex", "provinceCode", "regencyCode", "city"] } } } },
                 "responses": {
@@ -435,7 +444,7 @@ pub fn openapi_document() -> Value {
             }},
             "/api/v1/members/{memberId}/coverage": { "post": {
                 "summary": "Change a member's coverage: a CoverageChanged on member.events",
-                "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }, idempotency],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
                     "required": ["changeType", "planId", "effectiveDate"] } } } },
                 "responses": {
@@ -444,6 +453,11 @@ pub fn openapi_document() -> Value {
                     "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
                     "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
                 },
+            }},
+            "/api/v1/benefits/summary": { "get": {
+                "summary": "The plan and benefits in force for a member on a date",
+                "parameters": [query("memberId", "member id", None), query("asOf", "the date, YYYY-MM-DD", Some("date"))],
+                "responses": responses("plan, coverage span and benefits"),
             }},
             "/api/v1/members/{memberId}": { "get": {
                 "summary": "A member's relationship, subscriber and coverage changes",
@@ -497,8 +511,42 @@ fn now() -> arus_schemas::Timestamp {
     )
 }
 
-/// Publishes a command's event; `202 Accepted` with its id.
-async fn publish(gateway: &Gateway, event: arus_schemas::Event, location: String) -> Result<Response, ApiError> {
+/// The body a command with this `Idempotency-Key` was answered with, if any.
+async fn replayed(gateway: &Gateway, key: Option<&str>) -> Result<Option<Response>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    let store = gateway.store.clone();
+    let store_key = format!("idempotency:{key}");
+    let stored = tokio::task::spawn_blocking(move || store.get(&store_key))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+    Ok(stored.and_then(|(_, bytes)| serde_json::from_slice::<Value>(&bytes).ok()).map(|body| {
+        let mut body = body;
+        body["meta"]["traceId"] = trace_id().into();
+        body["meta"]["replayed"] = true.into();
+        (StatusCode::ACCEPTED, Json(body)).into_response()
+    }))
+}
+
+/// The `Idempotency-Key` header, validated.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| commands::valid_id(k))
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key", "must be 1 to 64 letters, digits, '-', '_' or '.'"))?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Publishes a command's event; `202 Accepted` with its id. With an idempotency key, the
+/// answer is kept, and a retry with the same key gets it again without a second event.
+async fn publish(
+    gateway: &Gateway,
+    event: arus_schemas::Event,
+    location: String,
+    key: Option<String>,
+) -> Result<Response, ApiError> {
     let publisher = gateway.publisher.clone().ok_or(ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         code: "NO_EVENT_BUS",
@@ -524,27 +572,46 @@ async fn publish(gateway: &Gateway, event: arus_schemas::Event, location: String
         "meta": { "traceId": trace_id() },
         "links": { "self": location },
     });
+    if let Some(key) = key {
+        let store = gateway.store.clone();
+        let bytes = body.to_string().into_bytes();
+        // Kept once: the first answer for a key stands.
+        tokio::task::spawn_blocking(move || store.put_versioned(&format!("idempotency:{key}"), 1, &bytes))
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|_| unavailable())?;
+    }
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// `POST /api/v1/members`: a `MemberCreated` on `member.events`.
 async fn create_member(
     State(gateway): State<Gateway>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<NewMember>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    if let Some(answer) = replayed(&gateway, key.as_deref()).await? {
+        return Ok(answer);
+    }
     let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
     let event = request.event(now())?;
     let location = format!("/api/v1/members/{}", event.member_id);
-    publish(&gateway, arus_schemas::Event::MemberCreated(event), location).await
+    publish(&gateway, arus_schemas::Event::MemberCreated(event), location, key).await
 }
 
 /// `POST /api/v1/members/{memberId}/coverage`: a `CoverageChanged` on `member.events`.
 async fn change_coverage(
     State(gateway): State<Gateway>,
     Path(member_id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<CoverageCommand>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
+    let key = idempotency_key(&headers)?;
+    if let Some(answer) = replayed(&gateway, key.as_deref()).await? {
+        return Ok(answer);
+    }
     let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
     let store = gateway.store.clone();
     let id = member_id.clone();
@@ -554,5 +621,51 @@ async fn change_coverage(
         .map_err(|_| unavailable())?
         .and_then(|view| Some((view.created?.0, view.subscriber_id?)));
     let event = request.event(&member_id, known, now())?;
-    publish(&gateway, arus_schemas::Event::CoverageChanged(event), format!("/api/v1/members/{member_id}")).await
+    publish(&gateway, arus_schemas::Event::CoverageChanged(event), format!("/api/v1/members/{member_id}"), key).await
+}
+
+/// The benefits summary query.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SummaryQuery {
+    member_id: Option<String>,
+    as_of: Option<String>,
+}
+
+/// `GET /api/v1/benefits/summary?memberId=…&asOf=YYYY-MM-DD`: the plan and benefits in force
+/// for the member on the date.
+async fn benefits_summary(
+    State(gateway): State<Gateway>,
+    query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let member_id = identifier("memberId", query.member_id)?;
+    let as_of = date("asOf", query.as_of)?;
+    let answer = match check(
+        &gateway,
+        EligibilityQuery {
+            member_id: Some(member_id.clone()),
+            service_date: Some(as_of.to_string()),
+            service_type: Some("summary".to_owned()),
+        },
+    )
+    .await?
+    {
+        Json(body) => body,
+    };
+    let data = &answer["data"];
+    Ok(Json(json!({
+        "data": {
+            "memberId": member_id,
+            "asOf": as_of.to_string(),
+            "covered": data["status"] == "ACTIVE",
+            "status": data["status"],
+            "planId": data["planId"],
+            "coverageStart": data["coverageStart"],
+            "coverageEnd": data["coverageEnd"],
+            "benefits": data["benefits"],
+        },
+        "meta": { "traceId": trace_id() },
+        "links": { "self": format!("/api/v1/benefits/summary?memberId={member_id}&asOf={as_of}") },
+    })))
 }

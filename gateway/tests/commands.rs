@@ -13,10 +13,15 @@ use arus_schemas::{Event, wire};
 use serde_json::Value;
 
 fn request(address: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+    request_with(address, method, path, body, "")
+}
+
+/// A request with extra header lines (each ending in `\r\n`).
+fn request_with(address: std::net::SocketAddr, method: &str, path: &str, body: &str, headers: &str) -> (u16, Value) {
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: arus\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: arus\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .expect("request");
@@ -113,6 +118,19 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
     );
     assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (422, Some("endDate")), "{body}");
     assert_eq!(member_events(&log).len(), before, "nothing published for a refused command");
+
+    // A retry with the same Idempotency-Key gets the first answer and publishes nothing more.
+    let key = "Idempotency-Key: retry-1\r\n";
+    let (status, first) = request_with(address, "POST", "/api/v1/members", MEMBER, key);
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = request_with(address, "POST", "/api/v1/members", MEMBER, key);
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["data"], first["data"], "the same member and event ids");
+    assert_eq!(again["meta"]["replayed"], true);
+    assert_eq!(member_events(&log).len(), before + 1, "one event for two tries");
+    let (status, body) =
+        request_with(address, "POST", "/api/v1/members", MEMBER, "Idempotency-Key: no spaces allowed\r\n");
+    assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (400, Some("Idempotency-Key")), "{body}");
 }
 
 #[test]

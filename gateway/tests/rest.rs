@@ -191,10 +191,14 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     assert_eq!(status, 200);
     assert_eq!(document, arus_gateway::openapi_document());
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 9);
+    assert_eq!(paths.len(), 10);
     for path in paths.keys().filter(|p| document["paths"][p.as_str()].get("get").is_some()) {
         let concrete = path.replace("{memberId}", "M1")
-            + if path == "/api/v1/eligibility" { "?memberId=M1&serviceDate=2026-03-01&serviceType=99213" } else { "" };
+            + match path.as_str() {
+                "/api/v1/eligibility" => "?memberId=M1&serviceDate=2026-03-01&serviceType=99213",
+                "/api/v1/benefits/summary" => "?memberId=M1&asOf=2026-03-01",
+                _ => "",
+            };
         assert_eq!(get(address, &concrete).0, 200, "{concrete} is in the document but not served");
     }
     assert_eq!(get(address, "/nowhere").0, 404);
@@ -213,6 +217,15 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (400, Some("serviceDate")), "{body}");
     assert_eq!(get(address, "/health"), (200, serde_json::json!({ "status": "ok" })));
     assert_eq!(get(address, "/ready").0, 200);
+
+    // The benefits summary: plan and benefits in force on a date.
+    let (status, body) = get(address, "/api/v1/benefits/summary?memberId=M1&asOf=2026-01-10");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["data"]["covered"].as_bool(), body["data"]["planId"].as_str()), (Some(true), Some("SILVER-2026")));
+    assert_eq!(body["data"]["benefits"]["copayIdr"], 25_000);
+    let (_, body) = get(address, "/api/v1/benefits/summary?memberId=M1&asOf=2026-03-01");
+    assert_eq!(body["data"]["covered"].as_bool(), Some(false), "terminated from 2026-02-15: {body}");
+    assert_eq!(get(address, "/api/v1/benefits/summary?memberId=M1").0, 400);
 
     // Rate, errors and latency per route template.
     let (status, metrics) = get_text(address, "/metrics");
