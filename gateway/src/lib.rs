@@ -641,7 +641,7 @@ async fn benefits_summary(
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let member_id = identifier("memberId", query.member_id)?;
     let as_of = date("asOf", query.as_of)?;
-    let answer = match check(
+    let Json(answer) = check(
         &gateway,
         EligibilityQuery {
             member_id: Some(member_id.clone()),
@@ -649,10 +649,7 @@ async fn benefits_summary(
             service_type: Some("summary".to_owned()),
         },
     )
-    .await?
-    {
-        Json(body) => body,
-    };
+    .await?;
     let data = &answer["data"];
     Ok(Json(json!({
         "data": {
