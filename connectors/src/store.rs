@@ -53,31 +53,50 @@ impl StateStore for MemoryStore {
 /// that compares versions on the server, so concurrent writers cannot move a key backwards.
 #[cfg(feature = "redis")]
 pub struct RedisStore {
-    connection: Mutex<redis::Connection>,
+    /// A few connections, taken in turn, so concurrent readers do not queue on one.
+    connections: Vec<Mutex<redis::Connection>>,
+    next: std::sync::atomic::AtomicUsize,
     script: redis::Script,
     prefix: String,
 }
+
+/// Connections a store keeps.
+#[cfg(feature = "redis")]
+const CONNECTIONS: usize = 4;
 
 #[cfg(feature = "redis")]
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`), keys prefixed with `prefix`.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(|e| StoreError(format!("{url}: {e}")))?;
-        let connection = client.get_connection().map_err(|e| StoreError(format!("{url}: {e}")))?;
+        let connections = (0..CONNECTIONS)
+            .map(|_| client.get_connection().map(Mutex::new).map_err(|e| StoreError(format!("{url}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let script = redis::Script::new(
             "local v = redis.call('HGET', KEYS[1], 'v') \
              if v and tonumber(v) >= tonumber(ARGV[1]) then return 0 end \
              redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2]) \
              return 1",
         );
-        Ok(RedisStore { connection: Mutex::new(connection), script, prefix: prefix.to_owned() })
+        Ok(RedisStore { connections, next: Default::default(), script, prefix: prefix.to_owned() })
+    }
+
+    /// A connection: a free one if there is, else the next in turn.
+    fn connection(&self) -> std::sync::MutexGuard<'_, redis::Connection> {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..self.connections.len() {
+            if let Ok(guard) = self.connections[(start + i) % self.connections.len()].try_lock() {
+                return guard;
+            }
+        }
+        self.connections[start % self.connections.len()].lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[cfg(feature = "redis")]
 impl StateStore for RedisStore {
     fn put_versioned(&self, key: &str, version: u64, value: &[u8]) -> Result<bool, StoreError> {
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let mut connection = self.connection();
         let wrote: i64 = self
             .script
             .key(format!("{}{key}", self.prefix))
@@ -89,7 +108,7 @@ impl StateStore for RedisStore {
     }
 
     fn get(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let mut connection = self.connection();
         let (version, value): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
             .arg(format!("{}{key}", self.prefix))
             .arg("v")
