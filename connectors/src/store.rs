@@ -10,13 +10,20 @@ use std::sync::Mutex;
 #[error("state store: {0}")]
 pub struct StoreError(pub String);
 
+/// A stored value and its version.
+pub type Versioned = (u64, Vec<u8>);
+
 /// Versioned key-value state.
 pub trait StateStore: Send + Sync {
     /// Writes `value` under `key` if `version` is newer than the version there; whether it
     /// wrote.
     fn put_versioned(&self, key: &str, version: u64, value: &[u8]) -> Result<bool, StoreError>;
     /// The value under `key` and its version.
-    fn get(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+    /// The values under several keys, in their order (one round trip where the store can).
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 }
 
 /// State in this process.
@@ -44,7 +51,7 @@ impl StateStore for MemoryStore {
         }
     }
 
-    fn get(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         Ok(self.map.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned())
     }
 }
@@ -107,7 +114,7 @@ impl StateStore for RedisStore {
         Ok(wrote == 1)
     }
 
-    fn get(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let mut connection = self.connection();
         let (version, value): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
             .arg(format!("{}{key}", self.prefix))
@@ -117,6 +124,20 @@ impl StateStore for RedisStore {
             .map_err(|e| StoreError(e.to_string()))?;
         Ok(version.zip(value))
     }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("HMGET").arg(format!("{}{key}", self.prefix)).arg("v").arg("d");
+        }
+        let mut connection = self.connection();
+        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> =
+            pipe.query(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
+        Ok(rows.into_iter().map(|(version, value)| version.zip(value)).collect())
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +145,7 @@ mod tests {
     use super::*;
 
     fn versioned_writes_never_go_back(store: &dyn StateStore) {
+        assert!(store.put_versioned("other", 1, b"one").expect("put"));
         assert!(store.get("k").expect("get").is_none());
         assert!(store.put_versioned("k", 2, b"two").expect("put"));
         assert!(!store.put_versioned("k", 1, b"one").expect("put"), "an older version is refused");
@@ -131,6 +153,12 @@ mod tests {
         assert_eq!(store.get("k").expect("get"), Some((2, b"two".to_vec())));
         assert!(store.put_versioned("k", 3, b"three").expect("put"));
         assert_eq!(store.get("k").expect("get"), Some((3, b"three".to_vec())));
+        let keys = ["k".to_owned(), "missing".to_owned(), "other".to_owned()];
+        assert_eq!(
+            store.get_many(&keys).expect("get many"),
+            vec![Some((3, b"three".to_vec())), None, Some((1, b"one".to_vec()))]
+        );
+        assert_eq!(store.get_many(&[]).expect("get none"), Vec::new());
     }
 
     #[test]

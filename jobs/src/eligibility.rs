@@ -467,10 +467,12 @@ impl EligibilityState {
                 state.load_member(view);
             }
         }
-        for plan_id in plans {
-            if let Some((_, bytes)) = store.get(&plan_key(&plan_id))? {
+        let plans: Vec<String> = plans.into_iter().collect();
+        let keys: Vec<String> = plans.iter().map(|p| plan_key(p)).collect();
+        for (plan_id, stored) in plans.iter().zip(store.get_many(&keys)?) {
+            if let Some((_, bytes)) = stored {
                 let view: PlanView =
-                    serde_json::from_slice(&bytes).map_err(|e| StoreError(format!("{}: {e}", plan_key(&plan_id))))?;
+                    serde_json::from_slice(&bytes).map_err(|e| StoreError(format!("{}: {e}", plan_key(plan_id))))?;
                 state.load_plan(view);
             }
         }
