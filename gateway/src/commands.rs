@@ -71,7 +71,7 @@ pub struct Invalid {
     pub semantic: bool,
 }
 
-fn invalid(field: &'static str, issue: impl Into<String>) -> Invalid {
+pub(crate) fn invalid(field: &'static str, issue: impl Into<String>) -> Invalid {
     Invalid { field, issue: issue.into(), semantic: false }
 }
 
@@ -118,7 +118,7 @@ fn required<'a>(field: &'static str, value: &'a Option<String>) -> Result<&'a st
     value.as_deref().filter(|v| !v.trim().is_empty()).ok_or_else(|| invalid(field, "is required"))
 }
 
-fn id(field: &'static str, value: &str) -> Result<String, Invalid> {
+pub(crate) fn id(field: &'static str, value: &str) -> Result<String, Invalid> {
     if valid_id(value) {
         Ok(value.to_owned())
     } else {
@@ -126,7 +126,7 @@ fn id(field: &'static str, value: &str) -> Result<String, Invalid> {
     }
 }
 
-fn date(field: &'static str, value: &str) -> Result<Date, Invalid> {
+pub(crate) fn date(field: &'static str, value: &str) -> Result<Date, Invalid> {
     value.parse().map_err(|_| invalid(field, format!("{value:?} is not a date YYYY-MM-DD")))
 }
 

@@ -243,21 +243,24 @@ struct EligibilityQuery {
     service_type: Option<String>,
 }
 
-/// An identifier as arus writes them: letters, digits, `-` and `_`, at most 64.
-fn identifier(field: &str, value: Option<String>) -> Result<String, ApiError> {
-    let value = value.ok_or_else(|| ApiError::invalid(field, "is required"))?;
-    let valid = !value.is_empty()
-        && value.len() <= 64
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !valid {
-        return Err(ApiError::invalid(field, "must be 1 to 64 letters, digits, '-', '_' or '.'"));
-    }
-    Ok(value)
+/// An identifier as arus writes them: letters, digits, `-`, `_` and `.`, at most 64.
+fn identifier(field: &'static str, value: Option<String>) -> Result<String, ApiError> {
+    let value = value.ok_or_else(|| commands::invalid(field, "is required"))?;
+    Ok(commands::id(field, &value)?)
 }
 
-fn date(field: &str, value: Option<String>) -> Result<Date, ApiError> {
-    let value = value.ok_or_else(|| ApiError::invalid(field, "is required"))?;
-    value.parse::<Date>().map_err(|_| ApiError::invalid(field, format!("{value:?} is not a date YYYY-MM-DD")))
+fn date(field: &'static str, value: Option<String>) -> Result<Date, ApiError> {
+    let value = value.ok_or_else(|| commands::invalid(field, "is required"))?;
+    Ok(commands::date(field, &value)?)
+}
+
+fn member_not_found(member_id: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "MEMBER_NOT_FOUND",
+        message: format!("no member {member_id}"),
+        details: vec![json!({ "field": "memberId", "issue": "unknown" })],
+    }
 }
 
 async fn eligibility(
@@ -290,12 +293,7 @@ async fn check(gateway: &Gateway, query: EligibilityQuery) -> Result<Json<Value>
     .map_err(|_| unavailable())?
     .map_err(|_| unavailable())?;
     if answer.status == EligibilityStatus::UNKNOWN_MEMBER {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "MEMBER_NOT_FOUND",
-            message: format!("no member {member_id}"),
-            details: vec![json!({ "field": "memberId", "issue": "unknown" })],
-        });
+        return Err(member_not_found(&member_id));
     }
     let link =
         format!("/api/v1/eligibility?memberId={member_id}&serviceDate={service_date}&serviceType={service_type}");
@@ -341,12 +339,7 @@ async fn member(State(gateway): State<Gateway>, Path(member_id): Path<String>) -
         .await
         .map_err(|_| unavailable())?
         .map_err(|_| unavailable())?
-        .ok_or_else(|| ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "MEMBER_NOT_FOUND",
-            message: format!("no member {member_id}"),
-            details: vec![json!({ "field": "memberId", "issue": "unknown" })],
-        })?;
+        .ok_or_else(|| member_not_found(&member_id))?;
     let coverage: Vec<Value> = view
         .changes
         .iter()

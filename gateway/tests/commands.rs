@@ -2,7 +2,8 @@
 //! `member.events` (here the embedded log), which, folded into the store, make the member
 //! eligible; bad requests get 400 or 422 and publish nothing.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::sync::Arc;
 
 use arus_connectors::embedded::EmbeddedLog;
@@ -13,22 +14,11 @@ use arus_schemas::{Event, wire};
 use serde_json::Value;
 
 fn request(address: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    request_with(address, method, path, body, "")
+    common::request_json(address, method, path, body, "")
 }
 
-/// A request with extra header lines (each ending in `\r\n`).
 fn request_with(address: std::net::SocketAddr, method: &str, path: &str, body: &str, headers: &str) -> (u16, Value) {
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: arus\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    (status, serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap_or(Value::Null))
+    common::request_json(address, method, path, body, headers)
 }
 
 fn member_events(log: &EmbeddedLog) -> Vec<Event> {

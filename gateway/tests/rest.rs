@@ -1,7 +1,8 @@
 //! The REST gateway over the embedded store: eligibility answers in the seed's format, which
 //! change as the store does, and clear 4xx errors for every client mistake.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::sync::Arc;
 
 use arus_connectors::store::MemoryStore;
@@ -78,33 +79,17 @@ fn coverage(id: &str, change_type: CoverageChangeType, effective: &str) -> Event
 
 /// A GET: status and body text.
 fn get_text(address: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n").expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    (status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+    common::request_text(address, "GET", path, "", "")
 }
 
 /// A POST of a JSON body: status and JSON body.
 fn post(address: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: arus\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    (status, serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap_or(Value::Null))
+    common::request_json(address, "POST", path, body, "")
 }
 
 /// A GET: status and JSON body.
 fn get(address: std::net::SocketAddr, path: &str) -> (u16, Value) {
-    let (status, body) = get_text(address, path);
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    common::request_json(address, "GET", path, "", "")
 }
 
 #[test]
