@@ -3,6 +3,8 @@
 //! Redis, and answers read back from Redis for every generated claim; then a termination
 //! produced to Kafka changes the answer.
 
+mod common;
+
 use std::process::Command;
 
 use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
@@ -217,4 +219,105 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
         "the gateway's answer changed: {body}"
     );
     assert_eq!(http_get("/api/v1/eligibility?memberId=nobody&serviceDate=2026-01-01&serviceType=99213").0, 404);
+}
+
+/// Produces `events` (wire format) to their topics under `prefix`.
+fn produce(producer: &KafkaSink, prefix: &str, events: &[Event]) {
+    for event in events {
+        let bytes = wire::encode(event).expect("encode");
+        let topic = format!("{prefix}{}", event.topic());
+        producer.send(&topic, event.key().as_bytes(), &bytes, event.event_time().0).expect("send");
+    }
+    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+}
+
+#[test]
+fn following_the_job_answers_requests_as_they_come() {
+    let (Some(brokers), Some(redis)) =
+        (arus_connectors::service_address("KAFKA_BROKERS"), arus_connectors::service_address("REDIS_URL"))
+    else {
+        return;
+    };
+    let config = KafkaConfig::new(brokers.clone());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("arus-test-follow-{}-{nanos}.", std::process::id());
+    let names = ["member.events", "benefit.events", "eligibility.requests", "eligibility.responses"]
+        .map(|topic| format!("{prefix}{topic}"));
+    create_topics(&config, &[(&names[0], 2), (&names[1], 1), (&names[2], 1), (&names[3], 1)]).expect("topics");
+    let _topics = Topics(&config, names.to_vec());
+
+    // A small population, and the covered (member, date) of two claims of different members.
+    let producer = KafkaSink::new(&config, "lz4").expect("producer");
+    let (mut population, mut local, mut claims) = (Vec::new(), EligibilityState::new(), Vec::new());
+    let settings = GeneratorConfig { claims: 200, days: 30, ..GeneratorConfig::default() };
+    generate(&settings, |output| -> Result<(), String> {
+        match output {
+            Output::Event(Event::ClaimSubmitted(claim)) => claims.push((claim.member_id, claim.service_date)),
+            Output::Event(event) if matches!(event.topic().as_ref(), "member.events" | "benefit.events") => {
+                local.apply(&event);
+                population.push(event);
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+    .expect("generate");
+    claims.retain(|(member, date)| local.answer(member, *date, "99213").status == EligibilityStatus::ACTIVE);
+    let first = claims[0].clone();
+    let second = claims.iter().find(|(member, _)| *member != first.0).expect("another member").clone();
+    let request = |n: u32, (member_id, service_date): &(String, arus_schemas::Date)| {
+        Event::EligibilityRequested(arus_schemas::events::EligibilityRequested {
+            event_id: format!("{prefix}request-{n}"),
+            event_time: Timestamp(1_800_000_000_000),
+            request_id: format!("R{n}"),
+            member_id: member_id.clone(),
+            service_date: *service_date,
+            service_type: "99213".to_owned(),
+            provider_id: None,
+        })
+    };
+    population.push(request(1, &first));
+    produce(&producer, &prefix, &population);
+
+    let mut job = common::KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_arus"))
+            .args(["run", &format!("{}/pipelines/eligibility.toml", env!("CARGO_MANIFEST_DIR"))])
+            .args(["--set", &format!("source.brokers={brokers}")])
+            .args(["--set", &format!("source.topic_prefix={prefix}")])
+            .args(["--set", "source.follow=true", "--set", "source.idle_timeout=5m"])
+            .args(["--set", &format!("store.url={redis}")])
+            .args(["--set", &format!("store.prefix={prefix}store:")])
+            .args(["--set", "answer_requests=true"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("arus runs"),
+    ));
+    let mut responses =
+        arus_connectors::kafka::BoundedPartitionReader::open(&config, "check", &names[3], &[(0, None)], 10)
+            .expect("read the responses")
+            .following();
+    let mut next_response = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            if let Some(record) = responses.next_available(std::time::Duration::from_millis(200)).expect("read") {
+                let Event::EligibilityResponded(response) = wire::decode(&record.value).expect("a response") else {
+                    panic!("not a response")
+                };
+                return response;
+            }
+        }
+        panic!("no response within two minutes");
+    };
+    let answered = next_response();
+    assert_eq!((answered.request_id.as_str(), answered.member_id.as_str()), ("R1", first.0.as_str()));
+    assert_eq!(answered.status, EligibilityStatus::ACTIVE, "{answered:?}");
+
+    // A request made after the first answer: a job that answered once and stopped would leave
+    // it unanswered.
+    produce(&producer, &prefix, &[request(2, &second)]);
+    let answered = next_response();
+    assert_eq!((answered.request_id.as_str(), answered.member_id.as_str()), ("R2", second.0.as_str()));
+    assert_eq!((answered.eligible, answered.status), (true, EligibilityStatus::ACTIVE), "{answered:?}");
+    assert!(job.0.as_mut().expect("running").try_wait().expect("status").is_none(), "the job still follows");
+    job.kill();
 }

@@ -24,12 +24,23 @@ pub trait StateStore: Send + Sync {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
         keys.iter().map(|k| self.get(k)).collect()
     }
+    /// [`put_versioned`](Self::put_versioned), the key then gone `ttl` after the write (for
+    /// what is only worth keeping a while: idempotency answers, say).
+    fn put_versioned_expiring(
+        &self,
+        key: &str,
+        version: u64,
+        value: &[u8],
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
 }
 
 /// State in this process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     map: Mutex<HashMap<String, (u64, Vec<u8>)>>,
+    /// When expiring keys go.
+    expiries: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl MemoryStore {
@@ -52,7 +63,29 @@ impl StateStore for MemoryStore {
     }
 
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(self.map.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned())
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut expiries = self.expiries.lock().unwrap_or_else(|e| e.into_inner());
+        if expiries.get(key).is_some_and(|at| *at <= std::time::Instant::now()) {
+            expiries.remove(key);
+            map.remove(key);
+        }
+        Ok(map.get(key).cloned())
+    }
+
+    fn put_versioned_expiring(
+        &self,
+        key: &str,
+        version: u64,
+        value: &[u8],
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let _ = self.get(key)?; // an expired key is gone first
+        let wrote = self.put_versioned(key, version, value)?;
+        if wrote {
+            let at = std::time::Instant::now() + ttl;
+            self.expiries.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), at);
+        }
+        Ok(wrote)
     }
 }
 
@@ -64,6 +97,7 @@ pub struct RedisStore {
     connections: Vec<Mutex<redis::Connection>>,
     next: std::sync::atomic::AtomicUsize,
     script: redis::Script,
+    expiring: redis::Script,
     prefix: String,
 }
 
@@ -85,7 +119,14 @@ impl RedisStore {
              redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2]) \
              return 1",
         );
-        Ok(RedisStore { connections, next: Default::default(), script, prefix: prefix.to_owned() })
+        let expiring = redis::Script::new(
+            "local v = redis.call('HGET', KEYS[1], 'v') \
+             if v and tonumber(v) >= tonumber(ARGV[1]) then return 0 end \
+             redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2]) \
+             redis.call('PEXPIRE', KEYS[1], ARGV[3]) \
+             return 1",
+        );
+        Ok(RedisStore { connections, next: Default::default(), script, expiring, prefix: prefix.to_owned() })
     }
 
     /// A connection: a free one if there is, else the next in turn.
@@ -109,6 +150,25 @@ impl StateStore for RedisStore {
             .key(format!("{}{key}", self.prefix))
             .arg(version)
             .arg(value)
+            .invoke(&mut *connection)
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(wrote == 1)
+    }
+
+    fn put_versioned_expiring(
+        &self,
+        key: &str,
+        version: u64,
+        value: &[u8],
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection();
+        let wrote: i64 = self
+            .expiring
+            .key(format!("{}{key}", self.prefix))
+            .arg(version)
+            .arg(value)
+            .arg(ttl.as_millis() as u64)
             .invoke(&mut *connection)
             .map_err(|e| StoreError(e.to_string()))?;
         Ok(wrote == 1)
@@ -159,6 +219,15 @@ mod tests {
             vec![Some((3, b"three".to_vec())), None, Some((1, b"one".to_vec()))]
         );
         assert_eq!(store.get_many(&[]).expect("get none"), Vec::new());
+
+        let hour = std::time::Duration::from_secs(3_600);
+        assert!(store.put_versioned_expiring("kept", 1, b"first", hour).expect("put"));
+        assert!(!store.put_versioned_expiring("kept", 1, b"second", hour).expect("put"), "kept once");
+        assert_eq!(store.get("kept").expect("get"), Some((1, b"first".to_vec())));
+        assert!(store.put_versioned_expiring("gone", 1, b"x", std::time::Duration::ZERO).expect("put"));
+        assert_eq!(store.get("gone").expect("get"), None, "expired");
+        assert!(store.put_versioned_expiring("gone", 1, b"y", hour).expect("put"), "written again once expired");
+        assert_eq!(store.get("gone").expect("get"), Some((1, b"y".to_vec())));
     }
 
     #[test]

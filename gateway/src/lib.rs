@@ -9,6 +9,10 @@
 //! answers, `GET /metrics` the rate, errors and latency of each route (Prometheus text).
 
 pub mod commands;
+pub mod grpc;
+mod limit;
+
+pub use limit::RateLimit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,12 +32,25 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// What the handlers share.
+/// What the handlers (REST and gRPC) share.
 #[derive(Clone)]
 struct Gateway {
     store: Arc<dyn StateStore>,
     metrics: Arc<Red>,
     publisher: Option<Arc<dyn Publisher>>,
+    limiter: Option<Arc<limit::Limiter>>,
+}
+
+/// How a gateway serves, beyond its store.
+#[derive(Default)]
+pub struct Options {
+    /// Where commands are published; without it they are refused with 503.
+    pub publisher: Option<Arc<dyn Publisher>>,
+    /// Requests allowed per caller address on the `/api/` routes and gRPC; past it, 429 (gRPC
+    /// `RESOURCE_EXHAUSTED`) with when to retry. None: no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Serve gRPC (`arus.eligibility.v1.Eligibility`) on this listener too.
+    pub grpc: Option<std::net::TcpListener>,
 }
 
 /// Latency buckets, in microseconds.
@@ -127,9 +144,45 @@ pub fn router(store: Arc<dyn StateStore>) -> Router {
     router_with(store, None)
 }
 
+/// Refuses an `/api/` request past its caller's rate limit: 429 with `Retry-After`.
+async fn limit(
+    State(gateway): State<Gateway>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(limiter) = &gateway.limiter
+        && request.uri().path().starts_with("/api/")
+    {
+        let caller = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        if let Err(wait) = limiter.admit(caller, std::time::Instant::now()) {
+            let mut response = rate_limited(wait).into_response();
+            // Whole seconds, rounded up.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+fn rate_limited(wait: std::time::Duration) -> ApiError {
+    ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "RATE_LIMITED",
+        message: format!("too many requests from this address; retry in {} ms", wait.as_millis().max(1)),
+        details: vec![json!({ "retryAfterMs": wait.as_millis().max(1) as u64 })],
+    }
+}
+
 /// The REST routes over `store`, commands published through `publisher`.
 pub fn router_with(store: Arc<dyn StateStore>, publisher: Option<Arc<dyn Publisher>>) -> Router {
-    let gateway = Gateway { store, metrics: Arc::new(Red::default()), publisher };
+    routes(Gateway { store, metrics: Arc::new(Red::default()), publisher, limiter: None })
+}
+
+fn routes(gateway: Gateway) -> Router {
     Router::new()
         .route("/api/v1/eligibility", get(eligibility))
         .route("/api/v1/members", axum::routing::post(create_member))
@@ -142,6 +195,7 @@ pub fn router_with(store: Arc<dyn StateStore>, publisher: Option<Arc<dyn Publish
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), limit))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), record))
         .with_state(gateway)
 }
@@ -157,11 +211,41 @@ pub fn serve_blocking_with(
     store: Arc<dyn StateStore>,
     publisher: Option<Arc<dyn Publisher>>,
 ) -> std::io::Result<()> {
+    serve(listener, store, Options { publisher, ..Options::default() })
+}
+
+/// Serves REST on `listener` (and gRPC, per `options`) until the process ends, on a runtime
+/// of its own.
+pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, options: Options) -> std::io::Result<()> {
+    let gateway = Gateway {
+        store,
+        metrics: Arc::new(Red::default()),
+        publisher: options.publisher,
+        limiter: options.rate_limit.map(|limit| Arc::new(limit::Limiter::new(limit))),
+    };
     listener.set_nonblocking(true)?;
+    if let Some(grpc) = &options.grpc {
+        grpc.set_nonblocking(true)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, router_with(store, publisher)).await
+        let app = routes(gateway.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let rest = async move { axum::serve(listener, app).await };
+        match options.grpc {
+            None => rest.await,
+            Some(grpc) => {
+                let incoming = tonic::transport::server::TcpIncoming::from(tokio::net::TcpListener::from_std(grpc)?);
+                let grpc = async move {
+                    tonic::transport::Server::builder()
+                        .add_service(grpc::service(gateway))
+                        .serve_with_incoming(incoming)
+                        .await
+                        .map_err(std::io::Error::other)
+                };
+                tokio::try_join!(rest, grpc).map(|_| ())
+            }
+        }
     })
 }
 
@@ -280,21 +364,65 @@ async fn verify(
     check(&gateway, query).await
 }
 
-async fn check(gateway: &Gateway, query: EligibilityQuery) -> Result<Json<Value>, ApiError> {
-    let member_id = identifier("memberId", query.member_id)?;
-    let service_date = date("serviceDate", query.service_date)?;
-    let service_type = identifier("serviceType", query.service_type)?;
+/// Why a question got no answer, whether asked over REST or gRPC.
+enum Failure {
+    Invalid(Invalid),
+    MemberNotFound(String),
+    Unavailable,
+}
+
+impl From<Invalid> for Failure {
+    fn from(invalid: Invalid) -> Self {
+        Failure::Invalid(invalid)
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Invalid(invalid) => invalid.into(),
+            Failure::MemberNotFound(member_id) => member_not_found(&member_id),
+            Failure::Unavailable => unavailable(),
+        }
+    }
+}
+
+/// An eligibility question, checked and answered from the store: the service both REST and
+/// gRPC call.
+struct Checked {
+    member_id: String,
+    service_date: Date,
+    service_type: String,
+    answer: Answer,
+}
+
+async fn check_eligibility(
+    gateway: &Gateway,
+    member_id: Option<String>,
+    service_date: Option<String>,
+    service_type: Option<String>,
+) -> Result<Checked, Failure> {
+    let required = |field, value: Option<String>| value.ok_or_else(|| commands::invalid(field, "is required"));
+    let member_id = commands::id("memberId", &required("memberId", member_id)?)?;
+    let service_date = commands::date("serviceDate", &required("serviceDate", service_date)?)?;
+    let service_type = commands::id("serviceType", &required("serviceType", service_type)?)?;
     let store = gateway.store.clone();
     let (member, service) = (member_id.clone(), service_type.clone());
     let answer = tokio::task::spawn_blocking(move || {
         EligibilityState::answer_from_store(&*store, &member, service_date, &service)
     })
     .await
-    .map_err(|_| unavailable())?
-    .map_err(|_| unavailable())?;
+    .map_err(|_| Failure::Unavailable)?
+    .map_err(|_| Failure::Unavailable)?;
     if answer.status == EligibilityStatus::UNKNOWN_MEMBER {
-        return Err(member_not_found(&member_id));
+        return Err(Failure::MemberNotFound(member_id));
     }
+    Ok(Checked { member_id, service_date, service_type, answer })
+}
+
+async fn check(gateway: &Gateway, query: EligibilityQuery) -> Result<Json<Value>, ApiError> {
+    let Checked { member_id, service_date, service_type, answer } =
+        check_eligibility(gateway, query.member_id, query.service_date, query.service_type).await?;
     let link =
         format!("/api/v1/eligibility?memberId={member_id}&serviceDate={service_date}&serviceType={service_type}");
     Ok(Json(json!({
@@ -375,11 +503,17 @@ async fn openapi() -> Json<Value> {
 /// The OpenAPI 3 document: what the server serves, no more (a test walks its paths).
 pub fn openapi_document() -> Value {
     let error = json!({ "$ref": "#/components/schemas/Error" });
+    let limited = json!({
+        "description": "past the caller's rate limit; Retry-After says when to come back",
+        "headers": { "Retry-After": { "schema": { "type": "integer" }, "description": "seconds" } },
+        "content": { "application/json": { "schema": error } },
+    });
     let responses = |ok: &str| {
         json!({
             "200": { "description": ok },
             "400": { "description": "a parameter is missing or malformed", "content": { "application/json": { "schema": error } } },
             "404": { "description": "no such member", "content": { "application/json": { "schema": error } } },
+            "429": limited.clone(),
             "503": { "description": "the state store does not answer", "content": { "application/json": { "schema": error } } },
         })
     };
@@ -432,6 +566,7 @@ pub fn openapi_document() -> Value {
                     "202": { "description": "published: the event's and the member's ids" },
                     "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
                     "422": { "description": "fields that do not agree (the NIK and the date of birth, say)", "content": { "application/json": { "schema": error } } },
+                    "429": limited.clone(),
                     "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
                 },
             }},
@@ -444,6 +579,7 @@ pub fn openapi_document() -> Value {
                     "202": { "description": "published: the event's and the member's ids" },
                     "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
                     "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
+                    "429": limited.clone(),
                     "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
                 },
             }},
@@ -503,6 +639,9 @@ fn now() -> arus_schemas::Timestamp {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
     )
 }
+
+/// How long a command's answer is kept for retries with its `Idempotency-Key`.
+const IDEMPOTENCY_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3_600);
 
 /// The body a command with this `Idempotency-Key` was answered with, if any.
 async fn replayed(gateway: &Gateway, key: Option<&str>) -> Result<Option<Response>, ApiError> {
@@ -568,11 +707,13 @@ async fn publish(
     if let Some(key) = key {
         let store = gateway.store.clone();
         let bytes = body.to_string().into_bytes();
-        // Kept once: the first answer for a key stands.
-        tokio::task::spawn_blocking(move || store.put_versioned(&format!("idempotency:{key}"), 1, &bytes))
-            .await
-            .map_err(|_| unavailable())?
-            .map_err(|_| unavailable())?;
+        // Kept once, for a day: the first answer for a key stands.
+        tokio::task::spawn_blocking(move || {
+            store.put_versioned_expiring(&format!("idempotency:{key}"), 1, &bytes, IDEMPOTENCY_KEPT)
+        })
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
     }
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -7,75 +7,9 @@ use std::sync::Arc;
 
 use arus_connectors::store::MemoryStore;
 use arus_jobs::eligibility::EligibilityState;
-use arus_schemas::events::{
-    Benefits, CoverageChangeType, CoverageChanged, MemberCreated, PlanCreated, PlanTier, Relationship, Sex,
-};
-use arus_schemas::{Date, Event, Idr, Timestamp};
+use arus_schemas::events::CoverageChangeType;
+use common::{coverage, events};
 use serde_json::Value;
-
-fn date(text: &str) -> Date {
-    text.parse().expect("a date")
-}
-
-fn events() -> Vec<Event> {
-    let benefits = Benefits {
-        deductible_individual_idr: Idr(500_000),
-        deductible_family_idr: Idr(1_500_000),
-        oop_max_individual_idr: Idr(5_000_000),
-        oop_max_family_idr: Idr(15_000_000),
-        copay_idr: Idr(25_000),
-        coinsurance_bp: 2_000,
-        out_of_network_coinsurance_bp: 4_000,
-        annual_limit_idr: Idr(100_000_000),
-        prior_auth_procedures: vec!["70551".to_owned()],
-        excluded_procedures: vec![],
-    };
-    vec![
-        Event::PlanCreated(PlanCreated {
-            event_id: "p".to_owned(),
-            event_time: Timestamp(0),
-            plan_id: "SILVER-2026".to_owned(),
-            name: "Silver".to_owned(),
-            tier: PlanTier::SILVER,
-            plan_year: 2026,
-            version: 1,
-            benefits,
-        }),
-        Event::MemberCreated(MemberCreated {
-            event_id: "m".to_owned(),
-            event_time: Timestamp(1),
-            member_id: "M1".to_owned(),
-            family_id: "F1".to_owned(),
-            subscriber_id: "M1".to_owned(),
-            relationship: Relationship::SUBSCRIBER,
-            nik: "3171010101900001".to_owned(),
-            full_name: "Test Member".to_owned(),
-            date_of_birth: date("1990-01-01"),
-            sex: Sex::MALE,
-            province_code: "31".to_owned(),
-            regency_code: "3171".to_owned(),
-            city: "Jakarta".to_owned(),
-            phone: None,
-            email: None,
-        }),
-        coverage("c1", CoverageChangeType::ENROLLED, "2026-01-01"),
-    ]
-}
-
-fn coverage(id: &str, change_type: CoverageChangeType, effective: &str) -> Event {
-    Event::CoverageChanged(CoverageChanged {
-        event_id: id.to_owned(),
-        event_time: Timestamp(2),
-        member_id: "M1".to_owned(),
-        family_id: "F1".to_owned(),
-        subscriber_id: "M1".to_owned(),
-        change_type,
-        plan_id: "SILVER-2026".to_owned(),
-        effective_date: date(effective),
-        end_date: None,
-        reason: Some("VOLUNTARY".to_owned()),
-    })
-}
 
 /// A GET: status and body text.
 fn get_text(address: std::net::SocketAddr, path: &str) -> (u16, String) {

@@ -8,6 +8,7 @@
 //! set of events, and the store's versioned writes ignore what it already holds, so a restart
 //! costs reading the topics again and nothing else.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,18 +72,51 @@ pub fn run_with_store(
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
     let inputs = open_inputs(&spec.source)?;
-    let mut report = run_inputs(inputs, cluster, store.clone())?;
+    let following = match &spec.source {
+        EligibilitySource::Kafka { follow: true, idle_timeout, .. } => {
+            Some(Duration::from_millis(crate::spec::parse_duration_ms(idle_timeout).map_err(RunError::Unsupported)?))
+        }
+        _ => None,
+    };
+    if let (true, Some(idle)) = (spec.answer_requests, following) {
+        // Following: requests are answered as they come, from the store as it is then, while
+        // the job keeps it up to date; both stop when their topics have been quiet for `idle`.
+        // Answers start once the store holds everything the topics held when the job began.
+        let readiness = Arc::new(Readiness::default());
+        let (source, answering_store, ready) = (spec.source.clone(), store.clone(), readiness.clone());
+        let answering = std::thread::spawn(move || {
+            while !ready.ready.load(Ordering::Acquire) {
+                if ready.over.load(Ordering::Acquire) {
+                    return Ok(0);
+                }
+                std::thread::park_timeout(Duration::from_millis(10));
+            }
+            answer_requests(&source, &*answering_store, Some(idle))
+        });
+        let report = run_inputs(inputs, cluster, store, readiness.clone());
+        readiness.over.store(true, Ordering::Release);
+        let mut report = report?;
+        report.answered =
+            answering.join().map_err(|_| RunError::Unsupported("the answering thread panicked".into()))??;
+        return Ok(report);
+    }
+    let mut report = run_inputs(inputs, cluster, store.clone(), Arc::default())?;
     if spec.answer_requests {
         let started = Instant::now();
-        report.answered = answer_requests(&spec.source, &*store)?;
+        report.answered = answer_requests(&spec.source, &*store, None)?;
         report.elapsed += started.elapsed();
     }
     Ok(report)
 }
 
-/// Answers every request on the source's `eligibility.requests` from `store`, writing
-/// `EligibilityResponded` events to `eligibility.responses` next to it.
-fn answer_requests(source: &EligibilitySource, store: &dyn StateStore) -> Result<u64, RunError> {
+/// Answers the requests on the source's `eligibility.requests` from `store`, writing
+/// `EligibilityResponded` events to `eligibility.responses` next to it: those there now, or
+/// (`follow` with an idle timeout) also those that come, until none has come for that long.
+fn answer_requests(
+    source: &EligibilitySource,
+    store: &dyn StateStore,
+    follow: Option<Duration>,
+) -> Result<u64, RunError> {
     use arus_schemas::topics::names::{ELIGIBILITY_REQUESTS, ELIGIBILITY_RESPONSES};
     let (requests, responses) = match source {
         EligibilitySource::Kafka { topic_prefix, .. } | EligibilitySource::Embedded { topic_prefix, .. } => {
@@ -108,12 +142,30 @@ fn answer_requests(source: &EligibilitySource, store: &dyn StateStore) -> Result
                 arus_connectors::kafka::create_topics(&config, &[(&responses, partitions)])?;
             }
             let producer = arus_connectors::kafka::KafkaSink::new(&config, "lz4")?;
-            while let Some(record) = reader.next_record()? {
-                let Ok(Event::EligibilityRequested(request)) = wire::decode(&record.value) else { continue };
+            let mut answer = |record: arus_connectors::kafka::RawRecord| -> Result<(), RunError> {
+                let Ok(Event::EligibilityRequested(request)) = wire::decode(&record.value) else { return Ok(()) };
                 let response = respond(&request)?;
                 let bytes = wire::encode(&response).map_err(|e| RunError::Unsupported(e.to_string()))?;
                 producer.send(&responses, response.key().as_bytes(), &bytes, request.event_time.0)?;
                 answered += 1;
+                Ok(())
+            };
+            match follow {
+                None => {
+                    while let Some(record) = reader.next_record()? {
+                        answer(record)?;
+                    }
+                }
+                Some(idle) => {
+                    let mut reader = reader.following();
+                    let mut last = Instant::now();
+                    while last.elapsed() < idle {
+                        if let Some(record) = reader.next_available(Duration::from_millis(50))? {
+                            answer(record)?;
+                            last = Instant::now();
+                        }
+                    }
+                }
             }
             producer.flush(Duration::from_secs(60))?;
         }
@@ -155,7 +207,7 @@ pub fn run_on_log(
             })
         })
         .collect::<Result<Vec<_>, RunError>>()?;
-    run_inputs(inputs, cluster, store)
+    run_inputs(inputs, cluster, store, Arc::default())
 }
 
 fn open_inputs(source: &EligibilitySource) -> Result<Vec<Input>, RunError> {
@@ -206,10 +258,49 @@ fn route(event: &Event) -> u64 {
     }
 }
 
+/// When the store holds everything the topics held when the job began: each worker's source
+/// notes the stamp at which its readers first caught up; each worker's fold notes when its
+/// frontier has passed the latest of those; once all have, the job is `ready`.
+#[derive(Default)]
+struct Readiness {
+    caught_up: Mutex<Vec<Option<Time>>>,
+    applied: Mutex<Vec<bool>>,
+    ready: AtomicBool,
+    /// The job has ended.
+    over: AtomicBool,
+}
+
+impl Readiness {
+    fn caught_up(&self, worker: usize, peers: usize, at: Time) {
+        let mut caught_up = self.caught_up.lock().unwrap_or_else(|e| e.into_inner());
+        caught_up.resize(peers, None);
+        caught_up[worker].get_or_insert(at);
+    }
+
+    /// The stamp past which every worker's caught-up records lie, once all have caught up.
+    fn all_caught_up(&self, peers: usize) -> Option<Time> {
+        let caught_up = self.caught_up.lock().unwrap_or_else(|e| e.into_inner());
+        if caught_up.len() < peers {
+            return None;
+        }
+        caught_up.iter().try_fold(0, |latest: Time, at| at.map(|at| latest.max(at)))
+    }
+
+    fn applied(&self, worker: usize, peers: usize) {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        applied.resize(peers, false);
+        applied[worker] = true;
+        if applied.iter().all(|a| *a) {
+            self.ready.store(true, Ordering::Release);
+        }
+    }
+}
+
 fn run_inputs(
     inputs: Vec<Input>,
     cluster: &Cluster,
     store: Arc<dyn StateStore>,
+    readiness: Arc<Readiness>,
 ) -> Result<EligibilityReport, RunError> {
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
@@ -228,12 +319,17 @@ fn run_inputs(
                 Err(error) => fail(&shared, error),
             }
         }
+        if readers.is_empty() {
+            readiness.caught_up(index, peers, 0);
+        }
+        let (source_readiness, sink_readiness) = (readiness.clone(), readiness.clone());
         worker.dataflow::<Time, _, _>(|scope| {
             let source_shared = shared.clone();
             let events = source(scope, "EligibilitySource", move |capability, info| {
                 let activator = scope.activator_for(info.address);
                 let mut capability = (!readers.is_empty()).then_some(capability);
                 let shared = source_shared;
+                let readiness = source_readiness;
                 move |output| {
                     let Some(cap) = capability.as_mut() else { return };
                     let (mut got, mut undecodable, mut failed) = (0u64, 0u64, false);
@@ -260,6 +356,9 @@ fn run_inputs(
                         }
                     }
                     shared.lock().unwrap_or_else(|e| e.into_inner()).report.undecodable += undecodable;
+                    if readers.iter().all(|r| r.caught_up()) {
+                        readiness.caught_up(index, peers, *cap.time());
+                    }
                     if failed || readers.iter().all(|r| r.finished()) {
                         capability = None;
                     } else {
@@ -275,6 +374,8 @@ fn run_inputs(
             });
             let mut state = EligibilityState::new();
             let mut applied = 0u64;
+            let mut ready = false;
+            let readiness = sink_readiness;
             events.sink(Exchange::new(route), "Eligibility", move |(input, frontier)| {
                 input.for_each_stamp(|_, data| {
                     for batch in data {
@@ -286,6 +387,13 @@ fn run_inputs(
                         }
                     }
                 });
+                if !ready
+                    && let Some(at) = readiness.all_caught_up(peers)
+                    && !frontier.less_equal(&at)
+                {
+                    readiness.applied(index, peers);
+                    ready = true;
+                }
                 if frontier.is_empty() {
                     shared.lock().unwrap_or_else(|e| e.into_inner()).report.events += applied;
                     applied = 0;

@@ -478,6 +478,11 @@ pub(crate) trait ClaimReader {
     }
     /// Whether every partition has been read to its end for good (a followed topic never is).
     fn finished(&self) -> bool;
+    /// Whether every partition has been read as far as it went when last asked (a followed
+    /// topic is, between records).
+    fn caught_up(&self) -> bool {
+        self.finished()
+    }
     /// Partitions read to their end, or idle (they no longer hold the watermark back).
     fn ended(&self) -> Vec<u32>;
     /// Per partition, the position of the next record (`None`: the beginning).
@@ -706,6 +711,10 @@ impl ClaimReader for KafkaReader {
 
     fn finished(&self) -> bool {
         self.follow.is_none() && self.reader.finished()
+    }
+
+    fn caught_up(&self) -> bool {
+        self.reader.finished()
     }
 
     fn ended(&self) -> Vec<u32> {

@@ -23,15 +23,36 @@ pub struct GatewayArgs {
     /// Put before topic names when publishing (as the jobs' `source.topic_prefix`).
     #[arg(long, default_value = "")]
     topic_prefix: String,
+    /// Also serve gRPC (`arus.eligibility.v1.Eligibility/Check`) on this address.
+    #[arg(long, value_name = "ADDR")]
+    grpc_addr: Option<String>,
+    /// Requests per caller address on `/api/` and gRPC, as `200/s`, `6000/min` or `10/h`;
+    /// past it, 429 with when to retry. `off` for none.
+    #[arg(long, default_value = "1000/s")]
+    rate_limit: String,
 }
 
 /// Serves until stopped.
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let rate_limit = match args.rate_limit.as_str() {
+        "off" => None,
+        text => Some(text.parse::<arus_gateway::RateLimit>().map_err(|e| anyhow::anyhow!("--rate-limit: {e}"))?),
+    };
     let store = arus_connectors::store::RedisStore::connect(&args.redis, &args.prefix)?;
     let listener =
         std::net::TcpListener::bind(&args.addr).with_context(|| format!("--addr {}: cannot listen", args.addr))?;
+    let grpc = match &args.grpc_addr {
+        Some(addr) => {
+            Some(std::net::TcpListener::bind(addr).with_context(|| format!("--grpc-addr {addr}: cannot listen"))?)
+        }
+        None => None,
+    };
+    let grpc_note = match &grpc {
+        Some(grpc) => format!("; gRPC arus.eligibility.v1.Eligibility on {}", grpc.local_addr()?),
+        None => String::new(),
+    };
     eprintln!(
-        "arus gateway on http://{}: GET /api/v1/eligibility?memberId=…&serviceDate=YYYY-MM-DD&serviceType=…, /openapi.json, /health, /ready",
+        "arus gateway on http://{}: GET /api/v1/eligibility?memberId=…&serviceDate=YYYY-MM-DD&serviceType=…, /openapi.json, /health, /ready{grpc_note}",
         listener.local_addr()?
     );
     let publisher = match &args.kafka {
@@ -40,6 +61,6 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         ) as Arc<dyn arus_gateway::commands::Publisher>),
         None => None,
     };
-    arus_gateway::serve_blocking_with(listener, Arc::new(store), publisher)?;
+    arus_gateway::serve(listener, Arc::new(store), arus_gateway::Options { publisher, rate_limit, grpc })?;
     Ok(())
 }

@@ -174,6 +174,10 @@ impl BoundedPartitionReader {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
+            // The broker answers a fetch with nothing new after this long: a following reader
+            // sees a new record within it (librdkafka's default, 500 ms, set the freshness of
+            // eligibility answers; benches/README.md).
+            .set("fetch.wait.max.ms", "10")
             .create()
             .map_err(|e| KafkaError::Config(e.to_string()))?;
         let mut assignment = TopicPartitionList::new();

@@ -1,0 +1,108 @@
+//! gRPC: `arus.eligibility.v1.Eligibility/Check` (see `proto/`), the same question, validation,
+//! store and rate limit as `GET /api/v1/eligibility`, and counted in the same `/metrics`.
+
+use std::time::Instant;
+
+use tonic::{Code, Request, Response, Status};
+
+use crate::{Checked, Failure, Gateway, trace_id};
+
+/// The generated messages, client and server.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("arus.eligibility.v1");
+}
+
+use proto::eligibility_server::{Eligibility, EligibilityServer};
+use proto::{Benefits, CheckRequest, CheckResponse};
+
+/// The route name `/metrics` counts gRPC checks under.
+const ROUTE: &str = "/arus.eligibility.v1.Eligibility/Check";
+
+pub(crate) struct EligibilityService {
+    gateway: Gateway,
+}
+
+pub(crate) fn service(gateway: Gateway) -> EligibilityServer<EligibilityService> {
+    EligibilityServer::new(EligibilityService { gateway })
+}
+
+/// An empty proto3 string is a field not given.
+fn given(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+/// The HTTP status a gRPC code stands for in `/metrics`, so both count alike.
+fn http_status(code: Code) -> u16 {
+    match code {
+        Code::Ok => 200,
+        Code::InvalidArgument => 400,
+        Code::NotFound => 404,
+        Code::ResourceExhausted => 429,
+        Code::Unavailable => 503,
+        _ => 500,
+    }
+}
+
+impl EligibilityService {
+    async fn answer(&self, request: Request<CheckRequest>) -> Result<CheckResponse, Status> {
+        if let Some(limiter) = &self.gateway.limiter {
+            let caller =
+                request.remote_addr().map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
+            limiter.admit(caller, Instant::now()).map_err(|wait| {
+                Status::resource_exhausted(format!(
+                    "too many requests from this address; retry in {} ms",
+                    wait.as_millis().max(1)
+                ))
+            })?;
+        }
+        let question = request.into_inner();
+        let checked = crate::check_eligibility(
+            &self.gateway,
+            given(question.member_id),
+            given(question.service_date),
+            given(question.service_type),
+        )
+        .await
+        .map_err(|failure| match failure {
+            Failure::Invalid(invalid) => Status::invalid_argument(format!("{}: {}", invalid.field, invalid.issue)),
+            Failure::MemberNotFound(member_id) => Status::not_found(format!("no member {member_id}")),
+            Failure::Unavailable => Status::unavailable("the state store does not answer; try again shortly"),
+        })?;
+        let Checked { member_id, service_date, service_type, answer } = checked;
+        let text = |d: Option<arus_schemas::Date>| d.map(|d| d.to_string());
+        Ok(CheckResponse {
+            member_id,
+            service_date: service_date.to_string(),
+            service_type,
+            eligible: answer.eligible,
+            status: format!("{:?}", answer.status),
+            plan_id: answer.plan_id,
+            coverage_start: text(answer.coverage_start),
+            coverage_end: text(answer.coverage_end),
+            requires_prior_auth: answer.requires_prior_auth,
+            reason: answer.reason,
+            benefits: answer.benefits.map(|b| Benefits {
+                deductible_individual_idr: b.deductible_individual_idr.0,
+                deductible_family_idr: b.deductible_family_idr.0,
+                oop_max_individual_idr: b.oop_max_individual_idr.0,
+                oop_max_family_idr: b.oop_max_family_idr.0,
+                copay_idr: b.copay_idr.0,
+                coinsurance_bp: b.coinsurance_bp,
+                annual_limit_idr: b.annual_limit_idr.0,
+            }),
+            trace_id: trace_id(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Eligibility for EligibilityService {
+    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
+        let result = self.answer(request).await;
+        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        self.gateway.metrics.observe(ROUTE, http_status(code), started.elapsed());
+        result.map(Response::new)
+    }
+}
