@@ -1,7 +1,7 @@
 //! The eligibility job end to end against the real broker and Redis: the generator's member and
 //! plan events produced to Kafka, `arus run pipelines/eligibility.toml` materializing them into
 //! Redis, and answers read back from Redis for every generated claim; then a termination
-//! produced to Kafka changes the answer.
+//! produced to Kafka changes the answer, and a subscriber's plan change moves a dependent.
 
 mod common;
 
@@ -44,11 +44,21 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
     let mut local = EligibilityState::new();
     let mut deaths = std::collections::HashMap::new();
     let mut phantom = std::collections::BTreeSet::new();
+    let (mut subscribers, mut plan_years) = (std::collections::HashMap::new(), std::collections::BTreeMap::new());
     let settings = GeneratorConfig { claims: 1_500, days: 60, ..GeneratorConfig::default() };
     generate(&settings, |output| -> Result<(), String> {
         match output {
             Output::Event(Event::ClaimSubmitted(claim)) => claims.push(claim),
             Output::Event(event) => {
+                match &event {
+                    Event::MemberCreated(m) => {
+                        subscribers.insert(m.member_id.clone(), m.subscriber_id.clone());
+                    }
+                    Event::PlanCreated(p) => {
+                        plan_years.insert(p.plan_id.clone(), p.plan_year);
+                    }
+                    _ => {}
+                }
                 if let Event::MemberUpdated(update) = &event
                     && let Some(died) = update.date_of_death
                 {
@@ -208,8 +218,55 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
     });
     let bytes = wire::encode(&termination).expect("encode");
     producer.send(&members, termination.key().as_bytes(), &bytes, 0).expect("send");
+    // And a plan change of another family's subscriber: a dependent follows it.
+    let dependent = claims
+        .iter()
+        .find(|c| {
+            let subscriber = &subscribers[&c.member_id];
+            *subscriber != c.member_id
+                && *subscriber != subscribers[&claim.member_id]
+                && answer(&c.member_id, c.service_date).status == EligibilityStatus::ACTIVE
+        })
+        .expect("a covered dependent");
+    let before = answer(&dependent.member_id, dependent.service_date);
+    let current = before.plan_id.clone().expect("a plan");
+    let other = plan_years
+        .iter()
+        .find(|(plan, year)| **plan != current && **year == plan_years[&current])
+        .map(|(plan, _)| plan.clone())
+        .expect("another plan of the same year");
+    let subscriber = subscribers[&dependent.member_id].clone();
+    let plan_change = Event::CoverageChanged(CoverageChanged {
+        event_id: format!("{prefix}plan-change"),
+        event_time: Timestamp(dependent.event_time.0 + 1),
+        member_id: subscriber.clone(),
+        family_id: "unknown".to_owned(),
+        subscriber_id: subscriber,
+        change_type: CoverageChangeType::PLAN_CHANGED,
+        plan_id: other.clone(),
+        effective_date: dependent.service_date,
+        end_date: None,
+        reason: Some("PLAN_CHANGE".to_owned()),
+    });
+    let bytes = wire::encode(&plan_change).expect("encode");
+    producer.send(&members, plan_change.key().as_bytes(), &bytes, 0).expect("send");
     producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
     run_job();
+    let after = answer(&dependent.member_id, dependent.service_date);
+    assert_eq!(
+        (after.status, after.plan_id.as_deref()),
+        (EligibilityStatus::ACTIVE, Some(other.as_str())),
+        "{after:?}"
+    );
+    let (status, body) = http_get(&format!(
+        "/api/v1/eligibility?memberId={}&serviceDate={}&serviceType=99213",
+        dependent.member_id, dependent.service_date
+    ));
+    assert_eq!((status, body["data"]["planId"].as_str()), (200, Some(other.as_str())), "{body}");
+    let day_before = answer(&dependent.member_id, dependent.service_date.add_days(-1));
+    if day_before.status == EligibilityStatus::ACTIVE {
+        assert_eq!(day_before.plan_id, before.plan_id, "the change applies from its effective date");
+    }
     let after = answer(&claim.member_id, claim.service_date);
     assert_eq!((after.eligible, after.status), (false, EligibilityStatus::TERMINATED), "{after:?}");
     let (status, body) = http_get(&path);
