@@ -164,6 +164,12 @@ impl EligibilityState {
         affected
     }
 
+    /// The benefit version of a plan in force on a date: its effective date, version number
+    /// and benefits.
+    pub fn plan_version(&self, plan_id: &str, date: Date) -> Option<(Date, i32, &Benefits)> {
+        self.plans.get(plan_id)?.range(..=(date, i32::MAX)).next_back().map(|((from, v), b)| (*from, *v, b))
+    }
+
     /// Benefits of a plan in force on a date.
     pub fn benefits(&self, plan_id: &str, date: Date) -> Option<&Benefits> {
         self.plans.get(plan_id)?.range(..=(date, i32::MAX)).next_back().map(|(_, b)| b)

@@ -9,6 +9,7 @@
 //! - [`spec`]: pipeline specs (`pipelines/*.toml`), `--set` overrides, validation.
 //! - [`runner`]: runs a spec on timely workers: file source, the job, CSV sink.
 
+pub mod adjudication;
 pub mod checkpoint;
 pub mod eligibility;
 pub mod eligibility_job;

@@ -1,0 +1,815 @@
+//! Claim adjudication, cost accumulators and the claim saga, as a fold over events.
+//!
+//! [`Adjudicator::apply`] takes every event the job reads (members and coverage, plans,
+//! providers and contracts, authorizations, claims, payments) in one deterministic order and
+//! returns the events it decides: `ClaimAdjudicated` (to `claims.events`), `AccumulatorUpdated`
+//! (to `accumulator.updates`) and `ClaimPaid`. The same events in the same order always give
+//! the same outputs, to the rupiah.
+//!
+//! Each claim line goes through the standard order, and stops at the first rule that denies it:
+//! 1. front-end validation (CARC 16: missing or invalid fields, a line charge that is not
+//!    positive, a service date after submission, line charges not summing to the total);
+//! 2. duplicates: the same member, provider, service date, procedure, units and charge as a line
+//!    of an earlier claim still standing (CARC 18);
+//! 3. eligibility on the line's date of service (unknown member 31, not yet covered 26,
+//!    terminated or deceased 27);
+//! 4. timely filing: submitted more than [`TIMELY_FILING_DAYS`] after the service (29); plan
+//!    exclusions (96); out of network where the plan covers nothing out of network (204);
+//! 5. prior authorization where the plan requires it: none approved for the member, procedure
+//!    and date (197), or fewer units left on it than billed (198); an authorization requested
+//!    and not yet decided pends the claim;
+//! 6. pricing: allowed = min(billed, contracted fee per unit × units) in network, billed out of
+//!    network; the difference is contractual (CO-45);
+//! 7. member share, capped together by the room left under the out-of-pocket maximum
+//!    (individual and family, whichever is less), taken in this order: deductible (PR-1, up to
+//!    what is left of the individual and family deductibles), copay (PR-3, per office visit
+//!    line: procedure codes 99202–99215), coinsurance (PR-2: the plan's rate, or its
+//!    out-of-network rate, on what is left, **rounded half up to the whole rupiah**); then the
+//!    annual limit: what the plan would pay beyond what is left of it is the member's (PR-119,
+//!    not counted toward the out-of-pocket maximum);
+//! 8. the plan pays the rest.
+//!
+//! For every line, billed = plan paid + the sum of its adjustments (CO and PR amounts).
+//! Accumulators are per member and per family per calendar year of the service date; denied
+//! lines do not touch them. Compensation: a `PaymentFailed` that will not be retried, or a
+//! claim replacing another (`original_claim_id`: a correction, or with no lines a void),
+//! restores what the earlier claim added to the accumulators, exactly, and frees its lines for
+//! the duplicate check; claims adjudicated in between are not adjudicated again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use arus_schemas::events::{
+    AccumulatorUpdated, AdjudicatedLine, Adjustment, AdjustmentGroup, AuthApproved, Benefits, ClaimAdjudicated,
+    ClaimLine, ClaimPaid, ClaimStatus, ClaimSubmitted, ContractUpdated, EligibilityStatus, NetworkStatus,
+};
+use arus_schemas::{Date, Event, Idr, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::eligibility::EligibilityState;
+
+/// Days after the date of service within which a claim must be submitted.
+pub const TIMELY_FILING_DAYS: i32 = 90;
+
+/// Office-visit procedure codes: a copay applies to each such line.
+fn is_office_visit(procedure: &str) -> bool {
+    procedure.len() == 5 && ("99202"..="99215").contains(&procedure)
+}
+
+/// What a member has met in one year.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Met {
+    /// Deductible met.
+    pub deductible: Idr,
+    /// Out-of-pocket met (deductible, copays, coinsurance).
+    pub oop: Idr,
+    /// Paid by the plan (for the annual limit).
+    pub plan_paid: Idr,
+}
+
+impl Met {
+    fn add(&mut self, other: Met) {
+        self.deductible += other.deductible;
+        self.oop += other.oop;
+        self.plan_paid += other.plan_paid;
+    }
+
+    fn sub(&mut self, other: Met) {
+        self.deductible -= other.deductible;
+        self.oop -= other.oop;
+        self.plan_paid -= other.plan_paid;
+    }
+}
+
+/// A member's accumulators for one year, as the store and the gateway show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accumulators {
+    /// Member.
+    pub member_id: String,
+    /// Family.
+    pub family_id: String,
+    /// Plan of the last change.
+    pub plan_id: String,
+    /// Calendar year.
+    pub year: i32,
+    /// The member's totals.
+    pub member: Met,
+    /// The family's totals.
+    pub family: Met,
+    /// Changes so far (the version).
+    pub version: i64,
+}
+
+/// An approved authorization and what is used of it.
+#[derive(Debug, Clone)]
+enum Auth {
+    Requested { member_id: String },
+    Approved { approval: AuthApproved, used_units: i32 },
+    Denied,
+}
+
+/// What an adjudicated claim added, to take back if it is compensated.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Standing {
+    member_id: String,
+    family_id: String,
+    provider_id: String,
+    plan_id: String,
+    /// Per year, what the claim added.
+    added: BTreeMap<i32, Met>,
+    /// Its lines' duplicate keys.
+    lines: Vec<DuplicateKey>,
+    /// Authorization units it used.
+    auth_units: Vec<(String, i32)>,
+    /// Reversed (compensated or replaced): adds nothing any more.
+    reversed: bool,
+}
+
+/// Member, provider, date of service, procedure, units, charge.
+type DuplicateKey = (String, String, Date, String, i32, i64);
+
+/// A claim's state as the store keeps it (`claim:<id>`) and the gateway shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimView {
+    /// The decision.
+    pub adjudication: ClaimAdjudicated,
+    /// `ADJUDICATED`, `PAID`, `PAYMENT_FAILED` (retryable), `REVERSED`.
+    pub state: String,
+    /// Payment, when paid.
+    pub payment_id: Option<String>,
+    /// Why it was reversed.
+    pub reversal: Option<String>,
+    /// Changes so far (the version).
+    pub version: i64,
+}
+
+/// The adjudication state: reference data, accumulators, standing claims.
+#[derive(Debug, Default)]
+pub struct Adjudicator {
+    eligibility: EligibilityState,
+    families: HashMap<String, String>,
+    providers: HashMap<String, NetworkStatus>,
+    /// Per provider, contracts by effective date.
+    contracts: HashMap<String, BTreeMap<Date, ContractUpdated>>,
+    auths: HashMap<String, Auth>,
+    /// Per member, authorization ids in arrival order.
+    member_auths: HashMap<String, Vec<String>>,
+    members_met: HashMap<(String, i32), Accumulators>,
+    families_met: HashMap<(String, i32), Met>,
+    duplicates: HashMap<DuplicateKey, String>,
+    claims: HashMap<String, Standing>,
+    views: HashMap<String, ClaimView>,
+    seen: HashSet<String>,
+}
+
+/// One line's figures, before they become an [`AdjudicatedLine`].
+#[derive(Debug, Default, Clone)]
+struct LineFigures {
+    allowed: Idr,
+    deductible: Idr,
+    copay: Idr,
+    coinsurance: Idr,
+    plan_paid: Idr,
+    adjustments: Vec<Adjustment>,
+}
+
+fn adjustment(group: AdjustmentGroup, carc: &str, amount: Idr) -> Adjustment {
+    Adjustment { group, carc: carc.to_owned(), amount_idr: amount }
+}
+
+/// A line denied in full: its whole charge adjusted under `group`/`carc`.
+fn denied_line(line: &ClaimLine, group: AdjustmentGroup, carc: &str) -> AdjudicatedLine {
+    let billed = line.charge_amount_idr.max(Idr(0));
+    AdjudicatedLine {
+        line_number: line.line_number,
+        billed_idr: line.charge_amount_idr,
+        allowed_idr: Idr(0),
+        deductible_idr: Idr(0),
+        copay_idr: Idr(0),
+        coinsurance_idr: Idr(0),
+        plan_paid_idr: Idr(0),
+        adjustments: vec![adjustment(group, carc, billed)],
+    }
+}
+
+/// What is left under each limit when a line is priced.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    /// Deductible left (individual and family, whichever is less).
+    pub deductible: Idr,
+    /// Out-of-pocket room left (individual and family, whichever is less).
+    pub oop: Idr,
+    /// Annual limit left.
+    pub annual_limit: Idr,
+}
+
+/// Prices one line: `billed`, the contracted amount for its units (`None` out of network),
+/// whether a copay applies, the coinsurance rate in basis points, and the room left; the
+/// line's figures and adjustments. Pure: the worked examples of the tests run through it.
+fn price(billed: Idr, contracted: Option<Idr>, copay: Idr, coinsurance_bp: i32, room: Room) -> LineFigures {
+    let mut figures = LineFigures::default();
+    let allowed = contracted.map_or(billed, |c| billed.min(c));
+    figures.allowed = allowed;
+    if billed > allowed {
+        figures.adjustments.push(adjustment(AdjustmentGroup::CO, "45", billed - allowed));
+    }
+    let mut oop_room = room.oop;
+    let deductible = allowed.min(room.deductible).min(oop_room);
+    oop_room -= deductible;
+    let copay = copay.min(allowed - deductible).min(oop_room);
+    oop_room -= copay;
+    let rest = allowed - deductible - copay;
+    let coinsurance = rest.apply_bp(coinsurance_bp).min(oop_room);
+    let plan_share = rest - coinsurance;
+    let plan_paid = plan_share.min(room.annual_limit);
+    let over_limit = plan_share - plan_paid;
+    for (carc, amount) in [("1", deductible), ("3", copay), ("2", coinsurance), ("119", over_limit)] {
+        if amount > Idr(0) {
+            figures.adjustments.push(adjustment(AdjustmentGroup::PR, carc, amount));
+        }
+    }
+    figures.deductible = deductible;
+    figures.copay = copay;
+    figures.coinsurance = coinsurance;
+    figures.plan_paid = plan_paid;
+    figures
+}
+
+/// The worked example's arithmetic, public for the tests and the docs: a line of `billed`
+/// with `contracted`, no copay, `coinsurance_bp`; its deductible, coinsurance, plan paid and
+/// contractual adjustment.
+pub fn price_line(
+    billed: Idr,
+    contracted: Option<Idr>,
+    copay: Idr,
+    coinsurance_bp: i32,
+    room: Room,
+) -> AdjudicatedLine {
+    let f = price(billed, contracted, copay, coinsurance_bp, room);
+    AdjudicatedLine {
+        line_number: 1,
+        billed_idr: billed,
+        allowed_idr: f.allowed,
+        deductible_idr: f.deductible,
+        copay_idr: f.copay,
+        coinsurance_idr: f.coinsurance,
+        plan_paid_idr: f.plan_paid,
+        adjustments: f.adjustments,
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl Adjudicator {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A member's accumulators for a year.
+    pub fn accumulators(&self, member_id: &str, year: i32) -> Option<&Accumulators> {
+        self.members_met.get(&(member_id.to_owned(), year))
+    }
+
+    /// A claim's decision and saga state.
+    pub fn claim(&self, claim_id: &str) -> Option<&ClaimView> {
+        self.views.get(claim_id)
+    }
+
+    /// Applies one event; the events it decides, in order. An event seen before (by id)
+    /// decides nothing again.
+    pub fn apply(&mut self, event: &Event) -> Vec<Event> {
+        if !self.seen.insert(event.event_id().to_owned()) {
+            return Vec::new();
+        }
+        match event {
+            Event::MemberCreated(e) => {
+                self.families.insert(e.member_id.clone(), e.family_id.clone());
+                self.eligibility.apply(event);
+            }
+            Event::MemberUpdated(_) | Event::CoverageChanged(_) | Event::PlanCreated(_) | Event::BenefitUpdated(_) => {
+                self.eligibility.apply(event);
+            }
+            Event::ProviderOnboarded(e) => {
+                self.providers.insert(e.provider_id.clone(), e.network_status);
+            }
+            Event::ContractUpdated(e) => {
+                self.contracts.entry(e.provider_id.clone()).or_default().insert(e.effective_date, e.clone());
+            }
+            Event::AuthRequested(e) => {
+                self.auths.entry(e.auth_id.clone()).or_insert(Auth::Requested { member_id: e.member_id.clone() });
+                self.member_auths.entry(e.member_id.clone()).or_default().push(e.auth_id.clone());
+            }
+            Event::AuthApproved(e) => {
+                if !matches!(self.auths.get(&e.auth_id), Some(Auth::Requested { .. })) {
+                    self.member_auths.entry(e.member_id.clone()).or_default().push(e.auth_id.clone());
+                }
+                self.auths.insert(e.auth_id.clone(), Auth::Approved { approval: e.clone(), used_units: 0 });
+            }
+            Event::AuthDenied(e) => {
+                if !matches!(self.auths.get(&e.auth_id), Some(Auth::Requested { .. })) {
+                    self.member_auths.entry(e.member_id.clone()).or_default().push(e.auth_id.clone());
+                }
+                self.auths.insert(e.auth_id.clone(), Auth::Denied);
+            }
+            Event::ClaimSubmitted(claim) => return self.submitted(claim),
+            Event::PaymentCompleted(e) => {
+                let Some(standing) = self.claims.get(&e.claim_id) else { return Vec::new() };
+                let paid = ClaimPaid {
+                    event_id: format!("paid:{}", e.event_id),
+                    event_time: e.event_time,
+                    claim_id: e.claim_id.clone(),
+                    payment_id: e.payment_id.clone(),
+                    member_id: standing.member_id.clone(),
+                    provider_id: standing.provider_id.clone(),
+                    amount_idr: e.amount_idr,
+                };
+                if let Some(view) = self.views.get_mut(&e.claim_id) {
+                    view.state = "PAID".to_owned();
+                    view.payment_id = Some(e.payment_id.clone());
+                    view.version += 1;
+                }
+                return vec![Event::ClaimPaid(paid)];
+            }
+            Event::PaymentFailed(e) if e.retryable => {
+                if let Some(view) = self.views.get_mut(&e.claim_id)
+                    && view.state != "REVERSED"
+                {
+                    view.state = "PAYMENT_FAILED".to_owned();
+                    view.version += 1;
+                }
+            }
+            Event::PaymentFailed(e) => {
+                let reason = format!("payment {} failed: {}", e.payment_id, e.failure_code);
+                return self.reverse(&e.claim_id, &e.event_id, e.event_time, &reason);
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Takes back what a standing claim added: accumulators restored (one update per year it
+    /// touched), its lines and authorization units freed.
+    fn reverse(&mut self, claim_id: &str, cause: &str, at: Timestamp, reason: &str) -> Vec<Event> {
+        let Some(standing) = self.claims.get_mut(claim_id) else { return Vec::new() };
+        if standing.reversed {
+            return Vec::new();
+        }
+        standing.reversed = true;
+        let standing = standing.clone();
+        for key in &standing.lines {
+            if self.duplicates.get(key).is_some_and(|c| c == claim_id) {
+                self.duplicates.remove(key);
+            }
+        }
+        for (auth_id, units) in &standing.auth_units {
+            if let Some(Auth::Approved { used_units, .. }) = self.auths.get_mut(auth_id) {
+                *used_units -= units;
+            }
+        }
+        let mut out = Vec::new();
+        for (year, added) in &standing.added {
+            let member = self.members_met.entry((standing.member_id.clone(), *year)).or_default();
+            member.member.sub(*added);
+            let family = self.families_met.entry((standing.family_id.clone(), *year)).or_default();
+            family.sub(*added);
+            member.family = *family;
+            member.version += 1;
+            out.push(Event::AccumulatorUpdated(accumulator_event(member, cause, at, claim_id)));
+        }
+        if let Some(view) = self.views.get_mut(claim_id) {
+            view.state = "REVERSED".to_owned();
+            view.reversal = Some(reason.to_owned());
+            view.version += 1;
+        }
+        out
+    }
+
+    fn submitted(&mut self, claim: &ClaimSubmitted) -> Vec<Event> {
+        let mut out = Vec::new();
+        if let Some(original) = &claim.original_claim_id {
+            out.extend(self.reverse(
+                original,
+                &claim.event_id,
+                claim.event_time,
+                &format!("replaced by {}", claim.claim_id),
+            ));
+            if claim.lines.is_empty() {
+                return out; // a void
+            }
+        }
+        if self.views.contains_key(&claim.claim_id) {
+            return out; // a claim id is decided once
+        }
+        let (adjudicated, updates) = self.decide(claim);
+        self.views.insert(
+            claim.claim_id.clone(),
+            ClaimView {
+                adjudication: adjudicated.clone(),
+                state: "ADJUDICATED".to_owned(),
+                payment_id: None,
+                reversal: None,
+                version: 1,
+            },
+        );
+        out.push(Event::ClaimAdjudicated(adjudicated));
+        out.extend(updates);
+        out
+    }
+
+    /// Decides a claim: the decision, and one accumulator update per year it touched.
+    fn decide(&mut self, claim: &ClaimSubmitted) -> (ClaimAdjudicated, Vec<Event>) {
+        let mut trace = Vec::new();
+        let submitted = claim.event_time.date();
+        let member_id = &claim.member_id;
+        let family_id = self.families.get(member_id).cloned().unwrap_or_else(|| member_id.clone());
+        // Claim-level checks: a claim that fails them has every line denied.
+        let mut claim_denial: Option<(&str, String)> = None;
+        if !valid_id(&claim.claim_id) || !valid_id(member_id) || !valid_id(&claim.provider_id) {
+            claim_denial = Some(("16", "a claim, member or provider id is missing or malformed".to_owned()));
+        } else if claim.lines.is_empty() {
+            claim_denial = Some(("16", "no service lines".to_owned()));
+        } else if claim.currency != "IDR" {
+            claim_denial = Some(("16", format!("currency {} is not IDR", claim.currency)));
+        } else if claim.lines.iter().map(|l| l.charge_amount_idr).sum::<Idr>() != claim.total_charge_idr {
+            claim_denial = Some(("16", "line charges do not add up to the total charge".to_owned()));
+        } else if !self.providers.contains_key(&claim.provider_id) {
+            claim_denial = Some(("16", format!("unknown provider {}", claim.provider_id)));
+        }
+        let mut lines = Vec::with_capacity(claim.lines.len());
+        let mut added: BTreeMap<i32, Met> = BTreeMap::new();
+        let mut keys = Vec::new();
+        let mut auth_units: Vec<(String, i32)> = Vec::new();
+        let (mut plan, mut plan_version, mut used_auth) = (None::<String>, None::<i32>, None::<String>);
+        let mut pended = false;
+        let mut seen_in_claim: HashSet<DuplicateKey> = HashSet::new();
+        for line in &claim.lines {
+            let n = line.line_number;
+            if let Some((carc, why)) = &claim_denial {
+                trace.push(format!("line {n}: denied CO-{carc}: {why}"));
+                lines.push(denied_line(line, AdjustmentGroup::CO, carc));
+                continue;
+            }
+            // 1. front end.
+            let invalid = if line.charge_amount_idr <= Idr(0) {
+                Some("the charge is not positive")
+            } else if line.units <= 0 {
+                Some("units are not positive")
+            } else if line.service_date > submitted {
+                Some("the service date is after the submission")
+            } else if !valid_id(&line.procedure_code) {
+                Some("the procedure code is missing or malformed")
+            } else {
+                None
+            };
+            if let Some(why) = invalid {
+                trace.push(format!("line {n}: denied CO-16: {why}"));
+                lines.push(denied_line(line, AdjustmentGroup::CO, "16"));
+                continue;
+            }
+            // 2. duplicates.
+            let key: DuplicateKey = (
+                member_id.clone(),
+                claim.provider_id.clone(),
+                line.service_date,
+                line.procedure_code.clone(),
+                line.units,
+                line.charge_amount_idr.0,
+            );
+            if let Some(earlier) = self.duplicates.get(&key) {
+                trace.push(format!("line {n}: denied CO-18: duplicate of a line of claim {earlier}"));
+                lines.push(denied_line(line, AdjustmentGroup::CO, "18"));
+                continue;
+            }
+            if !seen_in_claim.insert(key.clone()) {
+                trace.push(format!("line {n}: denied CO-18: duplicate of an earlier line of this claim"));
+                lines.push(denied_line(line, AdjustmentGroup::CO, "18"));
+                continue;
+            }
+            // 3. eligibility on the date of service.
+            let answer = self.eligibility.answer(member_id, line.service_date, &line.procedure_code);
+            let not_eligible = match answer.status {
+                EligibilityStatus::UNKNOWN_MEMBER => Some("31"),
+                EligibilityStatus::NOT_YET_COVERED => Some("26"),
+                EligibilityStatus::TERMINATED => Some("27"),
+                EligibilityStatus::ACTIVE => None,
+            };
+            if let Some(carc) = not_eligible {
+                let why = answer.reason.clone().unwrap_or_else(|| format!("{:?}", answer.status));
+                trace.push(format!("line {n}: denied CO-{carc}: not eligible on {}: {why}", line.service_date));
+                lines.push(denied_line(line, AdjustmentGroup::CO, carc));
+                continue;
+            }
+            let plan_id = answer.plan_id.clone().unwrap_or_default();
+            let Some((from, version, benefits)) = self.eligibility.plan_version(&plan_id, line.service_date) else {
+                trace
+                    .push(format!("line {n}: pended: no benefits of plan {plan_id} in force on {}", line.service_date));
+                pended = true;
+                lines.push(pended_line(line));
+                continue;
+            };
+            let benefits = benefits.clone();
+            if plan.is_none() {
+                trace.push(format!("plan {plan_id} version {version} (benefits from {from})"));
+                plan = Some(plan_id.clone());
+                plan_version = Some(version);
+            }
+            // 4. timely filing, exclusions, network.
+            let filed_after = submitted.days_since(line.service_date);
+            if filed_after > TIMELY_FILING_DAYS {
+                trace.push(format!(
+                    "line {n}: denied CO-29: filed {filed_after} days after service (limit {TIMELY_FILING_DAYS})"
+                ));
+                lines.push(denied_line(line, AdjustmentGroup::CO, "29"));
+                continue;
+            }
+            if benefits.excluded_procedures.contains(&line.procedure_code) {
+                trace.push(format!("line {n}: denied CO-96: {} is excluded by the plan", line.procedure_code));
+                lines.push(denied_line(line, AdjustmentGroup::CO, "96"));
+                continue;
+            }
+            let contract = self
+                .contracts
+                .get(&claim.provider_id)
+                .and_then(|c| c.range(..=line.service_date).next_back())
+                .map(|(_, c)| c)
+                .filter(|c| c.end_date.is_none_or(|end| end >= line.service_date));
+            let in_network = contract
+                .map_or(self.providers.get(&claim.provider_id) == Some(&NetworkStatus::IN_NETWORK), |c| {
+                    c.network_status == NetworkStatus::IN_NETWORK
+                });
+            let coinsurance_bp =
+                if in_network { benefits.coinsurance_bp } else { benefits.out_of_network_coinsurance_bp };
+            if !in_network && coinsurance_bp >= 10_000 {
+                trace.push(format!(
+                    "line {n}: denied CO-204: out of network, and the plan covers nothing out of network"
+                ));
+                lines.push(denied_line(line, AdjustmentGroup::CO, "204"));
+                continue;
+            }
+            // 5. prior authorization.
+            if benefits.prior_auth_procedures.contains(&line.procedure_code) {
+                match self.authorization(claim, line) {
+                    AuthCheck::Approved(auth_id) => {
+                        if let Some(Auth::Approved { used_units, approval }) = self.auths.get_mut(&auth_id) {
+                            *used_units += line.units;
+                            trace.push(format!(
+                                "line {n}: authorization {auth_id}: {} of {} units used",
+                                used_units, approval.approved_units
+                            ));
+                        }
+                        auth_units.push((auth_id.clone(), line.units));
+                        used_auth.get_or_insert(auth_id);
+                    }
+                    AuthCheck::Exceeded(auth_id, left) => {
+                        trace.push(format!(
+                            "line {n}: denied CO-198: authorization {auth_id} has {left} units left, {} billed",
+                            line.units
+                        ));
+                        lines.push(denied_line(line, AdjustmentGroup::CO, "198"));
+                        continue;
+                    }
+                    AuthCheck::Undecided(auth_id) => {
+                        trace.push(format!("line {n}: pended: authorization {auth_id} is not decided yet"));
+                        pended = true;
+                        lines.push(pended_line(line));
+                        continue;
+                    }
+                    AuthCheck::Absent => {
+                        trace.push(format!(
+                            "line {n}: denied CO-197: {} needs prior authorization, none approved",
+                            line.procedure_code
+                        ));
+                        lines.push(denied_line(line, AdjustmentGroup::CO, "197"));
+                        continue;
+                    }
+                }
+            }
+            // 6–8. pricing and the member's share.
+            let contracted = if in_network {
+                contract.and_then(|c| {
+                    c.fee_schedule
+                        .iter()
+                        .find(|f| f.procedure_code == line.procedure_code)
+                        .map(|f| Idr(f.contracted_amount_idr.0 * i64::from(line.units)))
+                })
+            } else {
+                None
+            };
+            let year = line.service_date.year();
+            let member_met = self.met(member_id, year);
+            let family_met = self.families_met.get(&(family_id.clone(), year)).copied().unwrap_or_default();
+            let room = room(&benefits, member_met, family_met);
+            let copay = if is_office_visit(&line.procedure_code) { benefits.copay_idr } else { Idr(0) };
+            let figures = price(line.charge_amount_idr, contracted, copay, coinsurance_bp, room);
+            trace.push(format!(
+                "line {n}: allowed {} ({}); before: deductible met {} (family {}), out-of-pocket met {} (family {}), plan paid {}; \
+                 deductible {}, copay {}, coinsurance {} at {} bp, plan pays {}",
+                figures.allowed,
+                match contracted {
+                    Some(c) => format!("contracted {c} for {} units", line.units),
+                    None if in_network => "no contracted fee: billed".to_owned(),
+                    None => "out of network: billed".to_owned(),
+                },
+                member_met.deductible,
+                family_met.deductible,
+                member_met.oop,
+                family_met.oop,
+                member_met.plan_paid,
+                figures.deductible,
+                figures.copay,
+                figures.coinsurance,
+                coinsurance_bp,
+                figures.plan_paid,
+            ));
+            let share = Met {
+                deductible: figures.deductible,
+                oop: figures.deductible + figures.copay + figures.coinsurance,
+                plan_paid: figures.plan_paid,
+            };
+            self.add_met(member_id, &family_id, &plan_id, year, share);
+            added.entry(year).or_default().add(share);
+            self.duplicates.insert(key.clone(), claim.claim_id.clone());
+            keys.push(key);
+            lines.push(AdjudicatedLine {
+                line_number: n,
+                billed_idr: line.charge_amount_idr,
+                allowed_idr: figures.allowed,
+                deductible_idr: figures.deductible,
+                copay_idr: figures.copay,
+                coinsurance_idr: figures.coinsurance,
+                plan_paid_idr: figures.plan_paid,
+                adjustments: figures.adjustments,
+            });
+        }
+        let approved = lines.iter().filter(|l| l.allowed_idr > Idr(0)).count();
+        let status = if pended {
+            ClaimStatus::PENDED
+        } else if approved == lines.len() && approved > 0 {
+            ClaimStatus::APPROVED
+        } else if approved > 0 {
+            ClaimStatus::PARTIALLY_APPROVED
+        } else {
+            ClaimStatus::DENIED
+        };
+        // One accumulator update per year the claim touched.
+        let mut updates = Vec::new();
+        for year in added.keys() {
+            if let Some(acc) = self.members_met.get(&(member_id.clone(), *year)) {
+                let mut acc = acc.clone();
+                acc.family = self.families_met.get(&(family_id.clone(), *year)).copied().unwrap_or_default();
+                trace.push(format!(
+                    "after, {year}: deductible met {} (family {}), out-of-pocket met {} (family {}), plan paid {}",
+                    acc.member.deductible, acc.family.deductible, acc.member.oop, acc.family.oop, acc.member.plan_paid
+                ));
+                updates.push(Event::AccumulatorUpdated(accumulator_event(
+                    &acc,
+                    &claim.event_id,
+                    claim.event_time,
+                    &claim.claim_id,
+                )));
+            }
+        }
+        self.claims.insert(
+            claim.claim_id.clone(),
+            Standing {
+                member_id: member_id.clone(),
+                family_id: family_id.clone(),
+                provider_id: claim.provider_id.clone(),
+                plan_id: plan.clone().unwrap_or_default(),
+                added,
+                lines: keys,
+                auth_units,
+                reversed: false,
+            },
+        );
+        let sum = |f: fn(&AdjudicatedLine) -> Idr| lines.iter().map(f).sum::<Idr>();
+        let adjudicated = ClaimAdjudicated {
+            event_id: format!("adj:{}", claim.event_id),
+            event_time: claim.event_time,
+            claim_id: claim.claim_id.clone(),
+            member_id: member_id.clone(),
+            provider_id: claim.provider_id.clone(),
+            status,
+            plan_id: plan,
+            plan_version,
+            auth_id: used_auth,
+            total_billed_idr: sum(|l| l.billed_idr),
+            total_allowed_idr: sum(|l| l.allowed_idr),
+            total_member_share_idr: sum(|l| l.deductible_idr + l.copay_idr + l.coinsurance_idr),
+            total_plan_paid_idr: sum(|l| l.plan_paid_idr),
+            lines,
+            trace,
+        };
+        (adjudicated, updates)
+    }
+
+    fn met(&self, member_id: &str, year: i32) -> Met {
+        self.members_met.get(&(member_id.to_owned(), year)).map(|a| a.member).unwrap_or_default()
+    }
+
+    fn add_met(&mut self, member_id: &str, family_id: &str, plan_id: &str, year: i32, share: Met) {
+        let family = self.families_met.entry((family_id.to_owned(), year)).or_default();
+        family.add(share);
+        let family = *family;
+        let acc = self.members_met.entry((member_id.to_owned(), year)).or_insert_with(|| Accumulators {
+            member_id: member_id.to_owned(),
+            family_id: family_id.to_owned(),
+            year,
+            ..Accumulators::default()
+        });
+        acc.plan_id = plan_id.to_owned();
+        acc.member.add(share);
+        acc.family = family;
+        acc.version += 1;
+    }
+
+    /// The authorization covering a line: the one the claim cites, else the member's
+    /// approved ones for the procedure and date, in the order they came.
+    fn authorization(&self, claim: &ClaimSubmitted, line: &ClaimLine) -> AuthCheck {
+        let candidates: Vec<&String> = match &claim.auth_id {
+            Some(id) => vec![id],
+            None => self.member_auths.get(&claim.member_id).map(|ids| ids.iter().collect()).unwrap_or_default(),
+        };
+        let mut best = AuthCheck::Absent;
+        for id in candidates {
+            match self.auths.get(id) {
+                Some(Auth::Approved { approval, used_units })
+                    if approval.member_id == claim.member_id
+                        && approval.procedure_code == line.procedure_code
+                        && approval.valid_from <= line.service_date
+                        && line.service_date <= approval.valid_to =>
+                {
+                    let left = approval.approved_units - used_units;
+                    if left >= line.units {
+                        return AuthCheck::Approved(id.clone());
+                    }
+                    best = AuthCheck::Exceeded(id.clone(), left);
+                }
+                Some(Auth::Requested { member_id })
+                    if *member_id == claim.member_id && matches!(best, AuthCheck::Absent) =>
+                {
+                    best = AuthCheck::Undecided(id.clone());
+                }
+                Some(Auth::Denied) | Some(Auth::Requested { .. }) | Some(Auth::Approved { .. }) | None => {}
+            }
+        }
+        best
+    }
+}
+
+enum AuthCheck {
+    Approved(String),
+    Exceeded(String, i32),
+    Undecided(String),
+    Absent,
+}
+
+/// A line held for information still to come: nothing allowed, nothing adjusted yet.
+fn pended_line(line: &ClaimLine) -> AdjudicatedLine {
+    AdjudicatedLine {
+        line_number: line.line_number,
+        billed_idr: line.charge_amount_idr,
+        allowed_idr: Idr(0),
+        deductible_idr: Idr(0),
+        copay_idr: Idr(0),
+        coinsurance_idr: Idr(0),
+        plan_paid_idr: Idr(0),
+        adjustments: Vec::new(),
+    }
+}
+
+/// What is left under each limit.
+fn room(benefits: &Benefits, member: Met, family: Met) -> Room {
+    Room {
+        deductible: benefits
+            .deductible_individual_idr
+            .saturating_sub(member.deductible)
+            .min(benefits.deductible_family_idr.saturating_sub(family.deductible)),
+        oop: benefits
+            .oop_max_individual_idr
+            .saturating_sub(member.oop)
+            .min(benefits.oop_max_family_idr.saturating_sub(family.oop)),
+        annual_limit: benefits.annual_limit_idr.saturating_sub(member.plan_paid),
+    }
+}
+
+fn accumulator_event(acc: &Accumulators, cause: &str, at: Timestamp, claim_id: &str) -> AccumulatorUpdated {
+    AccumulatorUpdated {
+        event_id: format!("acc:{cause}:{}:{}", acc.member_id, acc.year),
+        event_time: at,
+        member_id: acc.member_id.clone(),
+        family_id: acc.family_id.clone(),
+        plan_id: acc.plan_id.clone(),
+        plan_year: acc.year,
+        deductible_met_idr: acc.member.deductible,
+        oop_met_idr: acc.member.oop,
+        family_deductible_met_idr: acc.family.deductible,
+        family_oop_met_idr: acc.family.oop,
+        plan_paid_to_date_idr: acc.member.plan_paid,
+        cause_event_id: cause.to_owned(),
+        claim_id: Some(claim_id.to_owned()),
+        version: acc.version,
+    }
+}
