@@ -118,6 +118,19 @@ fn demo_shows_the_generated_population_without_personal_data() {
             .expect("a count")
     };
     assert_eq!(windowed, claims, "{stdout}");
+    // The adjudication job decides every claim.
+    let decided = stdout
+        .lines()
+        .find(|l| l.starts_with("adjudication: "))
+        .and_then(|l| l.split("workers: ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .map(|n| n.replace(',', "").parse::<u64>().expect("a count"))
+        .unwrap_or_else(|| panic!("no adjudication line in:\n{stdout}"));
+    assert_eq!(decided, claims, "{stdout}");
+    assert!(
+        stdout.contains("member pays") && stdout.contains("; why:") && stdout.contains("deductible Rp"),
+        "{stdout}"
+    );
     assert!(stdout.contains("busiest windows"), "{stdout}");
     // Eligibility materialized from the member and plan topics answers the first requests.
     let answers: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("ER")).collect();
@@ -162,18 +175,31 @@ fn demo_serves_its_eligibility_answers_over_rest() {
     }
     let stdout = demo.stdout.take().expect("stdout");
     let _demo = Stop(demo);
-    // The demo prints a curl line once it listens.
-    let url = std::io::BufReader::new(stdout)
+    // The demo prints curl lines once it listens, then where every route is.
+    let urls: Vec<String> = std::io::BufReader::new(stdout)
         .lines()
         .map(|l| l.expect("a line"))
-        .find_map(|l| l.trim().strip_prefix("curl '").map(|u| u.trim_end_matches('\'').to_owned()))
-        .expect("a curl example");
-    let rest = url.strip_prefix("http://").expect("http");
-    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
-    let mut stream = std::net::TcpStream::connect(host).expect("connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n").expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("\"status\":\"ACTIVE\"") && response.contains("\"links\""), "{response}");
+        .take_while(|l| !l.contains("every route:"))
+        .filter_map(|l| l.trim().strip_prefix("curl '").map(|u| u.trim_end_matches('\'').to_owned()))
+        .collect();
+    assert_eq!(urls.len(), 3, "an eligibility, a claim and an accumulators example: {urls:?}");
+    let get = |url: &str| {
+        let rest = url.strip_prefix("http://").expect("http");
+        let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+        let mut stream = std::net::TcpStream::connect(host).expect("connect");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n").expect("request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response");
+        response
+    };
+    let eligibility = get(&urls[0]);
+    assert!(eligibility.starts_with("HTTP/1.1 200"), "{eligibility}");
+    assert!(eligibility.contains("\"status\":\"ACTIVE\"") && eligibility.contains("\"links\""), "{eligibility}");
+    let claim = get(&urls[1]);
+    assert!(claim.starts_with("HTTP/1.1 200") && claim.contains("\"explanation\""), "{claim}");
+    let accumulators = get(&urls[2]);
+    assert!(
+        accumulators.starts_with("HTTP/1.1 200") && accumulators.contains("\"deductibleMetIdr\""),
+        "{accumulators}"
+    );
 }

@@ -189,6 +189,8 @@ fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/benefits/summary", get(benefits_summary))
         .route("/api/v1/members/{member_id}", get(member))
         .route("/api/v1/members/{member_id}/coverage", axum::routing::post(change_coverage))
+        .route("/api/v1/members/{member_id}/accumulators", get(accumulators))
+        .route("/api/v1/claims/{claim_id}", get(claim))
         .route("/api/partner/v1/eligibility/verify", axum::routing::post(verify))
         .route("/openapi.json", get(openapi))
         .route("/health", get(health))
@@ -593,6 +595,19 @@ pub fn openapi_document() -> Value {
                 "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": responses("the member's coverage record"),
             }},
+            "/api/v1/claims/{claimId}": { "get": {
+                "summary": "A claim's decision: status, per-line amounts and adjustments (group and CARC), the explanation, payment state",
+                "parameters": [{ "name": "claimId", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": responses("the decision"),
+            }},
+            "/api/v1/members/{memberId}/accumulators": { "get": {
+                "summary": "Deductible and out-of-pocket met (member and family) and plan paid to date, for a year",
+                "parameters": [
+                    { "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "year", "in": "query", "required": false, "description": "YYYY (default: this year)", "schema": { "type": "integer" } },
+                ],
+                "responses": responses("the accumulators"),
+            }},
             "/health": { "get": { "summary": "The process is up", "responses": { "200": { "description": "up" } } } },
             "/ready": { "get": { "summary": "The state store answers", "responses": {
                 "200": { "description": "ready" },
@@ -798,5 +813,134 @@ async fn benefits_summary(
         },
         "meta": { "traceId": trace_id() },
         "links": { "self": format!("/api/v1/benefits/summary?memberId={member_id}&asOf={as_of}") },
+    })))
+}
+
+/// A record the jobs keep in the store, read and decoded; `None` when there is none.
+async fn stored<T: serde::de::DeserializeOwned + Send + 'static>(
+    gateway: &Gateway,
+    key: String,
+) -> Result<Option<T>, ApiError> {
+    let store = gateway.store.clone();
+    let found = tokio::task::spawn_blocking(move || store.get(&key))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+    found.map(|(_, bytes)| serde_json::from_slice(&bytes).map_err(|_| unavailable())).transpose()
+}
+
+/// `GET /api/v1/claims/{claimId}`: the claim's decision, explained, and where its payment is.
+async fn claim(State(gateway): State<Gateway>, Path(claim_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let claim_id = identifier("claimId", Some(claim_id))?;
+    let view: arus_jobs::adjudication::ClaimView =
+        stored(&gateway, format!("claim:{claim_id}")).await?.ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "CLAIM_NOT_FOUND",
+            message: format!("no decided claim {claim_id}"),
+            details: vec![json!({ "field": "claimId", "issue": "unknown or not decided yet" })],
+        })?;
+    let a = &view.adjudication;
+    let lines: Vec<Value> = a
+        .lines
+        .iter()
+        .map(|l| {
+            json!({
+                "lineNumber": l.line_number,
+                "billedIdr": l.billed_idr.0,
+                "allowedIdr": l.allowed_idr.0,
+                "deductibleIdr": l.deductible_idr.0,
+                "copayIdr": l.copay_idr.0,
+                "coinsuranceIdr": l.coinsurance_idr.0,
+                "planPaidIdr": l.plan_paid_idr.0,
+                "adjustments": l.adjustments.iter().map(|x| json!({
+                    "group": format!("{:?}", x.group),
+                    "carc": x.carc,
+                    "amountIdr": x.amount_idr.0,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "data": {
+            "claimId": a.claim_id,
+            "memberId": a.member_id,
+            "providerId": a.provider_id,
+            "status": format!("{:?}", a.status),
+            "state": view.state,
+            "planId": a.plan_id,
+            "planVersion": a.plan_version,
+            "authId": a.auth_id,
+            "totalBilledIdr": a.total_billed_idr.0,
+            "totalAllowedIdr": a.total_allowed_idr.0,
+            "totalMemberShareIdr": a.total_member_share_idr.0,
+            "totalPlanPaidIdr": a.total_plan_paid_idr.0,
+            "lines": lines,
+            "explanation": a.trace,
+            "paymentId": view.payment_id,
+            "reversal": view.reversal,
+        },
+        "meta": { "traceId": trace_id() },
+        "links": { "self": format!("/api/v1/claims/{claim_id}") },
+    })))
+}
+
+/// The accumulators query: the year (default: this calendar year).
+#[derive(Deserialize)]
+struct YearQuery {
+    year: Option<String>,
+}
+
+/// `GET /api/v1/members/{memberId}/accumulators?year=YYYY`: deductible and out-of-pocket met,
+/// the member's and the family's, and what the plan has paid.
+async fn accumulators(
+    State(gateway): State<Gateway>,
+    Path(member_id): Path<String>,
+    query: Result<Query<YearQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let member_id = identifier("memberId", Some(member_id))?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let year = match query.year {
+        None => now().date().year(),
+        Some(text) => text
+            .parse::<i32>()
+            .ok()
+            .filter(|y| (1900..=9999).contains(y))
+            .ok_or_else(|| ApiError::invalid("year", "must be a year, YYYY"))?,
+    };
+    let acc: Option<arus_jobs::adjudication::Accumulators> =
+        stored(&gateway, format!("acc:{member_id}:{year}")).await?;
+    let acc = match acc {
+        Some(acc) => acc,
+        // A known member with no claims decided this year has met nothing.
+        None => {
+            let store = gateway.store.clone();
+            let id = member_id.clone();
+            let known = tokio::task::spawn_blocking(move || EligibilityState::member_from_store(&*store, &id))
+                .await
+                .map_err(|_| unavailable())?
+                .map_err(|_| unavailable())?
+                .ok_or_else(|| member_not_found(&member_id))?;
+            arus_jobs::adjudication::Accumulators {
+                member_id: member_id.clone(),
+                family_id: known.created.map(|(family, _)| family).unwrap_or_default(),
+                year,
+                ..Default::default()
+            }
+        }
+    };
+    Ok(Json(json!({
+        "data": {
+            "memberId": acc.member_id,
+            "familyId": acc.family_id,
+            "planId": (!acc.plan_id.is_empty()).then_some(&acc.plan_id),
+            "year": year,
+            "deductibleMetIdr": acc.member.deductible.0,
+            "outOfPocketMetIdr": acc.member.oop.0,
+            "planPaidToDateIdr": acc.member.plan_paid.0,
+            "family": { "deductibleMetIdr": acc.family.deductible.0, "outOfPocketMetIdr": acc.family.oop.0 },
+            "version": acc.version,
+        },
+        "meta": { "traceId": trace_id() },
+        "links": { "self": format!("/api/v1/members/{member_id}/accumulators?year={year}") },
     })))
 }

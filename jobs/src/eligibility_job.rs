@@ -56,13 +56,17 @@ fn fail(shared: &Mutex<Shared>, error: RunError) {
 
 /// Runs the job with the store the spec names.
 pub fn run(spec: &EligibilitySpec, cluster: &Cluster) -> Result<EligibilityReport, RunError> {
-    let store: Arc<dyn StateStore> = match &spec.store {
+    run_with_store(spec, cluster, open_store(&spec.store)?)
+}
+
+/// The store a spec names.
+pub(crate) fn open_store(spec: &StoreSpec) -> Result<Arc<dyn StateStore>, RunError> {
+    Ok(match spec {
         StoreSpec::Redis { url, prefix } => {
             Arc::new(RedisStore::connect(url, prefix).map_err(|e| RunError::Unsupported(e.to_string()))?)
         }
         StoreSpec::Memory => Arc::new(MemoryStore::new()),
-    };
-    run_with_store(spec, cluster, store)
+    })
 }
 
 /// Runs the job into `store`.
@@ -71,7 +75,7 @@ pub fn run_with_store(
     cluster: &Cluster,
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
-    let inputs = open_inputs(&spec.source)?;
+    let inputs = open_inputs(&spec.source, &TOPICS)?;
     let following = match &spec.source {
         EligibilitySource::Kafka { follow: true, idle_timeout, .. } => {
             Some(Duration::from_millis(crate::spec::parse_duration_ms(idle_timeout).map_err(RunError::Unsupported)?))
@@ -210,9 +214,10 @@ pub fn run_on_log(
     run_inputs(inputs, cluster, store, Arc::default())
 }
 
-fn open_inputs(source: &EligibilitySource) -> Result<Vec<Input>, RunError> {
+/// The inputs of `topics` (each under the source's prefix).
+pub(crate) fn open_inputs(source: &EligibilitySource, topics: &[&str]) -> Result<Vec<Input>, RunError> {
     match source {
-        EligibilitySource::Kafka { brokers, topic_prefix, group, follow, idle_timeout } => TOPICS
+        EligibilitySource::Kafka { brokers, topic_prefix, group, follow, idle_timeout } => topics
             .iter()
             .map(|topic| {
                 Input::open(&SourceSpec::Kafka {
@@ -234,7 +239,7 @@ fn open_inputs(source: &EligibilitySource) -> Result<Vec<Input>, RunError> {
                 });
             }
             let log = Arc::new(EmbeddedLog::open(dir)?);
-            TOPICS
+            topics
                 .iter()
                 .map(|topic| {
                     let topic = format!("{topic_prefix}{topic}");

@@ -10,6 +10,7 @@
 //! - [`runner`]: runs a spec on timely workers: file source, the job, CSV sink.
 
 pub mod adjudication;
+pub mod adjudication_job;
 pub mod checkpoint;
 pub mod eligibility;
 pub mod eligibility_job;

@@ -46,6 +46,30 @@ pub enum JobKind {
     ProviderWindows,
     /// Eligibility state from member and plan events, materialized into a store.
     Eligibility,
+    /// Claims adjudicated, accumulators kept, payments followed.
+    Adjudication,
+}
+
+/// The adjudication job: the topics of members, plans, providers, authorizations, claims and
+/// payments in; decisions and accumulator updates out to the topics next to them, and the
+/// claims' and accumulators' state to a store.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjudicationSpec {
+    /// `adjudication`.
+    pub job: JobKind,
+    /// Where the topics are (the outputs go next to them).
+    pub source: EligibilitySource,
+    /// Where claim and accumulator records go.
+    pub store: StoreSpec,
+    /// How far behind the latest event time of each partition an event may come and still be
+    /// decided in event-time order (`1d`, `2h`…); a later one is decided when it comes.
+    #[serde(default = "default_out_of_orderness")]
+    pub out_of_orderness: String,
+}
+
+fn default_out_of_orderness() -> String {
+    "1d".to_owned()
 }
 
 /// The eligibility job: member and plan topics in, a state store out.
@@ -354,11 +378,31 @@ pub fn job_of(path: &Path) -> Result<JobKind, SpecError> {
 pub fn load_eligibility(path: &Path, overrides: &[String]) -> Result<EligibilitySpec, SpecError> {
     let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_owned(), source })?;
     let spec: EligibilitySpec = parse_as(path, &text, overrides)?;
-    let invalid = |key, reason: String| SpecError::Invalid { path: path.to_owned(), key, reason };
     if spec.job != JobKind::Eligibility {
-        return Err(invalid("job", format!("{:?} is not the eligibility job", spec.job)));
+        let reason = format!("{:?} is not the eligibility job", spec.job);
+        return Err(SpecError::Invalid { path: path.to_owned(), key: "job", reason });
     }
-    match &spec.source {
+    check_topics_and_store(path, &spec.source, &spec.store)?;
+    Ok(spec)
+}
+
+/// An adjudication spec (`pipelines/adjudication.toml`), with `--set` overrides.
+pub fn load_adjudication(path: &Path, overrides: &[String]) -> Result<AdjudicationSpec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_owned(), source })?;
+    let spec: AdjudicationSpec = parse_as(path, &text, overrides)?;
+    let invalid = |key, reason: String| SpecError::Invalid { path: path.to_owned(), key, reason };
+    if spec.job != JobKind::Adjudication {
+        return Err(invalid("job", format!("{:?} is not the adjudication job", spec.job)));
+    }
+    parse_duration_ms(&spec.out_of_orderness).map_err(|r| invalid("out_of_orderness", r))?;
+    check_topics_and_store(path, &spec.source, &spec.store)?;
+    Ok(spec)
+}
+
+/// The checks a topics source and a store share across jobs.
+fn check_topics_and_store(path: &Path, source: &EligibilitySource, store: &StoreSpec) -> Result<(), SpecError> {
+    let invalid = |key, reason: String| SpecError::Invalid { path: path.to_owned(), key, reason };
+    match source {
         EligibilitySource::Kafka { brokers, idle_timeout, .. } => {
             arus_connectors::kafka::KafkaConfig::new(brokers.clone())
                 .validate()
@@ -367,12 +411,12 @@ pub fn load_eligibility(path: &Path, overrides: &[String]) -> Result<Eligibility
         }
         EligibilitySource::Embedded { .. } => {}
     }
-    if let StoreSpec::Redis { url, .. } = &spec.store
+    if let StoreSpec::Redis { url, .. } = store
         && !(url.starts_with("redis://") || url.starts_with("rediss://"))
     {
         return Err(invalid("store.url", format!("{url:?} is not a redis:// address")));
     }
-    Ok(spec)
+    Ok(())
 }
 
 /// Parses a spec of type `T`, applying `--set` overrides.

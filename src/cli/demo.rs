@@ -143,10 +143,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     out!();
     provider_windows(log.clone())?;
     out!();
+    let claim_example = adjudication(log.clone(), store.clone())?;
+    out!();
     out!(
         "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic; \
-         `arus run pipelines/provider-windows.toml` runs the job on files or Kafka; `arus demo --serve \
-         127.0.0.1:8080` serves these answers over REST."
+         `arus run pipelines/provider-windows.toml` (or adjudication.toml, eligibility.toml) runs a job on files \
+         or Kafka; `arus demo --serve 127.0.0.1:8080` serves these answers over REST."
     );
     if let Some(address) = &args_serve {
         let listener = std::net::TcpListener::bind(address)
@@ -157,6 +159,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         if let Some((member, day)) = &example {
             out!("  curl 'http://{bound}/api/v1/eligibility?memberId={member}&serviceDate={day}&serviceType=99213'");
         }
+        if let Some((claim, member, year)) = &claim_example {
+            out!("  curl 'http://{bound}/api/v1/claims/{claim}'");
+            out!("  curl 'http://{bound}/api/v1/members/{member}/accumulators?year={year}'");
+        }
+        out!("  every route: http://{bound}/openapi.json");
         let publisher = std::sync::Arc::new(arus_gateway::commands::LogPublisher::new(log.clone()));
         arus_gateway::serve_blocking_with(listener, store, Some(publisher))?;
     }
@@ -225,6 +232,75 @@ fn provider_windows(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
 
 /// A member and a date worth asking about.
 type Example = (String, arus_schemas::Date);
+
+/// Runs the adjudication job over the log on two workers, into the store; shows a decision
+/// with its explanation and the member's accumulators. The claim, member and year shown.
+fn adjudication(
+    log: std::sync::Arc<EmbeddedLog>,
+    store: std::sync::Arc<arus_connectors::store::MemoryStore>,
+) -> anyhow::Result<Option<(String, String, i32)>> {
+    let claims_end = log.end_offsets(CLAIMS_EVENTS)?;
+    let report = arus_jobs::adjudication_job::run_on_log(
+        log.clone(),
+        &arus_jobs::runner::Cluster::Local { workers: 2 },
+        store.clone(),
+    )?;
+    out!(
+        "{} (decisions written back to {CLAIMS_EVENTS}, totals to accumulator.updates)",
+        super::run::adjudication_summary(&report, 2)
+    );
+    // A decision with a deductible taken, to explain.
+    let mut shown = None;
+    'partitions: for (partition, end) in log.end_offsets(CLAIMS_EVENTS)?.into_iter().enumerate() {
+        let from = claims_end.get(partition).copied().unwrap_or(0);
+        for record in log.fetch(CLAIMS_EVENTS, partition as u32, from, (end - from) as usize)? {
+            if let Event::ClaimAdjudicated(a) = wire::decode(&record.value)?
+                && a.lines.iter().any(|l| l.deductible_idr > Idr(0) && l.coinsurance_idr > Idr(0))
+            {
+                shown = Some(a);
+                break 'partitions;
+            }
+        }
+    }
+    let Some(a) = shown else { return Ok(None) };
+    out!(
+        "  claim {} of member {}: {:?}, billed {}, allowed {}, member pays {}, plan pays {}; why:",
+        a.claim_id,
+        a.member_id,
+        a.status,
+        a.total_billed_idr,
+        a.total_allowed_idr,
+        a.total_member_share_idr,
+        a.total_plan_paid_idr
+    );
+    for line in &a.trace {
+        out!("    {line}");
+    }
+    // The accumulators of the year of service: the year submitted, or the one before.
+    let submitted = a.event_time.date().year();
+    let mut found = None;
+    for year in [submitted, submitted - 1] {
+        if let Some((_, bytes)) =
+            arus_connectors::store::StateStore::get(&*store, &format!("acc:{}:{year}", a.member_id))?
+        {
+            found = Some((year, bytes));
+            break;
+        }
+    }
+    let year = found.as_ref().map_or(submitted, |(year, _)| *year);
+    if let Some((_, bytes)) = found {
+        let acc: arus_jobs::adjudication::Accumulators = serde_json::from_slice(&bytes)?;
+        out!(
+            "  {}'s {year} so far: deductible met {}, out-of-pocket met {} (family {}), plan paid {}",
+            a.member_id,
+            acc.member.deductible,
+            acc.member.oop,
+            acc.family.oop,
+            acc.member.plan_paid
+        );
+    }
+    Ok(Some((a.claim_id.clone(), a.member_id.clone(), year)))
+}
 
 /// Runs the eligibility job on the member and plan topics of the log into the embedded store
 /// and answers the first requests on `eligibility.requests` from it.

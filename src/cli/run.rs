@@ -38,8 +38,10 @@ pub struct RunArgs {
 /// Runs the pipeline to the end of its input and prints what it did.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=256).contains(&args.workers), "--workers must be between 1 and 256");
-    if spec::job_of(&args.pipeline)? == spec::JobKind::Eligibility {
-        return run_eligibility(&args);
+    match spec::job_of(&args.pipeline)? {
+        spec::JobKind::Eligibility => return run_eligibility(&args),
+        spec::JobKind::Adjudication => return run_adjudication(&args),
+        spec::JobKind::ProviderWindows => {}
     }
     let spec = spec::load(&args.pipeline, &args.overrides)?;
     let cluster = cluster(&args)?;
@@ -132,4 +134,39 @@ fn run_eligibility(args: &RunArgs) -> anyhow::Result<()> {
         eprintln!("{} requests answered on eligibility.responses", thousands(report.answered));
     }
     Ok(())
+}
+
+fn run_adjudication(args: &RunArgs) -> anyhow::Result<()> {
+    let spec = spec::load_adjudication(&args.pipeline, &args.overrides)?;
+    let report = arus_jobs::adjudication_job::run(&spec, &cluster(args)?)?;
+    eprintln!("{}", adjudication_summary(&report, args.workers));
+    Ok(())
+}
+
+/// One line on what an adjudication run did.
+pub fn adjudication_summary(report: &arus_jobs::adjudication_job::AdjudicationReport, workers: usize) -> String {
+    let claims: u64 = report.decided.values().sum();
+    let statuses: Vec<String> =
+        report.decided.iter().map(|(status, n)| format!("{} {}", thousands(*n), status.to_lowercase())).collect();
+    format!(
+        "adjudication: {} events in {:.2?} on {} worker{}: {} claims decided ({}), {} accumulator updates, {} paid{}{}",
+        thousands(report.events),
+        report.elapsed,
+        workers,
+        if workers == 1 { "" } else { "s" },
+        thousands(claims),
+        statuses.join(", "),
+        thousands(report.accumulator_updates),
+        thousands(report.paid),
+        if report.late > 0 {
+            format!(", {} late (decided as they came)", thousands(report.late))
+        } else {
+            String::new()
+        },
+        if report.undecodable > 0 {
+            format!(", {} records that are not events passed over", thousands(report.undecodable))
+        } else {
+            String::new()
+        },
+    )
 }

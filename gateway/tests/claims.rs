@@ -1,0 +1,153 @@
+//! Claims and accumulators through the gateway: the adjudication job run on an embedded log
+//! into the store, its decisions and a member's totals read back over REST.
+
+mod common;
+
+use std::sync::Arc;
+
+use arus_connectors::embedded::EmbeddedLog;
+use arus_connectors::store::MemoryStore;
+use arus_jobs::eligibility::EligibilityState;
+use arus_schemas::events::{
+    ClaimLine, ClaimSubmitted, ClaimType, ContractUpdated, FeeScheduleEntry, NetworkStatus, ProviderOnboarded,
+    ProviderType,
+};
+use arus_schemas::{Event, Idr, Timestamp, wire};
+use serde_json::Value;
+
+fn get(address: std::net::SocketAddr, path: &str) -> (u16, Value) {
+    common::request_json(address, "GET", path, "", "")
+}
+
+fn provider_and_claim() -> Vec<Event> {
+    vec![
+        Event::ProviderOnboarded(ProviderOnboarded {
+            event_id: "prov".to_owned(),
+            event_time: Timestamp(0),
+            provider_id: "P1".to_owned(),
+            name: "Klinik".to_owned(),
+            provider_type: ProviderType::CLINIC,
+            province_code: "31".to_owned(),
+            regency_code: "3171".to_owned(),
+            city: "Jakarta".to_owned(),
+            latitude_e6: 0,
+            longitude_e6: 0,
+            network_status: NetworkStatus::IN_NETWORK,
+            specialties: vec![],
+        }),
+        Event::ContractUpdated(ContractUpdated {
+            event_id: "contract".to_owned(),
+            event_time: Timestamp(0),
+            provider_id: "P1".to_owned(),
+            contract_id: "K1".to_owned(),
+            network_status: NetworkStatus::IN_NETWORK,
+            effective_date: common::date("2025-01-01"),
+            end_date: None,
+            fee_schedule: vec![FeeScheduleEntry {
+                procedure_code: "80053".to_owned(),
+                contracted_amount_idr: Idr(800_000),
+            }],
+        }),
+        Event::ClaimSubmitted(ClaimSubmitted {
+            event_id: "claim".to_owned(),
+            event_time: common::date("2026-01-21").start(),
+            claim_id: "C1".to_owned(),
+            member_id: "M1".to_owned(),
+            provider_id: "P1".to_owned(),
+            claim_type: ClaimType::PROFESSIONAL,
+            service_date: common::date("2026-01-20"),
+            auth_id: None,
+            diagnosis_codes: vec!["J06.9".to_owned()],
+            lines: vec![ClaimLine {
+                line_number: 1,
+                procedure_code: "80053".to_owned(),
+                diagnosis_code: "J06.9".to_owned(),
+                service_date: common::date("2026-01-20"),
+                units: 1,
+                charge_amount_idr: Idr(1_000_000),
+                minutes: None,
+            }],
+            total_charge_idr: Idr(1_000_000),
+            currency: "IDR".to_owned(),
+            original_claim_id: None,
+        }),
+    ]
+}
+
+#[test]
+fn a_decided_claim_and_the_members_accumulators_are_served() {
+    let log = EmbeddedLog::new();
+    log.create_all_topics().expect("topics");
+    let store = Arc::new(MemoryStore::new());
+    let mut state = EligibilityState::new();
+    for event in common::events().into_iter().chain(provider_and_claim()) {
+        state.apply_to(&event, &*store).expect("store");
+        let bytes = wire::encode(&event).expect("encode");
+        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
+    }
+    let report = arus_jobs::adjudication_job::run_on_log(
+        Arc::new(log),
+        &arus_jobs::runner::Cluster::Local { workers: 2 },
+        store.clone(),
+    )
+    .expect("adjudication");
+    assert_eq!(report.decided.get("APPROVED"), Some(&1), "{report:?}");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || arus_gateway::serve_blocking(listener, store));
+
+    let (status, body) = get(address, "/api/v1/claims/C1");
+    assert_eq!(status, 200, "{body}");
+    let data = &body["data"];
+    assert_eq!((data["status"].as_str(), data["state"].as_str()), (Some("APPROVED"), Some("ADJUDICATED")));
+    // Allowed 800,000; deductible 500,000; 20% of the 300,000 left; the plan pays 240,000.
+    let line = &data["lines"][0];
+    assert_eq!(
+        [&line["allowedIdr"], &line["deductibleIdr"], &line["coinsuranceIdr"], &line["planPaidIdr"]],
+        [800_000, 500_000, 60_000, 240_000]
+    );
+    let adjustments: Vec<(String, String, i64)> = line["adjustments"]
+        .as_array()
+        .expect("adjustments")
+        .iter()
+        .map(|a| {
+            (
+                a["group"].as_str().unwrap_or("").to_owned(),
+                a["carc"].as_str().unwrap_or("").to_owned(),
+                a["amountIdr"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let expected = [("CO", "45", 200_000), ("PR", "1", 500_000), ("PR", "2", 60_000)]
+        .map(|(g, c, a)| (g.to_owned(), c.to_owned(), a));
+    assert_eq!(adjustments, expected);
+    assert!(
+        data["explanation"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|l| l.as_str().is_some_and(|l| l.contains("plan SILVER-2026 version 1")))),
+        "{body}"
+    );
+    assert_eq!(data["totalMemberShareIdr"], 560_000);
+
+    let (status, body) = get(address, "/api/v1/members/M1/accumulators?year=2026");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["data"]["deductibleMetIdr"].as_i64(), body["data"]["outOfPocketMetIdr"].as_i64()),
+        (Some(500_000), Some(560_000))
+    );
+    assert_eq!(body["data"]["family"]["deductibleMetIdr"], 500_000);
+    assert_eq!(body["data"]["planPaidToDateIdr"], 240_000);
+    // Another year: nothing met yet.
+    let (status, body) = get(address, "/api/v1/members/M1/accumulators?year=2027");
+    assert_eq!((status, body["data"]["deductibleMetIdr"].as_i64()), (200, Some(0)), "{body}");
+
+    for (path, status, code) in [
+        ("/api/v1/claims/C404", 404, "CLAIM_NOT_FOUND"),
+        ("/api/v1/claims/bad%20id", 400, "INVALID_PARAMETER"),
+        ("/api/v1/members/NOPE/accumulators?year=2026", 404, "MEMBER_NOT_FOUND"),
+        ("/api/v1/members/M1/accumulators?year=twenty", 400, "INVALID_PARAMETER"),
+    ] {
+        let (got, body) = get(address, path);
+        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{path}: {body}");
+    }
+}

@@ -1,0 +1,406 @@
+//! Runs the adjudication job: every worker reads its share of the partitions of the member,
+//! plan, provider, authorization, claims and payment topics and decodes them; one worker, the
+//! sequencer, holds each event until the watermark (the least, over all partitions, of the
+//! latest event time seen less `out_of_orderness`) has passed its event time, then folds the
+//! events into the [`Adjudicator`] in (event time, kind, event id) order — plans, providers,
+//! members, authorizations, claims, payments — so that the same topics give the same decisions
+//! and accumulators whatever the number of workers. Decisions and `ClaimPaid` go to
+//! `claims.events`, accumulator updates to `accumulator.updates` (next to the source's topics),
+//! and each claim's and accumulator's record to the store (`claim:<id>`,
+//! `acc:<member>:<year>`), versioned.
+//!
+//! One sequencer bounds the job at one core for the decisions themselves; decoding runs on
+//! every worker. Families couple members' accumulators, so sharding the fold means routing by
+//! family, which needs a member → family lookup before the exchange (not built yet).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arus_connectors::embedded::EmbeddedLog;
+use arus_connectors::store::StateStore;
+use arus_operators::{Time, Watermarks};
+use arus_schemas::topics::names::{ACCUMULATOR_UPDATES, CLAIMS_EVENTS};
+use arus_schemas::{Event, wire};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Operator;
+use timely::dataflow::operators::generic::operator::source;
+
+use crate::adjudication::Adjudicator;
+use crate::eligibility_job::{open_inputs, open_store};
+use crate::runner::{ClaimReader, Cluster, Input, RunError, timely_config};
+use crate::spec::{AdjudicationSpec, EligibilitySource, parse_duration_ms};
+
+/// The topics the job reads.
+pub const TOPICS: [&str; 6] =
+    ["benefit.events", "provider.events", "member.events", "auth.events", "claims.events", "payment.events"];
+
+/// Records read per reader per step.
+const BATCH: usize = 4_096;
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdjudicationReport {
+    /// Events folded in.
+    pub events: u64,
+    /// Records that were not events of the contract (counted, passed over).
+    pub undecodable: u64,
+    /// Events that came after the watermark had passed their time (decided when they came).
+    pub late: u64,
+    /// Claims decided, by status.
+    pub decided: BTreeMap<String, u64>,
+    /// Accumulator updates written.
+    pub accumulator_updates: u64,
+    /// Claims paid.
+    pub paid: u64,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+/// Where the decisions go.
+enum Outputs {
+    Kafka { sink: arus_connectors::kafka::KafkaSink, prefix: String },
+    Log { log: Arc<EmbeddedLog>, prefix: String },
+}
+
+impl Outputs {
+    fn open(source: &EligibilitySource, log: Option<Arc<EmbeddedLog>>) -> Result<Self, RunError> {
+        match (source, log) {
+            (_, Some(log)) => Ok(Outputs::Log { log, prefix: String::new() }),
+            (EligibilitySource::Kafka { brokers, topic_prefix, .. }, None) => {
+                let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
+                for topic in [CLAIMS_EVENTS, ACCUMULATOR_UPDATES] {
+                    let name = format!("{topic_prefix}{topic}");
+                    if arus_connectors::kafka::partition_count(&config, &name).is_err() {
+                        let partitions =
+                            arus_schemas::topics::TOPICS.iter().find(|t| t.name == topic).map_or(1, |t| t.partitions);
+                        arus_connectors::kafka::create_topics(&config, &[(&name, partitions)])?;
+                    }
+                }
+                let sink = arus_connectors::kafka::KafkaSink::new(&config, "lz4")?;
+                Ok(Outputs::Kafka { sink, prefix: topic_prefix.clone() })
+            }
+            (EligibilitySource::Embedded { dir, topic_prefix }, None) => {
+                let log = Arc::new(EmbeddedLog::open(dir)?);
+                Ok(Outputs::Log { log, prefix: topic_prefix.clone() })
+            }
+        }
+    }
+
+    fn write(&self, event: &Event) -> Result<(), RunError> {
+        let topic = match event {
+            Event::AccumulatorUpdated(_) => ACCUMULATOR_UPDATES,
+            _ => CLAIMS_EVENTS,
+        };
+        let bytes = wire::encode(event).map_err(|e| RunError::Unsupported(e.to_string()))?;
+        match self {
+            Outputs::Kafka { sink, prefix } => {
+                sink.send(&format!("{prefix}{topic}"), event.key().as_bytes(), &bytes, event.event_time().0)?
+            }
+            Outputs::Log { log, prefix } => {
+                let topic = format!("{prefix}{topic}");
+                if !log.topic_names().contains(&topic) {
+                    let partitions = arus_schemas::topics::TOPICS
+                        .iter()
+                        .find(|t| format!("{prefix}{}", t.name) == topic)
+                        .map_or(1, |t| t.partitions);
+                    log.create_topic(&topic, partitions)?;
+                }
+                log.produce(&topic, Some(event.key().as_bytes()), bytes, event.event_time())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), RunError> {
+        match self {
+            Outputs::Kafka { sink, .. } => {
+                sink.flush(Duration::from_secs(60))?;
+            }
+            Outputs::Log { log, .. } => log.flush()?,
+        }
+        Ok(())
+    }
+}
+
+/// Runs the job with the store the spec names.
+pub fn run(spec: &AdjudicationSpec, cluster: &Cluster) -> Result<AdjudicationReport, RunError> {
+    let store = open_store(&spec.store)?;
+    let inputs = open_inputs(&spec.source, &TOPICS)?;
+    let lateness = parse_duration_ms(&spec.out_of_orderness).map_err(RunError::Unsupported)?;
+    let outputs = Outputs::open(&spec.source, None)?;
+    run_inputs(inputs, cluster, store, outputs, lateness)
+}
+
+/// Runs the job over topics of a log this process already has (as `arus demo` does), writing
+/// the decisions back to it.
+pub fn run_on_log(
+    log: Arc<EmbeddedLog>,
+    cluster: &Cluster,
+    store: Arc<dyn StateStore>,
+) -> Result<AdjudicationReport, RunError> {
+    let inputs = TOPICS
+        .iter()
+        .map(|topic| {
+            let ends = log.end_offsets(topic)?;
+            Ok(Input::Embedded {
+                log: log.clone(),
+                topic: (*topic).to_owned(),
+                group: "arus-adjudication".to_owned(),
+                ends,
+            })
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
+    let outputs =
+        Outputs::open(&EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() }, Some(log))?;
+    run_inputs(inputs, cluster, store, outputs, 86_400_000)
+}
+
+/// The order the sequencer folds events in: event time, then kind (what decisions depend on
+/// first), then event id.
+pub fn order_key(event: &Event) -> (Time, u8, &str) {
+    (event_time(event), rank(event), event.event_id())
+}
+
+/// The order of kinds at one event time: what decisions depend on first.
+fn rank(event: &Event) -> u8 {
+    match event {
+        Event::PlanCreated(_) | Event::BenefitUpdated(_) => 0,
+        Event::ProviderOnboarded(_) | Event::ContractUpdated(_) => 1,
+        Event::MemberCreated(_) | Event::MemberUpdated(_) | Event::CoverageChanged(_) => 2,
+        Event::AuthRequested(_) | Event::AuthApproved(_) | Event::AuthDenied(_) => 3,
+        Event::ClaimSubmitted(_) => 4,
+        _ => 5,
+    }
+}
+
+/// Whether the adjudicator reads this kind at all (the rest is passed over at the source).
+pub fn wanted(event: &Event) -> bool {
+    !matches!(
+        event,
+        Event::ClaimAdjudicated(_)
+            | Event::ClaimPaid(_)
+            | Event::AccumulatorUpdated(_)
+            | Event::PaymentInitiated(_)
+            | Event::PerformanceCalculated(_)
+            | Event::EligibilityRequested(_)
+            | Event::EligibilityResponded(_)
+            | Event::FraudAlert(_)
+            | Event::DeadLetter(_)
+    )
+}
+
+fn event_time(event: &Event) -> Time {
+    event.event_time().0.max(0) as Time
+}
+
+#[derive(Default)]
+struct Shared {
+    report: AdjudicationReport,
+    error: Option<RunError>,
+}
+
+fn fail(shared: &Mutex<Shared>, error: RunError) {
+    shared.lock().unwrap_or_else(|e| e.into_inner()).error.get_or_insert(error);
+}
+
+/// The sequencer's side: the adjudicator, and where its decisions go.
+struct Sequencer {
+    adjudicator: Adjudicator,
+    store: Arc<dyn StateStore>,
+    outputs: Outputs,
+    report: AdjudicationReport,
+}
+
+impl Sequencer {
+    fn apply(&mut self, event: &Event) -> Result<(), RunError> {
+        self.report.events += 1;
+        let store_error = |e: arus_connectors::store::StoreError| RunError::Unsupported(e.to_string());
+        for decided in self.adjudicator.apply(event) {
+            self.outputs.write(&decided)?;
+            match &decided {
+                Event::ClaimAdjudicated(a) => {
+                    *self.report.decided.entry(format!("{:?}", a.status)).or_default() += 1;
+                }
+                Event::AccumulatorUpdated(u) => {
+                    self.report.accumulator_updates += 1;
+                    if let Some(acc) = self.adjudicator.accumulators(&u.member_id, u.plan_year) {
+                        let bytes = serde_json::to_vec(acc).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                        self.store
+                            .put_versioned(&format!("acc:{}:{}", u.member_id, u.plan_year), acc.version as u64, &bytes)
+                            .map_err(store_error)?;
+                    }
+                }
+                Event::ClaimPaid(_) => self.report.paid += 1,
+                _ => {}
+            }
+        }
+        // The claim's record, when the event touched one.
+        let claim_id = match event {
+            Event::ClaimSubmitted(c) => Some(&c.claim_id),
+            Event::PaymentCompleted(p) => Some(&p.claim_id),
+            Event::PaymentFailed(p) => Some(&p.claim_id),
+            _ => None,
+        };
+        let touched = claim_id.into_iter().chain(match event {
+            Event::ClaimSubmitted(c) => c.original_claim_id.as_ref(),
+            _ => None,
+        });
+        for claim_id in touched {
+            if let Some(view) = self.adjudicator.claim(claim_id) {
+                let bytes = serde_json::to_vec(view).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                self.store
+                    .put_versioned(&format!("claim:{claim_id}"), view.version as u64, &bytes)
+                    .map_err(store_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run_inputs(
+    inputs: Vec<Input>,
+    cluster: &Cluster,
+    store: Arc<dyn StateStore>,
+    outputs: Outputs,
+    lateness: u64,
+) -> Result<AdjudicationReport, RunError> {
+    let (config, _) = timely_config(cluster);
+    let inputs = Arc::new(inputs);
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let started = Instant::now();
+    let worker_shared = shared.clone();
+    let sequencer = Arc::new(Mutex::new(Some(Sequencer {
+        adjudicator: Adjudicator::new(),
+        store,
+        outputs,
+        report: AdjudicationReport::default(),
+    })));
+    let guards = timely::execute(config, move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let shared = worker_shared.clone();
+        let mut readers: Vec<Box<dyn ClaimReader>> = Vec::new();
+        for input in inputs.iter() {
+            match input.reader(index, peers, BATCH, None) {
+                Ok(Some(reader)) => readers.push(reader),
+                Ok(None) => {}
+                Err(error) => fail(&shared, error),
+            }
+        }
+        // The sequencer lives on worker 0.
+        let mut sequencer = if index == 0 { sequencer.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
+        worker.dataflow::<Time, _, _>(|scope| {
+            let source_shared = shared.clone();
+            let events = source(scope, "AdjudicationSource", move |capability, info| {
+                let activator = scope.activator_for(info.address);
+                let mut capability = (!readers.is_empty()).then_some(capability);
+                let shared = source_shared;
+                // Partitions of all topics in one set of watermarks: reader i's partition p is
+                // i << 20 | p.
+                let mut watermarks = Watermarks::new(lateness);
+                for (i, reader) in readers.iter().enumerate() {
+                    for (p, _) in reader.positions() {
+                        watermarks.add_partition(((i as u32) << 20) | p);
+                    }
+                }
+                move |output| {
+                    let Some(cap) = capability.as_mut() else { return };
+                    let time = *cap.time();
+                    let (mut sent, mut undecodable, mut failed) = (0u64, 0u64, false);
+                    {
+                        let mut session = output.session(&*cap);
+                        'readers: for (i, reader) in readers.iter_mut().enumerate() {
+                            for _ in 0..BATCH {
+                                match reader.next_record() {
+                                    Ok(Some((partition, bytes))) => match wire::decode(bytes) {
+                                        Ok(event) => {
+                                            watermarks.observe(((i as u32) << 20) | partition, event_time(&event));
+                                            if wanted(&event) {
+                                                session.give(event);
+                                                sent += 1;
+                                            }
+                                        }
+                                        Err(_) => undecodable += 1,
+                                    },
+                                    Ok(None) => break,
+                                    Err(error) => {
+                                        fail(&shared, error);
+                                        failed = true;
+                                        break 'readers;
+                                    }
+                                }
+                            }
+                            for p in reader.ended() {
+                                watermarks.set_idle(((i as u32) << 20) | p);
+                            }
+                        }
+                    }
+                    shared.lock().unwrap_or_else(|e| e.into_inner()).report.undecodable += undecodable;
+                    if failed || readers.iter().all(|r| r.finished()) {
+                        capability = None;
+                    } else {
+                        let next = watermarks.current().max(time + u64::from(sent > 0));
+                        cap.downgrade(&next);
+                        if sent > 0 {
+                            activator.activate();
+                        } else {
+                            activator.activate_after(Duration::from_millis(20));
+                        }
+                    }
+                }
+            });
+            // Held events by (event time, rank, event id); released once the frontier passes.
+            let mut pending: BTreeMap<(Time, u8, String), Event> = BTreeMap::new();
+            let mut released_below: Time = 0;
+            let shared = shared.clone();
+            events.sink(Exchange::new(|_| 0), "Adjudicate", move |(input, frontier)| {
+                let Some(seq) = sequencer.as_mut() else {
+                    input.for_each(|_, _| {});
+                    return;
+                };
+                let mut late = Vec::new();
+                input.for_each_stamp(|_, data| {
+                    for batch in data {
+                        for event in batch.drain(..) {
+                            let at = event_time(&event);
+                            if at < released_below {
+                                late.push(event);
+                            } else {
+                                pending.insert((at, rank(&event), event.event_id().to_owned()), event);
+                            }
+                        }
+                    }
+                });
+                let below = frontier.frontier().iter().min().copied().unwrap_or(Time::MAX);
+                let keep = pending.split_off(&(below, 0, String::new()));
+                let ready = std::mem::replace(&mut pending, keep);
+                released_below = released_below.max(below);
+                seq.report.late += late.len() as u64;
+                for event in ready.into_values().chain(late) {
+                    if let Err(error) = seq.apply(&event) {
+                        fail(&shared, error);
+                    }
+                }
+                if frontier.is_empty() {
+                    if let Err(error) = seq.outputs.flush() {
+                        fail(&shared, error);
+                    }
+                    let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    let undecodable = shared.report.undecodable;
+                    shared.report = std::mem::take(&mut seq.report);
+                    shared.report.undecodable += undecodable;
+                }
+            });
+        });
+        while worker.step_or_park(None) {}
+    })
+    .map_err(RunError::Timely)?;
+    drop(guards);
+    let mut shared =
+        Arc::try_unwrap(shared).ok().expect("workers finished").into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(error) = shared.error.take() {
+        return Err(error);
+    }
+    shared.report.elapsed = started.elapsed();
+    Ok(shared.report)
+}

@@ -1,0 +1,107 @@
+//! The adjudication job on the embedded log: the same decisions and accumulator updates for 1,
+//! 2 and 4 workers, equal to folding the events directly in the job's order, written back to
+//! `claims.events` and `accumulator.updates`, and the claims' and accumulators' records in the
+//! store.
+
+use std::sync::Arc;
+
+use arus_connectors::embedded::EmbeddedLog;
+use arus_connectors::store::{MemoryStore, StateStore};
+use arus_generator::{GeneratorConfig, Output, generate};
+use arus_jobs::adjudication::{Accumulators, Adjudicator, ClaimView};
+use arus_jobs::adjudication_job::{order_key, run_on_log, wanted};
+use arus_jobs::runner::Cluster;
+use arus_schemas::{Event, wire};
+
+fn generated() -> Vec<Event> {
+    let mut events = Vec::new();
+    let settings = GeneratorConfig { claims: 1_500, days: 60, ..GeneratorConfig::default() };
+    generate(&settings, |output| -> Result<(), String> {
+        if let Output::Event(event) = output {
+            events.push(event);
+        }
+        Ok(())
+    })
+    .expect("generate");
+    events
+}
+
+fn log_of(events: &[Event]) -> Arc<EmbeddedLog> {
+    let log = EmbeddedLog::new();
+    log.create_all_topics().expect("topics");
+    for event in events {
+        let bytes = wire::encode(event).expect("encode");
+        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
+    }
+    Arc::new(log)
+}
+
+/// Per partition, the records of `topic` from `from` offsets on, decoded.
+fn read(log: &EmbeddedLog, topic: &str, from: &[u64]) -> Vec<Vec<Event>> {
+    log.end_offsets(topic)
+        .expect("offsets")
+        .into_iter()
+        .enumerate()
+        .map(|(p, end)| {
+            let start = from.get(p).copied().unwrap_or(0);
+            log.fetch(topic, p as u32, start, (end - start) as usize)
+                .expect("fetch")
+                .iter()
+                .map(|r| wire::decode(&r.value).expect("an event"))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn any_worker_count_decides_as_the_direct_fold_does() {
+    let events = generated();
+    // The direct fold, in the job's order.
+    let mut ordered: Vec<&Event> = events.iter().filter(|e| wanted(e)).collect();
+    ordered.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+    let mut adjudicator = Adjudicator::new();
+    let mut expected: Vec<Event> = ordered.iter().flat_map(|e| adjudicator.apply(e)).collect();
+    expected.sort_by(|a, b| a.event_id().cmp(b.event_id()));
+    let claims = events.iter().filter(|e| matches!(e, Event::ClaimSubmitted(_))).count();
+    assert!(expected.iter().filter(|e| matches!(e, Event::ClaimAdjudicated(_))).count() == claims);
+
+    // Decisions and accumulator updates, per partition.
+    type Written = (Vec<Vec<Event>>, Vec<Vec<Event>>);
+    let mut first: Option<Written> = None;
+    for workers in [1, 2, 4] {
+        let log = log_of(&events);
+        let claims_before = log.end_offsets("claims.events").expect("offsets");
+        let store = Arc::new(MemoryStore::new());
+        let report = run_on_log(log.clone(), &Cluster::Local { workers }, store.clone()).expect("the job runs");
+        assert_eq!(report.late, 0, "{report:?}");
+        assert_eq!(report.decided.values().sum::<u64>() as usize, claims, "{report:?}");
+        let decisions = read(&log, "claims.events", &claims_before);
+        let updates = read(&log, "accumulator.updates", &[]);
+        let mut written: Vec<Event> = decisions.iter().chain(&updates).flatten().cloned().collect();
+        written.sort_by(|a, b| a.event_id().cmp(b.event_id()));
+        assert_eq!(written.len(), expected.len(), "{workers} workers");
+        assert!(written == expected, "{workers} workers: the job's outputs differ from the direct fold");
+        // Per partition, in the same order every time.
+        match &first {
+            None => first = Some((decisions, updates)),
+            Some(first) => assert!(*first == (decisions, updates), "{workers} workers: another order"),
+        }
+        // The store has every claim's record and the accumulators the fold ends with.
+        for event in &expected {
+            match event {
+                Event::ClaimAdjudicated(a) => {
+                    let (_, bytes) = store.get(&format!("claim:{}", a.claim_id)).expect("get").expect("a record");
+                    let view: ClaimView = serde_json::from_slice(&bytes).expect("json");
+                    assert_eq!(Some(&view), adjudicator.claim(&a.claim_id));
+                }
+                Event::AccumulatorUpdated(u) => {
+                    let (_, bytes) =
+                        store.get(&format!("acc:{}:{}", u.member_id, u.plan_year)).expect("get").expect("a record");
+                    let acc: Accumulators = serde_json::from_slice(&bytes).expect("json");
+                    assert_eq!(Some(&acc), adjudicator.accumulators(&u.member_id, u.plan_year));
+                }
+                _ => {}
+            }
+        }
+    }
+}
