@@ -66,27 +66,6 @@ fn command(source: &[String], outputs: &Outputs, extra: &[String]) -> Command {
     command
 }
 
-/// A tiny xorshift, seeded from the clock: kill points differ from run to run (the seed is
-/// printed, to replay a failure).
-struct Dice(u64);
-
-impl Dice {
-    fn new() -> Self {
-        let seed = std::env::var("ARUS_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
-        });
-        eprintln!("kill points from ARUS_KILL_SEED={seed}");
-        Dice(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// Runs the pipeline uninterrupted, without checkpoints: the reference.
 fn reference(dir: &Path, source: &[String]) -> (String, String, String) {
     let outputs = Outputs::in_dir(dir, "reference");
@@ -114,7 +93,7 @@ fn crash_and_recover(
         "--set".to_owned(),
         "checkpoint.interval=\"5ms\"".to_owned(),
     ];
-    let mut dice = Dice::new();
+    let mut dice = common::Dice::new();
     let mut points: Vec<u64> = (0..4).map(|_| final_csv_len / 10 + dice.below(final_csv_len * 8 / 10)).collect();
     points.sort_unstable();
     points.insert(0, 0);

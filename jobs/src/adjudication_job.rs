@@ -53,20 +53,104 @@ pub struct AdjudicationReport {
     pub accumulator_updates: u64,
     /// Claims paid.
     pub paid: u64,
+    /// Decisions already on the output topics from an earlier run (not written again).
+    pub already_written: u64,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
 
-/// Where the decisions go.
-enum Outputs {
-    Kafka { sink: arus_connectors::kafka::KafkaSink, prefix: String },
+/// Where the decisions go, and the ids of those already there.
+struct Outputs {
+    to: To,
+    /// Ids of decisions a run before this one wrote: not written again. The fold is
+    /// deterministic, so a rerun after a crash derives the same events with the same ids, and
+    /// writes only what the crash lost.
+    written: std::collections::HashSet<String>,
+    /// Decisions not written because they were there.
+    skipped: u64,
+}
+
+enum To {
+    Kafka { sink: arus_connectors::kafka::KafkaSink, prefix: String, config: arus_connectors::kafka::KafkaConfig },
     Log { log: Arc<EmbeddedLog>, prefix: String },
+}
+
+/// Whether the job writes this kind (what a rerun must not write twice).
+fn is_output(event: &Event) -> bool {
+    matches!(event, Event::ClaimAdjudicated(_) | Event::ClaimPaid(_) | Event::AccumulatorUpdated(_))
 }
 
 impl Outputs {
     fn open(source: &EligibilitySource, log: Option<Arc<EmbeddedLog>>) -> Result<Self, RunError> {
+        let to = To::open(source, log)?;
+        let written = to.written()?;
+        Ok(Outputs { to, written, skipped: 0 })
+    }
+
+    fn write(&mut self, event: &Event) -> Result<(), RunError> {
+        if self.written.remove(event.event_id()) {
+            self.skipped += 1;
+            return Ok(());
+        }
+        self.to.write(event)
+    }
+
+    fn flush(&self) -> Result<(), RunError> {
+        self.to.flush()
+    }
+}
+
+impl To {
+    /// The ids of the decisions already on the output topics.
+    fn written(&self) -> Result<std::collections::HashSet<String>, RunError> {
+        let mut ids = std::collections::HashSet::new();
+        for topic in [CLAIMS_EVENTS, ACCUMULATOR_UPDATES] {
+            match self {
+                To::Kafka { prefix, config, .. } => {
+                    let topic = format!("{prefix}{topic}");
+                    let partitions = arus_connectors::kafka::partition_count(config, &topic)?;
+                    let from: Vec<(u32, Option<u64>)> = (0..partitions).map(|p| (p, None)).collect();
+                    let mut reader = arus_connectors::kafka::BoundedPartitionReader::open(
+                        config,
+                        "arus-adjudication-readback",
+                        &topic,
+                        &from,
+                        BATCH,
+                    )?;
+                    while let Some(record) = reader.next_record()? {
+                        if let Ok(event) = wire::decode(&record.value)
+                            && is_output(&event)
+                        {
+                            ids.insert(event.event_id().to_owned());
+                        }
+                    }
+                }
+                To::Log { log, prefix } => {
+                    let topic = format!("{prefix}{topic}");
+                    if !log.topic_names().contains(&topic) {
+                        continue;
+                    }
+                    for (partition, end) in log.end_offsets(&topic)?.into_iter().enumerate() {
+                        for record in log.fetch(&topic, partition as u32, 0, end as usize)? {
+                            if let Ok(event) = wire::decode(&record.value)
+                                && is_output(&event)
+                            {
+                                ids.insert(event.event_id().to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    fn open(source: &EligibilitySource, log: Option<Arc<EmbeddedLog>>) -> Result<Self, RunError> {
         match (source, log) {
-            (_, Some(log)) => Ok(Outputs::Log { log, prefix: String::new() }),
+            (EligibilitySource::Embedded { topic_prefix, .. }, Some(log)) => {
+                Ok(To::Log { log, prefix: topic_prefix.clone() })
+            }
+            (_, Some(log)) => Ok(To::Log { log, prefix: String::new() }),
             (EligibilitySource::Kafka { brokers, topic_prefix, .. }, None) => {
                 let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
                 for topic in [CLAIMS_EVENTS, ACCUMULATOR_UPDATES] {
@@ -78,11 +162,11 @@ impl Outputs {
                     }
                 }
                 let sink = arus_connectors::kafka::KafkaSink::new(&config, "lz4")?;
-                Ok(Outputs::Kafka { sink, prefix: topic_prefix.clone() })
+                Ok(To::Kafka { sink, prefix: topic_prefix.clone(), config })
             }
             (EligibilitySource::Embedded { dir, topic_prefix }, None) => {
                 let log = Arc::new(EmbeddedLog::open(dir)?);
-                Ok(Outputs::Log { log, prefix: topic_prefix.clone() })
+                Ok(To::Log { log, prefix: topic_prefix.clone() })
             }
         }
     }
@@ -94,10 +178,10 @@ impl Outputs {
         };
         let bytes = wire::encode(event).map_err(|e| RunError::Unsupported(e.to_string()))?;
         match self {
-            Outputs::Kafka { sink, prefix } => {
+            To::Kafka { sink, prefix, .. } => {
                 sink.send(&format!("{prefix}{topic}"), event.key().as_bytes(), &bytes, event.event_time().0)?
             }
-            Outputs::Log { log, prefix } => {
+            To::Log { log, prefix } => {
                 let topic = format!("{prefix}{topic}");
                 if !log.topic_names().contains(&topic) {
                     let partitions = arus_schemas::topics::TOPICS
@@ -114,10 +198,10 @@ impl Outputs {
 
     fn flush(&self) -> Result<(), RunError> {
         match self {
-            Outputs::Kafka { sink, .. } => {
+            To::Kafka { sink, .. } => {
                 sink.flush(Duration::from_secs(60))?;
             }
-            Outputs::Log { log, .. } => log.flush()?,
+            To::Log { log, .. } => log.flush()?,
         }
         Ok(())
     }
@@ -128,7 +212,12 @@ pub fn run(spec: &AdjudicationSpec, cluster: &Cluster) -> Result<AdjudicationRep
     let store = open_store(&spec.store)?;
     let inputs = open_inputs(&spec.source, &TOPICS)?;
     let lateness = parse_duration_ms(&spec.out_of_orderness).map_err(RunError::Unsupported)?;
-    let outputs = Outputs::open(&spec.source, None)?;
+    // An embedded log is opened once: the outputs go to the inputs' log.
+    let log = inputs.iter().find_map(|input| match input {
+        Input::Embedded { log, .. } => Some(log.clone()),
+        _ => None,
+    });
+    let outputs = Outputs::open(&spec.source, log)?;
     run_inputs(inputs, cluster, store, outputs, lateness)
 }
 
@@ -385,6 +474,7 @@ fn run_inputs(
                     if let Err(error) = seq.outputs.flush() {
                         fail(&shared, error);
                     }
+                    seq.report.already_written = seq.outputs.skipped;
                     let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
                     let undecodable = shared.report.undecodable;
                     shared.report = std::mem::take(&mut seq.report);

@@ -149,7 +149,7 @@ pub fn adjudication_summary(report: &arus_jobs::adjudication_job::AdjudicationRe
     let statuses: Vec<String> =
         report.decided.iter().map(|(status, n)| format!("{} {}", thousands(*n), status.to_lowercase())).collect();
     format!(
-        "adjudication: {} events in {:.2?} on {} worker{}: {} claims decided ({}), {} accumulator updates, {} paid{}{}",
+        "adjudication: {} events in {:.2?} on {} worker{}: {} claims decided ({}), {} accumulator updates, {} paid{}{}{}",
         thousands(report.events),
         report.elapsed,
         workers,
@@ -165,6 +165,11 @@ pub fn adjudication_summary(report: &arus_jobs::adjudication_job::AdjudicationRe
         },
         if report.undecodable > 0 {
             format!(", {} records that are not events passed over", thousands(report.undecodable))
+        } else {
+            String::new()
+        },
+        if report.already_written > 0 {
+            format!("; {} of the decisions already written by an earlier run", thousands(report.already_written))
         } else {
             String::new()
         },

@@ -132,3 +132,24 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// A tiny xorshift, seeded from the clock: kill points differ from run to run (the seed is
+/// printed, to replay a failure).
+pub struct Dice(u64);
+
+impl Dice {
+    pub fn new() -> Self {
+        let seed = std::env::var("ARUS_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
+        });
+        eprintln!("kill points from ARUS_KILL_SEED={seed}");
+        Dice(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}

@@ -1,0 +1,237 @@
+//! `arus run pipelines/adjudication.toml` end to end: on a persisted embedded log killed with
+//! SIGKILL at random points and restarted (outputs identical to an uninterrupted run, nothing
+//! written twice), and against the real broker and Redis (every claim decided on
+//! `claims.events`, the records in Redis, a rerun writing nothing new).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use arus_connectors::embedded::EmbeddedLog;
+use arus_generator::{GeneratorConfig, Output, generate};
+use arus_schemas::{Event, wire};
+
+fn generated(claims: u64) -> Vec<Event> {
+    let mut events = Vec::new();
+    let settings = GeneratorConfig { claims, days: 60, ..GeneratorConfig::default() };
+    generate(&settings, |output| -> Result<(), String> {
+        if let Output::Event(event) = output {
+            events.push(event);
+        }
+        Ok(())
+    })
+    .expect("generate");
+    events
+}
+
+fn pipeline() -> String {
+    format!("{}/pipelines/adjudication.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_on_dir(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arus"));
+    command
+        .args(["run", &pipeline(), "--workers", "2"])
+        .args(["--set", &format!("source={{kind=\"embedded\", dir=\"{}\"}}", dir.display())])
+        .args(["--set", "store={kind=\"memory\"}"]);
+    command
+}
+
+/// The job's outputs on the log in `dir`, per topic and partition.
+fn outputs(dir: &Path) -> Vec<Vec<Vec<u8>>> {
+    let log = EmbeddedLog::open(dir).expect("the log");
+    let mut all = Vec::new();
+    for topic in ["claims.events", "accumulator.updates"] {
+        for (partition, end) in log.end_offsets(topic).expect("offsets").into_iter().enumerate() {
+            let records = log.fetch(topic, partition as u32, 0, end as usize).expect("fetch");
+            all.push(
+                records
+                    .into_iter()
+                    .filter(|r| {
+                        matches!(
+                            wire::decode(&r.value),
+                            Ok(Event::ClaimAdjudicated(_) | Event::ClaimPaid(_) | Event::AccumulatorUpdated(_))
+                        )
+                    })
+                    .map(|r| r.value)
+                    .collect(),
+            );
+        }
+    }
+    all
+}
+
+fn size_of(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.flatten().map(|e| e.metadata().map_or(0, |m| m.len())).sum())
+}
+
+#[test]
+fn killed_and_restarted_the_job_writes_what_an_uninterrupted_run_does() {
+    let events = generated(6_000);
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let (reference, recovered) = (root.path().join("reference"), root.path().join("recovered"));
+    for dir in [&reference, &recovered] {
+        let log = EmbeddedLog::open(dir).expect("a log");
+        log.create_all_topics().expect("topics");
+        for event in &events {
+            let bytes = wire::encode(event).expect("encode");
+            log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
+        }
+        log.flush().expect("flush");
+    }
+    let run = run_on_dir(&reference).output().expect("arus runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("claims decided"), "{stderr}");
+    let want = outputs(&reference);
+    let final_size = size_of(&reference.join("topics/accumulator.updates"));
+    assert!(final_size > 0);
+
+    let mut dice = common::Dice::new();
+    let mut killed = 0;
+    for _ in 0..3 {
+        let point = 1 + dice.below(final_size * 9 / 10);
+        let mut child =
+            run_on_dir(&recovered).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("arus starts");
+        loop {
+            if child.try_wait().expect("status").is_some() {
+                break;
+            }
+            if size_of(&recovered.join("topics/accumulator.updates")) >= point {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reaped");
+                killed += 1;
+                break;
+            }
+            // Polling the files; any moment must do for the kill.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    assert!(killed >= 2, "only {killed} kills landed while the job ran: make the input larger");
+    let last = run_on_dir(&recovered).output().expect("arus runs");
+    let stderr = String::from_utf8_lossy(&last.stderr);
+    assert!(last.status.success(), "{stderr}");
+    let got = outputs(&recovered);
+    assert_eq!(got.len(), want.len());
+    for (partition, (got, want)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            got == want,
+            "output partition {partition}: {} records after {killed} kills, {} uninterrupted",
+            got.len(),
+            want.len()
+        );
+    }
+    // And once more: everything is there already.
+    let again = run_on_dir(&recovered).output().expect("arus runs");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already written"), "{stderr}");
+    assert!(outputs(&recovered) == want, "a rerun wrote again");
+}
+
+#[test]
+fn against_the_broker_and_redis_every_claim_is_decided_once() {
+    let (Some(brokers), Some(redis)) =
+        (arus_connectors::service_address("KAFKA_BROKERS"), arus_connectors::service_address("REDIS_URL"))
+    else {
+        return;
+    };
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
+    let config = KafkaConfig::new(brokers.clone());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("arus-test-adj-{}-{nanos}.", std::process::id());
+    let topics = [
+        "member.events",
+        "benefit.events",
+        "provider.events",
+        "auth.events",
+        "claims.events",
+        "payment.events",
+        "accumulator.updates",
+    ]
+    .map(|t| format!("{prefix}{t}"));
+    let specs: Vec<(&str, u32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
+    create_topics(&config, &specs).expect("topics");
+    struct Drop_<'a>(&'a KafkaConfig, Vec<String>);
+    impl Drop for Drop_<'_> {
+        fn drop(&mut self) {
+            let names: Vec<&str> = self.1.iter().map(String::as_str).collect();
+            let _ = delete_topics(self.0, &names);
+        }
+    }
+    let _cleanup = Drop_(&config, topics.to_vec());
+
+    let events = generated(1_500);
+    let producer = KafkaSink::new(&config, "lz4").expect("producer");
+    for event in &events {
+        let topic = format!("{prefix}{}", event.topic());
+        if !topics.contains(&topic) {
+            continue;
+        }
+        let bytes = wire::encode(event).expect("encode");
+        producer.send(&topic, event.key().as_bytes(), &bytes, event.event_time().0).expect("send");
+    }
+    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+    let claims: Vec<&arus_schemas::events::ClaimSubmitted> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ClaimSubmitted(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+
+    let store_prefix = format!("{prefix}store:");
+    let run = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_arus"))
+            .args(["run", &pipeline(), "--workers", "2"])
+            .args(["--set", &format!("source.brokers={brokers}")])
+            .args(["--set", &format!("source.topic_prefix={prefix}")])
+            .args(["--set", &format!("store.url={redis}")])
+            .args(["--set", &format!("store.prefix={store_prefix}")])
+            .output()
+            .expect("arus runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    let stderr = run();
+    assert!(stderr.replace(',', "").contains(&format!("{} claims decided", claims.len())), "{stderr}");
+
+    // Every claim decided exactly once on claims.events.
+    let read_decisions = || {
+        let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
+        let mut reader = arus_connectors::kafka::BoundedPartitionReader::open(
+            &config,
+            "check",
+            &format!("{prefix}claims.events"),
+            &from,
+            100,
+        )
+        .expect("read back");
+        let mut decided = std::collections::BTreeMap::new();
+        while let Some(record) = reader.next_record().expect("read") {
+            if let Ok(Event::ClaimAdjudicated(a)) = wire::decode(&record.value) {
+                *decided.entry(a.claim_id).or_insert(0u32) += 1;
+            }
+        }
+        decided
+    };
+    let decided = read_decisions();
+    assert_eq!(decided.len(), claims.len());
+    assert!(decided.values().all(|n| *n == 1), "a claim decided twice");
+
+    // The records in Redis.
+    let store = arus_connectors::store::RedisStore::connect(&redis, &store_prefix).expect("redis");
+    let first = claims[0];
+    let (_, bytes) = arus_connectors::store::StateStore::get(&store, &format!("claim:{}", first.claim_id))
+        .expect("read Redis")
+        .expect("the claim's record");
+    let view: arus_jobs::adjudication::ClaimView = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(view.adjudication.member_id, first.member_id);
+    assert_eq!(view.adjudication.total_billed_idr, first.total_charge_idr);
+
+    // A rerun derives the same decisions and writes none of them again.
+    let stderr = run();
+    assert!(stderr.contains("already written"), "{stderr}");
+    assert_eq!(read_decisions(), decided);
+}
