@@ -24,6 +24,11 @@ pub trait StateStore: Send + Sync {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Versioned>>, StoreError> {
         keys.iter().map(|k| self.get(k)).collect()
     }
+    /// [`put_versioned`](Self::put_versioned) of several keys, in one round trip where the store
+    /// can; for each, whether it wrote.
+    fn put_many_versioned(&self, writes: &[(String, u64, Vec<u8>)]) -> Result<Vec<bool>, StoreError> {
+        writes.iter().map(|(key, version, value)| self.put_versioned(key, *version, value)).collect()
+    }
     /// [`put_versioned`](Self::put_versioned), the key then gone `ttl` after the write (for
     /// what is only worth keeping a while: idempotency answers, say).
     fn put_versioned_expiring(
@@ -174,6 +179,32 @@ impl StateStore for RedisStore {
         Ok(wrote == 1)
     }
 
+    fn put_many_versioned(&self, writes: &[(String, u64, Vec<u8>)]) -> Result<Vec<bool>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection();
+        // The script by its hash; loaded first if the server does not have it (one round trip
+        // more, once).
+        let hash = self.script.get_hash();
+        let pipeline = |writes: &[(String, u64, Vec<u8>)]| {
+            let mut pipe = redis::pipe();
+            for (key, version, value) in writes {
+                pipe.cmd("EVALSHA").arg(hash).arg(1).arg(format!("{}{key}", self.prefix)).arg(*version).arg(value);
+            }
+            pipe
+        };
+        let wrote: Vec<i64> = match pipeline(writes).query(&mut *connection) {
+            Ok(wrote) => wrote,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script.prepare_invoke().load(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
+                pipeline(writes).query(&mut *connection).map_err(|e| StoreError(e.to_string()))?
+            }
+            Err(e) => return Err(StoreError(e.to_string())),
+        };
+        Ok(wrote.into_iter().map(|w| w == 1).collect())
+    }
+
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let mut connection = self.connection();
         let (version, value): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
@@ -219,6 +250,14 @@ mod tests {
             vec![Some((3, b"three".to_vec())), None, Some((1, b"one".to_vec()))]
         );
         assert_eq!(store.get_many(&[]).expect("get none"), Vec::new());
+        let many = [
+            ("m1".to_owned(), 2, b"a".to_vec()),
+            ("k".to_owned(), 1, b"old".to_vec()),
+            ("m1".to_owned(), 1, b"b".to_vec()),
+        ];
+        assert_eq!(store.put_many_versioned(&many).expect("put many"), vec![true, false, false]);
+        assert_eq!(store.get("m1").expect("get"), Some((2, b"a".to_vec())));
+        assert_eq!(store.get("k").expect("get"), Some((3, b"three".to_vec())));
 
         let hour = std::time::Duration::from_secs(3_600);
         assert!(store.put_versioned_expiring("kept", 1, b"first", hour).expect("put"));

@@ -299,12 +299,21 @@ struct Sequencer {
     store: Arc<dyn StateStore>,
     outputs: Outputs,
     report: AdjudicationReport,
+    /// Records to write to the store, the latest version of each key: written together.
+    writes: std::collections::HashMap<String, (u64, Vec<u8>)>,
 }
 
 impl Sequencer {
+    /// Writes the records gathered so far to the store, in one round trip.
+    fn write_store(&mut self) -> Result<(), RunError> {
+        let writes: Vec<(String, u64, Vec<u8>)> =
+            self.writes.drain().map(|(key, (version, bytes))| (key, version, bytes)).collect();
+        self.store.put_many_versioned(&writes).map_err(|e| RunError::Unsupported(e.to_string()))?;
+        Ok(())
+    }
+
     fn apply(&mut self, event: &Event) -> Result<(), RunError> {
         self.report.events += 1;
-        let store_error = |e: arus_connectors::store::StoreError| RunError::Unsupported(e.to_string());
         for decided in self.adjudicator.apply(event) {
             self.outputs.write(&decided)?;
             match &decided {
@@ -315,9 +324,7 @@ impl Sequencer {
                     self.report.accumulator_updates += 1;
                     if let Some(acc) = self.adjudicator.accumulators(&u.member_id, u.plan_year) {
                         let bytes = serde_json::to_vec(acc).map_err(|e| RunError::Unsupported(e.to_string()))?;
-                        self.store
-                            .put_versioned(&format!("acc:{}:{}", u.member_id, u.plan_year), acc.version as u64, &bytes)
-                            .map_err(store_error)?;
+                        self.writes.insert(format!("acc:{}:{}", u.member_id, u.plan_year), (acc.version as u64, bytes));
                     }
                 }
                 Event::ClaimPaid(_) => self.report.paid += 1,
@@ -338,9 +345,7 @@ impl Sequencer {
         for claim_id in touched {
             if let Some(view) = self.adjudicator.claim(claim_id) {
                 let bytes = serde_json::to_vec(view).map_err(|e| RunError::Unsupported(e.to_string()))?;
-                self.store
-                    .put_versioned(&format!("claim:{claim_id}"), view.version as u64, &bytes)
-                    .map_err(store_error)?;
+                self.writes.insert(format!("claim:{claim_id}"), (view.version as u64, bytes));
             }
         }
         Ok(())
@@ -364,6 +369,7 @@ fn run_inputs(
         store,
         outputs,
         report: AdjudicationReport::default(),
+        writes: Default::default(),
     })));
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
@@ -469,6 +475,9 @@ fn run_inputs(
                     if let Err(error) = seq.apply(&event) {
                         fail(&shared, error);
                     }
+                }
+                if let Err(error) = seq.write_store() {
+                    fail(&shared, error);
                 }
                 if frontier.is_empty() {
                     if let Err(error) = seq.outputs.flush() {

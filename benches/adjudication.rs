@@ -1,0 +1,129 @@
+//! Claims adjudicated per second, two ways:
+//! - in process: the adjudication job over an embedded log into the in-process store (decode,
+//!   sequence, decide, encode and append the decisions), 2 workers;
+//! - end to end (needs `KAFKA_BROKERS` and `REDIS_URL`): `arus run pipelines/adjudication.toml
+//!   --workers 2` against the broker, reading every topic, writing decisions and accumulator
+//!   updates back to it and the records to Redis, with reruns writing nothing twice.
+//!
+//! `cargo bench --bench adjudication [-- CLAIMS]` (default 100,000 claims). Figures in
+//! benches/README.md.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arus_connectors::embedded::EmbeddedLog;
+use arus_connectors::store::MemoryStore;
+use arus_generator::{GeneratorConfig, Output, generate};
+use arus_schemas::{Event, wire};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let claims: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
+    let mut events = Vec::new();
+    let settings = GeneratorConfig { claims, days: 120, ..GeneratorConfig::default() };
+    generate(&settings, |output| -> Result<(), String> {
+        if let Output::Event(event) = output {
+            events.push(event);
+        }
+        Ok(())
+    })
+    .expect("generate");
+    let submitted = events.iter().filter(|e| matches!(e, Event::ClaimSubmitted(_))).count();
+    println!("{} events, {submitted} claims", events.len());
+
+    // The decisions alone: the events folded in the job's order, nothing decoded or written.
+    let mut ordered: Vec<&Event> = events.iter().filter(|e| arus_jobs::adjudication_job::wanted(e)).collect();
+    ordered.sort_by(|a, b| arus_jobs::adjudication_job::order_key(a).cmp(&arus_jobs::adjudication_job::order_key(b)));
+    let started = Instant::now();
+    let mut adjudicator = arus_jobs::adjudication::Adjudicator::new();
+    let outputs: usize = ordered.iter().map(|e| adjudicator.apply(e).len()).sum();
+    let elapsed = started.elapsed();
+    println!(
+        "the fold alone (one thread): {submitted} claims in {elapsed:.2?}: {}/s ({outputs} events decided)",
+        submitted as u128 * 1_000 / elapsed.as_millis().max(1)
+    );
+    drop(adjudicator);
+
+    // In process.
+    let log = EmbeddedLog::new();
+    log.create_all_topics().expect("topics");
+    for event in &events {
+        let bytes = wire::encode(event).expect("encode");
+        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
+    }
+    let cpu = cpu_time();
+    let started = Instant::now();
+    let report = arus_jobs::adjudication_job::run_on_log(
+        Arc::new(log),
+        &arus_jobs::runner::Cluster::Local { workers: 2 },
+        Arc::new(MemoryStore::new()),
+    )
+    .expect("the job runs");
+    let elapsed = started.elapsed();
+    let decided: u64 = report.decided.values().sum();
+    println!(
+        "in process (embedded log, in-process store, 2 workers): {decided} claims decided in {elapsed:.2?}: {}/s, {:.2?} CPU",
+        decided as u128 * 1_000 / elapsed.as_millis().max(1),
+        cpu_time() - cpu
+    );
+
+    let (Ok(brokers), Ok(redis)) = (std::env::var("KAFKA_BROKERS"), std::env::var("REDIS_URL")) else {
+        eprintln!(
+            "KAFKA_BROKERS and REDIS_URL not set: the end-to-end figure needs them (source ~/.cache/arus/services.env)"
+        );
+        return;
+    };
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
+    let config = KafkaConfig::new(brokers.clone());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("arus-bench-adj-{nanos}.");
+    let names: Vec<String> = arus_schemas::topics::TOPICS.iter().map(|t| format!("{prefix}{}", t.name)).collect();
+    let specs: Vec<(&str, u32)> =
+        names.iter().zip(arus_schemas::topics::TOPICS).map(|(n, t)| (n.as_str(), t.partitions.min(4))).collect();
+    create_topics(&config, &specs).expect("topics");
+    let producer = KafkaSink::new(&config, "lz4").expect("producer");
+    let produced = Instant::now();
+    for event in &events {
+        let bytes = wire::encode(event).expect("encode");
+        producer
+            .send(&format!("{prefix}{}", event.topic()), event.key().as_bytes(), &bytes, event.event_time().0)
+            .expect("send");
+    }
+    producer.flush(std::time::Duration::from_secs(300)).expect("delivered");
+    println!("{} events produced to the broker in {:.2?}", events.len(), produced.elapsed());
+    let store_prefix = format!("{prefix}store:");
+    for run in ["first run", "rerun (everything already written)"] {
+        let started = Instant::now();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_arus"))
+            .args(["run", &format!("{}/pipelines/adjudication.toml", env!("CARGO_MANIFEST_DIR")), "--workers", "2"])
+            .args(["--set", &format!("source.brokers={brokers}")])
+            .args(["--set", &format!("source.topic_prefix={prefix}")])
+            .args(["--set", &format!("store.url={redis}")])
+            .args(["--set", &format!("store.prefix={store_prefix}")])
+            .output()
+            .expect("arus runs");
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        println!(
+            "end to end, {run} (broker, Redis, 2 workers): {decided} claims in {elapsed:.2?} wall: {}/s\n  {}",
+            decided as u128 * 1_000 / elapsed.as_millis().max(1),
+            stderr.trim()
+        );
+    }
+    let topics: Vec<&str> = names.iter().map(String::as_str).collect();
+    let _ = delete_topics(&config, &topics);
+    let _ = common::redis_cleanup(&redis, &store_prefix);
+}
+
+/// CPU time of this process so far (user + system), from /proc (in 10 ms ticks).
+fn cpu_time() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+    std::time::Duration::from_millis(ticks * 10)
+}
