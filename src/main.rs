@@ -37,6 +37,9 @@ enum Command {
     Gateway(cli::gateway::GatewayArgs),
     /// List the topics and their settings.
     Topics,
+    /// Manage the ClickHouse tables.
+    #[command(subcommand)]
+    Clickhouse(cli::clickhouse::ClickhouseCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Gateway(a) => cli::gateway::run(a),
         Command::Topics => cli::topics::run(),
+        Command::Clickhouse(c) => cli::clickhouse::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -10,6 +10,8 @@
 //! - [`store`]: versioned key-value state jobs materialize: in this process, or Redis (feature
 //!   `redis`).
 
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
 pub mod embedded;
 pub mod files;
 #[cfg(feature = "kafka")]

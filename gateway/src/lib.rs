@@ -39,6 +39,8 @@ struct Gateway {
     metrics: Arc<Red>,
     publisher: Option<Arc<dyn Publisher>>,
     limiter: Option<Arc<limit::Limiter>>,
+    /// ClickHouse, for the analytics routes.
+    clickhouse: Option<clickhouse::Client>,
 }
 
 /// How a gateway serves, beyond its store.
@@ -51,6 +53,8 @@ pub struct Options {
     pub rate_limit: Option<RateLimit>,
     /// Serve gRPC (`arus.eligibility.v1.Eligibility`) on this listener too.
     pub grpc: Option<std::net::TcpListener>,
+    /// ClickHouse (its database chosen), for `/api/v1/analytics/…`; without it they answer 503.
+    pub clickhouse: Option<clickhouse::Client>,
 }
 
 /// Latency buckets, in microseconds.
@@ -179,7 +183,7 @@ fn rate_limited(wait: std::time::Duration) -> ApiError {
 
 /// The REST routes over `store`, commands published through `publisher`.
 pub fn router_with(store: Arc<dyn StateStore>, publisher: Option<Arc<dyn Publisher>>) -> Router {
-    routes(Gateway { store, metrics: Arc::new(Red::default()), publisher, limiter: None })
+    routes(Gateway { store, metrics: Arc::new(Red::default()), publisher, limiter: None, clickhouse: None })
 }
 
 fn routes(gateway: Gateway) -> Router {
@@ -191,6 +195,7 @@ fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/members/{member_id}/coverage", axum::routing::post(change_coverage))
         .route("/api/v1/members/{member_id}/accumulators", get(accumulators))
         .route("/api/v1/claims/{claim_id}", get(claim))
+        .route("/api/v1/analytics/claims/daily", get(daily_claims))
         .route("/api/partner/v1/eligibility/verify", axum::routing::post(verify))
         .route("/openapi.json", get(openapi))
         .route("/health", get(health))
@@ -224,6 +229,7 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
         metrics: Arc::new(Red::default()),
         publisher: options.publisher,
         limiter: options.rate_limit.map(|limit| Arc::new(limit::Limiter::new(limit))),
+        clickhouse: options.clickhouse,
     };
     listener.set_nonblocking(true)?;
     if let Some(grpc) = &options.grpc {
@@ -608,6 +614,15 @@ pub fn openapi_document() -> Value {
                 ],
                 "responses": responses("the accumulators"),
             }},
+            "/api/v1/analytics/claims/daily": { "get": {
+                "summary": "Per day of decision and province, provider or plan: claims, lines, billed, allowed, member share, paid (ClickHouse)",
+                "parameters": [
+                    query("from", "first day, YYYY-MM-DD", Some("date")),
+                    query("to", "last day, YYYY-MM-DD (at most 366 days after from)", Some("date")),
+                    { "name": "groupBy", "in": "query", "required": false, "description": "province, provider (default) or plan", "schema": { "type": "string", "enum": ["province", "provider", "plan"] } },
+                ],
+                "responses": responses("rows by day and group"),
+            }},
             "/health": { "get": { "summary": "The process is up", "responses": { "200": { "description": "up" } } } },
             "/ready": { "get": { "summary": "The state store answers", "responses": {
                 "200": { "description": "ready" },
@@ -942,5 +957,99 @@ async fn accumulators(
         },
         "meta": { "traceId": trace_id() },
         "links": { "self": format!("/api/v1/members/{member_id}/accumulators?year={year}") },
+    })))
+}
+
+/// The daily analytics query.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DailyQuery {
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+}
+
+/// A row of the daily claims query.
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct DailyRow {
+    day: u16,
+    key: String,
+    claims: u64,
+    lines: u64,
+    billed: i64,
+    allowed: i64,
+    member_share: i64,
+    paid: i64,
+}
+
+/// Longest range one query may cover.
+const MAX_ANALYTICS_DAYS: i32 = 366;
+
+/// `GET /api/v1/analytics/claims/daily?from=&to=&groupBy=province|provider|plan`: per day of
+/// decision and group, claims, lines, billed, allowed, member share and paid, from ClickHouse.
+async fn daily_claims(
+    State(gateway): State<Gateway>,
+    query: Result<Query<DailyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let from = date("from", query.from)?;
+    let to = date("to", query.to)?;
+    if to < from {
+        return Err(ApiError::invalid("to", "is before from"));
+    }
+    if to.days_since(from) >= MAX_ANALYTICS_DAYS {
+        return Err(ApiError::invalid("to", format!("the range is longer than {MAX_ANALYTICS_DAYS} days")));
+    }
+    let group_by = query.group_by.unwrap_or_else(|| "provider".to_owned());
+    // The grouping picks one of these fixed texts: nothing from the request enters the SQL.
+    let (key, join) = match group_by.as_str() {
+        "provider" => ("provider_id", ""),
+        "plan" => ("plan_id", ""),
+        "province" => (
+            "province_code",
+            "ANY LEFT JOIN (SELECT provider_id, province_code FROM providers FINAL) USING provider_id",
+        ),
+        _ => return Err(ApiError::invalid("groupBy", "must be province, provider or plan")),
+    };
+    let client = gateway.clickhouse.clone().ok_or(ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "ANALYTICS_UNAVAILABLE",
+        message: "this gateway has no ClickHouse (start it with --clickhouse)".to_owned(),
+        details: Vec::new(),
+    })?;
+    let sql = format!(
+        "SELECT decided_date AS day, {key} AS key, uniqExact(claim_id) AS claims, count() AS lines, \
+         sum(billed_idr) AS billed, sum(allowed_idr) AS allowed, \
+         sum(deductible_idr + copay_idr + coinsurance_idr) AS member_share, sum(plan_paid_idr) AS paid \
+         FROM claim_lines FINAL {join} \
+         WHERE decided_date >= toDate(?) AND decided_date <= toDate(?) \
+         GROUP BY day, key ORDER BY day, key"
+    );
+    let rows: Vec<DailyRow> =
+        client.query(&sql).bind(from.to_string()).bind(to.to_string()).fetch_all().await.map_err(|_| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "ANALYTICS_UNAVAILABLE",
+            message: "ClickHouse did not answer; try again shortly".to_owned(),
+            details: Vec::new(),
+        })?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "date": Date(i32::from(r.day)).to_string(),
+                group_by.as_str(): r.key,
+                "claims": r.claims,
+                "lines": r.lines,
+                "billedIdr": r.billed,
+                "allowedIdr": r.allowed,
+                "memberShareIdr": r.member_share,
+                "planPaidIdr": r.paid,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "data": data,
+        "meta": { "traceId": trace_id(), "from": from.to_string(), "to": to.to_string(), "groupBy": group_by },
+        "links": { "self": format!("/api/v1/analytics/claims/daily?from={from}&to={to}&groupBy={group_by}") },
     })))
 }

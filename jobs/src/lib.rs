@@ -11,6 +11,7 @@
 
 pub mod adjudication;
 pub mod adjudication_job;
+pub mod analytics_job;
 pub mod checkpoint;
 pub mod eligibility;
 pub mod eligibility_job;

@@ -48,6 +48,43 @@ pub enum JobKind {
     Eligibility,
     /// Claims adjudicated, accumulators kept, payments followed.
     Adjudication,
+    /// Decisions and dimensions streamed into ClickHouse tables.
+    Analytics,
+}
+
+/// The analytics job: adjudicated claim lines (from `claims.events`) and providers (from
+/// `provider.events`) into ClickHouse.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsSpec {
+    /// `analytics`.
+    pub job: JobKind,
+    /// Where the topics are.
+    pub source: EligibilitySource,
+    /// Where the tables are.
+    pub clickhouse: ClickHouseSpec,
+}
+
+/// A ClickHouse server and database.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseSpec {
+    /// `http://host:8123`.
+    pub url: String,
+    /// Database (created if missing).
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Rows per insert.
+    #[serde(default = "default_insert_rows")]
+    pub batch_rows: usize,
+}
+
+fn default_database() -> String {
+    "arus".to_owned()
+}
+
+fn default_insert_rows() -> usize {
+    50_000
 }
 
 /// The adjudication job: the topics of members, plans, providers, authorizations, claims and
@@ -396,6 +433,25 @@ pub fn load_adjudication(path: &Path, overrides: &[String]) -> Result<Adjudicati
     }
     parse_duration_ms(&spec.out_of_orderness).map_err(|r| invalid("out_of_orderness", r))?;
     check_topics_and_store(path, &spec.source, &spec.store)?;
+    Ok(spec)
+}
+
+/// An analytics spec (`pipelines/analytics.toml`), with `--set` overrides.
+pub fn load_analytics(path: &Path, overrides: &[String]) -> Result<AnalyticsSpec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_owned(), source })?;
+    let spec: AnalyticsSpec = parse_as(path, &text, overrides)?;
+    let invalid = |key, reason: String| SpecError::Invalid { path: path.to_owned(), key, reason };
+    if spec.job != JobKind::Analytics {
+        return Err(invalid("job", format!("{:?} is not the analytics job", spec.job)));
+    }
+    let url = &spec.clickhouse.url;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(invalid("clickhouse.url", format!("{url:?} is not an http:// address")));
+    }
+    if spec.clickhouse.batch_rows == 0 {
+        return Err(invalid("clickhouse.batch_rows", "must be at least 1".to_owned()));
+    }
+    check_topics_and_store(path, &spec.source, &StoreSpec::Memory)?;
     Ok(spec)
 }
 

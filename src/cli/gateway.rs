@@ -30,6 +30,12 @@ pub struct GatewayArgs {
     /// past it, 429 with when to retry. `off` for none.
     #[arg(long, default_value = "1000/s")]
     rate_limit: String,
+    /// ClickHouse's HTTP address, for `/api/v1/analytics/…` (without it they answer 503).
+    #[arg(long, value_name = "URL")]
+    clickhouse: Option<String>,
+    /// The ClickHouse database (as `arus clickhouse migrate --database`).
+    #[arg(long, default_value = "arus")]
+    clickhouse_database: String,
 }
 
 /// Serves until stopped.
@@ -61,6 +67,14 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         ) as Arc<dyn arus_gateway::commands::Publisher>),
         None => None,
     };
-    arus_gateway::serve(listener, Arc::new(store), arus_gateway::Options { publisher, rate_limit, grpc })?;
+    let clickhouse = match &args.clickhouse {
+        Some(url) => Some(
+            arus_connectors::clickhouse::ClickHouse::connect(url, &args.clickhouse_database)
+                .with_context(|| format!("--clickhouse {url}"))?
+                .client(),
+        ),
+        None => None,
+    };
+    arus_gateway::serve(listener, Arc::new(store), arus_gateway::Options { publisher, rate_limit, grpc, clickhouse })?;
     Ok(())
 }

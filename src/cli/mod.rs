@@ -11,6 +11,7 @@ macro_rules! out {
     };
 }
 
+pub mod clickhouse;
 pub mod demo;
 pub mod gateway;
 pub mod generate;

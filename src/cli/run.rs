@@ -41,6 +41,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     match spec::job_of(&args.pipeline)? {
         spec::JobKind::Eligibility => return run_eligibility(&args),
         spec::JobKind::Adjudication => return run_adjudication(&args),
+        spec::JobKind::Analytics => return run_analytics(&args),
         spec::JobKind::ProviderWindows => {}
     }
     let spec = spec::load(&args.pipeline, &args.overrides)?;
@@ -174,4 +175,21 @@ pub fn adjudication_summary(report: &arus_jobs::adjudication_job::AdjudicationRe
             String::new()
         },
     )
+}
+
+fn run_analytics(args: &RunArgs) -> anyhow::Result<()> {
+    let spec = spec::load_analytics(&args.pipeline, &args.overrides)?;
+    let report = arus_jobs::analytics_job::run(&spec, &cluster(args)?)?;
+    eprintln!(
+        "analytics: {} claim lines and {} providers into ClickHouse {} (database {}) in {} inserts, {:.2?} on {} worker{}",
+        thousands(report.claim_lines),
+        thousands(report.providers),
+        spec.clickhouse.url,
+        spec.clickhouse.database,
+        thousands(report.inserts),
+        report.elapsed,
+        args.workers,
+        if args.workers == 1 { "" } else { "s" },
+    );
+    Ok(())
 }
