@@ -94,14 +94,27 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
     assert!(ok, "{stderr}");
     // The totals of the decisions on the log.
     let mut expected = Totals { claims: 0, lines: 0, billed: 0, paid: 0 };
+    let mut decisions = Vec::new();
+    let mut counts = std::collections::BTreeMap::new();
     let log = EmbeddedLog::open(log_dir.path()).expect("the log");
-    for (partition, end) in log.end_offsets("claims.events").expect("offsets").into_iter().enumerate() {
-        for record in log.fetch("claims.events", partition as u32, 0, end as usize).expect("fetch") {
-            if let Ok(Event::ClaimAdjudicated(a)) = wire::decode(&record.value) {
-                expected.claims += 1;
-                expected.lines += a.lines.len() as u64;
-                expected.billed += a.total_billed_idr.0;
-                expected.paid += a.total_plan_paid_idr.0;
+    for topic in ["claims.events", "payment.events", "member.events", "accumulator.updates"] {
+        for (partition, end) in log.end_offsets(topic).expect("offsets").into_iter().enumerate() {
+            for record in log.fetch(topic, partition as u32, 0, end as usize).expect("fetch") {
+                match wire::decode(&record.value).expect("an event") {
+                    Event::ClaimAdjudicated(a) => {
+                        expected.claims += 1;
+                        expected.lines += a.lines.len() as u64;
+                        expected.billed += a.total_billed_idr.0;
+                        expected.paid += a.total_plan_paid_idr.0;
+                        decisions.push(a);
+                    }
+                    Event::PaymentInitiated(_) | Event::PaymentCompleted(_) | Event::PaymentFailed(_) => {
+                        *counts.entry("payments").or_insert(0u64) += 1
+                    }
+                    Event::MemberCreated(_) => *counts.entry("members").or_insert(0u64) += 1,
+                    Event::AccumulatorUpdated(_) => *counts.entry("accumulator_snapshots").or_insert(0u64) += 1,
+                    _ => {}
+                }
             }
         }
     }
@@ -160,6 +173,39 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
         if killed { "a SIGKILL" } else { "a run that ended before the kill point" }
     );
     assert!(count() >= got.lines, "rows are written again by reruns; FINAL counts each once");
+    #[derive(Debug, Row, serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let rows_in = |sql: &str| -> u64 { clickhouse.fetch::<N>(sql, &[]).expect(sql).first().map_or(0, |r| r.n) };
+    for (table, n) in &counts {
+        assert_eq!(rows_in(&format!("SELECT count() AS n FROM {table} FINAL")), *n, "{table}");
+    }
+    assert!(counts.len() == 3 && counts.values().all(|n| *n > 0), "{counts:?}");
+    // No personal data in the member dimension.
+    let columns = rows_in(
+        "SELECT count() AS n FROM system.columns WHERE database = currentDatabase() AND table = 'members' AND (name LIKE '%nik%' OR name LIKE '%name%' OR name LIKE '%phone%' OR name LIKE '%email%')",
+    );
+    assert_eq!(columns, 0);
+    // Every dashboard panel's query runs here, its time filter expanded as Grafana would.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/deploy/grafana/dashboards/arus-claims.json", env!("CARGO_MANIFEST_DIR")))
+            .expect("the dashboard"),
+    )
+    .expect("JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 5);
+    for panel in panels {
+        let sql = panel["targets"][0]["rawSql"].as_str().expect("a query");
+        let open = sql.find("$__timeFilter(").expect("a time filter") + "$__timeFilter(".len();
+        let column = &sql[open..open + sql[open..].find(')').expect("a column")];
+        let expanded = sql.replace(
+            &format!("$__timeFilter({column})"),
+            &format!("{column} >= toDate('2026-01-01') AND {column} <= toDate('2026-12-31')"),
+        );
+        let rows = clickhouse.fetch::<N>(&format!("SELECT count() AS n FROM ({expanded})"), &[]);
+        assert!(rows.is_ok(), "panel {}: {rows:?}", panel["title"]);
+    }
 
     // The gateway answers from the same tables.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
@@ -200,7 +246,57 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
             );
         }
     }
+    // A provider's scorecard adds up to its decisions.
+    let mut by_provider = std::collections::BTreeMap::new();
+    for a in &decisions {
+        let e = by_provider.entry(a.provider_id.clone()).or_insert((0i64, 0i64, 0i64));
+        e.0 += a.lines.len() as i64;
+        e.1 += a.total_billed_idr.0;
+        e.2 += a.total_plan_paid_idr.0;
+    }
+    let (provider, want) = by_provider.iter().max_by_key(|(_, v)| v.0).expect("a provider");
+    let (status, body) = get(&format!("/api/v1/providers/{provider}/scorecard?from=2026-01-01&to=2026-12-31"));
+    assert_eq!(status, 200, "{body}");
+    let weeks = body["data"]["weeks"].as_array().expect("weeks");
+    let sum = |field: &str| weeks.iter().map(|w| w[field].as_i64().unwrap_or(0)).sum::<i64>();
+    assert_eq!((sum("lines"), sum("billedIdr"), sum("planPaidIdr")), *want, "{body}");
+    assert!(weeks.iter().all(|w| w["denialRateBp"].as_i64().is_some_and(|r| (0..=10_000).contains(&r))));
+    // A member's history is their decisions.
+    let mut by_member: std::collections::BTreeMap<&str, Vec<&arus_schemas::events::ClaimAdjudicated>> =
+        Default::default();
+    for a in &decisions {
+        by_member.entry(a.member_id.as_str()).or_default().push(a);
+    }
+    let (member, theirs) = by_member.iter().max_by_key(|(_, v)| v.len()).expect("a member");
+    let (status, body) = get(&format!("/api/v1/members/{member}/claims"));
+    assert_eq!(status, 200, "{body}");
+    let mut listed: Vec<&str> =
+        body["data"].as_array().expect("claims").iter().filter_map(|c| c["claimId"].as_str()).collect();
+    let mut want: Vec<&str> = theirs.iter().map(|a| a.claim_id.as_str()).collect();
+    listed.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(listed, want);
+    // Filtered by status: a member with a denied claim gets exactly those.
+    let (member, theirs) = by_member
+        .iter()
+        .find(|(_, v)| v.iter().any(|a| a.status == arus_schemas::events::ClaimStatus::DENIED))
+        .expect("a member with a denied claim");
+    let (status, body) = get(&format!("/api/v1/members/{member}/claims?status=DENIED&limit=5"));
+    assert_eq!(status, 200, "{body}");
+    let listed: std::collections::BTreeSet<&str> =
+        body["data"].as_array().expect("claims").iter().filter_map(|c| c["claimId"].as_str()).collect();
+    let denied: std::collections::BTreeSet<&str> = theirs
+        .iter()
+        .filter(|a| a.status == arus_schemas::events::ClaimStatus::DENIED)
+        .map(|a| a.claim_id.as_str())
+        .take(5)
+        .collect();
+    assert!(!listed.is_empty() && listed.len() == denied.len().min(5), "{body}");
+    assert!(body["data"].as_array().expect("claims").iter().all(|c| c["status"] == "DENIED"), "{body}");
     for (path, field) in [
+        ("/api/v1/members/M1/claims?status=LOST", "status"),
+        ("/api/v1/members/M1/claims?limit=0", "limit"),
+        ("/api/v1/providers/P1/scorecard?from=2026-01-01", "to"),
         ("/api/v1/analytics/claims/daily?from=2026-02-01&to=2026-01-01", "to"),
         ("/api/v1/analytics/claims/daily?from=2026-01-01&to=2026-01-31&groupBy=member", "groupBy"),
         ("/api/v1/analytics/claims/daily?from=2026-01-01&to=2028-01-01", "to"),

@@ -196,6 +196,8 @@ fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/members/{member_id}/accumulators", get(accumulators))
         .route("/api/v1/claims/{claim_id}", get(claim))
         .route("/api/v1/analytics/claims/daily", get(daily_claims))
+        .route("/api/v1/providers/{provider_id}/scorecard", get(scorecard))
+        .route("/api/v1/members/{member_id}/claims", get(member_claims))
         .route("/api/partner/v1/eligibility/verify", axum::routing::post(verify))
         .route("/openapi.json", get(openapi))
         .route("/health", get(health))
@@ -623,6 +625,25 @@ pub fn openapi_document() -> Value {
                 ],
                 "responses": responses("rows by day and group"),
             }},
+            "/api/v1/providers/{providerId}/scorecard": { "get": {
+                "summary": "A provider week by week: claims, lines, denials (rate in basis points), billed, allowed, paid, members (ClickHouse)",
+                "parameters": [
+                    { "name": "providerId", "in": "path", "required": true, "schema": { "type": "string" } },
+                    query("from", "first day, YYYY-MM-DD", Some("date")),
+                    query("to", "last day, YYYY-MM-DD", Some("date")),
+                ],
+                "responses": responses("the weeks"),
+            }},
+            "/api/v1/members/{memberId}/claims": { "get": {
+                "summary": "A member's decided claims, newest first (ClickHouse)",
+                "parameters": [
+                    { "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "status", "in": "query", "required": false, "schema": { "type": "string", "enum": ["APPROVED", "PARTIALLY_APPROVED", "DENIED", "PENDED"] } },
+                    { "name": "dateFrom", "in": "query", "required": false, "schema": { "type": "string", "format": "date" } },
+                    { "name": "limit", "in": "query", "required": false, "description": "1 to 1000 (default 100)", "schema": { "type": "integer" } },
+                ],
+                "responses": responses("the claims"),
+            }},
             "/health": { "get": { "summary": "The process is up", "responses": { "200": { "description": "up" } } } },
             "/ready": { "get": { "summary": "The state store answers", "responses": {
                 "200": { "description": "ready" },
@@ -992,14 +1013,7 @@ async fn daily_claims(
     query: Result<Query<DailyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let from = date("from", query.from)?;
-    let to = date("to", query.to)?;
-    if to < from {
-        return Err(ApiError::invalid("to", "is before from"));
-    }
-    if to.days_since(from) >= MAX_ANALYTICS_DAYS {
-        return Err(ApiError::invalid("to", format!("the range is longer than {MAX_ANALYTICS_DAYS} days")));
-    }
+    let (from, to) = date_range(query.from, query.to)?;
     let group_by = query.group_by.unwrap_or_else(|| "provider".to_owned());
     // The grouping picks one of these fixed texts: nothing from the request enters the SQL.
     let (key, join) = match group_by.as_str() {
@@ -1011,12 +1025,7 @@ async fn daily_claims(
         ),
         _ => return Err(ApiError::invalid("groupBy", "must be province, provider or plan")),
     };
-    let client = gateway.clickhouse.clone().ok_or(ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "ANALYTICS_UNAVAILABLE",
-        message: "this gateway has no ClickHouse (start it with --clickhouse)".to_owned(),
-        details: Vec::new(),
-    })?;
+    let client = gateway.clickhouse.clone().ok_or_else(analytics_unavailable)?;
     let sql = format!(
         "SELECT decided_date AS day, {key} AS key, uniqExact(claim_id) AS claims, count() AS lines, \
          sum(billed_idr) AS billed, sum(allowed_idr) AS allowed, \
@@ -1051,5 +1060,184 @@ async fn daily_claims(
         "data": data,
         "meta": { "traceId": trace_id(), "from": from.to_string(), "to": to.to_string(), "groupBy": group_by },
         "links": { "self": format!("/api/v1/analytics/claims/daily?from={from}&to={to}&groupBy={group_by}") },
+    })))
+}
+
+fn analytics_unavailable() -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "ANALYTICS_UNAVAILABLE",
+        message: "ClickHouse does not answer, or this gateway has none (start it with --clickhouse)".to_owned(),
+        details: Vec::new(),
+    }
+}
+
+/// The date range of an analytics query: both given, in order, at most a year and a day.
+fn date_range(from: Option<String>, to: Option<String>) -> Result<(Date, Date), ApiError> {
+    let from = date("from", from)?;
+    let to = date("to", to)?;
+    if to < from {
+        return Err(ApiError::invalid("to", "is before from"));
+    }
+    if to.days_since(from) >= MAX_ANALYTICS_DAYS {
+        return Err(ApiError::invalid("to", format!("the range is longer than {MAX_ANALYTICS_DAYS} days")));
+    }
+    Ok((from, to))
+}
+
+/// The scorecard query.
+#[derive(Deserialize)]
+struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A week of a provider's scorecard.
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct WeekRow {
+    week: u16,
+    claims: u64,
+    lines: u64,
+    denied_lines: u64,
+    billed: i64,
+    allowed: i64,
+    paid: i64,
+    members: u64,
+}
+
+/// `GET /api/v1/providers/{providerId}/scorecard?from=&to=`: the provider's week by week
+/// (weeks from Monday): claims, lines, denied lines and rate, billed, allowed, paid, distinct
+/// members; from ClickHouse.
+async fn scorecard(
+    State(gateway): State<Gateway>,
+    Path(provider_id): Path<String>,
+    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let provider_id = identifier("providerId", Some(provider_id))?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let (from, to) = date_range(query.from, query.to)?;
+    let client = gateway.clickhouse.clone().ok_or_else(analytics_unavailable)?;
+    let weeks: Vec<WeekRow> = client
+        .query(
+            "SELECT toMonday(decided_date) AS week, uniqExact(claim_id) AS claims, count() AS lines, \
+             countIf(allowed_idr = 0) AS denied_lines, sum(billed_idr) AS billed, sum(allowed_idr) AS allowed, \
+             sum(plan_paid_idr) AS paid, uniqExact(member_id) AS members \
+             FROM claim_lines FINAL \
+             WHERE provider_id = ? AND decided_date >= toDate(?) AND decided_date <= toDate(?) \
+             GROUP BY week ORDER BY week",
+        )
+        .bind(provider_id.as_str())
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all()
+        .await
+        .map_err(|_| analytics_unavailable())?;
+    let data: Vec<Value> = weeks
+        .iter()
+        .map(|w| {
+            json!({
+                "weekStart": Date(i32::from(w.week)).to_string(),
+                "claims": w.claims,
+                "lines": w.lines,
+                "deniedLines": w.denied_lines,
+                // Basis points, in integers: 10000 = every line denied.
+                "denialRateBp": w.denied_lines * 10_000 / w.lines.max(1),
+                "billedIdr": w.billed,
+                "allowedIdr": w.allowed,
+                "planPaidIdr": w.paid,
+                "members": w.members,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "data": { "providerId": provider_id, "weeks": data },
+        "meta": { "traceId": trace_id(), "from": from.to_string(), "to": to.to_string() },
+        "links": { "self": format!("/api/v1/providers/{provider_id}/scorecard?from={from}&to={to}") },
+    })))
+}
+
+/// A member's claims query.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberClaimsQuery {
+    status: Option<String>,
+    date_from: Option<String>,
+    limit: Option<String>,
+}
+
+/// A claim in a member's history.
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct HistoryRow {
+    claim_id: String,
+    decided: u16,
+    provider: String,
+    claim_status: String,
+    lines: u64,
+    billed: i64,
+    member_share: i64,
+    paid: i64,
+}
+
+/// `GET /api/v1/members/{memberId}/claims?status=&dateFrom=&limit=`: the member's decided
+/// claims, newest first, from ClickHouse (history beyond what Redis keeps).
+async fn member_claims(
+    State(gateway): State<Gateway>,
+    Path(member_id): Path<String>,
+    query: Result<Query<MemberClaimsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let member_id = identifier("memberId", Some(member_id))?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s @ ("APPROVED" | "PARTIALLY_APPROVED" | "DENIED" | "PENDED")) => Some(s.to_owned()),
+        Some(_) => return Err(ApiError::invalid("status", "must be APPROVED, PARTIALLY_APPROVED, DENIED or PENDED")),
+    };
+    let date_from = match query.date_from {
+        Some(text) => commands::date("dateFrom", &text)?,
+        None => Date(0),
+    };
+    let limit: u32 = match query.limit {
+        None => 100,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|n| (1..=1_000).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", "must be 1 to 1000"))?,
+    };
+    let client = gateway.clickhouse.clone().ok_or_else(analytics_unavailable)?;
+    // Two fixed texts: with or without the status condition. (The aggregates' aliases differ
+    // from the columns': ClickHouse would read an alias in WHERE.)
+    let sql = format!(
+        "SELECT claim_id, any(decided_date) AS decided, any(provider_id) AS provider, any(status) AS claim_status, \
+         count() AS lines, sum(billed_idr) AS billed, sum(deductible_idr + copay_idr + coinsurance_idr) AS member_share, \
+         sum(plan_paid_idr) AS paid FROM claim_lines FINAL \
+         WHERE member_id = ? AND decided_date >= toDate(?) {} \
+         GROUP BY claim_id ORDER BY decided DESC, claim_id DESC LIMIT ?",
+        if status.is_some() { "AND status = ?" } else { "" }
+    );
+    let mut request = client.query(&sql).bind(member_id.as_str()).bind(date_from.to_string());
+    if let Some(status) = &status {
+        request = request.bind(status.as_str());
+    }
+    let claims: Vec<HistoryRow> = request.bind(limit).fetch_all().await.map_err(|_| analytics_unavailable())?;
+    let data: Vec<Value> = claims
+        .iter()
+        .map(|c| {
+            json!({
+                "claimId": c.claim_id,
+                "decidedDate": Date(i32::from(c.decided)).to_string(),
+                "providerId": c.provider,
+                "status": c.claim_status,
+                "lines": c.lines,
+                "billedIdr": c.billed,
+                "memberShareIdr": c.member_share,
+                "planPaidIdr": c.paid,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "data": data,
+        "meta": { "traceId": trace_id(), "count": data.len(), "limit": limit },
+        "links": { "self": format!("/api/v1/members/{member_id}/claims") },
     })))
 }

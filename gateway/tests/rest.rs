@@ -110,13 +110,15 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     assert_eq!(status, 200);
     assert_eq!(document, arus_gateway::openapi_document());
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 13);
+    assert_eq!(paths.len(), 15);
     for path in paths.keys().filter(|p| document["paths"][p.as_str()].get("get").is_some()) {
-        let concrete = path.replace("{memberId}", "M1").replace("{claimId}", "C404")
+        let concrete = path.replace("{memberId}", "M1").replace("{claimId}", "C404").replace("{providerId}", "P1")
             + match path.as_str() {
                 "/api/v1/eligibility" => "?memberId=M1&serviceDate=2026-03-01&serviceType=99213",
                 "/api/v1/benefits/summary" => "?memberId=M1&asOf=2026-03-01",
-                "/api/v1/analytics/claims/daily" => "?from=2026-01-01&to=2026-01-31",
+                "/api/v1/analytics/claims/daily" | "/api/v1/providers/{providerId}/scorecard" => {
+                    "?from=2026-01-01&to=2026-01-31"
+                }
                 _ => "",
             };
         // Served: an answer, or the route's own refusal (no such claim; no ClickHouse here),

@@ -1,6 +1,6 @@
-//! The analytics job: adjudicated claim lines (`ClaimAdjudicated` on `claims.events`) and the
-//! provider dimension (`ProviderOnboarded`, `ContractUpdated` on `provider.events`) streamed into
-//! ClickHouse (`deploy/clickhouse/`). Every worker reads its share of the partitions, turns
+//! The analytics job: adjudicated claim lines (`ClaimAdjudicated` on `claims.events`),
+//! payments, accumulator snapshots, fraud alerts, and the provider and member dimensions (no
+//! personal data) streamed into ClickHouse (`deploy/clickhouse/`). Every worker reads its share of the partitions, turns
 //! events into rows and inserts them in batches; the tables are ReplacingMergeTree keyed by the
 //! row's identity, so a replay — a rerun after a crash — writes rows that merge away, and the
 //! queries (with `FINAL`) count each once: totals never double.
@@ -22,7 +22,8 @@ use crate::runner::{ClaimReader, Cluster, RunError, timely_config};
 use crate::spec::AnalyticsSpec;
 
 /// The topics the job reads.
-pub const TOPICS: [&str; 2] = ["provider.events", "claims.events"];
+pub const TOPICS: [&str; 6] =
+    ["provider.events", "member.events", "claims.events", "payment.events", "accumulator.updates", "fraud.alerts"];
 
 /// Records read per reader per step.
 const BATCH: usize = 4_096;
@@ -117,6 +118,173 @@ pub const PROVIDER_COLUMNS: [(&str, &str); 7] = [
     ("version", "UInt64"),
 ];
 
+/// A row of `payments`.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct PaymentRow {
+    /// The payment event.
+    pub event_id: String,
+    /// Payment.
+    pub payment_id: String,
+    /// Claim.
+    pub claim_id: String,
+    /// INITIATED, COMPLETED or FAILED.
+    pub kind: String,
+    /// Day of the event.
+    pub event_date: u16,
+    /// Amount.
+    pub amount_idr: i64,
+    /// The bank's failure code ("" unless failed).
+    pub failure_code: String,
+    /// Replacing version: the event time.
+    pub version: u64,
+}
+
+/// The columns of `payments`.
+pub const PAYMENT_COLUMNS: [(&str, &str); 8] = [
+    ("event_id", "String"),
+    ("payment_id", "String"),
+    ("claim_id", "String"),
+    ("kind", "String"),
+    ("event_date", "Date"),
+    ("amount_idr", "Int64"),
+    ("failure_code", "String"),
+    ("version", "UInt64"),
+];
+
+/// A row of `accumulator_snapshots`.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct AccumulatorRow {
+    /// Member.
+    pub member_id: String,
+    /// Year.
+    pub plan_year: i32,
+    /// The update's version.
+    pub version: i64,
+    /// Family.
+    pub family_id: String,
+    /// Plan.
+    pub plan_id: String,
+    /// Day of the cause.
+    pub snapshot_date: u16,
+    /// Member's deductible met.
+    pub deductible_met_idr: i64,
+    /// Member's out-of-pocket met.
+    pub oop_met_idr: i64,
+    /// Family's deductible met.
+    pub family_deductible_met_idr: i64,
+    /// Family's out-of-pocket met.
+    pub family_oop_met_idr: i64,
+    /// Plan paid to date.
+    pub plan_paid_to_date_idr: i64,
+    /// Claim involved ("" when none).
+    pub claim_id: String,
+}
+
+/// The columns of `accumulator_snapshots`.
+pub const ACCUMULATOR_COLUMNS: [(&str, &str); 12] = [
+    ("member_id", "String"),
+    ("plan_year", "Int32"),
+    ("version", "Int64"),
+    ("family_id", "String"),
+    ("plan_id", "String"),
+    ("snapshot_date", "Date"),
+    ("deductible_met_idr", "Int64"),
+    ("oop_met_idr", "Int64"),
+    ("family_deductible_met_idr", "Int64"),
+    ("family_oop_met_idr", "Int64"),
+    ("plan_paid_to_date_idr", "Int64"),
+    ("claim_id", "String"),
+];
+
+/// A row of `members`: no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct MemberRow {
+    /// Member.
+    pub member_id: String,
+    /// Family.
+    pub family_id: String,
+    /// SUBSCRIBER, SPOUSE, CHILD.
+    pub relationship: String,
+    /// BPS province code.
+    pub province_code: String,
+    /// BPS regency code.
+    pub regency_code: String,
+    /// MALE or FEMALE.
+    pub sex: String,
+    /// Year of birth.
+    pub birth_year: i32,
+    /// Replacing version: the event time.
+    pub version: u64,
+}
+
+/// The columns of `members`.
+pub const MEMBER_COLUMNS: [(&str, &str); 8] = [
+    ("member_id", "String"),
+    ("family_id", "String"),
+    ("relationship", "String"),
+    ("province_code", "String"),
+    ("regency_code", "String"),
+    ("sex", "String"),
+    ("birth_year", "Int32"),
+    ("version", "UInt64"),
+];
+
+/// A row of `fraud_alerts`.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct FraudAlertRow {
+    /// Alert.
+    pub alert_id: String,
+    /// RAISED or WITHDRAWN.
+    pub status: String,
+    /// The alert event.
+    pub event_id: String,
+    /// Day of the alert.
+    pub alert_date: u16,
+    /// PROVIDER or MEMBER.
+    pub subject_type: String,
+    /// Provider or member.
+    pub subject_id: String,
+    /// LOW … CRITICAL.
+    pub severity: String,
+    /// The first rule hit's pattern ("MODEL" when only the model fired).
+    pub pattern: String,
+    /// Rules that fired.
+    pub rules: Vec<String>,
+    /// Model version ("" without a model).
+    pub model_version: String,
+    /// Model score.
+    pub score: Option<f64>,
+    /// Claims involved.
+    pub claim_ids: Vec<String>,
+    /// Replacing version: the event time.
+    pub version: u64,
+}
+
+/// The columns of `fraud_alerts`.
+pub const FRAUD_ALERT_COLUMNS: [(&str, &str); 13] = [
+    ("alert_id", "String"),
+    ("status", "String"),
+    ("event_id", "String"),
+    ("alert_date", "Date"),
+    ("subject_type", "String"),
+    ("subject_id", "String"),
+    ("severity", "String"),
+    ("pattern", "String"),
+    ("rules", "Array(String)"),
+    ("model_version", "String"),
+    ("score", "Nullable(Float64)"),
+    ("claim_ids", "Array(String)"),
+    ("version", "UInt64"),
+];
+
+fn day(at: arus_schemas::Timestamp) -> u16 {
+    u16::try_from(at.date().0.max(0)).unwrap_or(u16::MAX)
+}
+
+fn version(at: arus_schemas::Timestamp) -> u64 {
+    at.0.max(0) as u64
+}
+
 /// The rows of a decision, one per line.
 pub fn claim_line_rows(a: &ClaimAdjudicated) -> Vec<ClaimLineRow> {
     let day = u16::try_from(a.event_time.date().0.max(0)).unwrap_or(u16::MAX);
@@ -155,6 +323,8 @@ pub struct AnalyticsReport {
     pub claim_lines: u64,
     /// Provider rows inserted.
     pub providers: u64,
+    /// Payment, accumulator, member and alert rows inserted.
+    pub other_rows: u64,
     /// Insert statements.
     pub inserts: u64,
     /// Wall-clock time.
@@ -175,6 +345,139 @@ fn fail(shared: &Mutex<Shared>, error: RunError) {
 enum RowOf {
     Line(ClaimLineRow),
     Provider(ProviderRow),
+    Payment(PaymentRow),
+    Accumulator(AccumulatorRow),
+    Member(MemberRow),
+    Alert(FraudAlertRow),
+}
+
+/// The rows an event gives.
+fn rows_of(event: Event) -> Vec<RowOf> {
+    let payment =
+        |event_id: String, payment_id: String, claim_id: String, kind: &str, at, amount: i64, code: String| {
+            RowOf::Payment(PaymentRow {
+                event_id,
+                payment_id,
+                claim_id,
+                kind: kind.to_owned(),
+                event_date: day(at),
+                amount_idr: amount,
+                failure_code: code,
+                version: version(at),
+            })
+        };
+    match event {
+        Event::ClaimAdjudicated(a) => claim_line_rows(&a).into_iter().map(RowOf::Line).collect(),
+        Event::ProviderOnboarded(p) => vec![RowOf::Provider(ProviderRow {
+            provider_id: p.provider_id,
+            provider_type: format!("{:?}", p.provider_type),
+            province_code: p.province_code,
+            regency_code: p.regency_code,
+            city: p.city,
+            network_status: format!("{:?}", p.network_status),
+            version: version(p.event_time),
+        })],
+        Event::MemberCreated(m) => vec![RowOf::Member(MemberRow {
+            member_id: m.member_id,
+            family_id: m.family_id,
+            relationship: format!("{:?}", m.relationship),
+            province_code: m.province_code,
+            regency_code: m.regency_code,
+            sex: format!("{:?}", m.sex),
+            birth_year: m.date_of_birth.year(),
+            version: version(m.event_time),
+        })],
+        Event::PaymentInitiated(p) => {
+            vec![payment(
+                p.event_id,
+                p.payment_id,
+                p.claim_id,
+                "INITIATED",
+                p.event_time,
+                p.amount_idr.0,
+                String::new(),
+            )]
+        }
+        Event::PaymentCompleted(p) => {
+            vec![payment(
+                p.event_id,
+                p.payment_id,
+                p.claim_id,
+                "COMPLETED",
+                p.event_time,
+                p.amount_idr.0,
+                String::new(),
+            )]
+        }
+        Event::PaymentFailed(p) => {
+            vec![payment(p.event_id, p.payment_id, p.claim_id, "FAILED", p.event_time, p.amount_idr.0, p.failure_code)]
+        }
+        Event::AccumulatorUpdated(u) => vec![RowOf::Accumulator(AccumulatorRow {
+            member_id: u.member_id,
+            plan_year: u.plan_year,
+            version: u.version,
+            family_id: u.family_id,
+            plan_id: u.plan_id,
+            snapshot_date: day(u.event_time),
+            deductible_met_idr: u.deductible_met_idr.0,
+            oop_met_idr: u.oop_met_idr.0,
+            family_deductible_met_idr: u.family_deductible_met_idr.0,
+            family_oop_met_idr: u.family_oop_met_idr.0,
+            plan_paid_to_date_idr: u.plan_paid_to_date_idr.0,
+            claim_id: u.claim_id.unwrap_or_default(),
+        })],
+        Event::FraudAlert(a) => vec![RowOf::Alert(FraudAlertRow {
+            pattern: a.rule_hits.first().map_or_else(|| "MODEL".to_owned(), |h| h.pattern.clone()),
+            rules: a.rule_hits.iter().map(|h| h.rule.clone()).collect(),
+            alert_id: a.alert_id,
+            status: format!("{:?}", a.status),
+            event_id: a.event_id,
+            alert_date: day(a.event_time),
+            subject_type: format!("{:?}", a.subject_type),
+            subject_id: a.subject_id,
+            severity: format!("{:?}", a.severity),
+            model_version: a.model_version.unwrap_or_default(),
+            score: a.score,
+            claim_ids: a.claim_ids,
+            version: version(a.event_time),
+        })],
+        _ => Vec::new(),
+    }
+}
+
+/// Rows waiting to be inserted, per table.
+#[derive(Default)]
+struct Pending {
+    lines: Vec<ClaimLineRow>,
+    providers: Vec<ProviderRow>,
+    payments: Vec<PaymentRow>,
+    accumulators: Vec<AccumulatorRow>,
+    members: Vec<MemberRow>,
+    alerts: Vec<FraudAlertRow>,
+}
+
+/// Inserts `rows` into `table` when there are `batch` of them, or any at all once `done`;
+/// how many went in.
+fn flush<T>(
+    clickhouse: &ClickHouse,
+    table: &str,
+    rows: &mut Vec<T>,
+    batch: usize,
+    done: bool,
+    report: &mut AnalyticsReport,
+) -> Result<u64, RunError>
+where
+    T: clickhouse::Row + Serialize + for<'b> clickhouse::Row<Value<'b> = T> + 'static,
+{
+    let due = rows.len() >= batch || (done && !rows.is_empty());
+    if !due {
+        return Ok(0);
+    }
+    clickhouse.insert(table, rows, INSERT_ATTEMPTS).map_err(clickhouse_error)?;
+    report.inserts += 1;
+    let n = rows.len() as u64;
+    rows.clear();
+    Ok(n)
 }
 
 fn clickhouse_error(e: arus_connectors::clickhouse::ClickHouseError) -> RunError {
@@ -183,8 +486,17 @@ fn clickhouse_error(e: arus_connectors::clickhouse::ClickHouseError) -> RunError
 
 /// Checks the tables match the rows (a clear error naming the column when not).
 pub fn check_tables(clickhouse: &ClickHouse) -> Result<(), RunError> {
-    clickhouse.check_columns("claim_lines", &CLAIM_LINE_COLUMNS).map_err(clickhouse_error)?;
-    clickhouse.check_columns("providers", &PROVIDER_COLUMNS).map_err(clickhouse_error)
+    for (table, columns) in [
+        ("claim_lines", &CLAIM_LINE_COLUMNS[..]),
+        ("providers", &PROVIDER_COLUMNS[..]),
+        ("payments", &PAYMENT_COLUMNS[..]),
+        ("accumulator_snapshots", &ACCUMULATOR_COLUMNS[..]),
+        ("members", &MEMBER_COLUMNS[..]),
+        ("fraud_alerts", &FRAUD_ALERT_COLUMNS[..]),
+    ] {
+        clickhouse.check_columns(table, columns).map_err(clickhouse_error)?;
+    }
+    Ok(())
 }
 
 /// Runs the job.
@@ -231,23 +543,13 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
                         'readers: for reader in readers.iter_mut() {
                             for _ in 0..BATCH {
                                 match reader.next_record() {
-                                    Ok(Some((_, bytes))) => match wire::decode(bytes) {
-                                        Ok(Event::ClaimAdjudicated(a)) => {
-                                            for row in claim_line_rows(&a) {
-                                                session.give(RowOf::Line(row));
+                                    Ok(Some((_, bytes))) => {
+                                        if let Ok(event) = wire::decode(bytes) {
+                                            for row in rows_of(event) {
+                                                session.give(row);
                                             }
                                         }
-                                        Ok(Event::ProviderOnboarded(p)) => session.give(RowOf::Provider(ProviderRow {
-                                            provider_id: p.provider_id,
-                                            provider_type: format!("{:?}", p.provider_type),
-                                            province_code: p.province_code,
-                                            regency_code: p.regency_code,
-                                            city: p.city,
-                                            network_status: format!("{:?}", p.network_status),
-                                            version: p.event_time.0.max(0) as u64,
-                                        })),
-                                        _ => {}
-                                    },
+                                    }
                                     Ok(None) => break,
                                     Err(error) => {
                                         fail(&shared, error);
@@ -267,43 +569,41 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
                     }
                 }
             });
-            let (mut lines, mut providers): (Vec<ClaimLineRow>, Vec<ProviderRow>) = (Vec::new(), Vec::new());
+            let mut pending = Pending::default();
             let mut report = AnalyticsReport::default();
             rows.sink(Pipeline, "ClickHouseInsert", move |(input, frontier)| {
                 input.for_each(|_, data: &mut Vec<RowOf>| {
                     for row in data.drain(..) {
                         match row {
-                            RowOf::Line(row) => lines.push(row),
-                            RowOf::Provider(row) => providers.push(row),
+                            RowOf::Line(row) => pending.lines.push(row),
+                            RowOf::Provider(row) => pending.providers.push(row),
+                            RowOf::Payment(row) => pending.payments.push(row),
+                            RowOf::Accumulator(row) => pending.accumulators.push(row),
+                            RowOf::Member(row) => pending.members.push(row),
+                            RowOf::Alert(row) => pending.alerts.push(row),
                         }
                     }
                 });
                 let done = frontier.is_empty();
                 let Some(clickhouse) = clickhouse.as_ref() else { return };
-                if lines.len() >= batch_rows || (done && !lines.is_empty()) {
-                    match clickhouse.insert("claim_lines", &lines, INSERT_ATTEMPTS) {
-                        Ok(()) => {
-                            report.claim_lines += lines.len() as u64;
-                            report.inserts += 1;
-                        }
-                        Err(e) => fail(&shared, clickhouse_error(e)),
-                    }
-                    lines.clear();
-                }
-                if providers.len() >= batch_rows || (done && !providers.is_empty()) {
-                    match clickhouse.insert("providers", &providers, INSERT_ATTEMPTS) {
-                        Ok(()) => {
-                            report.providers += providers.len() as u64;
-                            report.inserts += 1;
-                        }
-                        Err(e) => fail(&shared, clickhouse_error(e)),
-                    }
-                    providers.clear();
+                let mut insert = || -> Result<(), RunError> {
+                    let (b, r) = (batch_rows, &mut report);
+                    r.claim_lines += flush(clickhouse, "claim_lines", &mut pending.lines, b, done, r)?;
+                    r.providers += flush(clickhouse, "providers", &mut pending.providers, b, done, r)?;
+                    r.other_rows += flush(clickhouse, "payments", &mut pending.payments, b, done, r)?;
+                    r.other_rows += flush(clickhouse, "accumulator_snapshots", &mut pending.accumulators, b, done, r)?;
+                    r.other_rows += flush(clickhouse, "members", &mut pending.members, b, done, r)?;
+                    r.other_rows += flush(clickhouse, "fraud_alerts", &mut pending.alerts, b, done, r)?;
+                    Ok(())
+                };
+                if let Err(error) = insert() {
+                    fail(&shared, error);
                 }
                 if done {
                     let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
                     shared.report.claim_lines += report.claim_lines;
                     shared.report.providers += report.providers;
+                    shared.report.other_rows += report.other_rows;
                     shared.report.inserts += report.inserts;
                     report = AnalyticsReport::default();
                 }

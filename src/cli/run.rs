@@ -181,9 +181,11 @@ fn run_analytics(args: &RunArgs) -> anyhow::Result<()> {
     let spec = spec::load_analytics(&args.pipeline, &args.overrides)?;
     let report = arus_jobs::analytics_job::run(&spec, &cluster(args)?)?;
     eprintln!(
-        "analytics: {} claim lines and {} providers into ClickHouse {} (database {}) in {} inserts, {:.2?} on {} worker{}",
+        "analytics: {} claim lines, {} providers and {} payment, accumulator, member and alert rows into ClickHouse {} \
+         (database {}) in {} inserts, {:.2?} on {} worker{}",
         thousands(report.claim_lines),
         thousands(report.providers),
+        thousands(report.other_rows),
         spec.clickhouse.url,
         spec.clickhouse.database,
         thousands(report.inserts),
