@@ -1,6 +1,7 @@
 -- One row per adjudicated claim line, with every amount and code. ReplacingMergeTree keyed by
--- the claim and line: a replay writes identical rows, merged away; queries read with FINAL so
--- they are exact before merges too. Runs on ClickHouse 18.16 and current ones.
+-- the claim and line (the decision's date first, fixed per claim, so that date ranges read only
+-- their part of the key): a replay writes identical rows, merged away; queries read with FINAL
+-- so they are exact before merges too. Runs on ClickHouse 18.16 and current ones.
 CREATE TABLE IF NOT EXISTS claim_lines (
     claim_id String,
     line_number Int32,
@@ -20,4 +21,4 @@ CREATE TABLE IF NOT EXISTS claim_lines (
     version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(decided_date)
-ORDER BY (claim_id, line_number);
+ORDER BY (decided_date, claim_id, line_number);

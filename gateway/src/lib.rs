@@ -1122,7 +1122,7 @@ async fn scorecard(
             "SELECT toMonday(decided_date) AS week, uniqExact(claim_id) AS claims, count() AS lines, \
              countIf(allowed_idr = 0) AS denied_lines, sum(billed_idr) AS billed, sum(allowed_idr) AS allowed, \
              sum(plan_paid_idr) AS paid, uniqExact(member_id) AS members \
-             FROM claim_lines FINAL \
+             FROM claim_lines_by_provider FINAL \
              WHERE provider_id = ? AND decided_date >= toDate(?) AND decided_date <= toDate(?) \
              GROUP BY week ORDER BY week",
         )
@@ -1210,7 +1210,7 @@ async fn member_claims(
     let sql = format!(
         "SELECT claim_id, any(decided_date) AS decided, any(provider_id) AS provider, any(status) AS claim_status, \
          count() AS lines, sum(billed_idr) AS billed, sum(deductible_idr + copay_idr + coinsurance_idr) AS member_share, \
-         sum(plan_paid_idr) AS paid FROM claim_lines FINAL \
+         sum(plan_paid_idr) AS paid FROM claim_lines_by_member FINAL \
          WHERE member_id = ? AND decided_date >= toDate(?) {} \
          GROUP BY claim_id ORDER BY decided DESC, claim_id DESC LIMIT ?",
         if status.is_some() { "AND status = ?" } else { "" }
