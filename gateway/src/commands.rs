@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::kafka::{KafkaConfig, KafkaSink};
-use arus_schemas::events::{CoverageChangeType, CoverageChanged, MemberCreated, Relationship, Sex};
-use arus_schemas::{Date, Event, Timestamp, wire};
+use arus_schemas::events::{
+    AuthRequested, ClaimLine, ClaimSubmitted, ClaimType, CoverageChangeType, CoverageChanged, MemberCreated,
+    Relationship, Sex,
+};
+use arus_schemas::{Date, Event, Idr, Timestamp, wire};
 
 /// Where commands' events go.
 pub trait Publisher: Send + Sync {
@@ -265,6 +268,188 @@ impl CoverageCommand {
             effective_date,
             end_date,
             reason: self.reason.as_deref().map(|r| text("reason", r, 40)).transpose()?,
+        })
+    }
+}
+
+/// One line of `POST /api/v1/claims`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimLineCommand {
+    procedure_code: Option<String>,
+    diagnosis_code: Option<String>,
+    service_date: Option<String>,
+    units: Option<i64>,
+    charge_amount_idr: Option<i64>,
+    minutes: Option<i64>,
+}
+
+/// `POST /api/v1/claims` and `POST /api/partner/v1/claims/submit`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimCommand {
+    member_id: Option<String>,
+    provider_id: Option<String>,
+    claim_type: Option<String>,
+    auth_id: Option<String>,
+    original_claim_id: Option<String>,
+    lines: Option<Vec<ClaimLineCommand>>,
+}
+
+/// Most lines a claim may have.
+const MAX_LINES: usize = 100;
+
+/// Most a line may charge: a trillion rupiah (no sum of 100 lines can overflow).
+const MAX_CHARGE_IDR: i64 = 1_000_000_000_000;
+
+/// An ICD-10 code: a letter, two digits or letters, then optionally a dot and up to four more.
+fn icd10(field: &'static str, value: &str) -> Result<String, Invalid> {
+    let bytes = value.as_bytes();
+    let ok = (3..=8).contains(&bytes.len())
+        && bytes[0].is_ascii_uppercase()
+        && bytes[1..3].iter().all(u8::is_ascii_alphanumeric)
+        && match bytes.get(3) {
+            None => true,
+            Some(b'.') => bytes.len() > 4 && bytes[4..].iter().all(u8::is_ascii_alphanumeric),
+            Some(_) => false,
+        };
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(field, format!("{value:?} is not an ICD-10 code such as J06.9")))
+    }
+}
+
+impl ClaimCommand {
+    /// The `ClaimSubmitted` event (a fresh claim id, the total summed), or the first thing wrong.
+    pub fn event(&self, now: Timestamp) -> Result<ClaimSubmitted, Invalid> {
+        let member_id = id("memberId", required("memberId", &self.member_id)?)?;
+        let provider_id = id("providerId", required("providerId", &self.provider_id)?)?;
+        let claim_type = match required("claimType", &self.claim_type)? {
+            "PROFESSIONAL" => ClaimType::PROFESSIONAL,
+            "INSTITUTIONAL" => ClaimType::INSTITUTIONAL,
+            "PHARMACY" => ClaimType::PHARMACY,
+            other => {
+                return Err(invalid("claimType", format!("{other:?} is not PROFESSIONAL, INSTITUTIONAL or PHARMACY")));
+            }
+        };
+        let commands = self.lines.as_ref().filter(|l| !l.is_empty()).ok_or_else(|| invalid("lines", "is required"))?;
+        if commands.len() > MAX_LINES {
+            return Err(invalid("lines", format!("at most {MAX_LINES} lines")));
+        }
+        let today = now.date();
+        let mut lines = Vec::with_capacity(commands.len());
+        let mut diagnosis_codes: Vec<String> = Vec::new();
+        for (i, line) in commands.iter().enumerate() {
+            let service_date = date("lines.serviceDate", required("lines.serviceDate", &line.service_date)?)?;
+            if service_date > today {
+                return Err(Invalid {
+                    field: "lines.serviceDate",
+                    issue: format!("line {}: {service_date} is after today", i + 1),
+                    semantic: true,
+                });
+            }
+            let units = line.units.ok_or_else(|| invalid("lines.units", "is required"))?;
+            let units = i32::try_from(units)
+                .ok()
+                .filter(|u| (1..=999).contains(u))
+                .ok_or_else(|| invalid("lines.units", format!("line {}: must be 1 to 999", i + 1)))?;
+            let charge = line.charge_amount_idr.ok_or_else(|| invalid("lines.chargeAmountIdr", "is required"))?;
+            if !(1..=MAX_CHARGE_IDR).contains(&charge) {
+                return Err(invalid(
+                    "lines.chargeAmountIdr",
+                    format!("line {}: must be a whole number of rupiah, 1 to {MAX_CHARGE_IDR}", i + 1),
+                ));
+            }
+            let minutes = line
+                .minutes
+                .map(|m| {
+                    i32::try_from(m)
+                        .ok()
+                        .filter(|m| (1..=1_440).contains(m))
+                        .ok_or_else(|| invalid("lines.minutes", format!("line {}: must be 1 to 1440", i + 1)))
+                })
+                .transpose()?;
+            let diagnosis_code = icd10("lines.diagnosisCode", required("lines.diagnosisCode", &line.diagnosis_code)?)?;
+            if !diagnosis_codes.contains(&diagnosis_code) {
+                diagnosis_codes.push(diagnosis_code.clone());
+            }
+            lines.push(ClaimLine {
+                line_number: i as i32 + 1,
+                procedure_code: id("lines.procedureCode", required("lines.procedureCode", &line.procedure_code)?)?,
+                diagnosis_code,
+                service_date,
+                units,
+                charge_amount_idr: Idr(charge),
+                minutes,
+            });
+        }
+        let service_date = lines.iter().map(|l| l.service_date).min().unwrap_or(today);
+        Ok(ClaimSubmitted {
+            event_id: fresh_id("E", now),
+            event_time: now,
+            claim_id: fresh_id("C", now),
+            member_id,
+            provider_id,
+            claim_type,
+            service_date,
+            auth_id: self.auth_id.as_deref().map(|a| id("authId", a)).transpose()?,
+            diagnosis_codes,
+            total_charge_idr: lines.iter().map(|l| l.charge_amount_idr).sum(),
+            lines,
+            currency: "IDR".to_owned(),
+            original_claim_id: self.original_claim_id.as_deref().map(|c| id("originalClaimId", c)).transpose()?,
+        })
+    }
+}
+
+/// `POST /api/v1/authorizations`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationCommand {
+    member_id: Option<String>,
+    provider_id: Option<String>,
+    procedure_code: Option<String>,
+    diagnosis_code: Option<String>,
+    requested_units: Option<i64>,
+    service_date_from: Option<String>,
+    service_date_to: Option<String>,
+}
+
+impl AuthorizationCommand {
+    /// The `AuthRequested` event (a fresh authorization id), or the first thing wrong.
+    pub fn event(&self, now: Timestamp) -> Result<AuthRequested, Invalid> {
+        let from = date("serviceDateFrom", required("serviceDateFrom", &self.service_date_from)?)?;
+        let to = date("serviceDateTo", required("serviceDateTo", &self.service_date_to)?)?;
+        if to < from {
+            return Err(Invalid {
+                field: "serviceDateTo",
+                issue: "is before serviceDateFrom".to_owned(),
+                semantic: true,
+            });
+        }
+        if to.days_since(from) > 366 {
+            return Err(Invalid {
+                field: "serviceDateTo",
+                issue: "more than a year after serviceDateFrom".to_owned(),
+                semantic: true,
+            });
+        }
+        let units = self.requested_units.ok_or_else(|| invalid("requestedUnits", "is required"))?;
+        Ok(AuthRequested {
+            event_id: fresh_id("E", now),
+            event_time: now,
+            auth_id: fresh_id("A", now),
+            member_id: id("memberId", required("memberId", &self.member_id)?)?,
+            provider_id: id("providerId", required("providerId", &self.provider_id)?)?,
+            procedure_code: id("procedureCode", required("procedureCode", &self.procedure_code)?)?,
+            diagnosis_code: icd10("diagnosisCode", required("diagnosisCode", &self.diagnosis_code)?)?,
+            requested_units: i32::try_from(units)
+                .ok()
+                .filter(|u| (1..=999).contains(u))
+                .ok_or_else(|| invalid("requestedUnits", "must be 1 to 999"))?,
+            service_date_from: from,
+            service_date_to: to,
         })
     }
 }

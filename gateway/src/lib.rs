@@ -195,6 +195,10 @@ fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/members/{member_id}/coverage", axum::routing::post(change_coverage))
         .route("/api/v1/members/{member_id}/accumulators", get(accumulators))
         .route("/api/v1/claims/{claim_id}", get(claim))
+        .route("/api/v1/claims", axum::routing::post(submit_claim))
+        .route("/api/partner/v1/claims/submit", axum::routing::post(submit_claim))
+        .route("/api/v1/authorizations", axum::routing::post(request_authorization))
+        .route("/api/v1/authorizations/{auth_id}", get(authorization))
         .route("/api/v1/analytics/claims/daily", get(daily_claims))
         .route("/api/v1/providers/{provider_id}/scorecard", get(scorecard))
         .route("/api/v1/members/{member_id}/claims", get(member_claims))
@@ -582,7 +586,7 @@ pub fn openapi_document() -> Value {
             }},
             "/api/v1/members/{memberId}/coverage": { "post": {
                 "summary": "Change a member's coverage: a CoverageChanged on member.events",
-                "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }, idempotency],
+                "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }, idempotency.clone()],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
                     "required": ["changeType", "planId", "effectiveDate"] } } } },
                 "responses": {
@@ -643,6 +647,50 @@ pub fn openapi_document() -> Value {
                     { "name": "limit", "in": "query", "required": false, "description": "1 to 1000 (default 100)", "schema": { "type": "integer" } },
                 ],
                 "responses": responses("the claims"),
+            }},
+            "/api/v1/claims": { "post": {
+                "summary": "Submit a claim: a ClaimSubmitted on claims.events, decided by the adjudication job",
+                "parameters": [idempotency.clone()],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
+                    "required": ["memberId", "providerId", "claimType", "lines"] } } } },
+                "responses": {
+                    "202": { "description": "published: the event's id and the new resource's" },
+                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
+                    "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
+                    "429": limited.clone(),
+                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
+                },
+            }},
+            "/api/partner/v1/claims/submit": { "post": {
+                "summary": "Submit a claim, for partner systems (as POST /api/v1/claims)",
+                "parameters": [idempotency.clone()],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
+                    "required": ["memberId", "providerId", "claimType", "lines"] } } } },
+                "responses": {
+                    "202": { "description": "published: the event's id and the new resource's" },
+                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
+                    "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
+                    "429": limited.clone(),
+                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
+                },
+            }},
+            "/api/v1/authorizations": { "post": {
+                "summary": "Request a prior authorization: an AuthRequested on auth.events",
+                "parameters": [idempotency.clone()],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
+                    "required": ["memberId", "providerId", "procedureCode", "diagnosisCode", "requestedUnits", "serviceDateFrom", "serviceDateTo"] } } } },
+                "responses": {
+                    "202": { "description": "published: the event's id and the new resource's" },
+                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
+                    "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
+                    "429": limited.clone(),
+                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
+                },
+            }},
+            "/api/v1/authorizations/{authId}": { "get": {
+                "summary": "Where an authorization stands: requested, approved (units approved and used), denied",
+                "parameters": [{ "name": "authId", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": responses("the authorization"),
             }},
             "/health": { "get": { "summary": "The process is up", "responses": { "200": { "description": "up" } } } },
             "/ready": { "get": { "summary": "The state store answers", "responses": {
@@ -736,12 +784,17 @@ async fn publish(
         message: "this gateway takes no commands: it was started without an event bus".to_owned(),
         details: Vec::new(),
     })?;
-    let event_id = match &event {
-        arus_schemas::Event::MemberCreated(e) => e.event_id.clone(),
-        arus_schemas::Event::CoverageChanged(e) => e.event_id.clone(),
-        _ => String::new(),
+    let event_id = event.event_id().to_owned();
+    let member_id = match &event {
+        arus_schemas::Event::ClaimSubmitted(c) => c.member_id.clone(),
+        arus_schemas::Event::AuthRequested(a) => a.member_id.clone(),
+        other => other.key().to_owned(),
     };
-    let member_id = event.key().to_owned();
+    let created = match &event {
+        arus_schemas::Event::ClaimSubmitted(c) => Some(("claimId", c.claim_id.clone())),
+        arus_schemas::Event::AuthRequested(a) => Some(("authId", a.auth_id.clone())),
+        _ => None,
+    };
     tokio::task::spawn_blocking(move || publisher.publish(&event)).await.map_err(|_| unavailable())?.map_err(|_| {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -750,8 +803,12 @@ async fn publish(
             details: Vec::new(),
         }
     })?;
+    let mut data = json!({ "eventId": event_id, "memberId": member_id });
+    if let Some((field, id)) = created {
+        data[field] = id.into();
+    }
     let body = json!({
-        "data": { "eventId": event_id, "memberId": member_id },
+        "data": data,
         "meta": { "traceId": trace_id() },
         "links": { "self": location },
     });
@@ -1239,5 +1296,65 @@ async fn member_claims(
         "data": data,
         "meta": { "traceId": trace_id(), "count": data.len(), "limit": limit },
         "links": { "self": format!("/api/v1/members/{member_id}/claims") },
+    })))
+}
+
+/// `POST /api/v1/claims` (and the partner route): a `ClaimSubmitted` on `claims.events`, 202
+/// with the new claim's id; the adjudication job decides it.
+async fn submit_claim(
+    State(gateway): State<Gateway>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<commands::ClaimCommand>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    if let Some(answer) = replayed(&gateway, key.as_deref()).await? {
+        return Ok(answer);
+    }
+    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let event = request.event(now())?;
+    let location = format!("/api/v1/claims/{}", event.claim_id);
+    publish(&gateway, arus_schemas::Event::ClaimSubmitted(event), location, key).await
+}
+
+/// `POST /api/v1/authorizations`: an `AuthRequested` on `auth.events`, 202 with its id.
+async fn request_authorization(
+    State(gateway): State<Gateway>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<commands::AuthorizationCommand>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    if let Some(answer) = replayed(&gateway, key.as_deref()).await? {
+        return Ok(answer);
+    }
+    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let event = request.event(now())?;
+    let location = format!("/api/v1/authorizations/{}", event.auth_id);
+    publish(&gateway, arus_schemas::Event::AuthRequested(event), location, key).await
+}
+
+/// `GET /api/v1/authorizations/{authId}`: where an authorization stands (requested, approved
+/// with its units used, denied), as the adjudication job keeps it.
+async fn authorization(State(gateway): State<Gateway>, Path(auth_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let auth_id = identifier("authId", Some(auth_id))?;
+    let view: arus_jobs::adjudication::AuthView =
+        stored(&gateway, format!("auth:{auth_id}")).await?.ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "AUTHORIZATION_NOT_FOUND",
+            message: format!("no authorization {auth_id}"),
+            details: vec![json!({ "field": "authId", "issue": "unknown" })],
+        })?;
+    Ok(Json(json!({
+        "data": {
+            "authId": auth_id,
+            "memberId": view.member_id,
+            "status": view.status,
+            "procedureCode": view.procedure_code,
+            "approvedUnits": view.approved_units,
+            "usedUnits": view.used_units,
+            "validFrom": view.valid_from.map(|d| d.to_string()),
+            "validTo": view.valid_to.map(|d| d.to_string()),
+        },
+        "meta": { "traceId": trace_id() },
+        "links": { "self": format!("/api/v1/authorizations/{auth_id}") },
     })))
 }

@@ -151,3 +151,95 @@ fn a_decided_claim_and_the_members_accumulators_are_served() {
         assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{path}: {body}");
     }
 }
+
+fn post(address: std::net::SocketAddr, path: &str, body: &str, headers: &str) -> (u16, Value) {
+    common::request_json(address, "POST", path, body, headers)
+}
+
+#[test]
+fn claims_and_authorizations_submitted_over_rest_are_decided() {
+    let log = Arc::new(EmbeddedLog::new());
+    log.create_all_topics().expect("topics");
+    let store = Arc::new(MemoryStore::new());
+    let mut state = EligibilityState::new();
+    for event in common::events().into_iter().chain(provider_and_claim()) {
+        state.apply_to(&event, &*store).expect("store");
+        let bytes = wire::encode(&event).expect("encode");
+        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = listener.local_addr().expect("address");
+    let (served, publisher) = (store.clone(), Arc::new(arus_gateway::commands::LogPublisher::new(log.clone())));
+    std::thread::spawn(move || arus_gateway::serve_blocking_with(listener, served, Some(publisher)));
+
+    // A week ago: within timely filing of today's submission.
+    let today = arus_schemas::Timestamp(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+    )
+    .date();
+    let served_on = today.add_days(-7);
+    let claim = format!(
+        r#"{{"memberId":"M1","providerId":"P1","claimType":"PROFESSIONAL","lines":[{{"procedureCode":"80053","diagnosisCode":"J06.9","serviceDate":"{served_on}","units":1,"chargeAmountIdr":1000000}}]}}"#
+    );
+    let (status, body) = post(address, "/api/v1/claims", &claim, "Idempotency-Key: claim-1\r\n");
+    assert_eq!(status, 202, "{body}");
+    let claim_id = body["data"]["claimId"].as_str().expect("a claim id").to_owned();
+    assert_eq!(body["links"]["self"], format!("/api/v1/claims/{claim_id}"));
+    // A retry with the same key: the same answer, no second claim.
+    let (status, again) = post(address, "/api/v1/claims", &claim, "Idempotency-Key: claim-1\r\n");
+    assert_eq!((status, again["data"]["claimId"].as_str()), (202, Some(claim_id.as_str())), "{again}");
+    // The partner route takes the same body.
+    let (status, body) = post(address, "/api/partner/v1/claims/submit", &claim, "");
+    assert_eq!(status, 202, "{body}");
+    let partner_claim = body["data"]["claimId"].as_str().expect("a claim id").to_owned();
+    assert_ne!(partner_claim, claim_id);
+
+    let authorization = format!(
+        r#"{{"memberId":"M1","providerId":"P1","procedureCode":"70551","diagnosisCode":"G43.9","requestedUnits":1,"serviceDateFrom":"{served_on}","serviceDateTo":"{}"}}"#,
+        served_on.add_days(30)
+    );
+    let (status, body) = post(address, "/api/v1/authorizations", &authorization, "");
+    assert_eq!(status, 202, "{body}");
+    let auth_id = body["data"]["authId"].as_str().expect("an auth id").to_owned();
+
+    // Mistakes are refused clearly, and publish nothing.
+    let future = today.add_days(3);
+    for (body, status, field) in [
+        (claim.replace("1000000", "1000000.5"), 400, "body"),
+        (claim.replace("J06.9", "flu"), 400, "lines.diagnosisCode"),
+        (claim.replace(&served_on.to_string(), &future.to_string()), 422, "lines.serviceDate"),
+        (claim.replace(r#""units":1"#, r#""units":0"#), 400, "lines.units"),
+        (r#"{"memberId":"M1","providerId":"P1","claimType":"PROFESSIONAL","lines":[]}"#.to_owned(), 400, "lines"),
+        (claim.replace("PROFESSIONAL", "DENTAL"), 400, "claimType"),
+    ] {
+        let (got, answer) = post(address, "/api/v1/claims", &body, "");
+        assert_eq!((got, answer["error"]["details"][0]["field"].as_str()), (status, Some(field)), "{body}: {answer}");
+    }
+    let (status, answer) = post(
+        address,
+        "/api/v1/authorizations",
+        &authorization.replace(&served_on.add_days(30).to_string(), &served_on.add_days(-1).to_string()),
+        "",
+    );
+    assert_eq!((status, answer["error"]["details"][0]["field"].as_str()), (422, Some("serviceDateTo")), "{answer}");
+    let submitted = |log: &EmbeddedLog| -> usize {
+        log.end_offsets("claims.events").expect("offsets").iter().sum::<u64>() as usize
+    };
+    assert_eq!(submitted(&log), 3, "the first claim, and the two submitted over REST");
+
+    // The adjudication job decides them.
+    let report = arus_jobs::adjudication_job::run_on_log(
+        log.clone(),
+        &arus_jobs::runner::Cluster::Local { workers: 1 },
+        store.clone(),
+    )
+    .expect("adjudication");
+    assert_eq!(report.decided.values().sum::<u64>(), 3, "{report:?}");
+    let (status, body) = common::request_json(address, "GET", &format!("/api/v1/claims/{claim_id}"), "", "");
+    assert_eq!((status, body["data"]["status"].as_str()), (200, Some("APPROVED")), "{body}");
+    let (status, body) = common::request_json(address, "GET", &format!("/api/v1/authorizations/{auth_id}"), "", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["data"]["status"].as_str(), body["data"]["memberId"].as_str()), (Some("REQUESTED"), Some("M1")));
+    let (status, body) = common::request_json(address, "GET", "/api/v1/authorizations/A404", "", "");
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("AUTHORIZATION_NOT_FOUND")));
+}

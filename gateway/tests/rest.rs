@@ -110,9 +110,13 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     assert_eq!(status, 200);
     assert_eq!(document, arus_gateway::openapi_document());
     let paths = document["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 15);
+    assert_eq!(paths.len(), 19);
     for path in paths.keys().filter(|p| document["paths"][p.as_str()].get("get").is_some()) {
-        let concrete = path.replace("{memberId}", "M1").replace("{claimId}", "C404").replace("{providerId}", "P1")
+        let concrete = path
+            .replace("{memberId}", "M1")
+            .replace("{claimId}", "C404")
+            .replace("{providerId}", "P1")
+            .replace("{authId}", "A404")
             + match path.as_str() {
                 "/api/v1/eligibility" => "?memberId=M1&serviceDate=2026-03-01&serviceType=99213",
                 "/api/v1/benefits/summary" => "?memberId=M1&asOf=2026-03-01",

@@ -104,7 +104,7 @@ pub struct Accumulators {
 enum Auth {
     Requested { member_id: String },
     Approved { approval: AuthApproved, used_units: i32 },
-    Denied,
+    Denied { member_id: String },
 }
 
 /// What an adjudicated claim added, to take back if it is compensated.
@@ -140,6 +140,25 @@ pub struct ClaimView {
     pub reversal: Option<String>,
     /// Changes so far (the version).
     pub version: i64,
+}
+
+/// An authorization as the store keeps it (`auth:<id>`) and the gateway shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthView {
+    /// Member.
+    pub member_id: String,
+    /// `REQUESTED`, `APPROVED`, `DENIED`.
+    pub status: String,
+    /// Procedure, once approved.
+    pub procedure_code: Option<String>,
+    /// Units approved.
+    pub approved_units: Option<i32>,
+    /// Units used by decided claims.
+    pub used_units: i32,
+    /// First covered service date.
+    pub valid_from: Option<Date>,
+    /// Last covered service date.
+    pub valid_to: Option<Date>,
 }
 
 /// The adjudication state: reference data, accumulators, standing claims.
@@ -277,6 +296,39 @@ impl Adjudicator {
         self.views.get(claim_id)
     }
 
+    /// Where an authorization stands.
+    pub fn authorization(&self, auth_id: &str) -> Option<AuthView> {
+        Some(match self.auths.get(auth_id)? {
+            Auth::Requested { member_id } => AuthView {
+                member_id: member_id.clone(),
+                status: "REQUESTED".to_owned(),
+                procedure_code: None,
+                approved_units: None,
+                used_units: 0,
+                valid_from: None,
+                valid_to: None,
+            },
+            Auth::Approved { approval, used_units } => AuthView {
+                member_id: approval.member_id.clone(),
+                status: "APPROVED".to_owned(),
+                procedure_code: Some(approval.procedure_code.clone()),
+                approved_units: Some(approval.approved_units),
+                used_units: *used_units,
+                valid_from: Some(approval.valid_from),
+                valid_to: Some(approval.valid_to),
+            },
+            Auth::Denied { member_id } => AuthView {
+                member_id: member_id.clone(),
+                status: "DENIED".to_owned(),
+                procedure_code: None,
+                approved_units: None,
+                used_units: 0,
+                valid_from: None,
+                valid_to: None,
+            },
+        })
+    }
+
     /// Applies one event; the events it decides, in order. An event seen before (by id)
     /// decides nothing again.
     pub fn apply(&mut self, event: &Event) -> Vec<Event> {
@@ -311,7 +363,7 @@ impl Adjudicator {
                 if !matches!(self.auths.get(&e.auth_id), Some(Auth::Requested { .. })) {
                     self.member_auths.entry(e.member_id.clone()).or_default().push(e.auth_id.clone());
                 }
-                self.auths.insert(e.auth_id.clone(), Auth::Denied);
+                self.auths.insert(e.auth_id.clone(), Auth::Denied { member_id: e.member_id.clone() });
             }
             Event::ClaimSubmitted(claim) => return self.submitted(claim),
             Event::PaymentCompleted(e) => {
@@ -550,7 +602,7 @@ impl Adjudicator {
             }
             // 5. prior authorization.
             if benefits.prior_auth_procedures.contains(&line.procedure_code) {
-                match self.authorization(claim, line) {
+                match self.authorization_for(claim, line) {
                     AuthCheck::Approved(auth_id) => {
                         if let Some(Auth::Approved { used_units, approval }) = self.auths.get_mut(&auth_id) {
                             *used_units += line.units;
@@ -727,7 +779,7 @@ impl Adjudicator {
 
     /// The authorization covering a line: the one the claim cites, else the member's
     /// approved ones for the procedure and date, in the order they came.
-    fn authorization(&self, claim: &ClaimSubmitted, line: &ClaimLine) -> AuthCheck {
+    fn authorization_for(&self, claim: &ClaimSubmitted, line: &ClaimLine) -> AuthCheck {
         let candidates: Vec<&String> = match &claim.auth_id {
             Some(id) => vec![id],
             None => self.member_auths.get(&claim.member_id).map(|ids| ids.iter().collect()).unwrap_or_default(),
@@ -752,7 +804,7 @@ impl Adjudicator {
                 {
                     best = AuthCheck::Undecided(id.clone());
                 }
-                Some(Auth::Denied) | Some(Auth::Requested { .. }) | Some(Auth::Approved { .. }) | None => {}
+                Some(Auth::Denied { .. }) | Some(Auth::Requested { .. }) | Some(Auth::Approved { .. }) | None => {}
             }
         }
         best

@@ -331,6 +331,30 @@ impl Sequencer {
                 _ => {}
             }
         }
+        // The authorization's record, when the event is one's, or a claim that used one.
+        let auth_id = match event {
+            Event::AuthRequested(a) => Some(&a.auth_id),
+            Event::AuthApproved(a) => Some(&a.auth_id),
+            Event::AuthDenied(a) => Some(&a.auth_id),
+            _ => None,
+        };
+        let used = match event {
+            Event::ClaimSubmitted(c) => {
+                self.adjudicator.claim(&c.claim_id).and_then(|v| v.adjudication.auth_id.clone())
+            }
+            _ => None,
+        };
+        for auth_id in auth_id.cloned().into_iter().chain(used) {
+            if let Some(view) = self.adjudicator.authorization(&auth_id) {
+                let bytes = serde_json::to_vec(&view).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                // Versioned by what changes it: its status, then the units used.
+                let version = match view.status.as_str() {
+                    "REQUESTED" => 1,
+                    _ => 2 + view.used_units.max(0) as u64,
+                };
+                self.writes.insert(format!("auth:{auth_id}"), (version, bytes));
+            }
+        }
         // The claim's record, when the event touched one.
         let claim_id = match event {
             Event::ClaimSubmitted(c) => Some(&c.claim_id),
