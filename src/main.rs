@@ -37,6 +37,9 @@ enum Command {
     Gateway(cli::gateway::GatewayArgs),
     /// List the topics and their settings.
     Topics,
+    /// Fraud alerts, for analysts.
+    #[command(subcommand)]
+    Alerts(cli::alerts::AlertsCommand),
     /// Manage the ClickHouse tables.
     #[command(subcommand)]
     Clickhouse(cli::clickhouse::ClickhouseCommand),
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Gateway(a) => cli::gateway::run(a),
         Command::Topics => cli::topics::run(),
         Command::Clickhouse(c) => cli::clickhouse::run(c),
+        Command::Alerts(c) => cli::alerts::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

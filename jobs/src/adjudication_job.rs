@@ -55,6 +55,8 @@ pub struct AdjudicationReport {
     pub paid: u64,
     /// Decisions already on the output topics from an earlier run (not written again).
     pub already_written: u64,
+    /// Fraud alerts raised or withdrawn (the fraud job).
+    pub alerts: u64,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -75,15 +77,32 @@ enum To {
     Log { log: Arc<EmbeddedLog>, prefix: String },
 }
 
-/// Whether the job writes this kind (what a rerun must not write twice).
+/// Whether a sequenced job writes this kind (what a rerun must not write twice).
 fn is_output(event: &Event) -> bool {
-    matches!(event, Event::ClaimAdjudicated(_) | Event::ClaimPaid(_) | Event::AccumulatorUpdated(_))
+    matches!(
+        event,
+        Event::ClaimAdjudicated(_) | Event::ClaimPaid(_) | Event::AccumulatorUpdated(_) | Event::FraudAlert(_)
+    )
+}
+
+/// The topic an output goes to.
+fn output_topic(event: &Event) -> &'static str {
+    match event {
+        Event::AccumulatorUpdated(_) => ACCUMULATOR_UPDATES,
+        Event::FraudAlert(_) => arus_schemas::topics::names::FRAUD_ALERTS,
+        _ => CLAIMS_EVENTS,
+    }
 }
 
 impl Outputs {
-    fn open(source: &EligibilitySource, log: Option<Arc<EmbeddedLog>>) -> Result<Self, RunError> {
-        let to = To::open(source, log)?;
-        let written = to.written()?;
+    /// Outputs next to `source`, writing to `topics` (created on Kafka when missing).
+    pub(crate) fn open(
+        source: &EligibilitySource,
+        log: Option<Arc<EmbeddedLog>>,
+        topics: &[&str],
+    ) -> Result<Self, RunError> {
+        let to = To::open(source, log, topics)?;
+        let written = to.written(topics)?;
         Ok(Outputs { to, written, skipped: 0 })
     }
 
@@ -102,9 +121,9 @@ impl Outputs {
 
 impl To {
     /// The ids of the decisions already on the output topics.
-    fn written(&self) -> Result<std::collections::HashSet<String>, RunError> {
+    fn written(&self, topics: &[&str]) -> Result<std::collections::HashSet<String>, RunError> {
         let mut ids = std::collections::HashSet::new();
-        for topic in [CLAIMS_EVENTS, ACCUMULATOR_UPDATES] {
+        for topic in topics {
             match self {
                 To::Kafka { prefix, config, .. } => {
                     let topic = format!("{prefix}{topic}");
@@ -145,7 +164,7 @@ impl To {
         Ok(ids)
     }
 
-    fn open(source: &EligibilitySource, log: Option<Arc<EmbeddedLog>>) -> Result<Self, RunError> {
+    fn open(source: &EligibilitySource, log: Option<Arc<EmbeddedLog>>, topics: &[&str]) -> Result<Self, RunError> {
         match (source, log) {
             (EligibilitySource::Embedded { topic_prefix, .. }, Some(log)) => {
                 Ok(To::Log { log, prefix: topic_prefix.clone() })
@@ -153,11 +172,11 @@ impl To {
             (_, Some(log)) => Ok(To::Log { log, prefix: String::new() }),
             (EligibilitySource::Kafka { brokers, topic_prefix, .. }, None) => {
                 let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
-                for topic in [CLAIMS_EVENTS, ACCUMULATOR_UPDATES] {
+                for topic in topics {
                     let name = format!("{topic_prefix}{topic}");
                     if arus_connectors::kafka::partition_count(&config, &name).is_err() {
                         let partitions =
-                            arus_schemas::topics::TOPICS.iter().find(|t| t.name == topic).map_or(1, |t| t.partitions);
+                            arus_schemas::topics::TOPICS.iter().find(|t| t.name == *topic).map_or(1, |t| t.partitions);
                         arus_connectors::kafka::create_topics(&config, &[(&name, partitions)])?;
                     }
                 }
@@ -172,10 +191,7 @@ impl To {
     }
 
     fn write(&self, event: &Event) -> Result<(), RunError> {
-        let topic = match event {
-            Event::AccumulatorUpdated(_) => ACCUMULATOR_UPDATES,
-            _ => CLAIMS_EVENTS,
-        };
+        let topic = output_topic(event);
         let bytes = wire::encode(event).map_err(|e| RunError::Unsupported(e.to_string()))?;
         match self {
             To::Kafka { sink, prefix, .. } => {
@@ -207,18 +223,43 @@ impl To {
     }
 }
 
+/// The topics the adjudication job writes.
+const OUTPUT_TOPICS: [&str; 2] = [CLAIMS_EVENTS, ACCUMULATOR_UPDATES];
+
 /// Runs the job with the store the spec names.
 pub fn run(spec: &AdjudicationSpec, cluster: &Cluster) -> Result<AdjudicationReport, RunError> {
-    let store = open_store(&spec.store)?;
-    let inputs = open_inputs(&spec.source, &TOPICS)?;
     let lateness = parse_duration_ms(&spec.out_of_orderness).map_err(RunError::Unsupported)?;
+    run_sequenced(
+        &spec.source,
+        &spec.store,
+        lateness,
+        &TOPICS,
+        &OUTPUT_TOPICS,
+        Box::new(AdjudicationFold::default()),
+        cluster,
+    )
+}
+
+/// Runs a fold over `topics` of `source` (the outputs to `outputs` next to them, records to
+/// `store`): the machinery the adjudication and fraud jobs share.
+pub(crate) fn run_sequenced(
+    source: &EligibilitySource,
+    store: &crate::spec::StoreSpec,
+    lateness: u64,
+    topics: &[&str],
+    outputs: &[&str],
+    fold: Box<dyn Fold>,
+    cluster: &Cluster,
+) -> Result<AdjudicationReport, RunError> {
+    let store = open_store(store)?;
+    let inputs = open_inputs(source, topics)?;
     // An embedded log is opened once: the outputs go to the inputs' log.
     let log = inputs.iter().find_map(|input| match input {
         Input::Embedded { log, .. } => Some(log.clone()),
         _ => None,
     });
-    let outputs = Outputs::open(&spec.source, log)?;
-    run_inputs(inputs, cluster, store, outputs, lateness)
+    let outputs = Outputs::open(source, log, outputs)?;
+    run_inputs(inputs, cluster, store, outputs, lateness, fold)
 }
 
 /// Runs the job over topics of a log this process already has (as `arus demo` does), writing
@@ -228,21 +269,114 @@ pub fn run_on_log(
     cluster: &Cluster,
     store: Arc<dyn StateStore>,
 ) -> Result<AdjudicationReport, RunError> {
-    let inputs = TOPICS
+    run_fold_on_log(log, cluster, store, &TOPICS, &OUTPUT_TOPICS, Box::new(AdjudicationFold::default()))
+}
+
+/// [`run_on_log`] for any fold.
+pub(crate) fn run_fold_on_log(
+    log: Arc<EmbeddedLog>,
+    cluster: &Cluster,
+    store: Arc<dyn StateStore>,
+    topics: &[&str],
+    outputs: &[&str],
+    fold: Box<dyn Fold>,
+) -> Result<AdjudicationReport, RunError> {
+    let inputs = topics
         .iter()
         .map(|topic| {
             let ends = log.end_offsets(topic)?;
             Ok(Input::Embedded {
                 log: log.clone(),
                 topic: (*topic).to_owned(),
-                group: "arus-adjudication".to_owned(),
+                group: "arus-sequenced".to_owned(),
                 ends,
             })
         })
         .collect::<Result<Vec<_>, RunError>>()?;
-    let outputs =
-        Outputs::open(&EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() }, Some(log))?;
-    run_inputs(inputs, cluster, store, outputs, 86_400_000)
+    let source = EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() };
+    let outputs = Outputs::open(&source, Some(log), outputs)?;
+    run_inputs(inputs, cluster, store, outputs, 86_400_000, fold)
+}
+
+/// Records for the store, by key: the latest version of each, written together.
+pub(crate) type Writes = std::collections::HashMap<String, (u64, Vec<u8>)>;
+
+/// What a sequenced job does with each event, in order: the events it decides, and the
+/// records it keeps in the store.
+pub(crate) trait Fold: Send {
+    /// The events `event` decides; records for the store go to `writes`.
+    fn apply(&mut self, event: &Event, writes: &mut Writes) -> Result<Vec<Event>, RunError>;
+}
+
+/// Puts `value` as JSON under `key` at `version`.
+pub(crate) fn record<T: serde::Serialize>(
+    writes: &mut Writes,
+    key: String,
+    version: u64,
+    value: &T,
+) -> Result<(), RunError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| RunError::Unsupported(e.to_string()))?;
+    writes.insert(key, (version, bytes));
+    Ok(())
+}
+
+/// The adjudicator, and the records of claims, accumulators and authorizations it keeps.
+#[derive(Default)]
+struct AdjudicationFold {
+    adjudicator: Adjudicator,
+}
+
+impl Fold for AdjudicationFold {
+    fn apply(&mut self, event: &Event, writes: &mut Writes) -> Result<Vec<Event>, RunError> {
+        let decided = self.adjudicator.apply(event);
+        for out in &decided {
+            if let Event::AccumulatorUpdated(u) = out
+                && let Some(acc) = self.adjudicator.accumulators(&u.member_id, u.plan_year)
+            {
+                record(writes, format!("acc:{}:{}", u.member_id, u.plan_year), acc.version as u64, acc)?;
+            }
+        }
+        // The authorization's record, when the event is one's, or a claim that used one.
+        let auth_id = match event {
+            Event::AuthRequested(a) => Some(&a.auth_id),
+            Event::AuthApproved(a) => Some(&a.auth_id),
+            Event::AuthDenied(a) => Some(&a.auth_id),
+            _ => None,
+        };
+        let used = match event {
+            Event::ClaimSubmitted(c) => {
+                self.adjudicator.claim(&c.claim_id).and_then(|v| v.adjudication.auth_id.clone())
+            }
+            _ => None,
+        };
+        for auth_id in auth_id.cloned().into_iter().chain(used) {
+            if let Some(view) = self.adjudicator.authorization(&auth_id) {
+                // Versioned by what changes it: its status, then the units used.
+                let version = match view.status.as_str() {
+                    "REQUESTED" => 1,
+                    _ => 2 + view.used_units.max(0) as u64,
+                };
+                record(writes, format!("auth:{auth_id}"), version, &view)?;
+            }
+        }
+        // The claim's record, when the event touched one.
+        let claim_id = match event {
+            Event::ClaimSubmitted(c) => Some(&c.claim_id),
+            Event::PaymentCompleted(p) => Some(&p.claim_id),
+            Event::PaymentFailed(p) => Some(&p.claim_id),
+            _ => None,
+        };
+        let touched = claim_id.into_iter().chain(match event {
+            Event::ClaimSubmitted(c) => c.original_claim_id.as_ref(),
+            _ => None,
+        });
+        for claim_id in touched {
+            if let Some(view) = self.adjudicator.claim(claim_id) {
+                record(writes, format!("claim:{claim_id}"), view.version as u64, view)?;
+            }
+        }
+        Ok(decided)
+    }
 }
 
 /// The order the sequencer folds events in: event time, then kind (what decisions depend on
@@ -293,14 +427,14 @@ fn fail(shared: &Mutex<Shared>, error: RunError) {
     shared.lock().unwrap_or_else(|e| e.into_inner()).error.get_or_insert(error);
 }
 
-/// The sequencer's side: the adjudicator, and where its decisions go.
+/// The sequencer's side: the fold, and where its decisions go.
 struct Sequencer {
-    adjudicator: Adjudicator,
+    fold: Box<dyn Fold>,
     store: Arc<dyn StateStore>,
     outputs: Outputs,
     report: AdjudicationReport,
     /// Records to write to the store, the latest version of each key: written together.
-    writes: std::collections::HashMap<String, (u64, Vec<u8>)>,
+    writes: Writes,
 }
 
 impl Sequencer {
@@ -314,62 +448,16 @@ impl Sequencer {
 
     fn apply(&mut self, event: &Event) -> Result<(), RunError> {
         self.report.events += 1;
-        for decided in self.adjudicator.apply(event) {
+        for decided in self.fold.apply(event, &mut self.writes)? {
             self.outputs.write(&decided)?;
             match &decided {
                 Event::ClaimAdjudicated(a) => {
                     *self.report.decided.entry(format!("{:?}", a.status)).or_default() += 1;
                 }
-                Event::AccumulatorUpdated(u) => {
-                    self.report.accumulator_updates += 1;
-                    if let Some(acc) = self.adjudicator.accumulators(&u.member_id, u.plan_year) {
-                        let bytes = serde_json::to_vec(acc).map_err(|e| RunError::Unsupported(e.to_string()))?;
-                        self.writes.insert(format!("acc:{}:{}", u.member_id, u.plan_year), (acc.version as u64, bytes));
-                    }
-                }
+                Event::AccumulatorUpdated(_) => self.report.accumulator_updates += 1,
                 Event::ClaimPaid(_) => self.report.paid += 1,
+                Event::FraudAlert(_) => self.report.alerts += 1,
                 _ => {}
-            }
-        }
-        // The authorization's record, when the event is one's, or a claim that used one.
-        let auth_id = match event {
-            Event::AuthRequested(a) => Some(&a.auth_id),
-            Event::AuthApproved(a) => Some(&a.auth_id),
-            Event::AuthDenied(a) => Some(&a.auth_id),
-            _ => None,
-        };
-        let used = match event {
-            Event::ClaimSubmitted(c) => {
-                self.adjudicator.claim(&c.claim_id).and_then(|v| v.adjudication.auth_id.clone())
-            }
-            _ => None,
-        };
-        for auth_id in auth_id.cloned().into_iter().chain(used) {
-            if let Some(view) = self.adjudicator.authorization(&auth_id) {
-                let bytes = serde_json::to_vec(&view).map_err(|e| RunError::Unsupported(e.to_string()))?;
-                // Versioned by what changes it: its status, then the units used.
-                let version = match view.status.as_str() {
-                    "REQUESTED" => 1,
-                    _ => 2 + view.used_units.max(0) as u64,
-                };
-                self.writes.insert(format!("auth:{auth_id}"), (version, bytes));
-            }
-        }
-        // The claim's record, when the event touched one.
-        let claim_id = match event {
-            Event::ClaimSubmitted(c) => Some(&c.claim_id),
-            Event::PaymentCompleted(p) => Some(&p.claim_id),
-            Event::PaymentFailed(p) => Some(&p.claim_id),
-            _ => None,
-        };
-        let touched = claim_id.into_iter().chain(match event {
-            Event::ClaimSubmitted(c) => c.original_claim_id.as_ref(),
-            _ => None,
-        });
-        for claim_id in touched {
-            if let Some(view) = self.adjudicator.claim(claim_id) {
-                let bytes = serde_json::to_vec(view).map_err(|e| RunError::Unsupported(e.to_string()))?;
-                self.writes.insert(format!("claim:{claim_id}"), (view.version as u64, bytes));
             }
         }
         Ok(())
@@ -382,6 +470,7 @@ fn run_inputs(
     store: Arc<dyn StateStore>,
     outputs: Outputs,
     lateness: u64,
+    fold: Box<dyn Fold>,
 ) -> Result<AdjudicationReport, RunError> {
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
@@ -389,7 +478,7 @@ fn run_inputs(
     let started = Instant::now();
     let worker_shared = shared.clone();
     let sequencer = Arc::new(Mutex::new(Some(Sequencer {
-        adjudicator: Adjudicator::new(),
+        fold,
         store,
         outputs,
         report: AdjudicationReport::default(),

@@ -15,6 +15,8 @@ pub mod analytics_job;
 pub mod checkpoint;
 pub mod eligibility;
 pub mod eligibility_job;
+pub mod fraud;
+pub mod fraud_job;
 pub mod metrics;
 pub mod provider_windows;
 pub mod runner;

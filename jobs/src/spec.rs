@@ -50,6 +50,34 @@ pub enum JobKind {
     Adjudication,
     /// Decisions and dimensions streamed into ClickHouse tables.
     Analytics,
+    /// Fraud rules over claims, alerts to `fraud.alerts`.
+    Fraud,
+}
+
+/// The fraud job: members, providers and claims in; alerts to `fraud.alerts` next to them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FraudSpec {
+    /// `fraud`.
+    pub job: JobKind,
+    /// Where the topics are.
+    pub source: EligibilitySource,
+    /// As the adjudication job's.
+    #[serde(default = "default_out_of_orderness")]
+    pub out_of_orderness: String,
+}
+
+/// A fraud spec (`pipelines/fraud.toml`), with `--set` overrides.
+pub fn load_fraud(path: &Path, overrides: &[String]) -> Result<FraudSpec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_owned(), source })?;
+    let spec: FraudSpec = parse_as(path, &text, overrides)?;
+    let invalid = |key, reason: String| SpecError::Invalid { path: path.to_owned(), key, reason };
+    if spec.job != JobKind::Fraud {
+        return Err(invalid("job", format!("{:?} is not the fraud job", spec.job)));
+    }
+    parse_duration_ms(&spec.out_of_orderness).map_err(|r| invalid("out_of_orderness", r))?;
+    check_topics_and_store(path, &spec.source, &StoreSpec::Memory)?;
+    Ok(spec)
 }
 
 /// The analytics job: adjudicated claim lines (from `claims.events`) and providers (from

@@ -145,6 +145,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     out!();
     let claim_example = adjudication(log.clone(), store.clone())?;
     out!();
+    fraud(log.clone())?;
+    out!();
     out!(
         "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic; \
          `arus run pipelines/provider-windows.toml` (or adjudication.toml, eligibility.toml) runs a job on files \
@@ -232,6 +234,40 @@ fn provider_windows(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
 
 /// A member and a date worth asking about.
 type Example = (String, arus_schemas::Date);
+
+/// Runs the fraud rules over the log on two workers; shows the alerts by pattern and a few.
+fn fraud(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
+    let report = arus_jobs::fraud_job::run_on_log(log.clone(), &arus_jobs::runner::Cluster::Local { workers: 2 })?;
+    let mut alerts = Vec::new();
+    for (partition, end) in log.end_offsets("fraud.alerts")?.into_iter().enumerate() {
+        for record in log.fetch("fraud.alerts", partition as u32, 0, end as usize)? {
+            if let Event::FraudAlert(alert) = wire::decode(&record.value)? {
+                alerts.push(alert);
+            }
+        }
+    }
+    let mut by_pattern: BTreeMap<String, u64> = BTreeMap::new();
+    for alert in &alerts {
+        *by_pattern.entry(alert.rule_hits.first().map_or("model".to_owned(), |h| h.pattern.clone())).or_default() += 1;
+    }
+    let patterns: Vec<String> = by_pattern.iter().map(|(p, n)| format!("{n} {p}")).collect();
+    out!(
+        "fraud rules (2 timely workers, a provider's or member's day of service): {} alerts to fraud.alerts in {:.2?} ({})",
+        thousands(report.alerts),
+        report.elapsed,
+        patterns.join(", ")
+    );
+    alerts.sort_by(|a, b| (a.window_start, &a.alert_id).cmp(&(b.window_start, &b.alert_id)));
+    let mut shown = std::collections::BTreeSet::new();
+    for alert in &alerts {
+        let pattern = alert.rule_hits.first().map_or("model", |h| h.pattern.as_str());
+        if shown.insert(pattern.to_owned()) && shown.len() <= 4 {
+            out!("  {}", super::alerts::describe(alert));
+        }
+    }
+    out!("  all of them, as an analyst reads them: arus alerts tail --log DIR (or --kafka BROKERS)");
+    Ok(())
+}
 
 /// Runs the adjudication job over the log on two workers, into the store; shows a decision
 /// with its explanation and the member's accumulators. The claim, member and year shown.

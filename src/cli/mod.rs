@@ -11,6 +11,7 @@ macro_rules! out {
     };
 }
 
+pub mod alerts;
 pub mod clickhouse;
 pub mod demo;
 pub mod gateway;

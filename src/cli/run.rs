@@ -42,6 +42,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         spec::JobKind::Eligibility => return run_eligibility(&args),
         spec::JobKind::Adjudication => return run_adjudication(&args),
         spec::JobKind::Analytics => return run_analytics(&args),
+        spec::JobKind::Fraud => return run_fraud(&args),
         spec::JobKind::ProviderWindows => {}
     }
     let spec = spec::load(&args.pipeline, &args.overrides)?;
@@ -192,6 +193,25 @@ fn run_analytics(args: &RunArgs) -> anyhow::Result<()> {
         report.elapsed,
         args.workers,
         if args.workers == 1 { "" } else { "s" },
+    );
+    Ok(())
+}
+
+fn run_fraud(args: &RunArgs) -> anyhow::Result<()> {
+    let spec = spec::load_fraud(&args.pipeline, &args.overrides)?;
+    let report = arus_jobs::fraud_job::run(&spec, &cluster(args)?)?;
+    eprintln!(
+        "fraud: {} events in {:.2?} on {} worker{}: {} alerts to fraud.alerts{}",
+        thousands(report.events),
+        report.elapsed,
+        args.workers,
+        if args.workers == 1 { "" } else { "s" },
+        thousands(report.alerts),
+        if report.already_written > 0 {
+            format!(" ({} already there from an earlier run)", thousands(report.already_written))
+        } else {
+            String::new()
+        },
     );
     Ok(())
 }
