@@ -37,6 +37,9 @@ enum Command {
     Gateway(cli::gateway::GatewayArgs),
     /// List the topics and their settings.
     Topics,
+    /// Fraud model data.
+    #[command(subcommand)]
+    Fraud(cli::fraud::FraudCommand),
     /// Fraud alerts, for analysts.
     #[command(subcommand)]
     Alerts(cli::alerts::AlertsCommand),
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Topics => cli::topics::run(),
         Command::Clickhouse(c) => cli::clickhouse::run(c),
         Command::Alerts(c) => cli::alerts::run(c),
+        Command::Fraud(c) => cli::fraud::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
-//! `arus run pipelines/fraud.toml` on a persisted embedded log, and `arus alerts tail` reading
-//! the alerts back for an analyst, filtered by subject and score.
+//! `arus run pipelines/fraud.toml` (rules and the ONNX model) on a persisted embedded log, and
+//! `arus alerts tail` reading the alerts back for an analyst, filtered by subject and score.
 
 use std::process::Command;
 
@@ -37,7 +37,21 @@ fn alerts_are_raised_and_tailed_for_analysts() {
     }
     let source = format!("source={{kind=\"embedded\", dir=\"{}\"}}", dir.path().display());
     let pipeline = format!("{}/pipelines/fraud.toml", env!("CARGO_MANIFEST_DIR"));
-    let (ok, _, stderr) = arus(&["run", &pipeline, "--workers", "2", "--set", &source]);
+    let models = format!("model.dir=\"{}/models\"", env!("CARGO_MANIFEST_DIR"));
+    // Without ONNX Runtime, a model is a clear error, not a crash.
+    let output = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["run", &pipeline, "--set", &source, "--set", &models])
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .expect("arus runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("ORT_DYLIB_PATH"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The rules and the model (ONNX Runtime from ORT_DYLIB_PATH, installed by the test command).
+    if arus_connectors::service_address("ORT_DYLIB_PATH").is_none() {
+        return;
+    }
+    let (ok, _, stderr) = arus(&["run", &pipeline, "--workers", "2", "--set", &source, "--set", &models]);
     assert!(ok, "{stderr}");
     let raised: u64 = stderr
         .split(" alerts to fraud.alerts")
@@ -48,8 +62,7 @@ fn alerts_are_raised_and_tailed_for_analysts() {
     assert!(raised > 10, "{stderr}");
     // The alerts on the log, by subject.
     let log = EmbeddedLog::open(dir.path()).expect("the log");
-    let mut members = 0;
-    let mut total = 0;
+    let (mut members, mut total, mut high) = (0, 0, 0);
     for (partition, end) in log.end_offsets("fraud.alerts").expect("offsets").into_iter().enumerate() {
         for record in log.fetch("fraud.alerts", partition as u32, 0, end as usize).expect("fetch") {
             let Event::FraudAlert(alert) = wire::decode(&record.value).expect("an alert") else {
@@ -57,6 +70,8 @@ fn alerts_are_raised_and_tailed_for_analysts() {
             };
             total += 1;
             members += usize::from(alert.subject_type == SubjectType::MEMBER);
+            assert!(alert.score.is_some() && alert.model_version.as_deref() == Some("1"), "scored: {alert:?}");
+            high += usize::from(alert.score.is_some_and(|s| s >= 0.9));
         }
     }
     drop(log);
@@ -66,16 +81,22 @@ fn alerts_are_raised_and_tailed_for_analysts() {
     let (ok, stdout, stderr) = arus(&["alerts", "tail", "--log", &log_dir]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout.lines().count(), total);
-    assert!(stdout.lines().all(|l| l.contains("(claims ") && l.contains("[R-")), "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.contains("(claims ") && (l.contains("[R-") || l.contains("[model v1]"))),
+        "{stdout}"
+    );
     let (ok, stdout, _) = arus(&["alerts", "tail", "--log", &log_dir, "--subject", "member"]);
     assert!(ok);
     assert_eq!(stdout.lines().count(), members);
     assert!(members > 0 && stdout.lines().all(|l| l.contains(" member M")), "{stdout}");
-    // No model has scored these: a score filter leaves none.
-    let (ok, stdout, stderr) = arus(&["alerts", "tail", "--log", &log_dir, "--min-score", "0.5"]);
-    assert!(ok && stdout.is_empty(), "{stdout}{stderr}");
+    // The analyst's score filter.
+    let (ok, stdout, stderr) = arus(&["alerts", "tail", "--log", &log_dir, "--min-score", "0.9"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), high);
+    assert!(high > 0 && high < total, "{high} of {total}");
+    assert!(stdout.lines().all(|l| l.contains(" score ")), "{stdout}");
     // A rerun raises nothing twice.
-    let (ok, _, stderr) = arus(&["run", &pipeline, "--set", &source]);
+    let (ok, _, stderr) = arus(&["run", &pipeline, "--set", &source, "--set", &models]);
     assert!(ok && stderr.contains("already there"), "{stderr}");
     let (_, stdout, _) = arus(&["alerts", "tail", "--log", &log_dir]);
     assert_eq!(stdout.lines().count(), total);

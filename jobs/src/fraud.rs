@@ -43,6 +43,31 @@ pub fn distance_km(a: (i32, i32), b: (i32, i32)) -> i64 {
     (micro_degrees * 1_112 / 10_000_000) as i64
 }
 
+/// The features of a claim in its windows, as the rules see them and a model scores them.
+pub const FEATURES: [&str; 12] = [
+    "lines",
+    "billed_idr",
+    "max_units",
+    "claim_minutes",
+    "provider_day_minutes",
+    "provider_day_claims",
+    "member_day_visits",
+    "member_day_max_km",
+    "level5_minor_diagnosis",
+    "panel_components",
+    "days_uncovered",
+    "repeats_earlier_claim",
+];
+
+/// A claim's features, in [`FEATURES`] order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimFeatures {
+    /// The claim.
+    pub claim_id: String,
+    /// The values.
+    pub values: [i64; FEATURES.len()],
+}
+
 /// A claim as the duplicate rule remembers it: id, procedures and units (sorted), total.
 type VisitClaim = (String, Vec<(String, i32)>, i64);
 
@@ -63,10 +88,54 @@ pub struct FraudDetector {
     /// Claims alerted as phantom billing.
     phantom: HashSet<String>,
     seen: HashSet<String>,
+    /// The features of the last claim applied.
+    last: Option<ClaimFeatures>,
 }
 
 fn feature(name: &str, value: i64) -> Feature {
     Feature { name: name.to_owned(), value: value as f64 }
+}
+
+/// The alert of a claim the rules let pass and a model scored high: the features, the most
+/// important first (`order`: names by the model's importance).
+pub fn model_alert(
+    claim: &ClaimSubmitted,
+    features: &ClaimFeatures,
+    score: f64,
+    model: (&str, &str),
+    order: &[String],
+) -> Event {
+    let named: Vec<Feature> = FEATURES.iter().zip(features.values).map(|(name, value)| feature(name, value)).collect();
+    let mut top: Vec<String> = order
+        .iter()
+        .filter(|name| FEATURES.iter().zip(features.values).any(|(n, v)| n == name && v != 0))
+        .take(3)
+        .cloned()
+        .collect();
+    if top.is_empty() {
+        top = FEATURES.iter().take(3).map(|n| (*n).to_owned()).collect();
+    }
+    let alert_id = format!("FA-MODEL-{}", claim.claim_id);
+    Event::FraudAlert(FraudAlert {
+        event_id: format!("alert:{alert_id}"),
+        event_time: claim.event_time,
+        alert_id,
+        status: AlertStatus::RAISED,
+        subject_type: SubjectType::PROVIDER,
+        subject_id: claim.provider_id.clone(),
+        window_start: claim.service_date.start(),
+        window_end: claim.service_date.add_days(1).start(),
+        severity: Severity::MEDIUM,
+        rule_hits: Vec::new(),
+        model_name: Some(model.0.to_owned()),
+        model_version: Some(model.1.to_owned()),
+        score: Some(score),
+        shadow_model_version: None,
+        shadow_score: None,
+        features: named,
+        top_features: top,
+        claim_ids: vec![claim.claim_id.clone()],
+    })
 }
 
 /// An alert of one rule.
@@ -109,6 +178,11 @@ impl FraudDetector {
     /// An empty state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The features of the claim the last [`apply`](Self::apply) took, if it was a claim.
+    pub fn take_features(&mut self) -> Option<ClaimFeatures> {
+        self.last.take()
     }
 
     /// Applies one event; the alerts it raises. An event seen before raises nothing again.
@@ -210,6 +284,7 @@ impl FraudDetector {
                 vec![id.clone(), original.clone()],
             ));
         }
+        let repeats = i64::from(claim.original_claim_id.is_none() && !alerts.is_empty());
         visits.push((id.clone(), procedures, total));
 
         // Upcoding and unbundling: within the claim.
@@ -242,6 +317,8 @@ impl FraudDetector {
             ));
         }
 
+        let level5_minor =
+            i64::from(claim.lines.iter().any(|l| l.procedure_code == "99215" && minor(&l.diagnosis_code)));
         // Excessive units of one timed procedure.
         if let Some(line) = claim.lines.iter().find(|l| l.minutes.is_some_and(|m| m > LINE_MINUTES)) {
             let minutes = line.minutes.unwrap_or(0);
@@ -263,10 +340,12 @@ impl FraudDetector {
 
         // Impossible day: a provider's timed services past 24 hours.
         let minutes: i64 = claim.lines.iter().filter_map(|l| l.minutes).map(i64::from).sum();
+        let (mut day_minutes, mut day_claims) = (0, 0);
         if minutes > 0 {
             let (total_minutes, claims, alerted) = self.provider_days.entry((provider.clone(), day)).or_default();
             *total_minutes += minutes;
             claims.push(id.clone());
+            (day_minutes, day_claims) = (*total_minutes, claims.len() as i64);
             if *total_minutes > DAY_MINUTES {
                 // The first alert names every claim of the day so far; later ones, the claim.
                 let involved = if *alerted { vec![id.clone()] } else { claims.clone() };
@@ -294,6 +373,14 @@ impl FraudDetector {
         let visit = claim.lines.iter().any(|l| l.procedure_code.starts_with("992"));
         let here = self.providers.get(provider).copied().filter(|_| visit);
         let seen_today = self.member_days.entry((member.clone(), day)).or_default();
+        let visits_today = seen_today.len() as i64 + i64::from(visit);
+        let farthest = here.map_or(0, |here| {
+            seen_today
+                .iter()
+                .filter_map(|(_, other)| self.providers.get(other).map(|there| distance_km(here, *there)))
+                .max()
+                .unwrap_or(0)
+        });
         if let Some(here) = here {
             let far = seen_today.iter().find_map(|(other_claim, other)| {
                 let there = self.providers.get(other).copied()?;
@@ -320,9 +407,32 @@ impl FraudDetector {
 
         // Phantom billing, as far as coverage is known now (and again when it changes).
         self.member_claims.entry(member.clone()).or_default().push((id.clone(), day, provider.clone()));
+        let coverage = self.eligibility.answer(member, day, "claim");
+        let days_uncovered = match (coverage.status, coverage.coverage_end) {
+            (EligibilityStatus::TERMINATED, Some(end)) => i64::from(day.days_since(end)),
+            (EligibilityStatus::TERMINATED, None) => 1,
+            _ => 0,
+        };
         if let Some(alert) = self.phantom_check(member, id, day, provider, at) {
             alerts.push(alert);
         }
+        self.last = Some(ClaimFeatures {
+            claim_id: id.clone(),
+            values: [
+                claim.lines.len() as i64,
+                total,
+                claim.lines.iter().map(|l| i64::from(l.units)).max().unwrap_or(0),
+                minutes,
+                day_minutes,
+                day_claims,
+                visits_today,
+                farthest,
+                level5_minor,
+                components as i64,
+                days_uncovered,
+                repeats,
+            ],
+        });
         alerts
     }
 }

@@ -18,6 +18,7 @@ pub mod eligibility_job;
 pub mod fraud;
 pub mod fraud_job;
 pub mod metrics;
+pub mod model;
 pub mod provider_windows;
 pub mod runner;
 pub mod sinks;

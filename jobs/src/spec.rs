@@ -65,6 +65,28 @@ pub struct FraudSpec {
     /// As the adjudication job's.
     #[serde(default = "default_out_of_orderness")]
     pub out_of_orderness: String,
+    /// Score every claim with the newest model in a folder, too.
+    #[serde(default)]
+    pub model: Option<ModelSpec>,
+}
+
+/// The fraud model: the newest `fraud-v<version>.onnx` in `dir`, watched for newer ones.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The models folder.
+    pub dir: PathBuf,
+    /// A claim the rules let pass is alerted when the model scores it at least this.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// A newer version found while running scores next to the current one (both scores in
+    /// the alerts) instead of replacing it.
+    #[serde(default)]
+    pub shadow: bool,
+}
+
+fn default_threshold() -> f64 {
+    0.5
 }
 
 /// A fraud spec (`pipelines/fraud.toml`), with `--set` overrides.
@@ -76,6 +98,14 @@ pub fn load_fraud(path: &Path, overrides: &[String]) -> Result<FraudSpec, SpecEr
         return Err(invalid("job", format!("{:?} is not the fraud job", spec.job)));
     }
     parse_duration_ms(&spec.out_of_orderness).map_err(|r| invalid("out_of_orderness", r))?;
+    if let Some(model) = &spec.model {
+        if !(0.0..=1.0).contains(&model.threshold) {
+            return Err(invalid("model.threshold", format!("{} is not between 0 and 1", model.threshold)));
+        }
+        if !model.dir.is_dir() {
+            return Err(invalid("model.dir", format!("{} is not a folder", model.dir.display())));
+        }
+    }
     check_topics_and_store(path, &spec.source, &StoreSpec::Memory)?;
     Ok(spec)
 }

@@ -40,8 +40,19 @@ pub struct TailArgs {
 pub fn describe(alert: &FraudAlert) -> String {
     let hit = alert.rule_hits.first();
     let score = alert.score.map_or_else(String::new, |s| format!(" score {s:.3}"));
+    let shadow = match (&alert.shadow_model_version, alert.shadow_score) {
+        (Some(version), Some(s)) => format!(" (shadow v{version}: {s:.3})"),
+        _ => String::new(),
+    };
+    let version = alert.model_version.as_deref().unwrap_or("?");
+    let (detail, rules) = match hit {
+        Some(hit) => {
+            (hit.detail.clone(), alert.rule_hits.iter().map(|h| h.rule.as_str()).collect::<Vec<_>>().join(","))
+        }
+        None => (format!("the model's top features: {}", alert.top_features.join(", ")), format!("model v{version}")),
+    };
     format!(
-        "{} {:<8} {:<15} {} {} — {} (claims {}) [{}{}]{}",
+        "{} {:<8} {:<15} {} {} — {} (claims {}) [{}{}]{}{}",
         alert.window_start.date(),
         format!("{:?}", alert.severity),
         hit.map_or("model", |h| h.pattern.as_str()),
@@ -50,11 +61,12 @@ pub fn describe(alert: &FraudAlert) -> String {
             SubjectType::MEMBER => "member",
         },
         alert.subject_id,
-        hit.map_or("", |h| h.detail.as_str()),
+        detail,
         alert.claim_ids.join(", "),
-        alert.rule_hits.iter().map(|h| h.rule.as_str()).collect::<Vec<_>>().join(","),
+        rules,
         if matches!(alert.status, arus_schemas::events::AlertStatus::WITHDRAWN) { ", withdrawn" } else { "" },
         score,
+        shadow,
     )
 }
 

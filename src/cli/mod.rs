@@ -14,6 +14,7 @@ macro_rules! out {
 pub mod alerts;
 pub mod clickhouse;
 pub mod demo;
+pub mod fraud;
 pub mod gateway;
 pub mod generate;
 pub mod run;
