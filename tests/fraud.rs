@@ -106,3 +106,89 @@ fn alerts_are_raised_and_tailed_for_analysts() {
     let (ok, _, stderr) = arus(&["alerts", "tail", "--log", &log_dir, "--min-score", "7"]);
     assert!(!ok && stderr.contains("between 0 and 1"), "{stderr}");
 }
+
+#[test]
+fn through_the_broker_the_job_raises_what_the_rules_and_model_raise() {
+    let (Some(brokers), Some(_)) =
+        (arus_connectors::service_address("KAFKA_BROKERS"), arus_connectors::service_address("ORT_DYLIB_PATH"))
+    else {
+        return;
+    };
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
+    let config = KafkaConfig::new(brokers.clone());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("arus-test-fraud-{}-{nanos}.", std::process::id());
+    let topics = ["member.events", "benefit.events", "provider.events", "claims.events", "fraud.alerts"]
+        .map(|t| format!("{prefix}{t}"));
+    let specs: Vec<(&str, u32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
+    create_topics(&config, &specs).expect("topics");
+    struct Cleanup<'a>(&'a KafkaConfig, Vec<String>);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let names: Vec<&str> = self.1.iter().map(String::as_str).collect();
+            let _ = delete_topics(self.0, &names);
+        }
+    }
+    let _cleanup = Cleanup(&config, topics.to_vec());
+
+    let mut events = Vec::new();
+    let settings = GeneratorConfig { seed: 13, claims: 3_000, days: 45, ..GeneratorConfig::default() };
+    generate(&settings, |output| -> Result<(), String> {
+        if let Output::Event(event) = output {
+            events.push(event);
+        }
+        Ok(())
+    })
+    .expect("generate");
+    let producer = KafkaSink::new(&config, "lz4").expect("producer");
+    for event in &events {
+        let topic = format!("{prefix}{}", event.topic());
+        if topics.contains(&topic) {
+            let bytes = wire::encode(event).expect("encode");
+            producer.send(&topic, event.key().as_bytes(), &bytes, event.event_time().0).expect("send");
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+
+    // The alerts the rules and the model raise, folded directly in the job's order.
+    let models = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models"));
+    let spec = arus_jobs::spec::ModelSpec { dir: models.clone(), threshold: 0.5, shadow: false };
+    let mut fold =
+        arus_jobs::fraud_job::FraudFold::new(Some(arus_jobs::fraud_job::ModelWatch::open(&spec).expect("model")));
+    let mut ordered: Vec<&Event> = events.iter().collect();
+    ordered.sort_by(|a, b| arus_jobs::adjudication_job::order_key(a).cmp(&arus_jobs::adjudication_job::order_key(b)));
+    let mut expected: Vec<String> =
+        ordered.into_iter().flat_map(|e| fold.alerts(e).expect("scored")).map(|a| a.event_id().to_owned()).collect();
+    expected.sort();
+    assert!(expected.len() > 20);
+
+    let pipeline = format!("{}/pipelines/fraud.toml", env!("CARGO_MANIFEST_DIR"));
+    let (ok, _, stderr) = arus(&[
+        "run",
+        &pipeline,
+        "--workers",
+        "2",
+        "--set",
+        &format!("source.brokers={brokers}"),
+        "--set",
+        &format!("source.topic_prefix={prefix}"),
+        "--set",
+        &format!("model.dir=\"{}\"", models.display()),
+    ]);
+    assert!(ok, "{stderr}");
+    let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
+    let mut reader =
+        arus_connectors::kafka::BoundedPartitionReader::open(&config, "check", &topics[4], &from, 100).expect("read");
+    let mut written = Vec::new();
+    while let Some(record) = reader.next_record().expect("read") {
+        let Event::FraudAlert(alert) = wire::decode(&record.value).expect("an alert") else { panic!("not an alert") };
+        assert_eq!(alert.model_version.as_deref(), Some("1"));
+        written.push(alert.event_id);
+    }
+    written.sort();
+    assert_eq!(written, expected);
+    // An analyst reads them from the broker.
+    let (ok, stdout, stderr) = arus(&["alerts", "tail", "--kafka", &brokers, "--topic-prefix", &prefix]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), expected.len());
+}
