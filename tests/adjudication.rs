@@ -136,7 +136,7 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     else {
         return;
     };
-    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics};
     let config = KafkaConfig::new(brokers.clone());
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let prefix = format!("arus-test-adj-{}-{nanos}.", std::process::id());
@@ -152,14 +152,7 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     .map(|t| format!("{prefix}{t}"));
     let specs: Vec<(&str, u32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
     create_topics(&config, &specs).expect("topics");
-    struct Drop_<'a>(&'a KafkaConfig, Vec<String>);
-    impl Drop for Drop_<'_> {
-        fn drop(&mut self) {
-            let names: Vec<&str> = self.1.iter().map(String::as_str).collect();
-            let _ = delete_topics(self.0, &names);
-        }
-    }
-    let _cleanup = Drop_(&config, topics.to_vec());
+    let _cleanup = common::DropTopics(&config, topics.to_vec());
 
     let events = generated(1_500);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arus_connectors::clickhouse::{ClickHouse, Row};
 use arus_connectors::embedded::EmbeddedLog;
-use arus_generator::{GeneratorConfig, Output, generate};
+use arus_generator::GeneratorConfig;
 use arus_schemas::{Event, wire};
 
 fn arus(args: &[&str]) -> (bool, String) {
@@ -68,21 +68,7 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
 
     // Generated traffic, adjudicated on a persisted log.
     let log_dir = tempfile::tempdir().expect("a folder");
-    {
-        let log = EmbeddedLog::open(log_dir.path()).expect("a log");
-        log.create_all_topics().expect("topics");
-        let settings = GeneratorConfig { claims: 3_000, days: 60, ..GeneratorConfig::default() };
-        generate(&settings, |output| -> Result<(), String> {
-            if let Output::Event(event) = output {
-                let bytes = wire::encode(&event).map_err(|e| e.to_string())?;
-                log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time())
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        })
-        .expect("generate");
-        log.flush().expect("flush");
-    }
+    common::generated_log(log_dir.path(), &GeneratorConfig { claims: 3_000, days: 60, ..GeneratorConfig::default() });
     let (ok, stderr) = arus(&[
         "run",
         &format!("{}/pipelines/adjudication.toml", env!("CARGO_MANIFEST_DIR")),

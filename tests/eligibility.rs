@@ -7,21 +7,14 @@ mod common;
 
 use std::process::Command;
 
-use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
+use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics};
 use arus_connectors::store::RedisStore;
 use arus_generator::{FraudPattern, GeneratorConfig, Output, generate};
 use arus_jobs::eligibility::EligibilityState;
 use arus_schemas::events::{CoverageChangeType, CoverageChanged, EligibilityStatus};
 use arus_schemas::{Event, Timestamp, wire};
 
-struct Topics<'a>(&'a KafkaConfig, Vec<String>);
-
-impl Drop for Topics<'_> {
-    fn drop(&mut self) {
-        let names: Vec<&str> = self.1.iter().map(String::as_str).collect();
-        let _ = delete_topics(self.0, &names);
-    }
-}
+use common::DropTopics as Topics;
 
 #[test]
 fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {

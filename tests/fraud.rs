@@ -1,6 +1,8 @@
 //! `arus run pipelines/fraud.toml` (rules and the ONNX model) on a persisted embedded log, and
 //! `arus alerts tail` reading the alerts back for an analyst, filtered by subject and score.
 
+mod common;
+
 use std::process::Command;
 
 use arus_connectors::embedded::EmbeddedLog;
@@ -20,21 +22,7 @@ fn arus(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn alerts_are_raised_and_tailed_for_analysts() {
     let dir = tempfile::tempdir().expect("a folder");
-    {
-        let log = EmbeddedLog::open(dir.path()).expect("a log");
-        log.create_all_topics().expect("topics");
-        let settings = GeneratorConfig { claims: 4_000, days: 60, ..GeneratorConfig::default() };
-        generate(&settings, |output| -> Result<(), String> {
-            if let Output::Event(event) = output {
-                let bytes = wire::encode(&event).map_err(|e| e.to_string())?;
-                log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time())
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        })
-        .expect("generate");
-        log.flush().expect("flush");
-    }
+    common::generated_log(dir.path(), &GeneratorConfig { claims: 4_000, days: 60, ..GeneratorConfig::default() });
     let source = format!("source={{kind=\"embedded\", dir=\"{}\"}}", dir.path().display());
     let pipeline = format!("{}/pipelines/fraud.toml", env!("CARGO_MANIFEST_DIR"));
     let models = format!("model.dir=\"{}/models\"", env!("CARGO_MANIFEST_DIR"));
@@ -114,7 +102,7 @@ fn through_the_broker_the_job_raises_what_the_rules_and_model_raise() {
     else {
         return;
     };
-    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics, delete_topics};
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics};
     let config = KafkaConfig::new(brokers.clone());
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let prefix = format!("arus-test-fraud-{}-{nanos}.", std::process::id());
@@ -122,14 +110,7 @@ fn through_the_broker_the_job_raises_what_the_rules_and_model_raise() {
         .map(|t| format!("{prefix}{t}"));
     let specs: Vec<(&str, u32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
     create_topics(&config, &specs).expect("topics");
-    struct Cleanup<'a>(&'a KafkaConfig, Vec<String>);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            let names: Vec<&str> = self.1.iter().map(String::as_str).collect();
-            let _ = delete_topics(self.0, &names);
-        }
-    }
-    let _cleanup = Cleanup(&config, topics.to_vec());
+    let _cleanup = common::DropTopics(&config, topics.to_vec());
 
     let mut events = Vec::new();
     let settings = GeneratorConfig { seed: 13, claims: 3_000, days: 45, ..GeneratorConfig::default() };

@@ -28,7 +28,7 @@ use timely::dataflow::operators::generic::operator::source;
 
 use crate::adjudication::Adjudicator;
 use crate::eligibility_job::{open_inputs, open_store};
-use crate::runner::{ClaimReader, Cluster, Input, RunError, timely_config};
+use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, timely_config};
 use crate::spec::{AdjudicationSpec, EligibilitySource, parse_duration_ms};
 
 /// The topics the job reads.
@@ -417,16 +417,6 @@ fn event_time(event: &Event) -> Time {
     event.event_time().0.max(0) as Time
 }
 
-#[derive(Default)]
-struct Shared {
-    report: AdjudicationReport,
-    error: Option<RunError>,
-}
-
-fn fail(shared: &Mutex<Shared>, error: RunError) {
-    shared.lock().unwrap_or_else(|e| e.into_inner()).error.get_or_insert(error);
-}
-
 /// The sequencer's side: the fold, and where its decisions go.
 struct Sequencer {
     fold: Box<dyn Fold>,
@@ -474,7 +464,7 @@ fn run_inputs(
 ) -> Result<AdjudicationReport, RunError> {
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
-    let shared = Arc::new(Mutex::new(Shared::default()));
+    let shared = Arc::new(Mutex::new(Shared::<AdjudicationReport>::default()));
     let started = Instant::now();
     let worker_shared = shared.clone();
     let sequencer = Arc::new(Mutex::new(Some(Sequencer {
@@ -487,14 +477,7 @@ fn run_inputs(
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
-        let mut readers: Vec<Box<dyn ClaimReader>> = Vec::new();
-        for input in inputs.iter() {
-            match input.reader(index, peers, BATCH, None) {
-                Ok(Some(reader)) => readers.push(reader),
-                Ok(None) => {}
-                Err(error) => fail(&shared, error),
-            }
-        }
+        let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
         // The sequencer lives on worker 0.
         let mut sequencer = if index == 0 { sequencer.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
         worker.dataflow::<Time, _, _>(|scope| {
@@ -607,12 +590,7 @@ fn run_inputs(
         while worker.step_or_park(None) {}
     })
     .map_err(RunError::Timely)?;
-    drop(guards);
-    let mut shared =
-        Arc::try_unwrap(shared).ok().expect("workers finished").into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some(error) = shared.error.take() {
-        return Err(error);
-    }
-    shared.report.elapsed = started.elapsed();
-    Ok(shared.report)
+    let mut report = finish(guards, shared)?;
+    report.elapsed = started.elapsed();
+    Ok(report)
 }

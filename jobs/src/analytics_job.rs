@@ -18,7 +18,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::eligibility_job::open_inputs;
-use crate::runner::{ClaimReader, Cluster, RunError, timely_config};
+use crate::runner::{Cluster, RunError, Shared, fail, finish, open_readers, timely_config};
 use crate::spec::AnalyticsSpec;
 
 /// The topics the job reads.
@@ -331,16 +331,6 @@ pub struct AnalyticsReport {
     pub elapsed: Duration,
 }
 
-#[derive(Default)]
-struct Shared {
-    report: AnalyticsReport,
-    error: Option<RunError>,
-}
-
-fn fail(shared: &Mutex<Shared>, error: RunError) {
-    shared.lock().unwrap_or_else(|e| e.into_inner()).error.get_or_insert(error);
-}
-
 /// What the source hands the inserting sink.
 enum RowOf {
     Line(ClaimLineRow),
@@ -506,21 +496,14 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
     drop(check);
     let inputs = Arc::new(open_inputs(&spec.source, &TOPICS)?);
     let (config, _) = timely_config(cluster);
-    let shared = Arc::new(Mutex::new(Shared::default()));
+    let shared = Arc::new(Mutex::new(Shared::<AnalyticsReport>::default()));
     let started = Instant::now();
     let worker_shared = shared.clone();
     let target = spec.clickhouse.clone();
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
-        let mut readers: Vec<Box<dyn ClaimReader>> = Vec::new();
-        for input in inputs.iter() {
-            match input.reader(index, peers, BATCH, None) {
-                Ok(Some(reader)) => readers.push(reader),
-                Ok(None) => {}
-                Err(error) => fail(&shared, error),
-            }
-        }
+        let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
         let clickhouse = match ClickHouse::connect(&target.url, &target.database) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -612,12 +595,7 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
         while worker.step_or_park(None) {}
     })
     .map_err(RunError::Timely)?;
-    drop(guards);
-    let mut shared =
-        Arc::try_unwrap(shared).ok().expect("workers finished").into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some(error) = shared.error.take() {
-        return Err(error);
-    }
-    shared.report.elapsed = started.elapsed();
-    Ok(shared.report)
+    let mut report = finish(guards, shared)?;
+    report.elapsed = started.elapsed();
+    Ok(report)
 }

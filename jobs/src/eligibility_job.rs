@@ -22,7 +22,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::eligibility::EligibilityState;
-use crate::runner::{ClaimReader, Cluster, Input, RunError, timely_config};
+use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, timely_config};
 use crate::spec::{EligibilitySource, EligibilitySpec, SourceSpec, StoreSpec};
 
 /// The topics the job reads.
@@ -42,16 +42,6 @@ pub struct EligibilityReport {
     pub answered: u64,
     /// Wall-clock time.
     pub elapsed: Duration,
-}
-
-#[derive(Default)]
-struct Shared {
-    report: EligibilityReport,
-    error: Option<RunError>,
-}
-
-fn fail(shared: &Mutex<Shared>, error: RunError) {
-    shared.lock().unwrap_or_else(|e| e.into_inner()).error.get_or_insert(error);
 }
 
 /// Runs the job with the store the spec names.
@@ -309,21 +299,14 @@ fn run_inputs(
 ) -> Result<EligibilityReport, RunError> {
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
-    let shared = Arc::new(Mutex::new(Shared::default()));
+    let shared = Arc::new(Mutex::new(Shared::<EligibilityReport>::default()));
     let started = Instant::now();
     let worker_shared = shared.clone();
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
         let store = store.clone();
-        let mut readers: Vec<Box<dyn ClaimReader>> = Vec::new();
-        for input in inputs.iter() {
-            match input.reader(index, peers, BATCH, None) {
-                Ok(Some(reader)) => readers.push(reader),
-                Ok(None) => {}
-                Err(error) => fail(&shared, error),
-            }
-        }
+        let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
         if readers.is_empty() {
             readiness.caught_up(index, peers, 0);
         }
@@ -408,12 +391,7 @@ fn run_inputs(
         while worker.step_or_park(None) {}
     })
     .map_err(RunError::Timely)?;
-    drop(guards);
-    let mut shared =
-        Arc::try_unwrap(shared).ok().expect("workers finished").into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some(error) = shared.error.take() {
-        return Err(error);
-    }
-    shared.report.elapsed = started.elapsed();
-    Ok(shared.report)
+    let mut report = finish(guards, shared)?;
+    report.elapsed = started.elapsed();
+    Ok(report)
 }

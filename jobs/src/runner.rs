@@ -98,19 +98,55 @@ pub enum RunError {
     Unsupported(String),
 }
 
+/// What a run's workers share: the report they add to, and the first error.
 #[derive(Default)]
-pub(crate) struct Shared {
-    report: RunReport,
+pub(crate) struct Shared<R = RunReport> {
+    pub(crate) report: R,
     error: Option<RunError>,
 }
 
-pub(crate) fn fail(shared: &Mutex<Shared>, error: RunError) {
+/// Records `error` as the run's, unless one came first.
+pub(crate) fn fail<R>(shared: &Mutex<Shared<R>>, error: RunError) {
     let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
     shared.error.get_or_insert(error);
 }
 
-pub(crate) fn report(shared: &Mutex<Shared>, update: impl FnOnce(&mut RunReport)) {
+pub(crate) fn report<R>(shared: &Mutex<Shared<R>>, update: impl FnOnce(&mut R)) {
     update(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).report);
+}
+
+/// Waits for the workers: the report they made, or the first error.
+pub(crate) fn finish<R>(
+    guards: timely::communication::WorkerGuards<()>,
+    shared: Arc<Mutex<Shared<R>>>,
+) -> Result<R, RunError> {
+    drop(guards);
+    let mut shared =
+        Arc::try_unwrap(shared).ok().expect("workers finished").into_inner().unwrap_or_else(|e| e.into_inner());
+    match shared.error.take() {
+        Some(error) => Err(error),
+        None => Ok(shared.report),
+    }
+}
+
+/// This worker's readers of `inputs` (its share of their partitions); a failure to open one
+/// fails the run.
+pub(crate) fn open_readers<R>(
+    inputs: &[Input],
+    worker: usize,
+    peers: usize,
+    batch: usize,
+    shared: &Mutex<Shared<R>>,
+) -> Vec<Box<dyn ClaimReader>> {
+    let mut readers = Vec::new();
+    for input in inputs {
+        match input.reader(worker, peers, batch, None) {
+            Ok(Some(reader)) => readers.push(reader),
+            Ok(None) => {}
+            Err(error) => fail(shared, error),
+        }
+    }
+    readers
 }
 
 /// Where the records come from, opened once per process.
@@ -373,7 +409,7 @@ fn run_input(
         ends.iter().enumerate().for_each(|(p, end)| metrics.partition_end(p as u32, *end));
     }
     let shared = Arc::new(Mutex::new(Shared::default()));
-    report(&shared, |r| r.resumed_from = coordinator.as_ref().and_then(|c| c.restored_at()));
+    report(&shared, |r: &mut RunReport| r.resumed_from = coordinator.as_ref().and_then(|c| c.restored_at()));
     let started = Instant::now();
     let dead_letters = Arc::new(DeadLetterTarget::of(spec, &input));
     let (worker_shared, worker_coordinator, worker_metrics) = (shared.clone(), coordinator.clone(), metrics.clone());
@@ -425,12 +461,7 @@ fn run_input(
         while worker.step_or_park(None) {}
     })
     .map_err(RunError::Timely)?;
-    drop(guards);
-    let mut shared =
-        Arc::try_unwrap(shared).ok().expect("workers finished").into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some(error) = shared.error.take() {
-        return Err(error);
-    }
+    let mut report = finish(guards, shared)?;
     if let Some(coordinator) = &coordinator {
         if let Some(message) = coordinator.error() {
             return Err(RunError::Checkpoint(CheckpointError::Io {
@@ -438,10 +469,10 @@ fn run_input(
                 source: std::io::Error::other(message),
             }));
         }
-        shared.report.checkpoints = coordinator.completed();
+        report.checkpoints = coordinator.completed();
     }
-    shared.report.elapsed = started.elapsed();
-    Ok(shared.report)
+    report.elapsed = started.elapsed();
+    Ok(report)
 }
 
 /// The timely configuration of a cluster, and its number of workers in all.

@@ -153,3 +153,30 @@ impl Dice {
         self.0 % n.max(1)
     }
 }
+
+/// Generated traffic written to an embedded log persisted in `dir` (every topic created).
+pub fn generated_log(dir: &Path, settings: &arus_generator::GeneratorConfig) {
+    use arus_schemas::wire;
+    let log = arus_connectors::embedded::EmbeddedLog::open(dir).expect("a log");
+    log.create_all_topics().expect("topics");
+    arus_generator::generate(settings, |output| -> Result<(), String> {
+        if let arus_generator::Output::Event(event) = output {
+            let bytes = wire::encode(&event).map_err(|e| e.to_string())?;
+            log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+    .expect("generate");
+    log.flush().expect("flush");
+}
+
+/// Topics deleted from the broker when dropped.
+pub struct DropTopics<'a>(pub &'a arus_connectors::kafka::KafkaConfig, pub Vec<String>);
+
+impl Drop for DropTopics<'_> {
+    fn drop(&mut self) {
+        let names: Vec<&str> = self.1.iter().map(String::as_str).collect();
+        let _ = arus_connectors::kafka::delete_topics(self.0, &names);
+    }
+}
