@@ -228,3 +228,111 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     assert!(stderr.contains("already written"), "{stderr}");
     assert_eq!(read_decisions(), decided);
 }
+
+#[test]
+fn following_the_broker_new_claims_are_decided_as_they_come() {
+    let (Some(brokers), Some(redis)) =
+        (arus_connectors::service_address("KAFKA_BROKERS"), arus_connectors::service_address("REDIS_URL"))
+    else {
+        return;
+    };
+    use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink, create_topics};
+    let config = KafkaConfig::new(brokers.clone());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("arus-test-adj-follow-{}-{nanos}.", std::process::id());
+    let topics = [
+        "member.events",
+        "benefit.events",
+        "provider.events",
+        "auth.events",
+        "claims.events",
+        "payment.events",
+        "accumulator.updates",
+    ]
+    .map(|t| format!("{prefix}{t}"));
+    let specs: Vec<(&str, u32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
+    create_topics(&config, &specs).expect("topics");
+    let _cleanup = common::DropTopics(&config, topics.to_vec());
+    let events = generated(600);
+    let producer = KafkaSink::new(&config, "lz4").expect("producer");
+    let send = |event: &Event| {
+        let bytes = wire::encode(event).expect("encode");
+        producer
+            .send(&format!("{prefix}{}", event.topic()), event.key().as_bytes(), &bytes, event.event_time().0)
+            .expect("send");
+    };
+    for event in events.iter().filter(|e| topics.contains(&format!("{prefix}{}", e.topic()))) {
+        send(event);
+    }
+    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+    let claims: Vec<&arus_schemas::events::ClaimSubmitted> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ClaimSubmitted(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+
+    let mut job = common::KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_arus"))
+            .args(["run", &pipeline(), "--workers", "2"])
+            .args(["--set", &format!("source.brokers={brokers}"), "--set", &format!("source.topic_prefix={prefix}")])
+            .args([
+                "--set",
+                "source.follow=true",
+                "--set",
+                "source.idle_timeout=\"1s\"",
+                "--set",
+                "out_of_orderness=\"0s\"",
+            ])
+            .args(["--set", &format!("store.url={redis}"), "--set", &format!("store.prefix={prefix}store:")])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("arus runs"),
+    ));
+    let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
+    let mut decisions =
+        BoundedPartitionReader::open(&config, "check", &topics[4], &from, 100).expect("read").following();
+    // Waits for the decision of each claim in `ids`.
+    let wait_for = |decided: &mut std::collections::BTreeMap<String, arus_schemas::events::ClaimAdjudicated>,
+                    decisions: &mut BoundedPartitionReader,
+                    ids: &[String]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while ids.iter().any(|id| !decided.contains_key(id)) {
+            assert!(std::time::Instant::now() < deadline, "{} of {} decided in two minutes", decided.len(), ids.len());
+            if let Some(record) = decisions.next_available(std::time::Duration::from_millis(200)).expect("read")
+                && let Ok(Event::ClaimAdjudicated(a)) = wire::decode(&record.value)
+            {
+                decided.insert(a.claim_id.clone(), a);
+            }
+        }
+    };
+    let mut decided = std::collections::BTreeMap::new();
+    let ids: Vec<String> = claims.iter().map(|c| c.claim_id.clone()).collect();
+    wait_for(&mut decided, &mut decisions, &ids);
+
+    // A claim submitted while the job runs: a copy of a covered one for another day, later.
+    let model = claims
+        .iter()
+        .find(|c| decided[&c.claim_id].status == arus_schemas::events::ClaimStatus::APPROVED)
+        .expect("an approved claim");
+    let mut new = (*model).clone();
+    new.claim_id = format!("{prefix}late-claim");
+    new.event_id = format!("{prefix}late-claim-event");
+    new.event_time = arus_schemas::Timestamp(claims.iter().map(|c| c.event_time.0).max().unwrap_or(0) + 60_000);
+    for line in &mut new.lines {
+        line.units += 1; // not a duplicate of the original
+    }
+    send(&Event::ClaimSubmitted(new.clone()));
+    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+    wait_for(&mut decided, &mut decisions, std::slice::from_ref(&new.claim_id));
+    let late = &decided[&new.claim_id];
+    assert_eq!(late.member_id, new.member_id);
+    assert!(
+        late.lines
+            .iter()
+            .all(|l| l.billed_idr.0 == l.plan_paid_idr.0 + l.adjustments.iter().map(|a| a.amount_idr.0).sum::<i64>())
+    );
+    assert!(job.0.as_mut().expect("running").try_wait().expect("status").is_none(), "the job still follows");
+    job.kill();
+}

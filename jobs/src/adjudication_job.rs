@@ -489,6 +489,7 @@ fn run_inputs(
                 // Partitions of all topics in one set of watermarks: reader i's partition p is
                 // i << 20 | p.
                 let mut watermarks = Watermarks::new(lateness);
+                let mut newest: Time = 0;
                 for (i, reader) in readers.iter().enumerate() {
                     for (p, _) in reader.positions() {
                         watermarks.add_partition(((i as u32) << 20) | p);
@@ -506,6 +507,7 @@ fn run_inputs(
                                     Ok(Some((partition, bytes))) => match wire::decode(bytes) {
                                         Ok(event) => {
                                             watermarks.observe(((i as u32) << 20) | partition, event_time(&event));
+                                            newest = newest.max(event_time(&event));
                                             if wanted(&event) {
                                                 session.give(event);
                                                 sent += 1;
@@ -530,7 +532,19 @@ fn run_inputs(
                     if failed || readers.iter().all(|r| r.finished()) {
                         capability = None;
                     } else {
-                        let next = watermarks.current().max(time + u64::from(sent > 0));
+                        let mut next = watermarks.current().max(time + u64::from(sent > 0));
+                        // Following, with every partition of this worker quiet for the idle
+                        // timeout: it holds nothing back any longer — its stamp moves past what
+                        // it read and up to the clock, so the other workers' events are not
+                        // held for it (what comes later with an earlier time is decided when it
+                        // comes, counted late).
+                        let quiet = readers.iter().all(|r| r.ended().len() == r.positions().len());
+                        if sent == 0 && quiet {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as Time);
+                            next = next.max(newest + 1).max(now);
+                        }
                         cap.downgrade(&next);
                         if sent > 0 {
                             activator.activate();
