@@ -242,6 +242,47 @@ fn balances(line: &AdjudicatedLine) -> bool {
     line.billed_idr.0 == line.plan_paid_idr.0 + line.adjustments.iter().map(|a| a.amount_idr.0).sum::<i64>()
 }
 
+/// The golden files of a case: its input events and the decisions they give, one JSON event a
+/// line. `ARUS_BLESS=1` writes them from the scenario; otherwise the scenario must be the
+/// recorded input, and its outputs the recorded decisions.
+fn golden(case: &str, events: &[Event], outputs: &[Event]) {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/adjudication"));
+    let lines = |events: &[Event]| events.iter().map(|e| arus_schemas::json::to_json(e) + "\n").collect::<String>();
+    let (input, expected) = (dir.join(format!("{case}.events.jsonl")), dir.join(format!("{case}.expected.jsonl")));
+    if std::env::var("ARUS_BLESS").is_ok() {
+        std::fs::create_dir_all(dir).expect("the golden folder");
+        std::fs::write(&input, lines(events)).expect("write");
+        std::fs::write(&expected, lines(outputs)).expect("write");
+        return;
+    }
+    let recorded = std::fs::read_to_string(&input).expect("the recorded input (ARUS_BLESS=1 writes it)");
+    assert!(recorded == lines(events), "{case}: the scenario is not the recorded input");
+    let decided = std::fs::read_to_string(&expected).expect("the recorded decisions");
+    assert!(decided == lines(outputs), "{case}: the decisions differ from {}", expected.display());
+}
+
+#[test]
+fn golden_files_decide_as_recorded() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/adjudication"));
+    let mut cases = 0;
+    for entry in std::fs::read_dir(dir).expect("the golden folder").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(case) = name.strip_suffix(".events.jsonl") else { continue };
+        let input = std::fs::read_to_string(entry.path()).expect("read");
+        let mut adjudicator = Adjudicator::new();
+        let decided: String = input
+            .lines()
+            .map(|line| arus_schemas::json::from_json(line).expect("an event"))
+            .flat_map(|event| adjudicator.apply(&event))
+            .map(|e| arus_schemas::json::to_json(&e) + "\n")
+            .collect();
+        let expected = std::fs::read_to_string(dir.join(format!("{case}.expected.jsonl"))).expect("expected");
+        assert!(decided == expected, "{case}: the decisions differ from the recorded ones");
+        cases += 1;
+    }
+    assert!(cases >= 5, "only {cases} golden cases");
+}
+
 #[test]
 fn the_worked_example() {
     use AdjustmentGroup::{CO, PR};
@@ -279,6 +320,7 @@ fn the_worked_example_through_claims_and_accumulators() {
     world.claim("C1", "A-S", "P1", "2026-03-02", &[("80053", "2026-03-01", 1, 1_000_000)]);
     world.claim("C2", "B-S", "P1", "2026-03-02", &[("80053", "2026-03-01", 1, 1_000_000)]);
     let (adjudicator, outputs) = world.run();
+    golden("worked_example", &world.events, &outputs);
 
     let c1 = decision(&outputs, "C1");
     assert_eq!(c1.status, ClaimStatus::APPROVED);
@@ -350,6 +392,7 @@ fn every_rule_denies_with_its_reason_code() {
         &[("80053", "2026-03-11", 1, 150_000), ("15780", "2026-03-11", 1, 90_000)],
     );
     let (_, outputs) = world.run();
+    golden("every_rule", &world.events, &outputs);
 
     for (claim, status, carc) in [
         ("OK", ClaimStatus::APPROVED, None),
@@ -419,6 +462,7 @@ fn family_deductible_copay_and_the_out_of_pocket_caps() {
     // The third member: the family's 900,000 is nearly reached.
     world.claim("C5", "F-3", "P1", "2026-02-06", &[("80053", "2026-02-05", 1, 1_000_000)]);
     let (adjudicator, outputs) = world.run();
+    golden("family_caps", &world.events, &outputs);
 
     let line = |claim: &str| decision(&outputs, claim).lines[0].clone();
     let c1 = line("C1");
@@ -462,6 +506,7 @@ fn the_annual_limit_and_plan_year_rollover() {
     world.claim("C2", "A-S", "P1", "2026-12-03", &[("80053", "2026-12-02", 1, 1_000_000)]);
     world.claim("C3", "A-S", "P1", "2027-01-03", &[("80053", "2027-01-02", 1, 1_000_000)]);
     let (adjudicator, outputs) = world.run();
+    golden("annual_limit_rollover", &world.events, &outputs);
     let c1 = &decision(&outputs, "C1").lines[0];
     assert_eq!(c1.plan_paid_idr.0, 560_000);
     // 440,000 of the limit left; the plan's 800,000 share is cut to it: PR-119 360,000.
@@ -487,6 +532,7 @@ fn claims_apply_in_submission_order_whatever_their_service_dates() {
     world.claim("LATER", "A-S", "P1", "2026-03-11", &[("80053", "2026-03-10", 1, 1_000_000)]);
     world.claim("EARLIER", "A-S", "P1", "2026-03-20", &[("80053", "2026-03-01", 1, 1_000_000)]);
     let (_, outputs) = world.run();
+    golden("submission_order", &world.events, &outputs);
     assert_eq!(decision(&outputs, "LATER").lines[0].deductible_idr.0, 300_000);
     assert_eq!(decision(&outputs, "EARLIER").lines[0].deductible_idr.0, 0);
     // The same events again decide nothing twice.
@@ -573,6 +619,7 @@ fn compensation_restores_the_accumulators_exactly() {
     world.claim("VOID", "A-S", "P1", "2026-03-27", &[]);
     world.last_claim().original_claim_id = Some("C1B".to_owned());
     let (voided, _) = world.run();
+    golden("compensation", &world.events, &world.run().1);
     let subscriber = voided.accumulators("A-S", 2026).expect("A-S");
     assert_eq!((subscriber.member.deductible.0, subscriber.member.oop.0), (0, 0));
     assert!(voided.claim("VOID").is_none(), "a void is not a claim of its own");
