@@ -13,7 +13,9 @@
 //! | `R-CARD` | card_sharing | member × day | the member has office visits the same day at facilities 500 km or more apart |
 //!
 //! The same events in the same order give the same alerts (ids derived from the rule and the
-//! claim). Scoring with a model (ONNX) is still to come; alerts carry no score yet.
+//! claim). A claim taken back later (a correction or a void naming it in `original_claim_id`)
+//! has its alerts withdrawn: the same alert again, `WITHDRAWN`, saying why. Scores come from the
+//! fraud job's model (`fraud_job`), when it has one.
 
 use std::collections::{HashMap, HashSet};
 
@@ -90,6 +92,8 @@ pub struct FraudDetector {
     seen: HashSet<String>,
     /// The features of the last claim applied.
     last: Option<ClaimFeatures>,
+    /// Alerts standing, by the claim they were raised for (to withdraw them if it is taken back).
+    raised: HashMap<String, Vec<FraudAlert>>,
 }
 
 fn feature(name: &str, value: i64) -> Feature {
@@ -207,9 +211,49 @@ impl FraudDetector {
                 self.eligibility.apply(event);
                 self.recheck(&e.member_id, e.event_time)
             }
-            Event::ClaimSubmitted(claim) => self.claim(claim),
+            Event::ClaimSubmitted(claim) => {
+                let mut alerts = match &claim.original_claim_id {
+                    Some(original) => self.withdraw(original, claim),
+                    None => Vec::new(),
+                };
+                if !claim.lines.is_empty() {
+                    alerts.extend(self.claim(claim));
+                }
+                for alert in &alerts {
+                    if let Event::FraudAlert(a) = alert
+                        && a.status == AlertStatus::RAISED
+                        && let Some(flagged) = a.claim_ids.first()
+                    {
+                        self.raised.entry(flagged.clone()).or_default().push(a.clone());
+                    }
+                }
+                alerts
+            }
             _ => Vec::new(),
         }
+    }
+
+    /// A claim taken back (corrected or voided by `by`): the alerts raised for it are withdrawn
+    /// with a follow-up event each, and it no longer counts as an earlier visit.
+    fn withdraw(&mut self, original: &str, by: &ClaimSubmitted) -> Vec<Event> {
+        for visits in self.claims_by_visit.values_mut() {
+            visits.retain(|(id, _, _)| id != original);
+        }
+        self.raised
+            .remove(original)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut alert| {
+                alert.status = AlertStatus::WITHDRAWN;
+                alert.event_id = format!("withdrawn:{}", alert.alert_id);
+                alert.event_time = by.event_time;
+                for hit in &mut alert.rule_hits {
+                    hit.detail =
+                        format!("withdrawn: claim {original} was taken back by {}; {}", by.claim_id, hit.detail);
+                }
+                Event::FraudAlert(alert)
+            })
+            .collect()
     }
 
     /// A member's claims checked again after a change of coverage (a death or termination

@@ -118,3 +118,37 @@ fn the_job_raises_what_the_rules_raise_for_any_worker_count() {
         assert_eq!(written, expected, "{workers} workers");
     }
 }
+
+#[test]
+fn an_alert_is_withdrawn_when_its_claim_is_taken_back() {
+    let run = generated(7, 2_000);
+    let raised = alerts(&run.events);
+    let duplicate = raised.iter().find(|a| a.rule_hits[0].pattern == "duplicate").expect("a duplicate alert");
+    let copy = duplicate.claim_ids[0].clone();
+    let submitted = run
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ClaimSubmitted(c) if c.claim_id == copy => Some(c.clone()),
+            _ => None,
+        })
+        .expect("the copy");
+    // The provider voids the copy a day later.
+    let mut void = submitted.clone();
+    void.claim_id = format!("{copy}-VOID");
+    void.event_id = format!("{}-void", submitted.event_id);
+    void.event_time = submitted.event_time.add_millis(86_400_000);
+    void.lines.clear();
+    void.total_charge_idr = arus_schemas::Idr(0);
+    void.original_claim_id = Some(copy.clone());
+    let mut events = run.events.clone();
+    events.push(Event::ClaimSubmitted(void));
+    let after = alerts(&events);
+    let withdrawn: Vec<_> = after.iter().filter(|a| a.status == arus_schemas::events::AlertStatus::WITHDRAWN).collect();
+    assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
+    assert_eq!(withdrawn[0].alert_id, duplicate.alert_id);
+    assert!(withdrawn[0].rule_hits[0].detail.starts_with("withdrawn:"), "{:?}", withdrawn[0].rule_hits);
+    assert_ne!(withdrawn[0].event_id, duplicate.event_id, "a follow-up event of its own");
+    // Everything else stands as it was.
+    assert_eq!(after.len(), raised.len() + 1);
+}
