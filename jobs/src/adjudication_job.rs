@@ -306,6 +306,11 @@ pub(crate) type Writes = std::collections::HashMap<String, (u64, Vec<u8>)>;
 pub(crate) trait Fold: Send {
     /// The events `event` decides; records for the store go to `writes`.
     fn apply(&mut self, event: &Event, writes: &mut Writes) -> Result<Vec<Event>, RunError>;
+    /// After the events released together: what the fold kept back to do at once (the fraud
+    /// model scores a batch in one call).
+    fn end_of_batch(&mut self, _writes: &mut Writes) -> Result<Vec<Event>, RunError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Puts `value` as JSON under `key` at `version`.
@@ -438,7 +443,19 @@ impl Sequencer {
 
     fn apply(&mut self, event: &Event) -> Result<(), RunError> {
         self.report.events += 1;
-        for decided in self.fold.apply(event, &mut self.writes)? {
+        let decided = self.fold.apply(event, &mut self.writes)?;
+        self.emit(decided)
+    }
+
+    /// The end of a batch: what the fold kept back.
+    fn end_batch(&mut self) -> Result<(), RunError> {
+        let decided = self.fold.end_of_batch(&mut self.writes)?;
+        self.emit(decided)
+    }
+
+    /// Writes decided events out, counting them.
+    fn emit(&mut self, decided: Vec<Event>) -> Result<(), RunError> {
+        for decided in decided {
             self.outputs.write(&decided)?;
             match &decided {
                 Event::ClaimAdjudicated(a) => {
@@ -585,6 +602,9 @@ fn run_inputs(
                     if let Err(error) = seq.apply(&event) {
                         fail(&shared, error);
                     }
+                }
+                if let Err(error) = seq.end_batch() {
+                    fail(&shared, error);
                 }
                 if let Err(error) = seq.write_store() {
                     fail(&shared, error);
