@@ -178,6 +178,8 @@ pub struct Adjudicator {
     claims: HashMap<String, Standing>,
     views: HashMap<String, ClaimView>,
     seen: HashSet<String>,
+    /// Claims pended for an authorization not decided yet, by the authorization.
+    pended: HashMap<String, Vec<ClaimSubmitted>>,
 }
 
 /// One line's figures, before they become an [`AdjudicatedLine`].
@@ -358,12 +360,14 @@ impl Adjudicator {
                     self.member_auths.entry(e.member_id.clone()).or_default().push(e.auth_id.clone());
                 }
                 self.auths.insert(e.auth_id.clone(), Auth::Approved { approval: e.clone(), used_units: 0 });
+                return self.decide_again(&e.auth_id, &e.event_id, e.event_time);
             }
             Event::AuthDenied(e) => {
                 if !matches!(self.auths.get(&e.auth_id), Some(Auth::Requested { .. })) {
                     self.member_auths.entry(e.member_id.clone()).or_default().push(e.auth_id.clone());
                 }
                 self.auths.insert(e.auth_id.clone(), Auth::Denied { member_id: e.member_id.clone() });
+                return self.decide_again(&e.auth_id, &e.event_id, e.event_time);
             }
             Event::ClaimSubmitted(claim) => return self.submitted(claim),
             Event::PaymentCompleted(e) => {
@@ -399,6 +403,36 @@ impl Adjudicator {
             _ => {}
         }
         Vec::new()
+    }
+
+    /// The claims pended for an authorization, decided again now that it is decided: what
+    /// their first decisions added is taken back, and each gets a new decision (its own event
+    /// id) replacing the pended one.
+    fn decide_again(&mut self, auth_id: &str, cause: &str, at: Timestamp) -> Vec<Event> {
+        let mut out = Vec::new();
+        for claim in self.pended.remove(auth_id).unwrap_or_default() {
+            if self.claims.get(&claim.claim_id).is_none_or(|s| s.reversed) {
+                continue; // replaced or voided meanwhile
+            }
+            out.extend(self.reverse(
+                &claim.claim_id,
+                cause,
+                at,
+                &format!("decided again: authorization {auth_id} decided"),
+            ));
+            let (mut adjudicated, updates) = self.decide(&claim, &format!("{}:{cause}", claim.event_id));
+            adjudicated.event_id = format!("adj:{}:{cause}", claim.event_id);
+            adjudicated.trace.insert(0, format!("decided again: authorization {auth_id} was decided ({cause})"));
+            if let Some(view) = self.views.get_mut(&claim.claim_id) {
+                view.adjudication = adjudicated.clone();
+                view.state = "ADJUDICATED".to_owned();
+                view.reversal = None;
+                view.version += 1;
+            }
+            out.push(Event::ClaimAdjudicated(adjudicated));
+            out.extend(updates);
+        }
+        out
     }
 
     /// Takes back what a standing claim added: accumulators restored (one update per year it
@@ -454,7 +488,7 @@ impl Adjudicator {
         if self.views.contains_key(&claim.claim_id) {
             return out; // a claim id is decided once
         }
-        let (adjudicated, updates) = self.decide(claim);
+        let (adjudicated, updates) = self.decide(claim, &claim.event_id);
         self.views.insert(
             claim.claim_id.clone(),
             ClaimView {
@@ -470,8 +504,9 @@ impl Adjudicator {
         out
     }
 
-    /// Decides a claim: the decision, and one accumulator update per year it touched.
-    fn decide(&mut self, claim: &ClaimSubmitted) -> (ClaimAdjudicated, Vec<Event>) {
+    /// Decides a claim: the decision, and one accumulator update per year it touched (their
+    /// ids derived from `cause`: the claim's event, or what made it be decided again).
+    fn decide(&mut self, claim: &ClaimSubmitted, cause: &str) -> (ClaimAdjudicated, Vec<Event>) {
         let mut trace = Vec::new();
         let submitted = claim.event_time.date();
         let member_id = &claim.member_id;
@@ -624,6 +659,10 @@ impl Adjudicator {
                     }
                     AuthCheck::Undecided(auth_id) => {
                         trace.push(format!("line {n}: pended: authorization {auth_id} is not decided yet"));
+                        let waiting = self.pended.entry(auth_id).or_default();
+                        if !waiting.iter().any(|c| c.claim_id == claim.claim_id) {
+                            waiting.push(claim.clone());
+                        }
                         pended = true;
                         lines.push(pended_line(line));
                         continue;
@@ -717,7 +756,7 @@ impl Adjudicator {
                 ));
                 updates.push(Event::AccumulatorUpdated(accumulator_event(
                     &acc,
-                    &claim.event_id,
+                    cause,
                     claim.event_time,
                     &claim.claim_id,
                 )));

@@ -371,10 +371,18 @@ impl Fold for AdjudicationFold {
             Event::PaymentFailed(p) => Some(&p.claim_id),
             _ => None,
         };
-        let touched = claim_id.into_iter().chain(match event {
-            Event::ClaimSubmitted(c) => c.original_claim_id.as_ref(),
+        // Claims decided again (pended for an authorization now decided) have new records too.
+        let again = decided.iter().filter_map(|e| match e {
+            Event::ClaimAdjudicated(a) if Some(&a.claim_id) != claim_id => Some(&a.claim_id),
             _ => None,
         });
+        let touched = claim_id
+            .into_iter()
+            .chain(match event {
+                Event::ClaimSubmitted(c) => c.original_claim_id.as_ref(),
+                _ => None,
+            })
+            .chain(again);
         for claim_id in touched {
             if let Some(view) = self.adjudicator.claim(claim_id) {
                 record(writes, format!("claim:{claim_id}"), view.version as u64, view)?;

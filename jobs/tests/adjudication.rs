@@ -677,3 +677,67 @@ fn the_generators_traffic_balances_line_by_line() {
     assert!(statuses.get("APPROVED").copied().unwrap_or(0) as usize > decided.len() / 2, "{statuses:?}");
     assert!(statuses.contains_key("DENIED"), "{statuses:?}");
 }
+
+#[test]
+fn a_claim_pended_for_an_authorization_is_decided_again_when_it_is() {
+    let mut world = World::default();
+    world.plan("SILVER", benefits());
+    world.provider("P1", NetworkStatus::IN_NETWORK, &[("70551", 2_000_000)]);
+    world.member("A-S", "A", "SILVER");
+    world.member("B-S", "B", "SILVER");
+    world.auth("AUTH-A", "A-S", "70551", None);
+    world.auth("AUTH-B", "B-S", "70551", None);
+    world.claim("CA", "A-S", "P1", "2026-03-03", &[("70551", "2026-03-02", 1, 2_500_000)]);
+    world.claim("CB", "B-S", "P1", "2026-03-03", &[("70551", "2026-03-02", 1, 2_500_000)]);
+    let (pended, outputs) = world.run();
+    assert_eq!(decision(&outputs, "CA").status, ClaimStatus::PENDED);
+    assert_eq!(pended.accumulators("A-S", 2026), None, "a pended line adds nothing");
+    // A's authorization is approved, B's denied.
+    let approved_id = world.id("approved");
+    world.events.push(Event::AuthApproved(AuthApproved {
+        event_id: approved_id.clone(),
+        event_time: noon("2026-03-05"),
+        auth_id: "AUTH-A".to_owned(),
+        member_id: "A-S".to_owned(),
+        procedure_code: "70551".to_owned(),
+        approved_units: 1,
+        valid_from: date("2026-03-01"),
+        valid_to: date("2026-03-31"),
+    }));
+    let denied_id = world.id("denied");
+    world.events.push(Event::AuthDenied(arus_schemas::events::AuthDenied {
+        event_id: denied_id,
+        event_time: noon("2026-03-05"),
+        auth_id: "AUTH-B".to_owned(),
+        member_id: "B-S".to_owned(),
+        reason_code: "NOT_MEDICALLY_NECESSARY".to_owned(),
+        reason: "criteria not met".to_owned(),
+    }));
+    let (after, outputs) = world.run();
+    let decisions = |claim: &str| {
+        outputs
+            .iter()
+            .filter_map(|e| match e {
+                Event::ClaimAdjudicated(a) if a.claim_id == claim => Some(a.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = decisions("CA");
+    assert_eq!(a.len(), 2, "the pended decision, then the new one");
+    assert_eq!((a[0].status, a[1].status), (ClaimStatus::PENDED, ClaimStatus::APPROVED));
+    assert_ne!(a[0].event_id, a[1].event_id);
+    assert!(a[1].trace[0].contains("decided again: authorization AUTH-A"), "{:?}", a[1].trace);
+    assert_eq!(a[1].auth_id.as_deref(), Some("AUTH-A"));
+    // Allowed 2,000,000: deductible 300,000, then 20% of 1,700,000.
+    assert_eq!((a[1].total_member_share_idr.0, a[1].total_plan_paid_idr.0), (640_000, 1_360_000));
+    let acc = after.accumulators("A-S", 2026).expect("A's accumulators");
+    assert_eq!((acc.member.deductible.0, acc.member.oop.0), (300_000, 640_000), "counted once");
+    assert_eq!(after.claim("CA").expect("CA").adjudication.status, ClaimStatus::APPROVED);
+    let b = decisions("CB");
+    assert_eq!((b.len(), b[1].status), (2, ClaimStatus::DENIED));
+    assert_eq!(codes(&b[1].lines[0]), vec![(AdjustmentGroup::CO, "197", 2_500_000)]);
+    // Every event id is its own: a rerun's read-back can tell them apart.
+    let ids: std::collections::HashSet<&str> = outputs.iter().map(|e| e.event_id()).collect();
+    assert_eq!(ids.len(), outputs.len());
+}
