@@ -173,6 +173,24 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
         "SELECT count() AS n FROM system.columns WHERE database = currentDatabase() AND table = 'members' AND (name LIKE '%nik%' OR name LIKE '%name%' OR name LIKE '%phone%' OR name LIKE '%email%')",
     );
     assert_eq!(columns, 0);
+    // The daily aggregates (each day's latest recomputation) add up to the decisions.
+    #[derive(Debug, Row, serde::Deserialize)]
+    struct Daily {
+        claims: u64,
+        lines: u64,
+        billed: i64,
+        paid: i64,
+    }
+    let daily: Vec<Daily> = clickhouse
+        .fetch(
+            "SELECT sum(claims) AS claims, sum(lines) AS lines, sum(billed_idr) AS billed, sum(plan_paid_idr) AS paid \
+             FROM claims_daily WHERE (decided_date, version) IN \
+             (SELECT decided_date, max(version) FROM claims_daily GROUP BY decided_date)",
+            &[],
+        )
+        .expect("daily");
+    let daily = &daily[0];
+    assert_eq!((daily.claims, daily.lines, daily.billed, daily.paid), (got.claims, got.lines, got.billed, got.paid));
     // Every dashboard panel's query runs here, its time filter expanded as Grafana would.
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{}/deploy/grafana/dashboards/arus-claims.json", env!("CARGO_MANIFEST_DIR")))

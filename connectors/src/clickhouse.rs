@@ -150,6 +150,15 @@ impl ClickHouse {
         self.block(self.client.query(sql).execute())
     }
 
+    /// Runs a statement; `binds` replace its `?` in order, escaped by the client.
+    pub fn run(&self, sql: &str, binds: &[&str]) -> Result<(), ClickHouseError> {
+        let mut query = self.client.query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        self.block(query.execute())
+    }
+
     /// Rows of a query; `binds` replace its `?` in order, escaped by the client.
     pub fn fetch<T>(&self, sql: &str, binds: &[&str]) -> Result<Vec<T>, ClickHouseError>
     where

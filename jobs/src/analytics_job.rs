@@ -311,6 +311,22 @@ pub fn claim_line_rows(a: &ClaimAdjudicated) -> Vec<ClaimLineRow> {
         .collect()
 }
 
+/// The columns of `claims_daily` (filled by [`recompute_daily`], not written as rows).
+pub const CLAIMS_DAILY_COLUMNS: [(&str, &str); 12] = [
+    ("decided_date", "Date"),
+    ("provider_id", "String"),
+    ("plan_id", "String"),
+    ("status", "String"),
+    ("claims", "UInt64"),
+    ("lines", "UInt64"),
+    ("denied_lines", "UInt64"),
+    ("billed_idr", "Int64"),
+    ("allowed_idr", "Int64"),
+    ("member_share_idr", "Int64"),
+    ("plan_paid_idr", "Int64"),
+    ("version", "UInt64"),
+];
+
 /// A ClickHouse `Date` (days since 1970) as a date.
 pub fn date_of(day: u16) -> Date {
     Date(i32::from(day))
@@ -327,6 +343,8 @@ pub struct AnalyticsReport {
     pub other_rows: u64,
     /// Insert statements.
     pub inserts: u64,
+    /// The first and last day of decision among the claim lines written (days since 1970).
+    pub days: Option<(u16, u16)>,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -483,6 +501,7 @@ pub fn check_tables(clickhouse: &ClickHouse) -> Result<(), RunError> {
         ("accumulator_snapshots", &ACCUMULATOR_COLUMNS[..]),
         ("members", &MEMBER_COLUMNS[..]),
         ("fraud_alerts", &FRAUD_ALERT_COLUMNS[..]),
+        ("claims_daily", &CLAIMS_DAILY_COLUMNS[..]),
     ] {
         clickhouse.check_columns(table, columns).map_err(clickhouse_error)?;
     }
@@ -558,7 +577,11 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
                 input.for_each(|_, data: &mut Vec<RowOf>| {
                     for row in data.drain(..) {
                         match row {
-                            RowOf::Line(row) => pending.lines.push(row),
+                            RowOf::Line(row) => {
+                                let day = row.decided_date;
+                                report.days = Some(report.days.map_or((day, day), |(a, b)| (a.min(day), b.max(day))));
+                                pending.lines.push(row);
+                            }
                             RowOf::Provider(row) => pending.providers.push(row),
                             RowOf::Payment(row) => pending.payments.push(row),
                             RowOf::Accumulator(row) => pending.accumulators.push(row),
@@ -588,6 +611,9 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
                     shared.report.providers += report.providers;
                     shared.report.other_rows += report.other_rows;
                     shared.report.inserts += report.inserts;
+                    if let Some((a, b)) = report.days {
+                        shared.report.days = Some(shared.report.days.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+                    }
                     report = AnalyticsReport::default();
                 }
             });
@@ -596,6 +622,53 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
     })
     .map_err(RunError::Timely)?;
     let mut report = finish(guards, shared)?;
+    if let Some((first, last)) = report.days {
+        let clickhouse =
+            ClickHouse::connect(&spec.clickhouse.url, &spec.clickhouse.database).map_err(clickhouse_error)?;
+        let version =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        recompute_daily(&clickhouse, date_of(first), date_of(last), version)?;
+    }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Recomputes the daily aggregates (`claims_daily`, `denials_daily`) of the days from `first`
+/// to `last` from the deduplicated claim lines, every row at `version` (higher than any before).
+pub fn recompute_daily(clickhouse: &ClickHouse, first: Date, last: Date, version: u64) -> Result<(), RunError> {
+    // A week at a time: the FINAL read and the grouping of a whole year at once can pass the
+    // server's memory limit for a query.
+    let mut start = first;
+    while start <= last {
+        let end = start.add_days(6).min(last);
+        recompute_days(clickhouse, start, end, version)?;
+        start = end.add_days(1);
+    }
+    Ok(())
+}
+
+fn recompute_days(clickhouse: &ClickHouse, first: Date, last: Date, version: u64) -> Result<(), RunError> {
+    let range = "decided_date >= toDate(?) AND decided_date <= toDate(?)";
+    let (from, to, version) = (first.to_string(), last.to_string(), version.to_string());
+    clickhouse
+        .run(
+            &format!(
+                "INSERT INTO claims_daily SELECT decided_date, provider_id, plan_id, status, uniqExact(claim_id), count(), \
+                 countIf(allowed_idr = 0), sum(billed_idr), sum(allowed_idr), \
+                 sum(deductible_idr + copay_idr + coinsurance_idr), sum(plan_paid_idr), toUInt64(?) \
+                 FROM claim_lines FINAL WHERE {range} GROUP BY decided_date, provider_id, plan_id, status"
+            ),
+            &[&version, &from, &to],
+        )
+        .map_err(clickhouse_error)?;
+    clickhouse
+        .run(
+            &format!(
+                "INSERT INTO denials_daily SELECT decided_date, carc, count(), sum(billed_idr), toUInt64(?) \
+                 FROM claim_lines FINAL ARRAY JOIN carcs AS carc WHERE {range} AND allowed_idr = 0 \
+                 GROUP BY decided_date, carc"
+            ),
+            &[&version, &from, &to],
+        )
+        .map_err(clickhouse_error)
 }
