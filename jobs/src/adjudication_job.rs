@@ -9,6 +9,8 @@
 //! and each claim's and accumulator's record to the store (`claim:<id>`,
 //! `acc:<member>:<year>`), versioned.
 //!
+//! The same machinery (`Fold`, `run_sequenced`) runs the fraud job's rules and model.
+//!
 //! One sequencer bounds the job at one core for the decisions themselves; decoding runs on
 //! every worker. Families couple members' accumulators, so sharding the fold means routing by
 //! family, which needs a member → family lookup before the exchange (not built yet).

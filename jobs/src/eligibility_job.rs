@@ -74,7 +74,8 @@ pub fn run_with_store(
     };
     if let (true, Some(idle)) = (spec.answer_requests, following) {
         // Following: requests are answered as they come, from the store as it is then, while
-        // the job keeps it up to date; both stop when their topics have been quiet for `idle`.
+        // the job keeps it up to date; the answering stops once the requests topic has been
+        // quiet for `idle` (the job itself follows until stopped).
         // Answers start once the store holds everything the topics held when the job began.
         let readiness = Arc::new(Readiness::default());
         let (source, answering_store, ready) = (spec.source.clone(), store.clone(), readiness.clone());
