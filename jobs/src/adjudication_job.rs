@@ -29,7 +29,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::adjudication::Adjudicator;
-use crate::eligibility_job::{open_inputs, open_store};
+use crate::eligibility_job::{embedded_inputs, open_inputs, open_store};
 use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, timely_config};
 use crate::spec::{AdjudicationSpec, EligibilitySource, parse_duration_ms};
 
@@ -283,18 +283,7 @@ pub(crate) fn run_fold_on_log(
     outputs: &[&str],
     fold: Box<dyn Fold>,
 ) -> Result<AdjudicationReport, RunError> {
-    let inputs = topics
-        .iter()
-        .map(|topic| {
-            let ends = log.end_offsets(topic)?;
-            Ok(Input::Embedded {
-                log: log.clone(),
-                topic: (*topic).to_owned(),
-                group: "arus-sequenced".to_owned(),
-                ends,
-            })
-        })
-        .collect::<Result<Vec<_>, RunError>>()?;
+    let inputs = embedded_inputs(&log, topics, "arus-sequenced")?;
     let source = EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() };
     let outputs = Outputs::open(&source, Some(log), outputs)?;
     run_inputs(inputs, cluster, store, outputs, 86_400_000, fold)

@@ -190,19 +190,19 @@ pub fn run_on_log(
     cluster: &Cluster,
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
-    let inputs = TOPICS
+    let inputs = embedded_inputs(&log, &TOPICS, "arus-eligibility")?;
+    run_inputs(inputs, cluster, store, Arc::default())
+}
+
+/// The inputs of `topics` of a log this process has, each read to where it ends now.
+pub(crate) fn embedded_inputs(log: &Arc<EmbeddedLog>, topics: &[&str], group: &str) -> Result<Vec<Input>, RunError> {
+    topics
         .iter()
         .map(|topic| {
             let ends = log.end_offsets(topic)?;
-            Ok(Input::Embedded {
-                log: log.clone(),
-                topic: (*topic).to_owned(),
-                group: "arus-eligibility".to_owned(),
-                ends,
-            })
+            Ok(Input::Embedded { log: log.clone(), topic: (*topic).to_owned(), group: group.to_owned(), ends })
         })
-        .collect::<Result<Vec<_>, RunError>>()?;
-    run_inputs(inputs, cluster, store, Arc::default())
+        .collect()
 }
 
 /// The inputs of `topics` (each under the source's prefix).
