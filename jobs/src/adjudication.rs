@@ -596,7 +596,10 @@ impl Adjudicator {
                 lines.push(pended_line(line));
                 continue;
             };
-            let benefits = benefits.clone();
+            // What the line needs of the benefits, taken while they are borrowed (no clone).
+            let excluded = benefits.excluded_procedures.contains(&line.procedure_code);
+            let needs_auth = benefits.prior_auth_procedures.contains(&line.procedure_code);
+            let benefits = Terms::of(benefits);
             if plan.is_none() {
                 trace.push(format!("plan {plan_id} version {version} (benefits from {from})"));
                 plan = Some(plan_id.clone());
@@ -611,7 +614,7 @@ impl Adjudicator {
                 lines.push(denied_line(line, AdjustmentGroup::CO, "29"));
                 continue;
             }
-            if benefits.excluded_procedures.contains(&line.procedure_code) {
+            if excluded {
                 trace.push(format!("line {n}: denied CO-96: {} is excluded by the plan", line.procedure_code));
                 lines.push(denied_line(line, AdjustmentGroup::CO, "96"));
                 continue;
@@ -636,7 +639,7 @@ impl Adjudicator {
                 continue;
             }
             // 5. prior authorization.
-            if benefits.prior_auth_procedures.contains(&line.procedure_code) {
+            if needs_auth {
                 match self.authorization_for(claim, line) {
                     AuthCheck::Approved(auth_id) => {
                         if let Some(Auth::Approved { used_units, approval }) = self.auths.get_mut(&auth_id) {
@@ -871,8 +874,36 @@ fn pended_line(line: &ClaimLine) -> AdjudicatedLine {
     }
 }
 
+/// The amounts and rates of a benefit version a line is priced with.
+#[derive(Debug, Clone, Copy)]
+struct Terms {
+    deductible_individual_idr: Idr,
+    deductible_family_idr: Idr,
+    oop_max_individual_idr: Idr,
+    oop_max_family_idr: Idr,
+    copay_idr: Idr,
+    coinsurance_bp: i32,
+    out_of_network_coinsurance_bp: i32,
+    annual_limit_idr: Idr,
+}
+
+impl Terms {
+    fn of(b: &Benefits) -> Self {
+        Terms {
+            deductible_individual_idr: b.deductible_individual_idr,
+            deductible_family_idr: b.deductible_family_idr,
+            oop_max_individual_idr: b.oop_max_individual_idr,
+            oop_max_family_idr: b.oop_max_family_idr,
+            copay_idr: b.copay_idr,
+            coinsurance_bp: b.coinsurance_bp,
+            out_of_network_coinsurance_bp: b.out_of_network_coinsurance_bp,
+            annual_limit_idr: b.annual_limit_idr,
+        }
+    }
+}
+
 /// What is left under each limit.
-fn room(benefits: &Benefits, member: Met, family: Met) -> Room {
+fn room(benefits: &Terms, member: Met, family: Met) -> Room {
     Room {
         deductible: benefits
             .deductible_individual_idr

@@ -12,7 +12,7 @@
 //! subscriber's plan: the family's coverage follows the subscriber — except that a subscriber's
 //! death does not end it (dependents keep the plan the subscriber had).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use arus_connectors::store::{StateStore, StoreError};
 use arus_schemas::events::{
@@ -76,7 +76,7 @@ pub struct EligibilityState {
     /// Per plan, benefit versions by (effective date, version).
     plans: HashMap<String, BTreeMap<(Date, i32), Benefits>>,
     /// Event ids applied (an event applied twice changes nothing).
-    seen: BTreeSet<String>,
+    seen: HashSet<String>,
     /// Per subscriber, the members of the family that name it.
     dependents: HashMap<String, BTreeSet<String>>,
 }
