@@ -1030,6 +1030,7 @@ async fn accumulators(
             "deductibleMetIdr": acc.member.deductible.0,
             "outOfPocketMetIdr": acc.member.oop.0,
             "planPaidToDateIdr": acc.member.plan_paid.0,
+            "paidToDateIdr": acc.paid_idr.0,
             "family": { "deductibleMetIdr": acc.family.deductible.0, "outOfPocketMetIdr": acc.family.oop.0 },
             "version": acc.version,
         },

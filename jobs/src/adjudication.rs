@@ -95,6 +95,10 @@ pub struct Accumulators {
     pub member: Met,
     /// The family's totals.
     pub family: Met,
+    /// Paid out by completed payments for the member's claims of the year (the seed's
+    /// Cost_Accumulator paid-to-date; `member.plan_paid` is what decisions committed).
+    #[serde(default)]
+    pub paid_idr: Idr,
     /// Changes so far (the version).
     pub version: i64,
 }
@@ -298,6 +302,12 @@ impl Adjudicator {
         self.views.get(claim_id)
     }
 
+    /// The member and year whose accumulators a claim's payment counts in.
+    pub fn payment_year(&self, claim_id: &str) -> Option<(&str, i32)> {
+        let standing = self.claims.get(claim_id)?;
+        Some((standing.member_id.as_str(), *standing.added.keys().next()?))
+    }
+
     /// Where an authorization stands.
     pub fn authorization(&self, auth_id: &str) -> Option<AuthView> {
         Some(match self.auths.get(auth_id)? {
@@ -381,6 +391,13 @@ impl Adjudicator {
                     provider_id: standing.provider_id.clone(),
                     amount_idr: e.amount_idr,
                 };
+                // Paid to date, in the year the claim's decision counted in.
+                if let Some(year) = standing.added.keys().next().copied()
+                    && let Some(acc) = self.members_met.get_mut(&(standing.member_id.clone(), year))
+                {
+                    acc.paid_idr += e.amount_idr;
+                    acc.version += 1;
+                }
                 if let Some(view) = self.views.get_mut(&e.claim_id) {
                     view.state = "PAID".to_owned();
                     view.payment_id = Some(e.payment_id.clone());

@@ -332,6 +332,13 @@ impl Fold for AdjudicationFold {
                 record(writes, format!("acc:{}:{}", u.member_id, u.plan_year), acc.version as u64, acc)?;
             }
         }
+        // A payment's paid-to-date.
+        if let Event::PaymentCompleted(p) = event
+            && let Some((member, year)) = self.adjudicator.payment_year(&p.claim_id)
+            && let Some(acc) = self.adjudicator.accumulators(member, year)
+        {
+            record(writes, format!("acc:{member}:{year}"), acc.version as u64, acc)?;
+        }
         // The authorization's record, when the event is one's, or a claim that used one.
         let auth_id = match event {
             Event::AuthRequested(a) => Some(&a.auth_id),

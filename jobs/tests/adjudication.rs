@@ -586,7 +586,8 @@ fn compensation_restores_the_accumulators_exactly() {
     let spouse = after.accumulators("A-2", 2026).expect("A-2");
     assert_eq!((spouse.member.deductible.0, spouse.member.oop.0, spouse.member.plan_paid.0), (0, 0, 0));
     assert_eq!(spouse.family, after.accumulators("A-S", 2026).expect("A-S").member, "only C1 is left in the family");
-    assert_eq!(after.accumulators("A-S", 2026), before.accumulators("A-S", 2026));
+    let totals = |a: Option<&arus_jobs::adjudication::Accumulators>| a.map(|a| (a.member, a.family));
+    assert_eq!(totals(after.accumulators("A-S", 2026)), totals(before.accumulators("A-S", 2026)));
     let restored = outputs
         .iter()
         .rev()
@@ -603,6 +604,9 @@ fn compensation_restores_the_accumulators_exactly() {
     });
     assert_eq!(paid.map(|p| (p.claim_id.as_str(), p.member_id.as_str())), Some(("C1", "A-S")));
     assert_eq!(after.claim("C1").expect("C1").state, "PAID");
+    let subscriber = after.accumulators("A-S", 2026).expect("A-S");
+    assert_eq!(subscriber.paid_idr.0, 400_000, "paid to date, from the completed payment");
+    assert_eq!(after.accumulators("A-2", 2026).expect("A-2").paid_idr.0, 0, "C2's payment failed");
 
     // A resubmission of C2's service is no longer a duplicate; a correction of C1 replaces it.
     world.claim("C2B", "A-2", "P1", "2026-03-25", &[("80053", "2026-03-02", 1, 1_000_000)]);
