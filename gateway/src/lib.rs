@@ -531,6 +531,16 @@ pub fn openapi_document() -> Value {
             "503": { "description": "the state store does not answer", "content": { "application/json": { "schema": error } } },
         })
     };
+    // What a command answers: 202 once its event is published, or why not.
+    let accepted = |disagree: &str| {
+        json!({
+            "202": { "description": "published: the event's id, and the member's or the new resource's" },
+            "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
+            "422": { "description": disagree, "content": { "application/json": { "schema": error } } },
+            "429": limited.clone(),
+            "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
+        })
+    };
     let query = |name: &str, description: &str, format: Option<&str>| {
         let mut schema = json!({ "type": "string" });
         if let Some(format) = format {
@@ -576,26 +586,14 @@ pub fn openapi_document() -> Value {
                 "parameters": [idempotency.clone()],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
                     "required": ["relationship", "nik", "fullName", "dateOfBirth", "sex", "provinceCode", "regencyCode", "city"] } } } },
-                "responses": {
-                    "202": { "description": "published: the event's and the member's ids" },
-                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
-                    "422": { "description": "fields that do not agree (the NIK and the date of birth, say)", "content": { "application/json": { "schema": error } } },
-                    "429": limited.clone(),
-                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
-                },
+                "responses": accepted("fields that do not agree (the NIK and the date of birth, say)"),
             }},
             "/api/v1/members/{memberId}/coverage": { "post": {
                 "summary": "Change a member's coverage: a CoverageChanged on member.events",
                 "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }, idempotency.clone()],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
                     "required": ["changeType", "planId", "effectiveDate"] } } } },
-                "responses": {
-                    "202": { "description": "published: the event's and the member's ids" },
-                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
-                    "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
-                    "429": limited.clone(),
-                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
-                },
+                "responses": accepted("fields that do not agree"),
             }},
             "/api/v1/benefits/summary": { "get": {
                 "summary": "The plan and benefits in force for a member on a date",
@@ -653,39 +651,21 @@ pub fn openapi_document() -> Value {
                 "parameters": [idempotency.clone()],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
                     "required": ["memberId", "providerId", "claimType", "lines"] } } } },
-                "responses": {
-                    "202": { "description": "published: the event's id and the new resource's" },
-                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
-                    "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
-                    "429": limited.clone(),
-                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
-                },
+                "responses": accepted("fields that do not agree (a service date after today, say)"),
             }},
             "/api/partner/v1/claims/submit": { "post": {
                 "summary": "Submit a claim, for partner systems (as POST /api/v1/claims)",
                 "parameters": [idempotency.clone()],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
                     "required": ["memberId", "providerId", "claimType", "lines"] } } } },
-                "responses": {
-                    "202": { "description": "published: the event's id and the new resource's" },
-                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
-                    "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
-                    "429": limited.clone(),
-                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
-                },
+                "responses": accepted("fields that do not agree (a service date after today, say)"),
             }},
             "/api/v1/authorizations": { "post": {
                 "summary": "Request a prior authorization: an AuthRequested on auth.events",
                 "parameters": [idempotency.clone()],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
                     "required": ["memberId", "providerId", "procedureCode", "diagnosisCode", "requestedUnits", "serviceDateFrom", "serviceDateTo"] } } } },
-                "responses": {
-                    "202": { "description": "published: the event's id and the new resource's" },
-                    "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
-                    "422": { "description": "fields that do not agree", "content": { "application/json": { "schema": error } } },
-                    "429": limited.clone(),
-                    "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
-                },
+                "responses": accepted("fields that do not agree (a service date after today, say)"),
             }},
             "/api/v1/authorizations/{authId}": { "get": {
                 "summary": "Where an authorization stands: requested, approved (units approved and used), denied",
