@@ -30,7 +30,7 @@ use timely::dataflow::operators::generic::operator::source;
 
 use crate::adjudication::Adjudicator;
 use crate::eligibility_job::{embedded_inputs, open_inputs, open_store};
-use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, timely_config};
+use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, read_events, timely_config};
 use crate::spec::{AdjudicationSpec, EligibilitySource, parse_duration_ms};
 
 /// The topics the job reads.
@@ -521,34 +521,22 @@ fn run_inputs(
                 move |output| {
                     let Some(cap) = capability.as_mut() else { return };
                     let time = *cap.time();
-                    let (mut sent, mut undecodable, mut failed) = (0u64, 0u64, false);
-                    {
+                    let mut sent = 0u64;
+                    let read = {
                         let mut session = output.session(&*cap);
-                        'readers: for (i, reader) in readers.iter_mut().enumerate() {
-                            for _ in 0..BATCH {
-                                match reader.next_record() {
-                                    Ok(Some((partition, bytes))) => match wire::decode(bytes) {
-                                        Ok(event) => {
-                                            watermarks.observe(((i as u32) << 20) | partition, event_time(&event));
-                                            newest = newest.max(event_time(&event));
-                                            if wanted(&event) {
-                                                session.give(event);
-                                                sent += 1;
-                                            }
-                                        }
-                                        Err(_) => undecodable += 1,
-                                    },
-                                    Ok(None) => break,
-                                    Err(error) => {
-                                        fail(&shared, error);
-                                        failed = true;
-                                        break 'readers;
-                                    }
-                                }
+                        read_events(&mut readers, BATCH, &shared, |i, partition, event| {
+                            watermarks.observe(((i as u32) << 20) | partition, event_time(&event));
+                            newest = newest.max(event_time(&event));
+                            if wanted(&event) {
+                                session.give(event);
+                                sent += 1;
                             }
-                            for p in reader.ended() {
-                                watermarks.set_idle(((i as u32) << 20) | p);
-                            }
+                        })
+                    };
+                    let (failed, undecodable) = (read.is_none(), read.unwrap_or(0));
+                    for (i, reader) in readers.iter().enumerate() {
+                        for p in reader.ended() {
+                            watermarks.set_idle(((i as u32) << 20) | p);
                         }
                     }
                     shared.lock().unwrap_or_else(|e| e.into_inner()).report.undecodable += undecodable;

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use arus_connectors::clickhouse::ClickHouse;
 use arus_operators::Time;
 use arus_schemas::events::ClaimAdjudicated;
-use arus_schemas::{Date, Event, wire};
+use arus_schemas::{Date, Event};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::eligibility_job::open_inputs;
-use crate::runner::{Cluster, RunError, Shared, fail, finish, open_readers, timely_config};
+use crate::runner::{Cluster, RunError, Shared, fail, finish, open_readers, read_events, timely_config};
 use crate::spec::AnalyticsSpec;
 
 /// The topics the job reads.
@@ -539,29 +539,16 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
                 let shared = source_shared;
                 move |output| {
                     let Some(cap) = capability.as_mut() else { return };
-                    let mut failed = false;
-                    {
+                    let failed = {
                         let mut session = output.session(&*cap);
-                        'readers: for reader in readers.iter_mut() {
-                            for _ in 0..BATCH {
-                                match reader.next_record() {
-                                    Ok(Some((_, bytes))) => {
-                                        if let Ok(event) = wire::decode(bytes) {
-                                            for row in rows_of(event) {
-                                                session.give(row);
-                                            }
-                                        }
-                                    }
-                                    Ok(None) => break,
-                                    Err(error) => {
-                                        fail(&shared, error);
-                                        failed = true;
-                                        break 'readers;
-                                    }
-                                }
+                        // Records that are not events of the contract are passed over.
+                        read_events(&mut readers, BATCH, &shared, |_, _, event| {
+                            for row in rows_of(event) {
+                                session.give(row);
                             }
-                        }
-                    }
+                        })
+                        .is_none()
+                    };
                     if failed || readers.iter().all(|r| r.finished()) {
                         capability = None;
                     } else {

@@ -22,7 +22,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::eligibility::EligibilityState;
-use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, timely_config};
+use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, read_events, timely_config};
 use crate::spec::{EligibilitySource, EligibilitySpec, SourceSpec, StoreSpec};
 
 /// The topics the job reads.
@@ -321,29 +321,15 @@ fn run_inputs(
                 let readiness = source_readiness;
                 move |output| {
                     let Some(cap) = capability.as_mut() else { return };
-                    let (mut got, mut undecodable, mut failed) = (0u64, 0u64, false);
-                    {
+                    let mut got = 0u64;
+                    let read = {
                         let mut session = output.session(&*cap);
-                        'readers: for reader in readers.iter_mut() {
-                            for _ in 0..BATCH {
-                                match reader.next_record() {
-                                    Ok(Some((_, bytes))) => match wire::decode(bytes) {
-                                        Ok(event) => {
-                                            session.give(event);
-                                            got += 1;
-                                        }
-                                        Err(_) => undecodable += 1,
-                                    },
-                                    Ok(None) => break,
-                                    Err(error) => {
-                                        fail(&shared, error);
-                                        failed = true;
-                                        break 'readers;
-                                    }
-                                }
-                            }
-                        }
-                    }
+                        read_events(&mut readers, BATCH, &shared, |_, _, event| {
+                            session.give(event);
+                            got += 1;
+                        })
+                    };
+                    let (failed, undecodable) = (read.is_none(), read.unwrap_or(0));
                     shared.lock().unwrap_or_else(|e| e.into_inner()).report.undecodable += undecodable;
                     if readers.iter().all(|r| r.caught_up()) {
                         readiness.caught_up(index, peers, *cap.time());

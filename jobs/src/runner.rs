@@ -129,6 +129,34 @@ pub(crate) fn finish<R>(
     }
 }
 
+/// Reads up to `batch` records from each reader in turn, decoded as events of the contract,
+/// handing each to `take` with its reader's index and partition. How many records were not
+/// events; `None` when a read failed (the run then fails with that error).
+pub(crate) fn read_events<R>(
+    readers: &mut [Box<dyn ClaimReader>],
+    batch: usize,
+    shared: &Mutex<Shared<R>>,
+    mut take: impl FnMut(usize, u32, arus_schemas::Event),
+) -> Option<u64> {
+    let mut undecodable = 0;
+    for (i, reader) in readers.iter_mut().enumerate() {
+        for _ in 0..batch {
+            match reader.next_record() {
+                Ok(Some((partition, bytes))) => match arus_schemas::wire::decode(bytes) {
+                    Ok(event) => take(i, partition, event),
+                    Err(_) => undecodable += 1,
+                },
+                Ok(None) => break,
+                Err(error) => {
+                    fail(shared, error);
+                    return None;
+                }
+            }
+        }
+    }
+    Some(undecodable)
+}
+
 /// This worker's readers of `inputs` (its share of their partitions); a failure to open one
 /// fails the run.
 pub(crate) fn open_readers<R>(
