@@ -102,7 +102,6 @@ pub struct RedisStore {
     connections: Vec<Mutex<redis::Connection>>,
     next: std::sync::atomic::AtomicUsize,
     script: redis::Script,
-    expiring: redis::Script,
     prefix: String,
 }
 
@@ -118,20 +117,33 @@ impl RedisStore {
         let connections = (0..CONNECTIONS)
             .map(|_| client.get_connection().map(Mutex::new).map_err(|e| StoreError(format!("{url}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        // ARGV: version, value, and (optionally) milliseconds to live.
         let script = redis::Script::new(
             "local v = redis.call('HGET', KEYS[1], 'v') \
              if v and tonumber(v) >= tonumber(ARGV[1]) then return 0 end \
              redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2]) \
+             if ARGV[3] then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end \
              return 1",
         );
-        let expiring = redis::Script::new(
-            "local v = redis.call('HGET', KEYS[1], 'v') \
-             if v and tonumber(v) >= tonumber(ARGV[1]) then return 0 end \
-             redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2]) \
-             redis.call('PEXPIRE', KEYS[1], ARGV[3]) \
-             return 1",
-        );
-        Ok(RedisStore { connections, next: Default::default(), script, expiring, prefix: prefix.to_owned() })
+        Ok(RedisStore { connections, next: Default::default(), script, prefix: prefix.to_owned() })
+    }
+
+    /// The versioned write, the key then gone `ttl` after it when given.
+    fn write(
+        &self,
+        key: &str,
+        version: u64,
+        value: &[u8],
+        ttl: Option<std::time::Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection();
+        let mut invocation = self.script.key(format!("{}{key}", self.prefix));
+        invocation.arg(version).arg(value);
+        if let Some(ttl) = ttl {
+            invocation.arg(ttl.as_millis() as u64);
+        }
+        let wrote: i64 = invocation.invoke(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
+        Ok(wrote == 1)
     }
 
     /// A connection: a free one if there is, else the next in turn.
@@ -149,15 +161,7 @@ impl RedisStore {
 #[cfg(feature = "redis")]
 impl StateStore for RedisStore {
     fn put_versioned(&self, key: &str, version: u64, value: &[u8]) -> Result<bool, StoreError> {
-        let mut connection = self.connection();
-        let wrote: i64 = self
-            .script
-            .key(format!("{}{key}", self.prefix))
-            .arg(version)
-            .arg(value)
-            .invoke(&mut *connection)
-            .map_err(|e| StoreError(e.to_string()))?;
-        Ok(wrote == 1)
+        self.write(key, version, value, None)
     }
 
     fn put_versioned_expiring(
@@ -167,42 +171,7 @@ impl StateStore for RedisStore {
         value: &[u8],
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError> {
-        let mut connection = self.connection();
-        let wrote: i64 = self
-            .expiring
-            .key(format!("{}{key}", self.prefix))
-            .arg(version)
-            .arg(value)
-            .arg(ttl.as_millis() as u64)
-            .invoke(&mut *connection)
-            .map_err(|e| StoreError(e.to_string()))?;
-        Ok(wrote == 1)
-    }
-
-    fn put_many_versioned(&self, writes: &[(String, u64, Vec<u8>)]) -> Result<Vec<bool>, StoreError> {
-        if writes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut connection = self.connection();
-        // The script by its hash; loaded first if the server does not have it (one round trip
-        // more, once).
-        let hash = self.script.get_hash();
-        let pipeline = |writes: &[(String, u64, Vec<u8>)]| {
-            let mut pipe = redis::pipe();
-            for (key, version, value) in writes {
-                pipe.cmd("EVALSHA").arg(hash).arg(1).arg(format!("{}{key}", self.prefix)).arg(*version).arg(value);
-            }
-            pipe
-        };
-        let wrote: Vec<i64> = match pipeline(writes).query(&mut *connection) {
-            Ok(wrote) => wrote,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.script.prepare_invoke().load(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
-                pipeline(writes).query(&mut *connection).map_err(|e| StoreError(e.to_string()))?
-            }
-            Err(e) => return Err(StoreError(e.to_string())),
-        };
-        Ok(wrote.into_iter().map(|w| w == 1).collect())
+        self.write(key, version, value, Some(ttl))
     }
 
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
