@@ -471,17 +471,24 @@ fn answer_json(member_id: &str, date: Date, service_type: &str, answer: &Answer)
     })
 }
 
+/// The member's record in the store, read off the async runtime; `None` for a member it does
+/// not know.
+async fn member_record(
+    gateway: &Gateway,
+    member_id: &str,
+) -> Result<Option<arus_jobs::eligibility::MemberView>, ApiError> {
+    let (store, id) = (gateway.store.clone(), member_id.to_owned());
+    tokio::task::spawn_blocking(move || EligibilityState::member_from_store(&*store, &id))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())
+}
+
 /// A member's coverage as the store holds it: relationship, subscriber, coverage changes (no
 /// personal data: the store holds none).
 async fn member(State(gateway): State<Gateway>, Path(member_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
-    let store = gateway.store.clone();
-    let id = member_id.clone();
-    let view = tokio::task::spawn_blocking(move || EligibilityState::member_from_store(&*store, &id))
-        .await
-        .map_err(|_| unavailable())?
-        .map_err(|_| unavailable())?
-        .ok_or_else(|| member_not_found(&member_id))?;
+    let view = member_record(&gateway, &member_id).await?.ok_or_else(|| member_not_found(&member_id))?;
     let coverage: Vec<Value> = view
         .changes
         .iter()
@@ -835,13 +842,8 @@ async fn change_coverage(
         return Ok(answer);
     }
     let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
-    let store = gateway.store.clone();
-    let id = member_id.clone();
-    let known = tokio::task::spawn_blocking(move || EligibilityState::member_from_store(&*store, &id))
-        .await
-        .map_err(|_| unavailable())?
-        .map_err(|_| unavailable())?
-        .and_then(|view| Some((view.created?.0, view.subscriber_id?)));
+    let known =
+        member_record(&gateway, &member_id).await?.and_then(|view| Some((view.created?.0, view.subscriber_id?)));
     let event = request.event(&member_id, known, now())?;
     publish(&gateway, arus_schemas::Event::CoverageChanged(event), format!("/api/v1/members/{member_id}"), key).await
 }
@@ -986,13 +988,7 @@ async fn accumulators(
         Some(acc) => acc,
         // A known member with no claims decided this year has met nothing.
         None => {
-            let store = gateway.store.clone();
-            let id = member_id.clone();
-            let known = tokio::task::spawn_blocking(move || EligibilityState::member_from_store(&*store, &id))
-                .await
-                .map_err(|_| unavailable())?
-                .map_err(|_| unavailable())?
-                .ok_or_else(|| member_not_found(&member_id))?;
+            let known = member_record(&gateway, &member_id).await?.ok_or_else(|| member_not_found(&member_id))?;
             arus_jobs::adjudication::Accumulators {
                 member_id: member_id.clone(),
                 family_id: known.created.map(|(family, _)| family).unwrap_or_default(),
