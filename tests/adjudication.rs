@@ -136,23 +136,23 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     else {
         return;
     };
-    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics};
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let prefix = format!("arus-test-adj-{}-{nanos}.", std::process::id());
-    let topics = [
-        "member.events",
-        "benefit.events",
-        "provider.events",
-        "auth.events",
-        "claims.events",
-        "payment.events",
-        "accumulator.updates",
-    ]
-    .map(|t| format!("{prefix}{t}"));
-    let specs: Vec<(&str, u32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
-    create_topics(&config, &specs).expect("topics");
-    let _cleanup = common::DropTopics(&config, topics.to_vec());
+    let (prefix, topics) = common::broker_topics(
+        &config,
+        "arus-test-adj",
+        &[
+            "member.events",
+            "benefit.events",
+            "provider.events",
+            "auth.events",
+            "claims.events",
+            "payment.events",
+            "accumulator.updates",
+        ],
+        2,
+    );
+    let topics = &topics.1;
 
     let events = generated(1_500);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
@@ -236,23 +236,23 @@ fn following_the_broker_new_claims_are_decided_as_they_come() {
     else {
         return;
     };
-    use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink, create_topics};
+    use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let prefix = format!("arus-test-adj-follow-{}-{nanos}.", std::process::id());
-    let topics = [
-        "member.events",
-        "benefit.events",
-        "provider.events",
-        "auth.events",
-        "claims.events",
-        "payment.events",
-        "accumulator.updates",
-    ]
-    .map(|t| format!("{prefix}{t}"));
-    let specs: Vec<(&str, u32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
-    create_topics(&config, &specs).expect("topics");
-    let _cleanup = common::DropTopics(&config, topics.to_vec());
+    let (prefix, topics) = common::broker_topics(
+        &config,
+        "arus-test-adj-follow",
+        &[
+            "member.events",
+            "benefit.events",
+            "provider.events",
+            "auth.events",
+            "claims.events",
+            "payment.events",
+            "accumulator.updates",
+        ],
+        2,
+    );
+    let topics = &topics.1;
     let events = generated(600);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
     let send = |event: &Event| {

@@ -102,15 +102,15 @@ fn through_the_broker_the_job_raises_what_the_rules_and_model_raise() {
     else {
         return;
     };
-    use arus_connectors::kafka::{KafkaConfig, KafkaSink, create_topics};
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let prefix = format!("arus-test-fraud-{}-{nanos}.", std::process::id());
-    let topics = ["member.events", "benefit.events", "provider.events", "claims.events", "fraud.alerts"]
-        .map(|t| format!("{prefix}{t}"));
-    let specs: Vec<(&str, u32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
-    create_topics(&config, &specs).expect("topics");
-    let _cleanup = common::DropTopics(&config, topics.to_vec());
+    let (prefix, topics) = common::broker_topics(
+        &config,
+        "arus-test-fraud",
+        &["member.events", "benefit.events", "provider.events", "claims.events", "fraud.alerts"],
+        2,
+    );
+    let topics = &topics.1;
 
     let mut events = Vec::new();
     let settings = GeneratorConfig { seed: 13, claims: 3_000, days: 45, ..GeneratorConfig::default() };

@@ -171,6 +171,22 @@ pub fn generated_log(dir: &Path, settings: &arus_generator::GeneratorConfig) {
     log.flush().expect("flush");
 }
 
+/// Topics `<label>-<pid>-<nanos>.<name>` created on the broker with `partitions` each: the
+/// prefix, and the topics (in `names`' order, deleted when dropped).
+pub fn broker_topics<'a>(
+    config: &'a arus_connectors::kafka::KafkaConfig,
+    label: &str,
+    names: &[&str],
+    partitions: u32,
+) -> (String, DropTopics<'a>) {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("{label}-{}-{nanos}.", std::process::id());
+    let topics: Vec<String> = names.iter().map(|t| format!("{prefix}{t}")).collect();
+    let specs: Vec<(&str, u32)> = topics.iter().map(|t| (t.as_str(), partitions)).collect();
+    arus_connectors::kafka::create_topics(config, &specs).expect("topics");
+    (prefix, DropTopics(config, topics))
+}
+
 /// Topics deleted from the broker when dropped.
 pub struct DropTopics<'a>(pub &'a arus_connectors::kafka::KafkaConfig, pub Vec<String>);
 
