@@ -510,9 +510,8 @@ pub fn check_tables(clickhouse: &ClickHouse) -> Result<(), RunError> {
 
 /// Runs the job.
 pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, RunError> {
-    let check = ClickHouse::connect(&spec.clickhouse.url, &spec.clickhouse.database).map_err(clickhouse_error)?;
-    check_tables(&check)?;
-    drop(check);
+    let leader = ClickHouse::connect(&spec.clickhouse.url, &spec.clickhouse.database).map_err(clickhouse_error)?;
+    check_tables(&leader)?;
     let inputs = Arc::new(open_inputs(&spec.source, &TOPICS)?);
     let (config, _) = timely_config(cluster);
     let shared = Arc::new(Mutex::new(Shared::<AnalyticsReport>::default()));
@@ -610,11 +609,9 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
     .map_err(RunError::Timely)?;
     let mut report = finish(guards, shared)?;
     if let Some((first, last)) = report.days {
-        let clickhouse =
-            ClickHouse::connect(&spec.clickhouse.url, &spec.clickhouse.database).map_err(clickhouse_error)?;
         let version =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        recompute_daily(&clickhouse, date_of(first), date_of(last), version)?;
+        recompute_daily(&leader, date_of(first), date_of(last), version)?;
     }
     report.elapsed = started.elapsed();
     Ok(report)
