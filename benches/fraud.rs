@@ -1,4 +1,4 @@
-//! Fraud: claims through the rules per second, and claims scored per second through ONNX
+//! Fraud: claims through the rules and their event-time windows per second, and claims scored per second through ONNX
 //! Runtime (`ORT_DYLIB_PATH`), batched and one at a time (as the job scores today). `cargo
 //! bench --bench fraud`. Figures in benches/README.md.
 
@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use arus_generator::{GeneratorConfig, Output, generate};
 use arus_jobs::adjudication_job::order_key;
-use arus_jobs::fraud::FraudDetector;
-use arus_jobs::model::{OnnxScorer, Scorer};
+use arus_jobs::fraud::{FraudDetector, Step};
+use arus_jobs::model::{OnnxScorer, Scorer, newest};
 use arus_schemas::Event;
 
 #[global_allocator]
@@ -27,12 +27,21 @@ fn main() {
     let started = Instant::now();
     let mut detector = FraudDetector::new();
     let (mut alerts, mut rows) = (0usize, Vec::new());
-    for event in &events {
-        alerts += detector.apply(event).len();
-        if let Some(features) = detector.take_features() {
-            rows.push(features.values);
+    let mut take = |steps: Vec<Step>| {
+        for step in steps {
+            match step {
+                Step::Alert(_) => alerts += 1,
+                Step::Claim(closed) => {
+                    alerts += closed.alerts.len();
+                    rows.push(closed.features.values);
+                }
+            }
         }
+    };
+    for event in &events {
+        take(detector.apply(event));
     }
+    take(detector.close(i64::MAX));
     let took = started.elapsed();
     let claims = events.iter().filter(|e| matches!(e, Event::ClaimSubmitted(_))).count();
     println!(
@@ -44,8 +53,9 @@ fn main() {
         eprintln!("ORT_DYLIB_PATH not set: source ~/.cache/arus/services.env for the model figures");
         return;
     }
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/fraud-v1.onnx"));
-    let mut scorer = OnnxScorer::load(path).expect("the model");
+    let (version, path) =
+        newest(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models"))).expect("a model");
+    let mut scorer = OnnxScorer::load(&path).expect("the model");
     for batch in [1usize, 64, 4_096] {
         let sample = &rows[..rows.len().min(if batch == 1 { 20_000 } else { rows.len() })];
         let started = Instant::now();
@@ -55,7 +65,7 @@ fn main() {
         }
         let took = started.elapsed();
         println!(
-            "model v1 through ONNX Runtime, batches of {batch}: {scored} claims in {took:.2?}: {} claims/s",
+            "model v{version} through ONNX Runtime, batches of {batch}: {scored} claims in {took:.2?}: {} claims/s",
             scored as u128 * 1_000_000 / took.as_micros().max(1)
         );
     }

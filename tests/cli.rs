@@ -93,7 +93,10 @@ fn bad_arguments_get_a_clear_error() {
 
 #[test]
 fn demo_shows_the_generated_population_without_personal_data() {
-    let run = arus(&["demo", "--claims", "1500", "--days", "20"]);
+    let dir = tempfile::tempdir().expect("a folder");
+    let log_dir = dir.path().join("log");
+    let log_arg = log_dir.to_str().expect("utf-8 path");
+    let run = arus(&["demo", "--claims", "1500", "--days", "20", "--log-dir", log_arg]);
     assert!(run.status.success(), "arus demo failed: {}", String::from_utf8_lossy(&run.stderr));
     let stdout = String::from_utf8(run.stdout).expect("utf-8");
     for expected in
@@ -132,6 +135,22 @@ fn demo_shows_the_generated_population_without_personal_data() {
         "{stdout}"
     );
     assert!(stdout.contains("busiest windows"), "{stdout}");
+    // Its fraud alerts, kept in the folder, as `arus alerts tail` prints them — in the demo and
+    // run again afterwards.
+    let command = stdout.split("`arus alerts tail ").nth(1).and_then(|r| r.split('`').next()).expect("the command");
+    assert!(command.starts_with(&format!("--log {log_arg}")), "{stdout}");
+    let mut args = vec!["alerts", "tail", "--limit", "3"];
+    args.extend(command.split_whitespace());
+    let tail = arus(&args);
+    assert!(tail.status.success(), "{}", String::from_utf8_lossy(&tail.stderr));
+    let tailed = String::from_utf8(tail.stdout).expect("utf-8");
+    assert_eq!(tailed.lines().count(), 3, "{tailed}");
+    assert!(tailed.lines().all(|l| stdout.contains(l.trim())), "the demo showed the same alerts:\n{tailed}\n{stdout}");
+    // A folder holding anything else is not emptied.
+    std::fs::write(dir.path().join("notes.txt"), "mine").expect("a file");
+    let refused = arus(&["demo", "--claims", "100", "--days", "5", "--log-dir", dir.path().to_str().expect("utf-8")]);
+    assert!(!refused.status.success() && dir.path().join("notes.txt").exists());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("holds other files"), "{refused:?}");
     // Eligibility materialized from the member and plan topics answers the first requests.
     let answers: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("ER")).collect();
     assert!(!answers.is_empty() && answers.iter().all(|a| a.contains(" for ")), "{stdout}");
@@ -160,8 +179,10 @@ fn a_reader_that_is_gone_does_not_make_arus_panic() {
 #[test]
 fn demo_serves_its_eligibility_answers_over_rest() {
     use std::io::{BufRead, Read, Write};
+    let log_dir = tempfile::tempdir().expect("a folder");
     let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_arus"))
-        .args(["demo", "--claims", "600", "--days", "10", "--serve", "127.0.0.1:0"])
+        .args(["demo", "--claims", "600", "--days", "10", "--serve", "127.0.0.1:0", "--log-dir"])
+        .arg(log_dir.path().join("log"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -19,6 +19,12 @@ fn arus(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The version of the newest model in `models/`, the one the job scores with.
+fn model_version() -> String {
+    let models = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models"));
+    arus_jobs::model::newest(models).expect("a model in models/").0.to_string()
+}
+
 #[test]
 fn alerts_are_raised_and_tailed_for_analysts() {
     let dir = tempfile::tempdir().expect("a folder");
@@ -58,7 +64,7 @@ fn alerts_are_raised_and_tailed_for_analysts() {
             };
             total += 1;
             members += usize::from(alert.subject_type == SubjectType::MEMBER);
-            assert!(alert.score.is_some() && alert.model_version.as_deref() == Some("1"), "scored: {alert:?}");
+            assert!(alert.score.is_some() && alert.model_version == Some(model_version()), "scored: {alert:?}");
             high += usize::from(alert.score.is_some_and(|s| s >= 0.9));
         }
     }
@@ -70,7 +76,10 @@ fn alerts_are_raised_and_tailed_for_analysts() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout.lines().count(), total);
     assert!(
-        stdout.lines().all(|l| l.contains("(claims ") && (l.contains("[R-") || l.contains("[model v1]"))),
+        stdout
+            .lines()
+            .all(|l| l.contains("(claims ")
+                && (l.contains("[R-") || l.contains(&format!("[model v{}]", model_version())))),
         "{stdout}"
     );
     let (ok, stdout, _) = arus(&["alerts", "tail", "--log", &log_dir, "--subject", "member"]);
@@ -140,6 +149,7 @@ fn through_the_broker_the_job_raises_what_the_rules_and_model_raise() {
     ordered.sort_by(|a, b| arus_jobs::adjudication_job::order_key(a).cmp(&arus_jobs::adjudication_job::order_key(b)));
     let mut expected: Vec<String> =
         ordered.into_iter().flat_map(|e| fold.alerts(e).expect("scored")).map(|a| a.event_id().to_owned()).collect();
+    expected.extend(fold.finish().expect("scored").iter().map(|a| a.event_id().to_owned()));
     expected.sort();
     assert!(expected.len() > 20);
 
@@ -163,7 +173,7 @@ fn through_the_broker_the_job_raises_what_the_rules_and_model_raise() {
     let mut written = Vec::new();
     while let Some(record) = reader.next_record().expect("read") {
         let Event::FraudAlert(alert) = wire::decode(&record.value).expect("an alert") else { panic!("not an alert") };
-        assert_eq!(alert.model_version.as_deref(), Some("1"));
+        assert_eq!(alert.model_version, Some(model_version()));
         written.push(alert.event_id);
     }
     written.sort();

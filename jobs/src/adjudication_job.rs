@@ -297,9 +297,11 @@ pub(crate) type Writes = std::collections::HashMap<String, (u64, Vec<u8>)>;
 pub(crate) trait Fold: Send {
     /// The events `event` decides; records for the store go to `writes`.
     fn apply(&mut self, event: &Event, writes: &mut Writes) -> Result<Vec<Event>, RunError>;
-    /// After the events released together: what the fold kept back to do at once (the fraud
-    /// model scores a batch in one call).
-    fn end_of_batch(&mut self, _writes: &mut Writes) -> Result<Vec<Event>, RunError> {
+    /// After the events released together, every event before `released_below` (event time)
+    /// applied but those still to come late: what the fold kept back to do at once (the fraud
+    /// job closes its windows and scores their claims in one call). The end of the input is
+    /// `Time::MAX`.
+    fn end_of_batch(&mut self, _released_below: Time, _writes: &mut Writes) -> Result<Vec<Event>, RunError> {
         Ok(Vec::new())
     }
 }
@@ -454,8 +456,8 @@ impl Sequencer {
     }
 
     /// The end of a batch: what the fold kept back.
-    fn end_batch(&mut self) -> Result<(), RunError> {
-        let decided = self.fold.end_of_batch(&mut self.writes)?;
+    fn end_batch(&mut self, released_below: Time) -> Result<(), RunError> {
+        let decided = self.fold.end_of_batch(released_below, &mut self.writes)?;
         self.emit(decided)
     }
 
@@ -597,7 +599,7 @@ fn run_inputs(
                         fail(&shared, error);
                     }
                 }
-                if let Err(error) = seq.end_batch() {
+                if let Err(error) = seq.end_batch(released_below) {
                     fail(&shared, error);
                 }
                 if let Err(error) = seq.write_store() {

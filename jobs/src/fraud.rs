@@ -12,12 +12,24 @@
 //! | `R-DAY` | impossible_day | provider × day | a provider's timed services add up to more than 24 hours on one day |
 //! | `R-CARD` | card_sharing | member × day | the member has office visits the same day at facilities 500 km or more apart |
 //!
+//! Every claim also goes into event-time windows by its submission time ([`crate::fraud_windows`]):
+//! its provider's 5-minute tumbling window, and the 1-day windows (hopping by 5 minutes) of its
+//! provider, its member and its provider's peer group. A claim waits in its 5-minute window; when
+//! the window closes (the job's watermark passes its end) it comes out as a [`Step::Claim`] with
+//! the rules' alerts about it and its [`FEATURES`] — its own, then its windows' — for the fraud
+//! job's model to score in one batch per close (`fraud_job`).
+//!
 //! The same events in the same order give the same alerts (ids derived from the rule and the
-//! claim). A claim taken back later (a correction or a void naming it in `original_claim_id`)
-//! has its alerts withdrawn: the same alert again, `WITHDRAWN`, saying why. Scores come from the
-//! fraud job's model (`fraud_job`), when it has one.
+//! claim). Corrections are followed up, not left standing:
+//! - a claim taken back later (a correction or a void naming it in `original_claim_id`) has its
+//!   alerts withdrawn — the same alert again, `WITHDRAWN`, saying why — and leaves its windows;
+//! - a claim coming after its window closed (late) is scored at once, and the claims of the
+//!   window it joins are scored again, as are those of a window a claim is taken back from: a
+//!   model alert follows the new score (raised, or withdrawn);
+//! - a phantom-billing alert contradicted by coverage reinstated back over its day is withdrawn.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use arus_schemas::events::{
     AlertStatus, ClaimSubmitted, EligibilityStatus, Feature, FraudAlert, RuleHit, Severity, SubjectType,
@@ -25,6 +37,7 @@ use arus_schemas::events::{
 use arus_schemas::{Date, Event, Timestamp};
 
 use crate::eligibility::EligibilityState;
+use crate::fraud_windows::{Contribution, DAY_SLOTS as DAY, HIGH_SEVERITY, SLOT_MS, WINDOW_FEATURES, Windows, slot_of};
 
 /// Minutes of timed services a provider can bill in a day.
 const DAY_MINUTES: i64 = 24 * 60;
@@ -45,8 +58,13 @@ pub fn distance_km(a: (i32, i32), b: (i32, i32)) -> i64 {
     (micro_degrees * 1_112 / 10_000_000) as i64
 }
 
-/// The features of a claim in its windows, as the rules see them and a model scores them.
-pub const FEATURES: [&str; 12] = [
+/// How many of [`FEATURES`] are the claim's own (known when it comes); the rest are its
+/// event-time windows' ([`WINDOW_FEATURES`], known when its window closes).
+pub const CLAIM_FEATURES: usize = 12;
+
+/// The features of a claim in its windows, as the rules see them and a model scores them: the
+/// claim's own and its service day's, then its event-time windows' ([`WINDOW_FEATURES`]).
+pub const FEATURES: [&str; CLAIM_FEATURES + WINDOW_FEATURES.len()] = [
     "lines",
     "billed_idr",
     "max_units",
@@ -59,6 +77,15 @@ pub const FEATURES: [&str; 12] = [
     "panel_components",
     "days_uncovered",
     "repeats_earlier_claim",
+    "provider_5m_claims",
+    "provider_5m_billed_idr",
+    "provider_1d_claims",
+    "provider_1d_mean_billed_idr",
+    "provider_1d_members",
+    "provider_1d_high_severity_permille",
+    "peer_1d_high_severity_permille",
+    "member_1d_claims",
+    "member_1d_providers",
 ];
 
 /// A claim's features, in [`FEATURES`] order.
@@ -73,12 +100,54 @@ pub struct ClaimFeatures {
 /// A claim as the duplicate rule remembers it: id, procedures and units (sorted), total.
 type VisitClaim = (String, Vec<(String, i32)>, i64);
 
+/// A claim whose 5-minute window has closed: the rules' alerts about it (to go out now, with a
+/// model's score when there is one) and its features, windows included.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    /// The claim.
+    pub claim: Arc<ClaimSubmitted>,
+    /// Its features.
+    pub features: ClaimFeatures,
+    /// The rules' alerts raised for it.
+    pub alerts: Vec<Event>,
+    /// It was scored before and its window has changed since (a late claim came into it, or
+    /// one was taken back): its model alert is to be raised or withdrawn as the new score says.
+    pub again: bool,
+}
+
+/// What the detector gives: an alert to go out as it is (a withdrawal, a claim found phantom
+/// when coverage changed later), or a claim whose window closed.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// An alert, ready.
+    Alert(Event),
+    /// A claim, ready to be scored.
+    Claim(Closed),
+}
+
+/// Where a claim waits for its window to close: (slot, event time, event id).
+type PendingKey = (i64, i64, String);
+
 /// The fold's state.
 #[derive(Debug, Default)]
 pub struct FraudDetector {
     eligibility: EligibilityState,
     /// Provider locations (microdegrees).
     providers: HashMap<String, (i32, i32)>,
+    /// Provider peer groups (their type).
+    peer_groups: HashMap<String, String>,
+    /// The event-time windows.
+    windows: Windows,
+    /// Claims whose window is open.
+    pending: BTreeMap<PendingKey, Closed>,
+    /// Where each of them waits.
+    pending_keys: HashMap<String, PendingKey>,
+    /// Windows of slots before this one have closed.
+    closed_below: Option<i64>,
+    /// Claims of closed windows (a day's), for scoring again when a window changes.
+    retained: BTreeMap<i64, Vec<(Arc<ClaimSubmitted>, ClaimFeatures)>>,
+    /// Times each alert id has been raised (a raise after a withdrawal is a new event).
+    revisions: HashMap<String, u32>,
     /// Per member, provider and day: earlier claims' ids, procedures and units, totals.
     claims_by_visit: HashMap<(String, String, Date), Vec<VisitClaim>>,
     /// Per provider and day: minutes of timed services and the claims, and whether alerted.
@@ -90,8 +159,6 @@ pub struct FraudDetector {
     /// Claims alerted as phantom billing.
     phantom: HashSet<String>,
     seen: HashSet<String>,
-    /// The features of the last claim applied.
-    last: Option<ClaimFeatures>,
     /// Alerts standing, by the claim they were raised for (to withdraw them if it is taken back).
     raised: HashMap<String, Vec<FraudAlert>>,
 }
@@ -100,8 +167,8 @@ fn feature(name: &str, value: i64) -> Feature {
     Feature { name: name.to_owned(), value: value as f64 }
 }
 
-/// The alert of a claim the rules let pass and a model scored high: the features, the most
-/// important first (`order`: names by the model's importance).
+/// The alert of a claim the rules let pass and a model scored high, over the claim's 5-minute
+/// window: the features, the most important first (`order`: names by the model's importance).
 pub fn model_alert(
     claim: &ClaimSubmitted,
     features: &ClaimFeatures,
@@ -127,8 +194,8 @@ pub fn model_alert(
         status: AlertStatus::RAISED,
         subject_type: SubjectType::PROVIDER,
         subject_id: claim.provider_id.clone(),
-        window_start: claim.service_date.start(),
-        window_end: claim.service_date.add_days(1).start(),
+        window_start: Timestamp(slot_of(claim.event_time.0) * SLOT_MS),
+        window_end: Timestamp((slot_of(claim.event_time.0) + 1) * SLOT_MS),
         severity: Severity::MEDIUM,
         rule_hits: Vec::new(),
         model_name: Some(model.0.to_owned()),
@@ -184,91 +251,204 @@ impl FraudDetector {
         Self::default()
     }
 
-    /// The features of the claim the last [`apply`](Self::apply) took, if it was a claim.
-    pub fn take_features(&mut self) -> Option<ClaimFeatures> {
-        self.last.take()
-    }
-
-    /// Applies one event; the alerts it raises. An event seen before raises nothing again.
-    pub fn apply(&mut self, event: &Event) -> Vec<Event> {
+    /// Applies one event: first closing the windows that end by its time, then what it raises.
+    /// An event seen before raises nothing again.
+    pub fn apply(&mut self, event: &Event) -> Vec<Step> {
         if !self.seen.insert(event.event_id().to_owned()) {
             return Vec::new();
         }
+        let mut steps = self.close(event.event_time().0);
         match event {
             Event::ProviderOnboarded(p) => {
                 self.providers.insert(p.provider_id.clone(), (p.latitude_e6, p.longitude_e6));
-                Vec::new()
+                self.peer_groups.insert(p.provider_id.clone(), p.provider_type.as_str().to_owned());
             }
             Event::MemberCreated(_) | Event::PlanCreated(_) | Event::BenefitUpdated(_) => {
                 self.eligibility.apply(event);
-                Vec::new()
             }
             Event::MemberUpdated(e) => {
                 self.eligibility.apply(event);
-                self.recheck(&e.member_id, e.event_time)
+                steps.extend(self.recheck(&e.member_id, e.event_time));
             }
             Event::CoverageChanged(e) => {
                 self.eligibility.apply(event);
-                self.recheck(&e.member_id, e.event_time)
+                steps.extend(self.recheck(&e.member_id, e.event_time));
             }
             Event::ClaimSubmitted(claim) => {
-                let mut alerts = match &claim.original_claim_id {
-                    Some(original) => self.withdraw(original, claim),
-                    None => Vec::new(),
-                };
+                if let Some(original) = &claim.original_claim_id {
+                    steps.extend(self.take_back(original, claim));
+                }
                 if !claim.lines.is_empty() {
-                    alerts.extend(self.claim(claim));
+                    steps.extend(self.claim(claim));
                 }
-                for alert in &alerts {
-                    if let Event::FraudAlert(a) = alert
-                        && a.status == AlertStatus::RAISED
-                        && let Some(flagged) = a.claim_ids.first()
-                    {
-                        self.raised.entry(flagged.clone()).or_default().push(a.clone());
-                    }
-                }
-                alerts
             }
-            _ => Vec::new(),
+            _ => {}
+        }
+        steps
+    }
+
+    /// Closes the windows that end by `until` (event time, ms): their claims, in order. Every
+    /// event up to `until` must have been applied (the job calls this at its watermark; the
+    /// end of the input is `i64::MAX`).
+    pub fn close(&mut self, until: i64) -> Vec<Step> {
+        let below = slot_of(until);
+        if self.closed_below.is_some_and(|closed| closed >= below) {
+            return Vec::new();
+        }
+        let keep = self.pending.split_off(&(below, i64::MIN, String::new()));
+        let ready = std::mem::replace(&mut self.pending, keep);
+        let mut steps = Vec::with_capacity(ready.len());
+        for (_, mut closed) in ready {
+            self.pending_keys.remove(&closed.claim.claim_id);
+            self.window_features(&mut closed.features);
+            let slot = slot_of(closed.claim.event_time.0);
+            self.retained.entry(slot).or_default().push((closed.claim.clone(), closed.features.clone()));
+            steps.push(Step::Claim(closed));
+        }
+        let before = self.closed_below.replace(below);
+        // Once a day of event time: forget claims a day past their window for scoring again,
+        // and windows two days past.
+        if before.is_none_or(|b| b.div_euclid(DAY) != below.div_euclid(DAY)) && below < i64::MAX / SLOT_MS - DAY {
+            self.retained = self.retained.split_off(&(below - DAY));
+            self.windows.prune(below - 2 * DAY);
+        }
+        steps
+    }
+
+    /// Fills in the window part of a claim's features.
+    fn window_features(&mut self, features: &mut ClaimFeatures) {
+        if let Some(window) = self.windows.features(&features.claim_id) {
+            features.values[CLAIM_FEATURES..].copy_from_slice(&window);
         }
     }
 
-    /// A claim taken back (corrected or voided by `by`): the alerts raised for it are withdrawn
-    /// with a follow-up event each, and it no longer counts as an earlier visit.
-    fn withdraw(&mut self, original: &str, by: &ClaimSubmitted) -> Vec<Event> {
-        for visits in self.claims_by_visit.values_mut() {
-            visits.retain(|(id, _, _)| id != original);
-        }
-        self.raised
-            .remove(original)
-            .unwrap_or_default()
+    /// The claims of a closed window, to be scored again (it changed); `except` a claim.
+    fn rescore(&mut self, slot: i64, except: &str) -> Vec<Step> {
+        let claims: Vec<(Arc<ClaimSubmitted>, ClaimFeatures)> = self
+            .retained
+            .get(&slot)
+            .map(|c| c.iter().filter(|(c, _)| c.claim_id != except).cloned().collect())
+            .unwrap_or_default();
+        claims
             .into_iter()
+            .map(|(claim, mut features)| {
+                self.window_features(&mut features);
+                Step::Claim(Closed { claim, features, alerts: Vec::new(), again: true })
+            })
+            .collect()
+    }
+
+    /// Records an alert as standing (it has gone out), so a claim taken back later withdraws
+    /// it; an alert raised again after a withdrawal gets an event id of its own.
+    pub fn register(&mut self, alert: &mut FraudAlert) {
+        if alert.status != AlertStatus::RAISED {
+            return;
+        }
+        let raised = self.revisions.entry(alert.alert_id.clone()).or_default();
+        *raised += 1;
+        if *raised > 1 {
+            alert.event_id = format!("alert:{}:{raised}", alert.alert_id);
+        }
+        if let Some(flagged) = alert.claim_ids.first() {
+            self.raised.entry(flagged.clone()).or_default().push(alert.clone());
+        }
+    }
+
+    /// Whether an alert about a claim stands (`alert_id`: that one; `None`: any).
+    pub fn standing(&self, claim_id: &str, alert_id: Option<&str>) -> bool {
+        self.raised
+            .get(claim_id)
+            .is_some_and(|alerts| alerts.iter().any(|a| alert_id.is_none_or(|id| a.alert_id == id)))
+    }
+
+    /// Withdraws the standing alerts about a claim that `which` picks: a follow-up event
+    /// each, saying why.
+    pub fn withdraw(
+        &mut self,
+        claim_id: &str,
+        which: impl Fn(&FraudAlert) -> bool,
+        why: &str,
+        at: Timestamp,
+    ) -> Vec<Event> {
+        let Some(standing) = self.raised.get_mut(claim_id) else { return Vec::new() };
+        let (gone, stay): (Vec<FraudAlert>, Vec<FraudAlert>) = standing.drain(..).partition(|a| which(a));
+        *standing = stay;
+        if standing.is_empty() {
+            self.raised.remove(claim_id);
+        }
+        gone.into_iter()
             .map(|mut alert| {
+                let revision = self.revisions.get(&alert.alert_id).copied().unwrap_or(1);
                 alert.status = AlertStatus::WITHDRAWN;
-                alert.event_id = format!("withdrawn:{}", alert.alert_id);
-                alert.event_time = by.event_time;
+                alert.event_id = match revision {
+                    1 => format!("withdrawn:{}", alert.alert_id),
+                    n => format!("withdrawn:{}:{n}", alert.alert_id),
+                };
+                alert.event_time = at;
                 for hit in &mut alert.rule_hits {
-                    hit.detail =
-                        format!("withdrawn: claim {original} was taken back by {}; {}", by.claim_id, hit.detail);
+                    hit.detail = format!("withdrawn: {why}; {}", hit.detail);
+                }
+                if alert.rule_hits.is_empty() {
+                    alert.top_features.insert(0, format!("withdrawn: {why}"));
                 }
                 Event::FraudAlert(alert)
             })
             .collect()
     }
 
-    /// A member's claims checked again after a change of coverage (a death or termination
-    /// recorded after the claims came).
-    fn recheck(&mut self, member_id: &str, at: Timestamp) -> Vec<Event> {
-        let Some(claims) = self.member_claims.get(member_id) else { return Vec::new() };
-        let mut alerts = Vec::new();
-        for (claim_id, day, provider_id) in claims.clone() {
-            if !self.phantom.contains(&claim_id)
-                && let Some(alert) = self.phantom_check(member_id, &claim_id, day, &provider_id, at)
-            {
-                alerts.push(alert);
-            }
+    /// A claim taken back (corrected or voided by `by`): the alerts raised for it are withdrawn
+    /// with a follow-up event each (those still waiting for its window are dropped), it no
+    /// longer counts as an earlier visit, and it leaves its windows — whose other claims, when
+    /// the window has closed, are scored again.
+    fn take_back(&mut self, original: &str, by: &ClaimSubmitted) -> Vec<Step> {
+        for visits in self.claims_by_visit.values_mut() {
+            visits.retain(|(id, _, _)| id != original);
         }
-        alerts
+        if let Some(key) = self.pending_keys.remove(original) {
+            self.pending.remove(&key);
+        }
+        let why = format!("claim {original} was taken back by {}", by.claim_id);
+        let mut steps: Vec<Step> =
+            self.withdraw(original, |_| true, &why, by.event_time).into_iter().map(Step::Alert).collect();
+        if let Some(slot) = self.windows.remove(original)
+            && self.closed_below.is_some_and(|closed| slot < closed)
+        {
+            if let Some(claims) = self.retained.get_mut(&slot) {
+                claims.retain(|(c, _)| c.claim_id != original);
+            }
+            steps.extend(self.rescore(slot, original));
+        }
+        steps
+    }
+
+    /// A member's claims checked again after a change of coverage: a death or termination
+    /// recorded after the claims came makes them phantom billing; a coverage reinstated back
+    /// over their days withdraws the phantom-billing alerts it contradicts.
+    fn recheck(&mut self, member_id: &str, at: Timestamp) -> Vec<Step> {
+        let Some(claims) = self.member_claims.get(member_id) else { return Vec::new() };
+        let mut steps = Vec::new();
+        for (claim_id, day, provider_id) in claims.clone() {
+            if !self.phantom.contains(&claim_id) {
+                if let Some(alert) = self.phantom_check(member_id, &claim_id, day, &provider_id, at) {
+                    steps.push(Step::Alert(alert));
+                }
+                continue;
+            }
+            if self.eligibility.answer(member_id, day, "claim").status == EligibilityStatus::TERMINATED {
+                continue;
+            }
+            self.phantom.remove(&claim_id);
+            let is_phantom = |a: &FraudAlert| a.rule_hits.iter().any(|h| h.rule == "R-PHANTOM");
+            // Not gone out yet: dropped.
+            if let Some(key) = self.pending_keys.get(&claim_id)
+                && let Some(waiting) = self.pending.get_mut(key)
+            {
+                waiting.alerts.retain(|a| !matches!(a, Event::FraudAlert(a) if is_phantom(a)));
+            }
+            let why = format!("the member was covered on {day} after all (coverage changed later)");
+            steps.extend(self.withdraw(&claim_id, is_phantom, &why, at).into_iter().map(Step::Alert));
+        }
+        steps
     }
 
     fn phantom_check(
@@ -301,7 +481,10 @@ impl FraudDetector {
         ))
     }
 
-    fn claim(&mut self, claim: &ClaimSubmitted) -> Vec<Event> {
+    /// The rules over a new claim, and the claim into its windows: it waits there until its
+    /// window closes, or, late (its window has closed), is scored now — with the window's other
+    /// claims scored again.
+    fn claim(&mut self, claim: &ClaimSubmitted) -> Vec<Step> {
         let mut alerts = Vec::new();
         let (member, provider, day, at) = (&claim.member_id, &claim.provider_id, claim.service_date, claim.event_time);
         let id = &claim.claim_id;
@@ -460,24 +643,48 @@ impl FraudDetector {
         if let Some(alert) = self.phantom_check(member, id, day, provider, at) {
             alerts.push(alert);
         }
-        self.last = Some(ClaimFeatures {
-            claim_id: id.clone(),
-            values: [
-                claim.lines.len() as i64,
-                total,
-                claim.lines.iter().map(|l| i64::from(l.units)).max().unwrap_or(0),
-                minutes,
-                day_minutes,
-                day_claims,
-                visits_today,
-                farthest,
-                level5_minor,
-                components as i64,
-                days_uncovered,
-                repeats,
-            ],
-        });
-        alerts
+        let mut values = [0; FEATURES.len()];
+        values[..CLAIM_FEATURES].copy_from_slice(&[
+            claim.lines.len() as i64,
+            total,
+            claim.lines.iter().map(|l| i64::from(l.units)).max().unwrap_or(0),
+            minutes,
+            day_minutes,
+            day_claims,
+            visits_today,
+            farthest,
+            level5_minor,
+            components as i64,
+            days_uncovered,
+            repeats,
+        ]);
+        let features = ClaimFeatures { claim_id: id.clone(), values };
+        let slot = slot_of(at.0);
+        self.windows.add(
+            id,
+            Contribution {
+                slot,
+                provider,
+                member,
+                peer: self.peer_groups.get(provider).map_or("", String::as_str),
+                billed: total,
+                lines: claim.lines.len() as i64,
+                high_severity: claim.lines.iter().filter(|l| HIGH_SEVERITY.contains(&l.procedure_code.as_str())).count()
+                    as i64,
+            },
+        );
+        let mut closed = Closed { claim: Arc::new(claim.clone()), features, alerts, again: false };
+        if self.closed_below.is_some_and(|below| slot < below) {
+            self.window_features(&mut closed.features);
+            self.retained.entry(slot).or_default().push((closed.claim.clone(), closed.features.clone()));
+            let mut steps = vec![Step::Claim(closed)];
+            steps.extend(self.rescore(slot, id));
+            return steps;
+        }
+        let key = (slot, at.0, claim.event_id.clone());
+        self.pending_keys.insert(id.clone(), key.clone());
+        self.pending.insert(key, closed);
+        Vec::new()
     }
 }
 

@@ -10,11 +10,11 @@ use arus_schemas::Event;
 use arus_schemas::topics::names::FRAUD_ALERTS;
 
 use crate::adjudication_job::{AdjudicationReport, Fold, Writes, run_fold_on_log, run_sequenced};
-use crate::fraud::{ClaimFeatures, FraudDetector};
+use crate::fraud::{Closed, FraudDetector, Step};
 use crate::model::{ModelError, OnnxScorer, Scorer, newest};
 use crate::runner::{Cluster, RunError};
 use crate::spec::{FraudSpec, ModelSpec, StoreSpec, parse_duration_ms};
-use arus_schemas::events::ClaimSubmitted;
+use arus_operators::Time;
 
 /// The topics the job reads.
 pub const TOPICS: [&str; 4] = ["benefit.events", "provider.events", "member.events", "claims.events"];
@@ -78,65 +78,107 @@ impl ModelWatch {
 pub struct FraudFold {
     detector: FraudDetector,
     model: Option<ModelWatch>,
-    /// Events of the batch whose claims are still to be scored.
-    unscored: Vec<Unscored>,
+    /// What the detector gave since the last flush: alerts, and claims to be scored.
+    unscored: Vec<Step>,
+    /// Events since the models folder was last looked at.
+    events: u32,
 }
-
-/// What one event gave before scoring: the rules' alerts, and the claim with its features when
-/// the event was one (and a model is to score it).
-type Unscored = (Vec<Event>, Option<(ClaimSubmitted, ClaimFeatures)>);
 
 impl FraudFold {
     /// Rules only, or rules and a model.
     pub fn new(model: Option<ModelWatch>) -> Self {
-        FraudFold { detector: FraudDetector::new(), model, unscored: Vec::new() }
+        FraudFold { detector: FraudDetector::new(), model, unscored: Vec::new(), events: 0 }
     }
 
-    /// The alerts an event raises (rules, then the model on claims), scored at once.
+    /// The alerts an event lets out: what it raises or withdraws at once, and those of the
+    /// claims whose 5-minute windows its time closes (scored together).
     pub fn alerts(&mut self, event: &Event) -> Result<Vec<Event>, ModelError> {
         self.push(event);
         self.flush()
     }
 
-    /// Runs the rules on an event; its claim waits to be scored with the others of the batch.
-    fn push(&mut self, event: &Event) {
-        let alerts = self.detector.apply(event);
-        let features = self.detector.take_features();
-        let claim = match (event, features) {
-            (Event::ClaimSubmitted(claim), Some(features)) if self.model.is_some() => Some((claim.clone(), features)),
-            _ => None,
-        };
-        self.unscored.push((alerts, claim));
+    /// The end of the input: every window closes, and the alerts left go out.
+    pub fn finish(&mut self) -> Result<Vec<Event>, ModelError> {
+        self.close(i64::MAX);
+        self.flush()
     }
 
-    /// Scores the waiting claims in one call per model, and gives every alert in event order:
-    /// the same alerts, whatever the batches.
+    /// Runs the rules on an event; claims wait to be scored with the others of the batch.
+    fn push(&mut self, event: &Event) {
+        self.events += 1;
+        let steps = self.detector.apply(event);
+        self.unscored.extend(steps);
+    }
+
+    /// Closes the windows that end by `until` (event time, ms).
+    fn close(&mut self, until: i64) {
+        let steps = self.detector.close(until);
+        self.unscored.extend(steps);
+    }
+
+    /// Scores the waiting claims in one call per model, and gives every alert in order: the
+    /// same alerts, whatever the batches.
     fn flush(&mut self) -> Result<Vec<Event>, ModelError> {
-        let unscored = std::mem::take(&mut self.unscored);
+        let steps = std::mem::take(&mut self.unscored);
+        let mut out = Vec::new();
         let Some(watch) = self.model.as_mut() else {
-            return Ok(unscored.into_iter().flat_map(|(alerts, _)| alerts).collect());
+            for step in steps {
+                match step {
+                    Step::Alert(alert) => out.push(alert),
+                    Step::Claim(closed) if !closed.again => out.extend(closed.alerts),
+                    Step::Claim(_) => {}
+                }
+            }
+            return Ok(self.register(out));
         };
-        watch.refresh(unscored.len() as u32)?;
-        let rows: Vec<_> = unscored.iter().filter_map(|(_, c)| c.as_ref().map(|(_, f)| f.values)).collect();
+        watch.refresh(std::mem::take(&mut self.events))?;
+        let rows: Vec<_> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Claim(c) => Some(c.features.values),
+                Step::Alert(_) => None,
+            })
+            .collect();
         let scores = watch.primary.score(&rows)?;
         let shadow_scores = match watch.shadow.as_mut() {
             Some(shadow) => Some((shadow.version().to_owned(), shadow.score(&rows)?)),
             None => None,
         };
-        let mut out = Vec::new();
         let mut row = 0;
-        for (mut alerts, claim) in unscored {
-            let Some((claim, features)) = claim else {
-                out.extend(alerts);
-                continue;
+        for step in steps {
+            let closed = match step {
+                Step::Alert(alert) => {
+                    out.push(alert);
+                    continue;
+                }
+                Step::Claim(closed) => closed,
             };
             let score = scores.get(row).copied().unwrap_or(0.0);
             let shadow = shadow_scores.as_ref().map(|(v, s)| (v.clone(), s.get(row).copied().unwrap_or(0.0)));
             row += 1;
+            let claim_id = &closed.claim.claim_id;
+            let model_alert_id = format!("FA-MODEL-{claim_id}");
+            if closed.again {
+                // The window changed: the model's alert follows the new score.
+                let standing = self.detector.standing(claim_id, Some(&model_alert_id));
+                if standing && score < watch.threshold {
+                    let why = format!("its window changed and the model now scores it {score:.3}");
+                    out.extend(self.detector.withdraw(
+                        claim_id,
+                        |a| a.alert_id == model_alert_id,
+                        &why,
+                        closed.claim.event_time,
+                    ));
+                } else if !standing && score >= watch.threshold && !self.detector.standing(claim_id, None) {
+                    out.push(Self::model_alert(watch, &closed, score, shadow));
+                }
+                continue;
+            }
+            let mut alerts = closed.alerts.clone();
             let mut about_claim = 0;
             for alert in alerts.iter_mut() {
                 if let Event::FraudAlert(a) = alert
-                    && a.claim_ids.first() == Some(&features.claim_id)
+                    && a.claim_ids.first() == Some(claim_id)
                 {
                     a.model_name = Some(watch.primary.name().to_owned());
                     a.model_version = Some(watch.primary.version().to_owned());
@@ -147,21 +189,35 @@ impl FraudFold {
                 }
             }
             if about_claim == 0 && score >= watch.threshold {
-                let mut alert = crate::fraud::model_alert(
-                    &claim,
-                    &features,
-                    score,
-                    (watch.primary.name(), watch.primary.version()),
-                    watch.primary.importance_order(),
-                );
-                if let (Event::FraudAlert(a), Some((version, shadow_score))) = (&mut alert, shadow) {
-                    (a.shadow_model_version, a.shadow_score) = (Some(version), Some(shadow_score));
-                }
-                alerts.push(alert);
+                alerts.push(Self::model_alert(watch, &closed, score, shadow));
             }
             out.extend(alerts);
         }
-        Ok(out)
+        Ok(self.register(out))
+    }
+
+    fn model_alert(watch: &ModelWatch, closed: &Closed, score: f64, shadow: Option<(String, f64)>) -> Event {
+        let mut alert = crate::fraud::model_alert(
+            &closed.claim,
+            &closed.features,
+            score,
+            (watch.primary.name(), watch.primary.version()),
+            watch.primary.importance_order(),
+        );
+        if let (Event::FraudAlert(a), Some((version, shadow_score))) = (&mut alert, shadow) {
+            (a.shadow_model_version, a.shadow_score) = (Some(version), Some(shadow_score));
+        }
+        alert
+    }
+
+    /// Records the alerts going out as standing (for withdrawals later).
+    fn register(&mut self, mut out: Vec<Event>) -> Vec<Event> {
+        for alert in &mut out {
+            if let Event::FraudAlert(a) = alert {
+                self.detector.register(a);
+            }
+        }
+        out
     }
 }
 
@@ -171,7 +227,8 @@ impl Fold for FraudFold {
         Ok(Vec::new())
     }
 
-    fn end_of_batch(&mut self, _writes: &mut Writes) -> Result<Vec<Event>, RunError> {
+    fn end_of_batch(&mut self, released_below: Time, _writes: &mut Writes) -> Result<Vec<Event>, RunError> {
+        self.close(i64::try_from(released_below).unwrap_or(i64::MAX));
         self.flush().map_err(|e| RunError::Unsupported(e.to_string()))
     }
 }
@@ -192,14 +249,130 @@ pub fn run(spec: &FraudSpec, cluster: &Cluster) -> Result<FraudReport, RunError>
     )
 }
 
-/// Runs the rules over a log this process has (the demo), writing the alerts back to it.
-pub fn run_on_log(log: Arc<EmbeddedLog>, cluster: &Cluster) -> Result<FraudReport, RunError> {
+/// Runs the rules (and a model, if given) over a log this process has (the demo), writing the
+/// alerts back to it.
+pub fn run_on_log(
+    log: Arc<EmbeddedLog>,
+    cluster: &Cluster,
+    model: Option<ModelWatch>,
+) -> Result<FraudReport, RunError> {
     run_fold_on_log(
         log,
         cluster,
         Arc::new(MemoryStore::new()),
         &TOPICS,
         &[FRAUD_ALERTS],
-        Box::new(FraudFold::default()),
+        Box::new(FraudFold::new(model)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fraud::FEATURES;
+    use crate::fraud_windows::SLOT_MS;
+    use arus_schemas::events::{AlertStatus, ClaimLine, ClaimSubmitted, ClaimType, FraudAlert};
+    use arus_schemas::{Date, Idr, Timestamp};
+
+    /// Scores a claim 0.9 when its provider has two claims or more in its 5-minute window.
+    struct Busy;
+
+    impl Scorer for Busy {
+        fn name(&self) -> &str {
+            "busy"
+        }
+        fn version(&self) -> &str {
+            "1"
+        }
+        fn score(&mut self, rows: &[[i64; FEATURES.len()]]) -> Result<Vec<f64>, ModelError> {
+            let at = FEATURES.iter().position(|f| *f == "provider_5m_claims").expect("a window feature");
+            Ok(rows.iter().map(|r| if r[at] >= 2 { 0.9 } else { 0.1 }).collect())
+        }
+        fn importance_order(&self) -> &[String] {
+            &[]
+        }
+    }
+
+    fn fold() -> FraudFold {
+        let watch = ModelWatch {
+            dir: std::path::PathBuf::from("/nonexistent"),
+            primary: Box::new(Busy),
+            shadow: None,
+            shadow_mode: false,
+            threshold: 0.5,
+            loaded: 1,
+            since_check: 0,
+        };
+        FraudFold::new(Some(watch))
+    }
+
+    fn claim(id: &str, member: &str, at: i64, original: Option<&str>) -> Event {
+        let line = ClaimLine {
+            line_number: 1,
+            procedure_code: "99213".to_owned(),
+            diagnosis_code: "I10".to_owned(),
+            service_date: Date(20_000),
+            units: 1,
+            charge_amount_idr: Idr(250_000),
+            minutes: Some(20),
+        };
+        Event::ClaimSubmitted(ClaimSubmitted {
+            event_id: format!("e-{id}"),
+            event_time: Timestamp(at),
+            claim_id: id.to_owned(),
+            member_id: member.to_owned(),
+            provider_id: "P1".to_owned(),
+            claim_type: ClaimType::PROFESSIONAL,
+            service_date: Date(20_000),
+            auth_id: None,
+            diagnosis_codes: vec!["I10".to_owned()],
+            lines: if original.is_some() { Vec::new() } else { vec![line] },
+            total_charge_idr: Idr(if original.is_some() { 0 } else { 250_000 }),
+            currency: "IDR".to_owned(),
+            original_claim_id: original.map(str::to_owned),
+        })
+    }
+
+    fn alerts(out: Vec<Event>) -> Vec<FraudAlert> {
+        out.into_iter()
+            .map(|e| match e {
+                Event::FraudAlert(a) => a,
+                other => panic!("not an alert: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_claim_waits_for_its_window_and_late_claims_and_take_backs_correct_it() {
+        let mut fold = fold();
+        let t = 1_000 * SLOT_MS;
+        // A alone in its window: scored when a later event closes the window, no alert.
+        assert!(fold.alerts(&claim("A", "M1", t + 10, None)).expect("scored").is_empty(), "the window is open");
+        assert!(fold.alerts(&claim("X", "M9", t + 3 * SLOT_MS, None)).expect("scored").is_empty(), "A scored low");
+        // B comes late into A's window: B is scored now, A again — both alerted by the model.
+        let raised = alerts(fold.alerts(&claim("B", "M2", t + 20, None)).expect("scored"));
+        let ids: Vec<(&str, AlertStatus)> = raised.iter().map(|a| (a.alert_id.as_str(), a.status)).collect();
+        assert_eq!(ids, [("FA-MODEL-B", AlertStatus::RAISED), ("FA-MODEL-A", AlertStatus::RAISED)]);
+        assert_eq!(raised[1].window_start, Timestamp(t), "A's 5-minute window");
+        assert_eq!(raised[1].window_end, Timestamp(t + SLOT_MS));
+        let busy = FEATURES.iter().position(|f| *f == "provider_5m_claims").expect("feature");
+        assert_eq!(raised[1].features[busy].value as i64, 2, "{:?}", raised[1].features);
+        // B voided: its alert withdrawn, and A — alone again — withdrawn on its new score.
+        let withdrawn = alerts(fold.alerts(&claim("B-VOID", "M2", t + 4 * SLOT_MS, Some("B"))).expect("scored"));
+        let ids: Vec<(&str, AlertStatus, &str)> =
+            withdrawn.iter().map(|a| (a.alert_id.as_str(), a.status, a.event_id.as_str())).collect();
+        assert_eq!(
+            ids,
+            [
+                ("FA-MODEL-B", AlertStatus::WITHDRAWN, "withdrawn:FA-MODEL-B"),
+                ("FA-MODEL-A", AlertStatus::WITHDRAWN, "withdrawn:FA-MODEL-A")
+            ]
+        );
+        assert!(withdrawn[1].top_features[0].starts_with("withdrawn: its window changed"), "{:?}", withdrawn[1]);
+        // Another late claim into A's window: A raised again, as a new event.
+        let again = alerts(fold.alerts(&claim("C", "M3", t + 30, None)).expect("scored"));
+        let ids: Vec<(&str, &str)> = again.iter().map(|a| (a.alert_id.as_str(), a.event_id.as_str())).collect();
+        assert_eq!(ids, [("FA-MODEL-C", "alert:FA-MODEL-C"), ("FA-MODEL-A", "alert:FA-MODEL-A:2")]);
+        assert!(fold.finish().expect("scored").is_empty(), "X stays alone in its window");
+    }
 }

@@ -17,6 +17,7 @@ pub mod eligibility;
 pub mod eligibility_job;
 pub mod fraud;
 pub mod fraud_job;
+pub mod fraud_windows;
 pub mod metrics;
 pub mod model;
 pub mod provider_windows;

@@ -50,7 +50,7 @@ fn environment() -> Result<&'static Environment, ModelError> {
 }
 
 /// A model file `fraud-v<version>.onnx` run by ONNX Runtime: input `features` (float32
-/// [n, 12]), output `probabilities` (float32 [n, 2], column 1 the fraud probability).
+/// [n, `FEATURES.len()`]), output `probabilities` (float32 [n, 2], column 1 the fraud probability).
 pub struct OnnxScorer {
     session: Session,
     name: String,
@@ -83,13 +83,34 @@ impl OnnxScorer {
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0))).collect())
             })
             .unwrap_or_default();
+        let trained: Option<Vec<String>> = std::fs::read_to_string(&card)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|card| serde_json::from_value(card["features"].clone()).ok());
+        if let Some(trained) = trained
+            && trained != FEATURES
+        {
+            return Err(ModelError(format!(
+                "{}: trained on {} features ({}…), this build computes {} ({}…): train it again with models/train.py",
+                path.display(),
+                trained.len(),
+                trained.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                FEATURES.len(),
+                FEATURES[..3].join(", "),
+            )));
+        }
         importance.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
-        Ok(OnnxScorer {
+        let mut scorer = OnnxScorer {
             session,
             name: "arus-fraud".to_owned(),
             version: version.to_string(),
             importance: importance.into_iter().map(|(k, _)| k).collect(),
-        })
+        };
+        // A model that does not take this build's features fails here, not on the first claim.
+        scorer.score(&[[0; FEATURES.len()]]).map_err(|e| {
+            ModelError(format!("{}: does not score this build's {} features: {e}", path.display(), FEATURES.len()))
+        })?;
+        Ok(scorer)
     }
 }
 

@@ -129,9 +129,16 @@ pub(crate) fn finish<R>(
     }
 }
 
-/// Reads up to `batch` records from each reader in turn, decoded as events of the contract,
-/// handing each to `take` with its reader's index and partition. How many records were not
-/// events; `None` when a read failed (the run then fails with that error).
+/// How long one reader's turn in [`read_events`] may last. A following reader waits a little
+/// for each record; records trickling in faster than that wait would otherwise keep the turn
+/// going until `batch` of them came, holding back the watermark — and a fraud job's window
+/// closes — for seconds (benches/README.md, fraud alert latency).
+const TURN: Duration = Duration::from_millis(5);
+
+/// Reads up to `batch` records from each reader in turn (a turn lasting about [`TURN`] at
+/// most), decoded as events of the contract, handing each to `take` with its reader's index and
+/// partition. How many records were not events; `None` when a read failed (the run then fails
+/// with that error).
 pub(crate) fn read_events<R>(
     readers: &mut [Box<dyn ClaimReader>],
     batch: usize,
@@ -140,7 +147,11 @@ pub(crate) fn read_events<R>(
 ) -> Option<u64> {
     let mut undecodable = 0;
     for (i, reader) in readers.iter_mut().enumerate() {
-        for _ in 0..batch {
+        let turn = Instant::now();
+        for n in 0..batch {
+            if n > 0 && turn.elapsed() > TURN {
+                break;
+            }
             match reader.next_record() {
                 Ok(Some((partition, bytes))) => match arus_schemas::wire::decode(bytes) {
                     Ok(event) => take(i, partition, event),

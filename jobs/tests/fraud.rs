@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arus_connectors::embedded::EmbeddedLog;
 use arus_generator::{GeneratorConfig, Output, generate};
 use arus_jobs::adjudication_job::order_key;
-use arus_jobs::fraud::FraudDetector;
+use arus_jobs::fraud_job::FraudFold;
 use arus_jobs::runner::Cluster;
 use arus_schemas::{Event, wire};
 
@@ -33,14 +33,14 @@ fn generated(seed: u64, claims: u64) -> Run {
     Run { events, labels }
 }
 
-/// The rules folded over the events in the job's order: the alerts.
+/// The rules folded over the events in the job's order, to the end: the alerts.
 fn alerts(events: &[Event]) -> Vec<arus_schemas::events::FraudAlert> {
     let mut ordered: Vec<&Event> = events.iter().collect();
     ordered.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
-    let mut detector = FraudDetector::new();
-    ordered
-        .into_iter()
-        .flat_map(|e| detector.apply(e))
+    let mut fold = FraudFold::new(None);
+    let mut out: Vec<Event> = ordered.into_iter().flat_map(|e| fold.alerts(e).expect("rules")).collect();
+    out.extend(fold.finish().expect("rules"));
+    out.into_iter()
         .map(|e| match e {
             Event::FraudAlert(a) => a,
             other => panic!("not an alert: {other:?}"),
@@ -106,7 +106,7 @@ fn the_job_raises_what_the_rules_raise_for_any_worker_count() {
             log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
         }
         let log = Arc::new(log);
-        let report = arus_jobs::fraud_job::run_on_log(log.clone(), &Cluster::Local { workers }).expect("the job");
+        let report = arus_jobs::fraud_job::run_on_log(log.clone(), &Cluster::Local { workers }, None).expect("the job");
         assert_eq!(report.alerts as usize, expected.len(), "{report:?}");
         let mut written = Vec::new();
         for (partition, end) in log.end_offsets("fraud.alerts").expect("offsets").into_iter().enumerate() {
@@ -151,4 +151,53 @@ fn an_alert_is_withdrawn_when_its_claim_is_taken_back() {
     assert_ne!(withdrawn[0].event_id, duplicate.event_id, "a follow-up event of its own");
     // Everything else stands as it was.
     assert_eq!(after.len(), raised.len() + 1);
+}
+
+#[test]
+fn a_phantom_billing_alert_is_withdrawn_when_coverage_is_reinstated_back_over_its_day() {
+    use arus_schemas::events::{AlertStatus, CoverageChangeType};
+    let run = generated(7, 4_000);
+    let raised = alerts(&run.events);
+    // A phantom-billing alert for a member whose coverage was terminated (not one who died).
+    let died: HashSet<&str> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MemberUpdated(u) if u.date_of_death.is_some() => Some(u.member_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let (alert, termination) = raised
+        .iter()
+        .filter(|a| a.rule_hits[0].rule == "R-PHANTOM" && !died.contains(a.subject_id.as_str()))
+        .find_map(|a| {
+            let termination = run.events.iter().rev().find_map(|e| match e {
+                Event::CoverageChanged(c)
+                    if c.member_id == a.subject_id && c.change_type == CoverageChangeType::TERMINATED =>
+                {
+                    Some(c.clone())
+                }
+                _ => None,
+            })?;
+            Some((a, termination))
+        })
+        .expect("a phantom-billing alert after a termination");
+    let latest = run.events.iter().map(|e| e.event_time()).max().expect("events");
+    let mut reinstated = termination.clone();
+    reinstated.event_id = format!("{}-reinstated", termination.event_id);
+    reinstated.event_time = latest.add_millis(1);
+    reinstated.change_type = CoverageChangeType::REINSTATED;
+    reinstated.end_date = None;
+    let mut events = run.events.clone();
+    events.push(Event::CoverageChanged(reinstated));
+    let after = alerts(&events);
+    let withdrawn: Vec<_> = after.iter().filter(|a| a.status == AlertStatus::WITHDRAWN).collect();
+    assert!(withdrawn.iter().any(|w| w.alert_id == alert.alert_id), "{withdrawn:?}");
+    assert!(
+        withdrawn.iter().all(|w| w.rule_hits[0].rule == "R-PHANTOM"
+            && w.subject_id == alert.subject_id
+            && w.rule_hits[0].detail.starts_with("withdrawn: the member was covered")),
+        "{withdrawn:?}"
+    );
+    assert_eq!(after.len(), raised.len() + withdrawn.len(), "nothing else changes");
 }

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use arus_generator::{GeneratorConfig, Output, generate};
 use arus_jobs::adjudication_job::order_key;
-use arus_jobs::fraud::FraudDetector;
+use arus_jobs::fraud::{FraudDetector, Step};
 use arus_jobs::fraud_job::{FraudFold, ModelWatch};
-use arus_jobs::model::{OnnxScorer, Scorer};
+use arus_jobs::model::{OnnxScorer, Scorer, newest};
 use arus_jobs::spec::ModelSpec;
 use arus_schemas::Event;
 
@@ -39,17 +39,18 @@ fn the_model_scores_held_out_claims_as_its_card_says() {
     if arus_connectors::service_address("ORT_DYLIB_PATH").is_none() {
         return;
     }
-    let mut scorer = OnnxScorer::load(&models().join("fraud-v1.onnx")).expect("the model loads");
-    assert_eq!((scorer.name(), scorer.version()), ("arus-fraud", "1"));
+    let (version, path) = newest(models()).expect("a model in models/");
+    let mut scorer = OnnxScorer::load(&path).expect("the model loads");
+    assert_eq!((scorer.name(), scorer.version()), ("arus-fraud", version.to_string().as_str()));
     assert_eq!(scorer.importance_order().len(), arus_jobs::fraud::FEATURES.len(), "the card's importances");
     let (events, labels) = held_out(31, 15_000);
     let mut detector = FraudDetector::new();
     let (mut rows, mut ids) = (Vec::new(), Vec::new());
-    for event in &events {
-        detector.apply(event);
-        if let Some(features) = detector.take_features() {
-            rows.push(features.values);
-            ids.push(features.claim_id);
+    let steps: Vec<Step> = events.iter().flat_map(|event| detector.apply(event)).collect();
+    for step in steps.into_iter().chain(detector.close(i64::MAX)) {
+        if let Step::Claim(closed) = step {
+            rows.push(closed.features.values);
+            ids.push(closed.features.claim_id);
         }
     }
     let scores = scorer.score(&rows).expect("scores");
@@ -64,7 +65,7 @@ fn the_model_scores_held_out_claims_as_its_card_says() {
             true_positive += u32::from(is_fraud);
         }
     }
-    eprintln!("model v1 on seed 31: precision {true_positive}/{flagged}, recall {true_positive}/{fraud}");
+    eprintln!("model v{version} on seed 31: precision {true_positive}/{flagged}, recall {true_positive}/{fraud}");
     assert!(true_positive * 100 >= flagged * 85, "precision {true_positive}/{flagged}");
     assert!(true_positive * 100 >= fraud * 75, "recall {true_positive}/{fraud}");
     // Batched or one by one, the same scores.
@@ -91,6 +92,10 @@ fn alerts_with(
             alerts.push(a);
         }
     }
+    for alert in fold.finish().expect("scored") {
+        let Event::FraudAlert(a) = alert else { panic!("not an alert") };
+        alerts.push(a);
+    }
     alerts
 }
 
@@ -100,17 +105,25 @@ fn a_new_model_version_is_taken_up_while_running() {
         return;
     }
     let (events, _) = held_out(5, 4_000);
+    let (version, _) = newest(models()).expect("a model in models/");
+    let (v, next) = (version.to_string(), (version + 1).to_string());
     for shadow in [false, true] {
         let dir = tempfile::tempdir().expect("a folder");
         for ext in ["onnx", "json"] {
-            std::fs::copy(models().join(format!("fraud-v1.{ext}")), dir.path().join(format!("fraud-v1.{ext}")))
-                .expect("copy");
+            let name = format!("fraud-v{v}.{ext}");
+            std::fs::copy(models().join(&name), dir.path().join(&name)).expect("copy");
         }
         let spec = ModelSpec { dir: dir.path().to_owned(), threshold: 0.5, shadow };
-        let reference = alerts_with(Some(ModelWatch::open(&spec).expect("v1")), &events, || {});
-        // The same weights as version 2, dropped into the folder halfway.
-        let alerts = alerts_with(Some(ModelWatch::open(&spec).expect("v1")), &events, || {
-            std::fs::copy(dir.path().join("fraud-v1.onnx"), dir.path().join("fraud-v2.onnx")).expect("deploy v2");
+        let reference = alerts_with(Some(ModelWatch::open(&spec).expect("the model")), &events, || {});
+        // The same weights as the next version, dropped into the folder halfway.
+        let alerts = alerts_with(Some(ModelWatch::open(&spec).expect("the model")), &events, || {
+            for ext in ["onnx", "json"] {
+                std::fs::copy(
+                    dir.path().join(format!("fraud-v{v}.{ext}")),
+                    dir.path().join(format!("fraud-v{next}.{ext}")),
+                )
+                .expect("deploy the next version");
+            }
         });
         let ids = |a: &[arus_schemas::events::FraudAlert]| a.iter().map(|a| a.alert_id.clone()).collect::<HashSet<_>>();
         assert_eq!(ids(&alerts), ids(&reference), "shadow {shadow}: no alert lost or added");
@@ -119,14 +132,22 @@ fn a_new_model_version_is_taken_up_while_running() {
             alerts.iter().map(|a| (a.model_version.as_deref(), a.shadow_model_version.as_deref())).collect();
         let (first, last) = (versions.first().expect("alerts"), versions.last().expect("alerts"));
         if shadow {
-            assert_eq!((*first, *last), ((Some("1"), None), (Some("1"), Some("2"))), "shadow: v2 scores beside v1");
+            assert_eq!(
+                (*first, *last),
+                ((Some(v.as_str()), None), (Some(v.as_str()), Some(next.as_str()))),
+                "shadow: the next version scores beside the current one"
+            );
             let shadowed = alerts.iter().filter(|a| a.shadow_score.is_some());
             assert!(
                 shadowed.clone().count() > 0 && shadowed.clone().all(|a| a.shadow_score == a.score),
                 "same weights"
             );
         } else {
-            assert_eq!((*first, *last), ((Some("1"), None), (Some("2"), None)), "v2 replaces v1");
+            assert_eq!(
+                (*first, *last),
+                ((Some(v.as_str()), None), (Some(next.as_str()), None)),
+                "the next version replaces the current one"
+            );
         }
     }
 }
@@ -137,4 +158,23 @@ fn a_folder_without_a_model_is_a_clear_error() {
     let spec = ModelSpec { dir: dir.path().to_owned(), threshold: 0.5, shadow: false };
     let err = ModelWatch::open(&spec).err().expect("no model");
     assert!(err.to_string().contains("no fraud-v<version>.onnx"), "{err}");
+}
+
+#[test]
+fn a_model_trained_on_other_features_is_refused_with_a_clear_error() {
+    if arus_connectors::service_address("ORT_DYLIB_PATH").is_none() {
+        return;
+    }
+    let (version, path) = newest(models()).expect("a model in models/");
+    let dir = tempfile::tempdir().expect("a folder");
+    std::fs::copy(&path, dir.path().join(format!("fraud-v{version}.onnx"))).expect("copy");
+    // Its card says it was trained on the first twelve features only (as version 1 was).
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).expect("the card")).expect("json");
+    card["features"] = serde_json::json!(arus_jobs::fraud::FEATURES[..12]);
+    std::fs::write(dir.path().join(format!("fraud-v{version}.json")), card.to_string()).expect("write the card");
+    let spec = ModelSpec { dir: dir.path().to_owned(), threshold: 0.5, shadow: false };
+    let err = ModelWatch::open(&spec).err().expect("refused");
+    let message = err.to_string();
+    assert!(message.contains("trained on 12 features") && message.contains("train it again"), "{message}");
 }

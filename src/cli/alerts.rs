@@ -34,6 +34,24 @@ pub struct TailArgs {
     /// Keep printing alerts as they come (Kafka), until stopped.
     #[arg(long)]
     follow: bool,
+    /// Stop after printing this many.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+}
+
+impl TailArgs {
+    /// The first `limit` alerts of an embedded log in `dir` scored at least `min_score`.
+    pub fn log(dir: &std::path::Path, min_score: Option<f64>, limit: u64) -> Self {
+        TailArgs {
+            kafka: None,
+            log: Some(dir.to_owned()),
+            topic_prefix: String::new(),
+            subject: None,
+            min_score,
+            follow: false,
+            limit: Some(limit),
+        }
+    }
 }
 
 /// One alert in a line: day, severity, pattern, subject, why, claims, rules, score.
@@ -78,23 +96,25 @@ pub fn run(command: AlertsCommand) -> anyhow::Result<()> {
     }
     let topic = format!("{}{}", args.topic_prefix, arus_schemas::topics::names::FRAUD_ALERTS);
     let mut shown = 0u64;
-    let mut show = |bytes: &[u8]| -> anyhow::Result<()> {
-        let Ok(Event::FraudAlert(alert)) = wire::decode(bytes) else { return Ok(()) };
+    let limit = args.limit.unwrap_or(u64::MAX);
+    // Prints an alert that passes the filters; whether to go on.
+    let mut show = |bytes: &[u8]| -> anyhow::Result<bool> {
+        let Ok(Event::FraudAlert(alert)) = wire::decode(bytes) else { return Ok(true) };
         let subject = match alert.subject_type {
             SubjectType::PROVIDER => "provider",
             SubjectType::MEMBER => "member",
         };
         if args.subject.as_deref().is_some_and(|s| s != subject) {
-            return Ok(());
+            return Ok(true);
         }
         if let Some(min) = args.min_score
             && alert.score.is_none_or(|s| s < min)
         {
-            return Ok(());
+            return Ok(true);
         }
         out!("{}", describe(&alert));
         shown += 1;
-        Ok(())
+        Ok(shown < limit)
     };
     match (&args.kafka, &args.log) {
         (Some(brokers), _) => {
@@ -107,14 +127,17 @@ pub fn run(command: AlertsCommand) -> anyhow::Result<()> {
             if args.follow {
                 let mut reader = reader.following();
                 loop {
-                    if let Some(record) = reader.next_available(std::time::Duration::from_millis(500))? {
-                        show(&record.value)?;
+                    if let Some(record) = reader.next_available(std::time::Duration::from_millis(500))?
+                        && !show(&record.value)?
+                    {
+                        break;
                     }
                 }
-            }
-            let mut reader = reader;
-            while let Some(record) = reader.next_record()? {
-                show(&record.value)?;
+            } else {
+                let mut reader = reader;
+                while let Some(record) = reader.next_record()?
+                    && show(&record.value)?
+                {}
             }
         }
         (None, Some(dir)) => {
@@ -126,14 +149,17 @@ pub fn run(command: AlertsCommand) -> anyhow::Result<()> {
                 "{}: no topic {topic} (run pipelines/fraud.toml first)",
                 dir.display()
             );
-            for (partition, end) in log.end_offsets(&topic)?.into_iter().enumerate() {
+            'partitions: for (partition, end) in log.end_offsets(&topic)?.into_iter().enumerate() {
                 for record in log.fetch(&topic, partition as u32, 0, end as usize)? {
-                    show(&record.value)?;
+                    if !show(&record.value)? {
+                        break 'partitions;
+                    }
                 }
             }
         }
         (None, None) => anyhow::bail!("say where the alerts are: --kafka BROKERS or --log DIR"),
     }
+    std::io::Write::flush(&mut std::io::stdout())?;
     eprintln!("{shown} alerts");
     Ok(())
 }

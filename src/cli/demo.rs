@@ -26,6 +26,32 @@ pub struct DemoArgs {
     /// `127.0.0.1:8080`; port 0 picks one) until stopped with Ctrl-C.
     #[arg(long, value_name = "ADDR")]
     serve: Option<String>,
+    /// Keep the demo's log in this folder (emptied first), to read again afterwards: `arus
+    /// alerts tail --log DIR`, or a job with `--set 'source={kind="embedded", dir="DIR"}'`.
+    /// Default: `arus-demo` in the system's temporary folder.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<std::path::PathBuf>,
+}
+
+/// Empties a folder for the demo's log: one that is missing, empty, or an embedded log (its
+/// `topics/` and positions) — never a folder holding anything else.
+fn fresh_log_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let ours = |n: &String| matches!(n.as_str(), "topics" | "positions.json" | "positions.json.tmp");
+        anyhow::ensure!(
+            names.iter().all(ours),
+            "--log-dir {}: holds other files than an embedded log ({}); pick an empty or new folder",
+            dir.display(),
+            names.iter().filter(|n| !ours(n)).take(3).cloned().collect::<Vec<_>>().join(", ")
+        );
+        for name in names {
+            let path = dir.join(name);
+            if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
+                .map_err(|e| anyhow::anyhow!("--log-dir {}: cannot empty it: {e}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -40,9 +66,16 @@ struct Census {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let args_serve = args.serve.clone();
     let config = args.population.config(5_000, 60)?;
-    let log = EmbeddedLog::new();
+    let log_dir = args.log_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("arus-demo"));
+    fresh_log_dir(&log_dir)?;
+    let log = EmbeddedLog::open(&log_dir).map_err(|e| anyhow::anyhow!("--log-dir {}: {e}", log_dir.display()))?;
     log.create_all_topics()?;
-    out!("arus demo: embedded log with {} topics, generator seed {}", log.topic_names().len(), config.seed);
+    out!(
+        "arus demo: embedded log with {} topics in {}, generator seed {}",
+        log.topic_names().len(),
+        log_dir.display(),
+        config.seed
+    );
 
     let started = Instant::now();
     let mut census = Census::default();
@@ -145,7 +178,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     out!();
     let claim_example = adjudication(log.clone(), store.clone())?;
     out!();
-    fraud(log.clone())?;
+    fraud(log.clone(), &log_dir)?;
     out!();
     out!(
         "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic; \
@@ -235,9 +268,31 @@ fn provider_windows(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
 /// A member and a date worth asking about.
 type Example = (String, arus_schemas::Date);
 
-/// Runs the fraud rules over the log on two workers; shows the alerts by pattern and a few.
-fn fraud(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
-    let report = arus_jobs::fraud_job::run_on_log(log.clone(), &arus_jobs::runner::Cluster::Local { workers: 2 })?;
+/// Runs the fraud rules (and the model in `models/`, when ONNX Runtime is there) over the log
+/// on two workers; shows the alerts by pattern, and a few as `arus alerts tail` prints them from
+/// the log's folder.
+fn fraud(log: std::sync::Arc<EmbeddedLog>, dir: &std::path::Path) -> anyhow::Result<()> {
+    let spec = arus_jobs::spec::ModelSpec { dir: "models".into(), threshold: 0.5, shadow: false };
+    let model = match (std::env::var_os("ORT_DYLIB_PATH"), spec.dir.is_dir()) {
+        (Some(_), true) => match arus_jobs::fraud_job::ModelWatch::open(&spec) {
+            Ok(model) => Some(model),
+            Err(e) => {
+                out!("fraud model not used: {e}");
+                None
+            }
+        },
+        _ => {
+            out!(
+                "fraud model not used (rules only): it needs ORT_DYLIB_PATH (`source ~/.cache/arus/services.env` after \
+                 the test command's setup) and models/ in the current folder"
+            );
+            None
+        }
+    };
+    let scored = model.is_some();
+    let report =
+        arus_jobs::fraud_job::run_on_log(log.clone(), &arus_jobs::runner::Cluster::Local { workers: 2 }, model)?;
+    log.flush()?;
     let mut alerts = Vec::new();
     for (partition, end) in log.end_offsets("fraud.alerts")?.into_iter().enumerate() {
         for record in log.fetch("fraud.alerts", partition as u32, 0, end as usize)? {
@@ -252,7 +307,9 @@ fn fraud(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
     }
     let patterns: Vec<String> = by_pattern.iter().map(|(p, n)| format!("{n} {p}")).collect();
     out!(
-        "fraud rules (2 timely workers, a provider's or member's day of service): {} alerts to fraud.alerts in {:.2?} ({})",
+        "fraud {} (2 timely workers; rules over a provider's or member's day of service, claims scored as their \
+         5-minute windows close): {} alerts to fraud.alerts in {:.2?} ({})",
+        if scored { "rules and model" } else { "rules" },
         thousands(report.alerts),
         report.elapsed,
         patterns.join(", ")
@@ -265,7 +322,14 @@ fn fraud(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
             out!("  {}", super::alerts::describe(alert));
         }
     }
-    out!("  all of them, as an analyst reads them: arus alerts tail --log DIR (or --kafka BROKERS)");
+    let min_score = scored.then_some(0.9);
+    out!(
+        "the first alerts{} as an analyst reads them — `arus alerts tail --log {}{}` (or --kafka BROKERS):",
+        if scored { " the model scored 0.9 or more," } else { "," },
+        dir.display(),
+        if scored { " --min-score 0.9" } else { "" }
+    );
+    super::alerts::run(super::alerts::AlertsCommand::Tail(super::alerts::TailArgs::log(dir, min_score, 5)))?;
     Ok(())
 }
 

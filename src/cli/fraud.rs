@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use arus_generator::{Output, generate};
-use arus_schemas::Event;
+use arus_jobs::fraud::Step;
 
 use super::Population;
 
@@ -47,9 +47,13 @@ pub fn run(command: FraudCommand) -> anyhow::Result<()> {
     writeln!(out, "claim_id,{},label", arus_jobs::fraud::FEATURES.join(","))?;
     let mut detector = arus_jobs::fraud::FraudDetector::new();
     let mut rows = 0u64;
-    for event in &events {
-        detector.apply(event);
-        if let (Event::ClaimSubmitted(_), Some(features)) = (event, detector.take_features()) {
+    let steps = events.iter().flat_map(|event| detector.apply(event)).collect::<Vec<_>>();
+    for step in steps.into_iter().chain(detector.close(i64::MAX)) {
+        // A claim as it is first scored, when its window closes.
+        if let Step::Claim(closed) = step
+            && !closed.again
+        {
+            let features = &closed.features;
             let values: Vec<String> = features.values.iter().map(i64::to_string).collect();
             let label = labels.get(&features.claim_id).copied().unwrap_or("");
             writeln!(out, "{},{},{label}", features.claim_id, values.join(","))?;
