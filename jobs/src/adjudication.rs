@@ -126,6 +126,9 @@ struct Standing {
     auth_units: Vec<(String, i32)>,
     /// Reversed (compensated or replaced): adds nothing any more.
     reversed: bool,
+    /// Paid to the provider by completed payments while it stood (counted in paid-to-date;
+    /// taken out again, to be recovered, when it is reversed).
+    paid: Idr,
 }
 
 /// Member, provider, date of service, procedure, units, charge.
@@ -381,7 +384,7 @@ impl Adjudicator {
             }
             Event::ClaimSubmitted(claim) => return self.submitted(claim),
             Event::PaymentCompleted(e) => {
-                let Some(standing) = self.claims.get(&e.claim_id) else { return Vec::new() };
+                let Some(standing) = self.claims.get_mut(&e.claim_id) else { return Vec::new() };
                 let paid = ClaimPaid {
                     event_id: format!("paid:{}", e.event_id),
                     event_time: e.event_time,
@@ -391,15 +394,29 @@ impl Adjudicator {
                     provider_id: standing.provider_id.clone(),
                     amount_idr: e.amount_idr,
                 };
-                // Paid to date, in the year the claim's decision counted in.
-                if let Some(year) = standing.added.keys().next().copied()
-                    && let Some(acc) = self.members_met.get_mut(&(standing.member_id.clone(), year))
-                {
-                    acc.paid_idr += e.amount_idr;
-                    acc.version += 1;
+                // Paid to date, in the year the claim's decision counted in — for a claim that
+                // stands; a payment that completes after its claim was reversed is money to
+                // recover, not paid-to-date.
+                if !standing.reversed {
+                    standing.paid += e.amount_idr;
+                    if let Some(year) = standing.added.keys().next().copied()
+                        && let Some(acc) = self.members_met.get_mut(&(standing.member_id.clone(), year))
+                    {
+                        acc.paid_idr += e.amount_idr;
+                        acc.version += 1;
+                    }
                 }
+                let reversed = standing.reversed;
                 if let Some(view) = self.views.get_mut(&e.claim_id) {
-                    view.state = "PAID".to_owned();
+                    if reversed {
+                        let note = format!(
+                            "payment {} of {} completed after the reversal: to be recovered from the provider",
+                            e.payment_id, e.amount_idr
+                        );
+                        view.reversal = Some(view.reversal.take().map_or(note.clone(), |r| format!("{r}; {note}")));
+                    } else {
+                        view.state = "PAID".to_owned();
+                    }
                     view.payment_id = Some(e.payment_id.clone());
                     view.version += 1;
                 }
@@ -472,8 +489,13 @@ impl Adjudicator {
             }
         }
         let mut out = Vec::new();
+        // What was paid on it comes out of paid-to-date (the year it counted in).
+        let paid_year = standing.added.keys().next().copied();
         for (year, added) in &standing.added {
             let member = self.members_met.entry((standing.member_id.clone(), *year)).or_default();
+            if Some(*year) == paid_year {
+                member.paid_idr -= standing.paid;
+            }
             member.member.sub(*added);
             let family = self.families_met.entry((standing.family_id.clone(), *year)).or_default();
             family.sub(*added);
@@ -483,7 +505,11 @@ impl Adjudicator {
         }
         if let Some(view) = self.views.get_mut(claim_id) {
             view.state = "REVERSED".to_owned();
-            view.reversal = Some(reason.to_owned());
+            view.reversal = Some(if standing.paid.0 > 0 {
+                format!("{reason}; its payment of {} is to be recovered from the provider", standing.paid)
+            } else {
+                reason.to_owned()
+            });
             view.version += 1;
         }
         out
@@ -793,6 +819,7 @@ impl Adjudicator {
                 lines: keys,
                 auth_units,
                 reversed: false,
+                paid: Idr(0),
             },
         );
         let sum = |f: fn(&AdjudicatedLine) -> Idr| lines.iter().map(f).sum::<Idr>();

@@ -619,6 +619,10 @@ fn compensation_restores_the_accumulators_exactly() {
     assert_eq!(decision(&outputs, "C2B").lines[0].deductible_idr.0, 100_000);
     assert_eq!(decision(&outputs, "C1B").lines[0].deductible_idr.0, 300_000);
     assert_eq!(corrected.claim("C1").expect("C1").state, "REVERSED");
+    // C1 had been paid: its payment comes out of paid-to-date, to be recovered.
+    assert_eq!(corrected.accumulators("A-S", 2026).expect("A-S").paid_idr.0, 0, "C1's payment taken back");
+    let reversal = corrected.claim("C1").expect("C1").reversal.clone().unwrap_or_default();
+    assert!(reversal.contains("replaced by C1B") && reversal.contains("to be recovered"), "{reversal}");
     // A void (no lines) takes C1B back too.
     world.claim("VOID", "A-S", "P1", "2026-03-27", &[]);
     world.last_claim().original_claim_id = Some("C1B".to_owned());
