@@ -129,15 +129,16 @@ pub(crate) fn finish<R>(
     }
 }
 
-/// How long one reader's turn in [`read_events`] may last. A following reader waits a little
-/// for each record; records trickling in faster than that wait would otherwise keep the turn
-/// going until `batch` of them came, holding back the watermark — and a fraud job's window
-/// closes — for seconds (benches/README.md, fraud alert latency).
+/// How long a following reader's turn in [`read_events`] may last. It waits a little for each
+/// record; records trickling in faster than that wait would otherwise keep the turn going
+/// until `batch` of them came, holding back the watermark — and a fraud job's window closes —
+/// for seconds (benches/README.md, fraud alert latency). Readers of a bounded input read whole
+/// batches: fewer, larger batches for the sequencer (a store round trip each).
 const TURN: Duration = Duration::from_millis(5);
 
-/// Reads up to `batch` records from each reader in turn (a turn lasting about [`TURN`] at
-/// most), decoded as events of the contract, handing each to `take` with its reader's index and
-/// partition. How many records were not events; `None` when a read failed (the run then fails
+/// Reads up to `batch` records from each reader in turn (a following reader's turn lasting
+/// about [`TURN`] at most), decoded as events of the contract, handing each to `take` with its
+/// reader's index and partition. How many records were not events; `None` when a read failed (the run then fails
 /// with that error).
 pub(crate) fn read_events<R>(
     readers: &mut [Box<dyn ClaimReader>],
@@ -147,9 +148,9 @@ pub(crate) fn read_events<R>(
 ) -> Option<u64> {
     let mut undecodable = 0;
     for (i, reader) in readers.iter_mut().enumerate() {
-        let turn = Instant::now();
+        let (turn, following) = (Instant::now(), reader.following());
         for n in 0..batch {
-            if n > 0 && turn.elapsed() > TURN {
+            if following && n > 0 && turn.elapsed() > TURN {
                 break;
             }
             match reader.next_record() {
@@ -548,6 +549,10 @@ pub(crate) trait ClaimReader {
     }
     /// Whether every partition has been read to its end for good (a followed topic never is).
     fn finished(&self) -> bool;
+    /// Whether it follows its topic (waits a little for each next record).
+    fn following(&self) -> bool {
+        false
+    }
     /// Whether every partition has been read as far as it went when last asked (a followed
     /// topic is, between records).
     fn caught_up(&self) -> bool {
@@ -785,6 +790,10 @@ impl ClaimReader for KafkaReader {
 
     fn caught_up(&self) -> bool {
         self.reader.finished()
+    }
+
+    fn following(&self) -> bool {
+        self.follow.is_some()
     }
 
     fn ended(&self) -> Vec<u32> {
