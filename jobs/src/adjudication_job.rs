@@ -12,7 +12,8 @@
 //! The same machinery (`Fold`, `run_sequenced`) runs the fraud job's rules and model.
 //!
 //! One sequencer bounds the job at one core for the decisions themselves; decoding runs on
-//! every worker. Families couple members' accumulators, so sharding the fold means routing by
+//! every worker, and writing (encoding the outputs, sending them, the store's round trip) on a
+//! writer thread, a batch behind the sequencer. Families couple members' accumulators, so sharding the fold means routing by
 //! family, which needs a member → family lookup before the exchange (not built yet).
 
 use std::collections::BTreeMap;
@@ -75,8 +76,17 @@ struct Outputs {
 }
 
 enum To {
-    Kafka { sink: arus_connectors::kafka::KafkaSink, prefix: String, config: arus_connectors::kafka::KafkaConfig },
-    Log { log: Arc<EmbeddedLog>, prefix: String },
+    Kafka {
+        sink: arus_connectors::kafka::KafkaSink,
+        prefix: String,
+        config: arus_connectors::kafka::KafkaConfig,
+    },
+    Log {
+        log: Arc<EmbeddedLog>,
+        prefix: String,
+        /// Output topics known to be there (asking the log lists every topic).
+        known: std::collections::HashSet<String>,
+    },
 }
 
 /// Whether a sequenced job writes this kind (what a rerun must not write twice).
@@ -146,7 +156,7 @@ impl To {
                         }
                     }
                 }
-                To::Log { log, prefix } => {
+                To::Log { log, prefix, .. } => {
                     let topic = format!("{prefix}{topic}");
                     if !log.topic_names().contains(&topic) {
                         continue;
@@ -169,9 +179,9 @@ impl To {
     fn open(source: &EligibilitySource, log: Option<Arc<EmbeddedLog>>, topics: &[&str]) -> Result<Self, RunError> {
         match (source, log) {
             (EligibilitySource::Embedded { topic_prefix, .. }, Some(log)) => {
-                Ok(To::Log { log, prefix: topic_prefix.clone() })
+                Ok(To::Log { log, prefix: topic_prefix.clone(), known: Default::default() })
             }
-            (_, Some(log)) => Ok(To::Log { log, prefix: String::new() }),
+            (_, Some(log)) => Ok(To::Log { log, prefix: String::new(), known: Default::default() }),
             (EligibilitySource::Kafka { brokers, topic_prefix, .. }, None) => {
                 let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
                 for topic in topics {
@@ -187,26 +197,29 @@ impl To {
             }
             (EligibilitySource::Embedded { dir, topic_prefix }, None) => {
                 let log = Arc::new(EmbeddedLog::open(dir)?);
-                Ok(To::Log { log, prefix: topic_prefix.clone() })
+                Ok(To::Log { log, prefix: topic_prefix.clone(), known: Default::default() })
             }
         }
     }
 
-    fn write(&self, event: &Event) -> Result<(), RunError> {
+    fn write(&mut self, event: &Event) -> Result<(), RunError> {
         let topic = output_topic(event);
         let bytes = wire::encode(event).map_err(|e| RunError::Unsupported(e.to_string()))?;
         match self {
             To::Kafka { sink, prefix, .. } => {
                 sink.send(&format!("{prefix}{topic}"), event.key().as_bytes(), &bytes, event.event_time().0)?
             }
-            To::Log { log, prefix } => {
+            To::Log { log, prefix, known } => {
                 let topic = format!("{prefix}{topic}");
-                if !log.topic_names().contains(&topic) {
-                    let partitions = arus_schemas::topics::TOPICS
-                        .iter()
-                        .find(|t| format!("{prefix}{}", t.name) == topic)
-                        .map_or(1, |t| t.partitions);
-                    log.create_topic(&topic, partitions)?;
+                if !known.contains(&topic) {
+                    if !log.topic_names().contains(&topic) {
+                        let partitions = arus_schemas::topics::TOPICS
+                            .iter()
+                            .find(|t| format!("{prefix}{}", t.name) == topic)
+                            .map_or(1, |t| t.partitions);
+                        log.create_topic(&topic, partitions)?;
+                    }
+                    known.insert(topic.clone());
                 }
                 log.produce(&topic, Some(event.key().as_bytes()), bytes, event.event_time())?;
             }
@@ -430,23 +443,79 @@ fn event_time(event: &Event) -> Time {
     event.event_time().0.max(0) as Time
 }
 
+/// A batch for the writer: the decided events in order, and the store's records.
+type Batch = (Vec<Event>, Vec<(String, u64, Vec<u8>)>);
+
+/// Writes the sequencer's batches on a thread of its own, in order: the outputs encoded and
+/// sent, then the records in one store round trip — overlapping the next batch's decisions on
+/// the sequencer (the job was one thread's work before: decide, encode, send, write).
+struct Writer {
+    batches: Option<std::sync::mpsc::SyncSender<Batch>>,
+    thread: Option<std::thread::JoinHandle<Result<u64, RunError>>>,
+}
+
+impl Writer {
+    fn start(mut outputs: Outputs, store: Arc<dyn StateStore>) -> Result<Self, RunError> {
+        // A few batches in flight at most: a slow broker or store holds the sequencer back.
+        let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let thread = std::thread::Builder::new()
+            .name("arus-writer".to_owned())
+            .spawn(move || {
+                for (events, writes) in received {
+                    for event in &events {
+                        outputs.write(event)?;
+                    }
+                    store.put_many_versioned(&writes).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                }
+                outputs.flush()?;
+                Ok(outputs.skipped)
+            })
+            .map_err(|e| RunError::Unsupported(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer { batches: Some(batches), thread: Some(thread) })
+    }
+
+    /// Hands a batch over; the writer's error, if it has stopped on one.
+    fn send(&mut self, batch: Batch) -> Result<(), RunError> {
+        let sent = self.batches.as_ref().is_some_and(|b| b.send(batch).is_ok());
+        if sent {
+            return Ok(());
+        }
+        Err(self.finish().err().unwrap_or_else(|| RunError::Unsupported("the writer has stopped".to_owned())))
+    }
+
+    /// Waits for everything handed over to be written and flushed: how many outputs an earlier
+    /// run had written already (not written again); nothing more once finished.
+    fn finish(&mut self) -> Result<u64, RunError> {
+        self.batches = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(RunError::Unsupported("the writer thread panicked".to_owned())),
+            None => Ok(0),
+        }
+    }
+}
+
 /// The sequencer's side: the fold, and where its decisions go.
 struct Sequencer {
     fold: Box<dyn Fold>,
-    store: Arc<dyn StateStore>,
-    outputs: Outputs,
+    writer: Writer,
     report: AdjudicationReport,
     /// Records to write to the store, the latest version of each key: written together.
     writes: Writes,
+    /// Decided events of the batch, in order.
+    decided: Vec<Event>,
 }
 
 impl Sequencer {
-    /// Writes the records gathered so far to the store, in one round trip.
-    fn write_store(&mut self) -> Result<(), RunError> {
+    /// Hands the batch's events and records to the writer.
+    fn write_batch(&mut self) -> Result<(), RunError> {
         let writes: Vec<(String, u64, Vec<u8>)> =
             self.writes.drain().map(|(key, (version, bytes))| (key, version, bytes)).collect();
-        self.store.put_many_versioned(&writes).map_err(|e| RunError::Unsupported(e.to_string()))?;
-        Ok(())
+        let decided = std::mem::take(&mut self.decided);
+        if writes.is_empty() && decided.is_empty() {
+            return Ok(());
+        }
+        self.writer.send((decided, writes))
     }
 
     fn apply(&mut self, event: &Event) -> Result<(), RunError> {
@@ -461,10 +530,9 @@ impl Sequencer {
         self.emit(decided)
     }
 
-    /// Writes decided events out, counting them.
+    /// Counts decided events and keeps them for the writer.
     fn emit(&mut self, decided: Vec<Event>) -> Result<(), RunError> {
         for decided in decided {
-            self.outputs.write(&decided)?;
             match &decided {
                 Event::ClaimAdjudicated(a) => {
                     *self.report.decided.entry(format!("{:?}", a.status)).or_default() += 1;
@@ -474,6 +542,7 @@ impl Sequencer {
                 Event::FraudAlert(_) => self.report.alerts += 1,
                 _ => {}
             }
+            self.decided.push(decided);
         }
         Ok(())
     }
@@ -494,10 +563,10 @@ fn run_inputs(
     let worker_shared = shared.clone();
     let sequencer = Arc::new(Mutex::new(Some(Sequencer {
         fold,
-        store,
-        outputs,
+        writer: Writer::start(outputs, store)?,
         report: AdjudicationReport::default(),
         writes: Default::default(),
+        decided: Vec::new(),
     })));
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
@@ -602,14 +671,14 @@ fn run_inputs(
                 if let Err(error) = seq.end_batch(released_below) {
                     fail(&shared, error);
                 }
-                if let Err(error) = seq.write_store() {
+                if let Err(error) = seq.write_batch() {
                     fail(&shared, error);
                 }
                 if frontier.is_empty() {
-                    if let Err(error) = seq.outputs.flush() {
-                        fail(&shared, error);
+                    match seq.writer.finish() {
+                        Ok(skipped) => seq.report.already_written = skipped,
+                        Err(error) => fail(&shared, error),
                     }
-                    seq.report.already_written = seq.outputs.skipped;
                     let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
                     let undecodable = shared.report.undecodable;
                     shared.report = std::mem::take(&mut seq.report);
