@@ -62,9 +62,8 @@ pub fn distance_km(a: (i32, i32), b: (i32, i32)) -> i64 {
 /// event-time windows' ([`WINDOW_FEATURES`], known when its window closes).
 pub const CLAIM_FEATURES: usize = 12;
 
-/// The features of a claim in its windows, as the rules see them and a model scores them: the
-/// claim's own and its service day's, then its event-time windows' ([`WINDOW_FEATURES`]).
-pub const FEATURES: [&str; CLAIM_FEATURES + WINDOW_FEATURES.len()] = [
+/// The claim's own features and its service day's, known when it comes.
+const CLAIM_FEATURE_NAMES: [&str; CLAIM_FEATURES] = [
     "lines",
     "billed_idr",
     "max_units",
@@ -77,16 +76,23 @@ pub const FEATURES: [&str; CLAIM_FEATURES + WINDOW_FEATURES.len()] = [
     "panel_components",
     "days_uncovered",
     "repeats_earlier_claim",
-    "provider_5m_claims",
-    "provider_5m_billed_idr",
-    "provider_1d_claims",
-    "provider_1d_mean_billed_idr",
-    "provider_1d_members",
-    "provider_1d_high_severity_permille",
-    "peer_1d_high_severity_permille",
-    "member_1d_claims",
-    "member_1d_providers",
 ];
+
+/// The features of a claim in its windows, as the rules see them and a model scores them: the
+/// claim's own and its service day's, then its event-time windows' ([`WINDOW_FEATURES`]).
+pub const FEATURES: [&str; CLAIM_FEATURES + WINDOW_FEATURES.len()] = {
+    let mut all = [""; CLAIM_FEATURES + WINDOW_FEATURES.len()];
+    let mut i = 0;
+    while i < CLAIM_FEATURES {
+        all[i] = CLAIM_FEATURE_NAMES[i];
+        i += 1;
+    }
+    while i < all.len() {
+        all[i] = WINDOW_FEATURES[i - CLAIM_FEATURES];
+        i += 1;
+    }
+    all
+};
 
 /// A claim's features, in [`FEATURES`] order.
 #[derive(Debug, Clone, PartialEq, Eq)]
