@@ -82,6 +82,7 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
     let mut expected = Totals { claims: 0, lines: 0, billed: 0, paid: 0 };
     let mut decisions = Vec::new();
     let mut counts = std::collections::BTreeMap::new();
+    let mut paid_to_date = 0i64;
     let log = EmbeddedLog::open(log_dir.path()).expect("the log");
     for topic in ["claims.events", "payment.events", "member.events", "accumulator.updates"] {
         for (partition, end) in log.end_offsets(topic).expect("offsets").into_iter().enumerate() {
@@ -98,7 +99,10 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
                         *counts.entry("payments").or_insert(0u64) += 1
                     }
                     Event::MemberCreated(_) => *counts.entry("members").or_insert(0u64) += 1,
-                    Event::AccumulatorUpdated(_) => *counts.entry("accumulator_snapshots").or_insert(0u64) += 1,
+                    Event::AccumulatorUpdated(u) => {
+                        *counts.entry("accumulator_snapshots").or_insert(0u64) += 1;
+                        paid_to_date += u.paid_to_date_idr.0;
+                    }
                     _ => {}
                 }
             }
@@ -168,6 +172,15 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
         assert_eq!(rows_in(&format!("SELECT count() AS n FROM {table} FINAL")), *n, "{table}");
     }
     assert!(counts.len() == 3 && counts.values().all(|n| *n > 0), "{counts:?}");
+    // The paid-to-date the snapshots carry (V009) is the updates' own.
+    #[derive(Debug, Row, serde::Deserialize)]
+    struct Sum {
+        n: i64,
+    }
+    let sum: Vec<Sum> =
+        clickhouse.fetch("SELECT sum(paid_to_date_idr) AS n FROM accumulator_snapshots FINAL", &[]).expect("sum");
+    assert!(paid_to_date > 0, "completed payments in the traffic");
+    assert_eq!(sum.first().map(|s| s.n), Some(paid_to_date));
     // No personal data in the member dimension.
     let columns = rows_in(
         "SELECT count() AS n FROM system.columns WHERE database = currentDatabase() AND table = 'members' AND (name LIKE '%nik%' OR name LIKE '%name%' OR name LIKE '%phone%' OR name LIKE '%email%')",

@@ -397,6 +397,7 @@ impl Adjudicator {
                 // Paid to date, in the year the claim's decision counted in — for a claim that
                 // stands; a payment that completes after its claim was reversed is money to
                 // recover, not paid-to-date.
+                let mut update = None;
                 if !standing.reversed {
                     standing.paid += e.amount_idr;
                     if let Some(year) = standing.added.keys().next().copied()
@@ -404,6 +405,7 @@ impl Adjudicator {
                     {
                         acc.paid_idr += e.amount_idr;
                         acc.version += 1;
+                        update = Some(accumulator_event(acc, &e.event_id, e.event_time, &e.claim_id));
                     }
                 }
                 let reversed = standing.reversed;
@@ -420,7 +422,8 @@ impl Adjudicator {
                     view.payment_id = Some(e.payment_id.clone());
                     view.version += 1;
                 }
-                return vec![Event::ClaimPaid(paid)];
+                // The paid-to-date, on accumulator.updates too (the Cost_Accumulator).
+                return std::iter::once(Event::ClaimPaid(paid)).chain(update.map(Event::AccumulatorUpdated)).collect();
             }
             Event::PaymentFailed(e) if e.retryable => {
                 if let Some(view) = self.views.get_mut(&e.claim_id)
@@ -963,7 +966,8 @@ fn room(benefits: &Terms, member: Met, family: Met) -> Room {
 
 fn accumulator_event(acc: &Accumulators, cause: &str, at: Timestamp, claim_id: &str) -> AccumulatorUpdated {
     AccumulatorUpdated {
-        event_id: format!("acc:{cause}:{}:{}", acc.member_id, acc.year),
+        // The claim too: one event can both take a claim back and decide the one replacing it.
+        event_id: format!("acc:{cause}:{claim_id}:{}:{}", acc.member_id, acc.year),
         event_time: at,
         member_id: acc.member_id.clone(),
         family_id: acc.family_id.clone(),
@@ -977,5 +981,6 @@ fn accumulator_event(acc: &Accumulators, cause: &str, at: Timestamp, claim_id: &
         cause_event_id: cause.to_owned(),
         claim_id: Some(claim_id.to_owned()),
         version: acc.version,
+        paid_to_date_idr: acc.paid_idr,
     }
 }

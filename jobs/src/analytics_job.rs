@@ -178,10 +178,12 @@ pub struct AccumulatorRow {
     pub plan_paid_to_date_idr: i64,
     /// Claim involved ("" when none).
     pub claim_id: String,
+    /// Paid out by completed payments to date (0 from version-1 updates).
+    pub paid_to_date_idr: i64,
 }
 
 /// The columns of `accumulator_snapshots`.
-pub const ACCUMULATOR_COLUMNS: [(&str, &str); 12] = [
+pub const ACCUMULATOR_COLUMNS: [(&str, &str); 13] = [
     ("member_id", "String"),
     ("plan_year", "Int32"),
     ("version", "Int64"),
@@ -194,6 +196,7 @@ pub const ACCUMULATOR_COLUMNS: [(&str, &str); 12] = [
     ("family_oop_met_idr", "Int64"),
     ("plan_paid_to_date_idr", "Int64"),
     ("claim_id", "String"),
+    ("paid_to_date_idr", "Int64"),
 ];
 
 /// A row of `members`: no personal data.
@@ -433,6 +436,7 @@ fn rows_of(event: Event) -> Vec<RowOf> {
             family_oop_met_idr: u.family_oop_met_idr.0,
             plan_paid_to_date_idr: u.plan_paid_to_date_idr.0,
             claim_id: u.claim_id.unwrap_or_default(),
+            paid_to_date_idr: u.paid_to_date_idr.0,
         })],
         Event::FraudAlert(a) => vec![RowOf::Alert(FraudAlertRow {
             pattern: a.rule_hits.first().map_or_else(|| "MODEL".to_owned(), |h| h.pattern.clone()),

@@ -246,6 +246,11 @@ fn balances(line: &AdjudicatedLine) -> bool {
 /// line. `ARUS_BLESS=1` writes them from the scenario; otherwise the scenario must be the
 /// recorded input, and its outputs the recorded decisions.
 fn golden(case: &str, events: &[Event], outputs: &[Event]) {
+    // Consumers (and a rerun's read-back) deduplicate on event ids: no two outputs share one.
+    let mut ids = std::collections::HashSet::new();
+    for output in outputs {
+        assert!(ids.insert(output.event_id()), "{case}: two outputs with the id {}", output.event_id());
+    }
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/adjudication"));
     let lines = |events: &[Event]| events.iter().map(|e| arus_schemas::json::to_json(e) + "\n").collect::<String>();
     let (input, expected) = (dir.join(format!("{case}.events.jsonl")), dir.join(format!("{case}.expected.jsonl")));

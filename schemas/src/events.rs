@@ -730,6 +730,10 @@ pub struct AccumulatorUpdated {
     pub claim_id: Option<String>,
     /// Monotonic version per member and plan year.
     pub version: i64,
+    /// Paid out by completed payments for the member's claims of the year that still stand
+    /// (the Cost_Accumulator's paid-to-date); 0 in version 1.
+    #[serde(default)]
+    pub paid_to_date_idr: Idr,
 }
 
 /// A rule that fired.

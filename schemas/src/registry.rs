@@ -64,6 +64,7 @@ bundled! {
     21 => FraudAlert @ 1,
     22 => DeadLetter @ 1,
     23 => ClaimSubmitted @ 2,
+    24 => AccumulatorUpdated @ 2,
 }
 
 /// A parsed schema version.
