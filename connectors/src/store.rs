@@ -103,6 +103,8 @@ pub struct RedisStore {
     next: std::sync::atomic::AtomicUsize,
     script: redis::Script,
     prefix: String,
+    /// Requests sent to the server (a pipeline is one).
+    round_trips: std::sync::atomic::AtomicU64,
 }
 
 /// Connections a store keeps.
@@ -125,7 +127,23 @@ impl RedisStore {
              if ARGV[3] then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end \
              return 1",
         );
-        Ok(RedisStore { connections, next: Default::default(), script, prefix: prefix.to_owned() })
+        Ok(RedisStore {
+            connections,
+            next: Default::default(),
+            script,
+            prefix: prefix.to_owned(),
+            round_trips: Default::default(),
+        })
+    }
+
+    /// Requests sent to the server so far, a pipeline counting once: what batching saves, for
+    /// tests and metrics.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_round_trip(&self) {
+        self.round_trips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The versioned write, the key then gone `ttl` after it when given.
@@ -142,6 +160,7 @@ impl RedisStore {
         if let Some(ttl) = ttl {
             invocation.arg(ttl.as_millis() as u64);
         }
+        self.count_round_trip();
         let wrote: i64 = invocation.invoke(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
         Ok(wrote == 1)
     }
@@ -190,10 +209,13 @@ impl StateStore for RedisStore {
             }
             pipe
         };
+        self.count_round_trip();
         let wrote: Vec<i64> = match pipeline(writes).query(&mut *connection) {
             Ok(wrote) => wrote,
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.count_round_trip();
                 self.script.prepare_invoke().load(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
+                self.count_round_trip();
                 pipeline(writes).query(&mut *connection).map_err(|e| StoreError(e.to_string()))?
             }
             Err(e) => return Err(StoreError(e.to_string())),
@@ -203,6 +225,7 @@ impl StateStore for RedisStore {
 
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let mut connection = self.connection();
+        self.count_round_trip();
         let (version, value): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
             .arg(format!("{}{key}", self.prefix))
             .arg("v")
@@ -221,6 +244,7 @@ impl StateStore for RedisStore {
             pipe.cmd("HMGET").arg(format!("{}{key}", self.prefix)).arg("v").arg("d");
         }
         let mut connection = self.connection();
+        self.count_round_trip();
         let rows: Vec<(Option<u64>, Option<Vec<u8>>)> =
             pipe.query(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
         Ok(rows.into_iter().map(|(version, value)| version.zip(value)).collect())
@@ -278,6 +302,11 @@ mod tests {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let store = RedisStore::connect(&url, &format!("arus-test-{}-{nanos}:", std::process::id())).expect("redis");
         versioned_writes_never_go_back(&store);
+        // A batch of writes is one round trip (pipelined), not one per key.
+        let before = store.round_trips();
+        let batch: Vec<(String, u64, Vec<u8>)> = (0..50).map(|i| (format!("many-{i}"), 1, b"x".to_vec())).collect();
+        assert_eq!(store.put_many_versioned(&batch).expect("put many"), vec![true; 50]);
+        assert_eq!(store.round_trips() - before, 1, "one round trip for 50 writes");
         // A server that lost the script (restarted, flushed) gets it again on a pipelined write.
         let mut admin = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).expect("redis");
         redis::cmd("SCRIPT").arg("FLUSH").exec(&mut admin).expect("script flush");
