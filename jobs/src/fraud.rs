@@ -28,13 +28,15 @@
 //!   model alert follows the new score (raised, or withdrawn);
 //! - a phantom-billing alert contradicted by coverage reinstated back over its day is withdrawn.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arus_schemas::events::{
     AlertStatus, ClaimSubmitted, EligibilityStatus, Feature, FraudAlert, RuleHit, Severity, SubjectType,
 };
 use arus_schemas::{Date, Event, Timestamp};
+
+use foldhash::{HashMap, HashSet};
 
 use crate::eligibility::EligibilityState;
 use crate::fraud_windows::{Contribution, DAY_SLOTS as DAY, HIGH_SEVERITY, SLOT_MS, WINDOW_FEATURES, Windows, slot_of};

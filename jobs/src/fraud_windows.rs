@@ -12,7 +12,9 @@
 //!
 //! Everything is integers: money in rupiah, shares in thousandths.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 /// The tumbling window and the hop of the day window: 5 minutes.
 pub const SLOT_MS: i64 = 5 * 60_000;
@@ -198,6 +200,9 @@ impl Subject {
 
     /// Drops slots before `slot` (and out of the running day).
     fn prune(&mut self, slot: i64) {
+        if self.slots.first_key_value().is_none_or(|(first, _)| *first >= slot) {
+            return;
+        }
         let keep = self.slots.split_off(&slot);
         let dropped = std::mem::replace(&mut self.slots, keep);
         for (s, sums) in dropped {
