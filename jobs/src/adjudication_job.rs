@@ -302,8 +302,21 @@ pub(crate) fn run_fold_on_log(
     run_inputs(inputs, cluster, store, outputs, 86_400_000, fold)
 }
 
-/// Records for the store, by key: the latest version of each, written together.
-pub(crate) type Writes = std::collections::HashMap<String, (u64, Vec<u8>)>;
+/// Records for the store, by key: the latest version of each, written together — serialized
+/// by the writer thread, once per key and batch, not on the sequencer at every change.
+pub(crate) type Writes = std::collections::HashMap<String, (u64, Box<dyn StoreRecord>)>;
+
+/// A record kept for the store, serialized when written.
+pub(crate) trait StoreRecord: Send {
+    /// The record as JSON.
+    fn json(&self) -> Result<Vec<u8>, serde_json::Error>;
+}
+
+impl<T: serde::Serialize + Send> StoreRecord for T {
+    fn json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+}
 
 /// What a sequenced job does with each event, in order: the events it decides, and the
 /// records it keeps in the store.
@@ -319,15 +332,14 @@ pub(crate) trait Fold: Send {
     }
 }
 
-/// Puts `value` as JSON under `key` at `version`.
-pub(crate) fn record<T: serde::Serialize>(
+/// Puts `value` under `key` at `version` (as JSON, when written).
+pub(crate) fn record<T: serde::Serialize + Clone + Send + 'static>(
     writes: &mut Writes,
     key: String,
     version: u64,
     value: &T,
 ) -> Result<(), RunError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| RunError::Unsupported(e.to_string()))?;
-    writes.insert(key, (version, bytes));
+    writes.insert(key, (version, Box::new(value.clone())));
     Ok(())
 }
 
@@ -444,7 +456,7 @@ fn event_time(event: &Event) -> Time {
 }
 
 /// A batch for the writer: the decided events in order, and the store's records.
-type Batch = (Vec<Event>, Vec<(String, u64, Vec<u8>)>);
+type Batch = (Vec<Event>, Vec<(String, u64, Box<dyn StoreRecord>)>);
 
 /// Writes the sequencer's batches on a thread of its own, in order: the outputs encoded and
 /// sent, then the records in one store round trip — overlapping the next batch's decisions on
@@ -461,10 +473,15 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("arus-writer".to_owned())
             .spawn(move || {
-                for (events, writes) in received {
+                for (events, records) in received {
                     for event in &events {
                         outputs.write(event)?;
                     }
+                    let writes = records
+                        .into_iter()
+                        .map(|(key, version, record)| record.json().map(|bytes| (key, version, bytes)))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| RunError::Unsupported(e.to_string()))?;
                     store.put_many_versioned(&writes).map_err(|e| RunError::Unsupported(e.to_string()))?;
                 }
                 outputs.flush()?;
@@ -509,8 +526,8 @@ struct Sequencer {
 impl Sequencer {
     /// Hands the batch's events and records to the writer.
     fn write_batch(&mut self) -> Result<(), RunError> {
-        let writes: Vec<(String, u64, Vec<u8>)> =
-            self.writes.drain().map(|(key, (version, bytes))| (key, version, bytes)).collect();
+        let writes: Vec<(String, u64, Box<dyn StoreRecord>)> =
+            self.writes.drain().map(|(key, (version, record))| (key, version, record)).collect();
         let decided = std::mem::take(&mut self.decided);
         if writes.is_empty() && decided.is_empty() {
             return Ok(());
