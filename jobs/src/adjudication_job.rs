@@ -338,9 +338,8 @@ pub(crate) fn record<T: serde::Serialize + Clone + Send + 'static>(
     key: String,
     version: u64,
     value: &T,
-) -> Result<(), RunError> {
+) {
     writes.insert(key, (version, Box::new(value.clone())));
-    Ok(())
 }
 
 /// The adjudicator, and the records of claims, accumulators and authorizations it keeps.
@@ -356,7 +355,7 @@ impl Fold for AdjudicationFold {
             if let Event::AccumulatorUpdated(u) = out
                 && let Some(acc) = self.adjudicator.accumulators(&u.member_id, u.plan_year)
             {
-                record(writes, format!("acc:{}:{}", u.member_id, u.plan_year), acc.version as u64, acc)?;
+                record(writes, format!("acc:{}:{}", u.member_id, u.plan_year), acc.version as u64, acc);
             }
         }
         // A payment's paid-to-date.
@@ -364,7 +363,7 @@ impl Fold for AdjudicationFold {
             && let Some((member, year)) = self.adjudicator.payment_year(&p.claim_id)
             && let Some(acc) = self.adjudicator.accumulators(member, year)
         {
-            record(writes, format!("acc:{member}:{year}"), acc.version as u64, acc)?;
+            record(writes, format!("acc:{member}:{year}"), acc.version as u64, acc);
         }
         // The authorization's record, when the event is one's, or a claim that used one.
         let auth_id = match event {
@@ -386,7 +385,7 @@ impl Fold for AdjudicationFold {
                     "REQUESTED" => 1,
                     _ => 2 + view.used_units.max(0) as u64,
                 };
-                record(writes, format!("auth:{auth_id}"), version, &view)?;
+                record(writes, format!("auth:{auth_id}"), version, &view);
             }
         }
         // The claim's record, when the event touched one.
@@ -410,7 +409,7 @@ impl Fold for AdjudicationFold {
             .chain(again);
         for claim_id in touched {
             if let Some(view) = self.adjudicator.claim(claim_id) {
-                record(writes, format!("claim:{claim_id}"), view.version as u64, view)?;
+                record(writes, format!("claim:{claim_id}"), view.version as u64, view);
             }
         }
         Ok(decided)

@@ -73,20 +73,19 @@ impl OnnxScorer {
         let session = Session::builder(environment)
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| ModelError(format!("{}: {e}", path.display())))?;
-        let card = path.with_extension("json");
-        let mut importance: Vec<(String, f64)> = std::fs::read_to_string(&card)
-            .ok()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        // Its card, read once: the features it was trained on and their importances.
+        let card: Option<serde_json::Value> =
+            std::fs::read_to_string(path.with_extension("json")).ok().and_then(|text| serde_json::from_str(&text).ok());
+        let mut importance: Vec<(String, f64)> = card
+            .as_ref()
             .and_then(|card| {
                 card["importances"]
                     .as_object()
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0))).collect())
             })
             .unwrap_or_default();
-        let trained: Option<Vec<String>> = std::fs::read_to_string(&card)
-            .ok()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .and_then(|card| serde_json::from_value(card["features"].clone()).ok());
+        let trained: Option<Vec<String>> =
+            card.as_ref().and_then(|card| serde_json::from_value(card["features"].clone()).ok());
         if let Some(trained) = trained
             && trained != FEATURES
         {
