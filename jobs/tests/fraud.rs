@@ -2,35 +2,21 @@
 //! alerts, on held-out seeds; the job on the embedded log raising the same alerts for 1 and 2
 //! workers as the rules folded directly.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_generator::{GeneratorConfig, Output, generate};
 use arus_jobs::adjudication_job::order_key;
 use arus_jobs::fraud_job::FraudFold;
 use arus_jobs::runner::Cluster;
 use arus_schemas::{Event, wire};
 
-struct Run {
-    events: Vec<Event>,
-    labels: HashMap<String, &'static str>,
-}
+mod common;
+
+use common::Labelled as Run;
 
 fn generated(seed: u64, claims: u64) -> Run {
-    let (mut events, mut labels) = (Vec::new(), HashMap::new());
-    let settings = GeneratorConfig { seed, claims, days: 90, ..GeneratorConfig::default() };
-    generate(&settings, |output| -> Result<(), String> {
-        match output {
-            Output::Event(event) => events.push(event),
-            Output::Label(label) => {
-                labels.insert(label.claim_id, label.pattern.as_str());
-            }
-        }
-        Ok(())
-    })
-    .expect("generate");
-    Run { events, labels }
+    common::labelled(seed, claims, 90)
 }
 
 /// The rules folded over the events in the job's order, to the end: the alerts.

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use arus_generator::{GeneratorConfig, Output, generate};
 use arus_jobs::adjudication_job::order_key;
 use arus_jobs::fraud::{FraudDetector, Step};
 use arus_jobs::fraud_job::{FraudFold, ModelWatch};
@@ -13,23 +12,14 @@ use arus_jobs::model::{OnnxScorer, Scorer, newest};
 use arus_jobs::spec::ModelSpec;
 use arus_schemas::Event;
 
+mod common;
+
 fn models() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
 }
 
 fn held_out(seed: u64, claims: u64) -> (Vec<Event>, HashMap<String, &'static str>) {
-    let (mut events, mut labels) = (Vec::new(), HashMap::new());
-    let settings = GeneratorConfig { seed, claims, days: 60, ..GeneratorConfig::default() };
-    generate(&settings, |output| -> Result<(), String> {
-        match output {
-            Output::Event(event) => events.push(event),
-            Output::Label(label) => {
-                labels.insert(label.claim_id, label.pattern.as_str());
-            }
-        }
-        Ok(())
-    })
-    .expect("generate");
+    let common::Labelled { mut events, labels } = common::labelled(seed, claims, 60);
     events.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
     (events, labels)
 }
