@@ -146,7 +146,7 @@ impl FraudFold {
         };
         let mut row = 0;
         for step in steps {
-            let closed = match step {
+            let mut closed = match step {
                 Step::Alert(alert) => {
                     out.push(alert);
                     continue;
@@ -174,7 +174,7 @@ impl FraudFold {
                 }
                 continue;
             }
-            let mut alerts = closed.alerts.clone();
+            let mut alerts = std::mem::take(&mut closed.alerts);
             let mut about_claim = 0;
             for alert in alerts.iter_mut() {
                 if let Event::FraudAlert(a) = alert
