@@ -31,15 +31,6 @@ const RATE: u64 = 1_000;
 const CHANGES: usize = 5_000;
 const POLLERS: usize = 4;
 
-struct Stop(std::process::Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A change in flight: whose, the date asked about, when it was sent.
 struct Pending {
     member_id: String,
@@ -96,7 +87,7 @@ fn main() {
 
     let store_prefix = format!("{prefix}store:");
     let job_log = std::env::temp_dir().join(format!("{prefix}job.log"));
-    let mut job = Stop(
+    let mut job = common::Stop(
         std::process::Command::new(env!("CARGO_BIN_EXE_arus"))
             .args(["run", &format!("{}/pipelines/eligibility.toml", env!("CARGO_MANIFEST_DIR")), "--workers", "2"])
             .args(["--set", &format!("source.brokers={brokers}")])

@@ -37,15 +37,6 @@ const LATENESS_MS: i64 = 10_000;
 /// How long claims are produced.
 const RUN: Duration = Duration::from_secs(45);
 
-struct Stop(std::process::Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() {
     let (Ok(brokers), Ok(_)) = (std::env::var("KAFKA_BROKERS"), std::env::var("ORT_DYLIB_PATH")) else {
         eprintln!("KAFKA_BROKERS and ORT_DYLIB_PATH not set: source ~/.cache/arus/services.env first");
@@ -83,7 +74,7 @@ fn main() {
     claims.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
 
     let job_log = std::env::temp_dir().join(format!("{prefix}job.log"));
-    let _job = Stop(
+    let _job = common::Stop(
         std::process::Command::new(env!("CARGO_BIN_EXE_arus"))
             .args(["run", &format!("{}/pipelines/fraud.toml", env!("CARGO_MANIFEST_DIR")), "--workers", "2"])
             .args(["--set", &format!("source.brokers={brokers}")])

@@ -1,4 +1,5 @@
-//! For the gateway benches: a kept-alive HTTP/1.1 connection, one request at a time.
+//! What the benches share: a kept-alive HTTP/1.1 connection to the gateway, percentiles, Redis
+//! clean-up, a child process stopped when dropped.
 
 #![allow(dead_code)]
 
@@ -54,4 +55,14 @@ pub fn redis_cleanup(url: &str, prefix: &str) -> redis::RedisResult<()> {
         redis::cmd("DEL").arg(chunk).query::<()>(&mut connection)?;
     }
     Ok(())
+}
+
+/// A process of the bench's (a job), killed and reaped when dropped.
+pub struct Stop(pub std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
