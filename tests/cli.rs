@@ -2,6 +2,8 @@
 //! hold what the summary says, bad arguments get a clear error, and `demo` shows the
 //! generated population.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -187,15 +189,8 @@ fn demo_serves_its_eligibility_answers_over_rest() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("arus demo starts");
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let stdout = demo.stdout.take().expect("stdout");
-    let _demo = Stop(demo);
+    let _demo = common::KillOnDrop(Some(demo));
     // The demo prints curl lines once it listens, then where every route is.
     let urls: Vec<String> = std::io::BufReader::new(stdout)
         .lines()

@@ -163,14 +163,7 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
     let mut banner = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(gateway.stderr.take().expect("stderr")), &mut banner)
         .expect("the gateway says where it listens");
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _gateway = Stop(gateway);
+    let _gateway = common::KillOnDrop(Some(gateway));
     let address = banner
         .split("http://")
         .nth(1)
