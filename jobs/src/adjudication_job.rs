@@ -76,17 +76,8 @@ struct Outputs {
 }
 
 enum To {
-    Kafka {
-        sink: arus_connectors::kafka::KafkaSink,
-        prefix: String,
-        config: arus_connectors::kafka::KafkaConfig,
-    },
-    Log {
-        log: Arc<EmbeddedLog>,
-        prefix: String,
-        /// Output topics known to be there (asking the log lists every topic).
-        known: std::collections::HashSet<String>,
-    },
+    Kafka { sink: arus_connectors::kafka::KafkaSink, prefix: String, config: arus_connectors::kafka::KafkaConfig },
+    Log { log: Arc<EmbeddedLog>, prefix: String },
 }
 
 /// Whether a sequenced job writes this kind (what a rerun must not write twice).
@@ -156,9 +147,9 @@ impl To {
                         }
                     }
                 }
-                To::Log { log, prefix, .. } => {
+                To::Log { log, prefix } => {
                     let topic = format!("{prefix}{topic}");
-                    if !log.topic_names().contains(&topic) {
+                    if !log.has_topic(&topic) {
                         continue;
                     }
                     for (partition, end) in log.end_offsets(&topic)?.into_iter().enumerate() {
@@ -179,9 +170,9 @@ impl To {
     fn open(source: &EligibilitySource, log: Option<Arc<EmbeddedLog>>, topics: &[&str]) -> Result<Self, RunError> {
         match (source, log) {
             (EligibilitySource::Embedded { topic_prefix, .. }, Some(log)) => {
-                Ok(To::Log { log, prefix: topic_prefix.clone(), known: Default::default() })
+                Ok(To::Log { log, prefix: topic_prefix.clone() })
             }
-            (_, Some(log)) => Ok(To::Log { log, prefix: String::new(), known: Default::default() }),
+            (_, Some(log)) => Ok(To::Log { log, prefix: String::new() }),
             (EligibilitySource::Kafka { brokers, topic_prefix, .. }, None) => {
                 let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
                 for topic in topics {
@@ -197,29 +188,26 @@ impl To {
             }
             (EligibilitySource::Embedded { dir, topic_prefix }, None) => {
                 let log = Arc::new(EmbeddedLog::open(dir)?);
-                Ok(To::Log { log, prefix: topic_prefix.clone(), known: Default::default() })
+                Ok(To::Log { log, prefix: topic_prefix.clone() })
             }
         }
     }
 
-    fn write(&mut self, event: &Event) -> Result<(), RunError> {
+    fn write(&self, event: &Event) -> Result<(), RunError> {
         let topic = output_topic(event);
         let bytes = wire::encode(event).map_err(|e| RunError::Unsupported(e.to_string()))?;
         match self {
             To::Kafka { sink, prefix, .. } => {
                 sink.send(&format!("{prefix}{topic}"), event.key().as_bytes(), &bytes, event.event_time().0)?
             }
-            To::Log { log, prefix, known } => {
+            To::Log { log, prefix } => {
                 let topic = format!("{prefix}{topic}");
-                if !known.contains(&topic) {
-                    if !log.topic_names().contains(&topic) {
-                        let partitions = arus_schemas::topics::TOPICS
-                            .iter()
-                            .find(|t| format!("{prefix}{}", t.name) == topic)
-                            .map_or(1, |t| t.partitions);
-                        log.create_topic(&topic, partitions)?;
-                    }
-                    known.insert(topic.clone());
+                if !log.has_topic(&topic) {
+                    let partitions = arus_schemas::topics::TOPICS
+                        .iter()
+                        .find(|t| format!("{prefix}{}", t.name) == topic)
+                        .map_or(1, |t| t.partitions);
+                    log.create_topic(&topic, partitions)?;
                 }
                 log.produce(&topic, Some(event.key().as_bytes()), bytes, event.event_time())?;
             }

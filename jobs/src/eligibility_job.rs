@@ -166,7 +166,7 @@ fn answer_requests(
         }
         EligibilitySource::Embedded { dir, .. } => {
             let log = EmbeddedLog::open(dir)?;
-            if !log.topic_names().contains(&responses) {
+            if !log.has_topic(&responses) {
                 log.create_topic(&responses, log.partitions(&requests)?)?;
             }
             for (partition, end) in log.end_offsets(&requests)?.into_iter().enumerate() {

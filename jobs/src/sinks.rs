@@ -383,7 +383,7 @@ impl LogDeadLetters {
     /// Creates the topic if needed and reads back what was written after `restored`.
     pub fn open(log: Arc<EmbeddedLog>, topic: String, restored: Option<SinkPosition>) -> Result<Self, RunError> {
         let (restored, pending) = restored_offsets(restored)?;
-        if !log.topic_names().contains(&topic) {
+        if !log.has_topic(&topic) {
             log.create_known_topic(&topic)?;
         }
         let mut values = Vec::new();

@@ -145,7 +145,7 @@ pub fn run(command: AlertsCommand) -> anyhow::Result<()> {
             let log = arus_connectors::embedded::EmbeddedLog::open(dir)
                 .with_context(|| format!("--log {}", dir.display()))?;
             anyhow::ensure!(
-                log.topic_names().contains(&topic),
+                log.has_topic(&topic),
                 "{}: no topic {topic} (run pipelines/fraud.toml first)",
                 dir.display()
             );

@@ -283,6 +283,11 @@ impl EmbeddedLog {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 
+    /// Whether the log has a topic (without listing them all).
+    pub fn has_topic(&self, topic: &str) -> bool {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).contains_key(topic)
+    }
+
     /// Partition count of a topic.
     pub fn partitions(&self, topic: &str) -> Result<u32, LogError> {
         Ok(self.topic(topic)?.partitions.len() as u32)
@@ -424,7 +429,9 @@ mod tests {
     fn refuses_unknown_topics_and_partitions() {
         let log = EmbeddedLog::new();
         assert_eq!(log.produce("nope", None, vec![], Timestamp(0)), Err(LogError::UnknownTopic("nope".into())));
+        assert!(!log.has_topic("t"));
         log.create_topic("t", 2).expect("create");
+        assert!(log.has_topic("t") && !log.has_topic("nope"));
         assert!(matches!(log.fetch("t", 2, 0, 1), Err(LogError::UnknownPartition { .. })));
         assert!(matches!(log.create_topic("t", 3), Err(LogError::PartitionMismatch { .. })));
         assert_eq!(log.create_topic("t", 2), Ok(()));
