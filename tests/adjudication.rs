@@ -129,6 +129,17 @@ fn killed_and_restarted_the_job_writes_what_an_uninterrupted_run_does() {
     assert!(outputs(&recovered) == want, "a rerun wrote again");
 }
 
+/// The topics the broker tests create: what the job reads, and where its updates go.
+const BROKER_TOPICS: [&str; 7] = [
+    "member.events",
+    "benefit.events",
+    "provider.events",
+    "auth.events",
+    "claims.events",
+    "payment.events",
+    "accumulator.updates",
+];
+
 #[test]
 fn against_the_broker_and_redis_every_claim_is_decided_once() {
     let (Some(brokers), Some(redis)) =
@@ -138,20 +149,7 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     };
     use arus_connectors::kafka::{KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
-    let (prefix, topics) = common::broker_topics(
-        &config,
-        "arus-test-adj",
-        &[
-            "member.events",
-            "benefit.events",
-            "provider.events",
-            "auth.events",
-            "claims.events",
-            "payment.events",
-            "accumulator.updates",
-        ],
-        2,
-    );
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj", &BROKER_TOPICS, 2);
     let topics = &topics.1;
 
     let events = generated(1_500);
@@ -238,20 +236,7 @@ fn following_the_broker_new_claims_are_decided_as_they_come() {
     };
     use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
-    let (prefix, topics) = common::broker_topics(
-        &config,
-        "arus-test-adj-follow",
-        &[
-            "member.events",
-            "benefit.events",
-            "provider.events",
-            "auth.events",
-            "claims.events",
-            "payment.events",
-            "accumulator.updates",
-        ],
-        2,
-    );
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-follow", &BROKER_TOPICS, 2);
     let topics = &topics.1;
     let events = generated(600);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
