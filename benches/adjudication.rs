@@ -55,21 +55,36 @@ fn main() {
         let bytes = wire::encode(event).expect("encode");
         log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
     }
-    let cpu = cpu_time();
-    let started = Instant::now();
-    let report = arus_jobs::adjudication_job::run_on_log(
-        Arc::new(log),
-        &arus_jobs::runner::Cluster::Local { workers: 2 },
-        Arc::new(MemoryStore::new()),
-    )
-    .expect("the job runs");
-    let elapsed = started.elapsed();
-    let decided: u64 = report.decided.values().sum();
-    println!(
-        "in process (embedded log, in-process store, 2 workers): {decided} claims decided in {elapsed:.2?}: {}/s, {:.2?} CPU",
-        decided as u128 * 1_000 / elapsed.as_millis().max(1),
-        cpu_time() - cpu
-    );
+    let log = Arc::new(log);
+    let mut decided = 0;
+    for fold_threads in [1, 2] {
+        // Each run writes its decisions next to the inputs: a copy of the inputs each time.
+        let copy = EmbeddedLog::new();
+        copy.create_all_topics().expect("topics");
+        for topic in arus_schemas::topics::TOPICS {
+            for (partition, end) in log.end_offsets(topic.name).expect("offsets").into_iter().enumerate() {
+                for record in log.fetch(topic.name, partition as u32, 0, end as usize).expect("fetch") {
+                    copy.produce(topic.name, record.key.as_deref(), record.value, record.timestamp).expect("copy");
+                }
+            }
+        }
+        let cpu = cpu_time();
+        let started = Instant::now();
+        let report = arus_jobs::adjudication_job::run_on_log_folding(
+            Arc::new(copy),
+            &arus_jobs::runner::Cluster::Local { workers: 2 },
+            Arc::new(MemoryStore::new()),
+            fold_threads,
+        )
+        .expect("the job runs");
+        let elapsed = started.elapsed();
+        decided = report.decided.values().sum::<u64>();
+        println!(
+            "in process (embedded log, in-process store, 2 workers, {fold_threads} fold threads): {decided} claims decided in {elapsed:.2?}: {}/s, {:.2?} CPU",
+            decided as u128 * 1_000 / elapsed.as_millis().max(1),
+            cpu_time() - cpu
+        );
+    }
 
     let (Ok(brokers), Ok(redis)) = (std::env::var("KAFKA_BROKERS"), std::env::var("REDIS_URL")) else {
         eprintln!(
@@ -97,6 +112,8 @@ fn main() {
     println!("{} events produced to the broker in {:.2?}", events.len(), produced.elapsed());
     let store_prefix = format!("{prefix}store:");
     for run in ["first run", "rerun (everything already written)"] {
+        let (children_before, broker_before, redis_before) =
+            (children_cpu_time(), process_cpu_time("tansu"), process_cpu_time("redis-server"));
         let started = Instant::now();
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_arus"))
             .args(["run", &format!("{}/pipelines/adjudication.toml", env!("CARGO_MANIFEST_DIR")), "--workers", "2"])
@@ -110,8 +127,12 @@ fn main() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{stderr}");
         println!(
-            "end to end, {run} (broker, Redis, 2 workers): {decided} claims in {elapsed:.2?} wall: {}/s\n  {}",
+            "end to end, {run} (broker, Redis, 2 workers): {decided} claims in {elapsed:.2?} wall: {}/s\n  \
+             CPU: the job {:.2?}, the broker {:.2?}, Redis {:.2?}\n  {}",
             decided as u128 * 1_000 / elapsed.as_millis().max(1),
+            children_cpu_time() - children_before,
+            process_cpu_time("tansu") - broker_before,
+            process_cpu_time("redis-server") - redis_before,
             stderr.trim()
         );
     }
@@ -122,8 +143,29 @@ fn main() {
 
 /// CPU time of this process so far (user + system), from /proc (in 10 ms ticks).
 fn cpu_time() -> std::time::Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu("/proc/self/stat", 11..13)
+}
+
+/// CPU time of this process's children that have ended (the `arus` runs).
+fn children_cpu_time() -> std::time::Duration {
+    stat_cpu("/proc/self/stat", 13..15)
+}
+
+/// CPU time so far of the processes whose command name starts with `name` (the broker, Redis).
+fn process_cpu_time(name: &str) -> std::time::Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return std::time::Duration::ZERO };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.starts_with(name)))
+        .map(|e| stat_cpu(&e.path().join("stat").to_string_lossy(), 11..13))
+        .sum()
+}
+
+/// The sum of the tick fields `range` (counted after the command name) of a /proc stat file.
+fn stat_cpu(path: &str, range: std::ops::Range<usize>) -> std::time::Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+    let ticks: u64 = fields.get(range).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
     std::time::Duration::from_millis(ticks * 10)
 }

@@ -214,10 +214,9 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     // The records in Redis.
     let store = arus_connectors::store::RedisStore::connect(&redis, &store_prefix).expect("redis");
     let first = claims[0];
-    let (_, bytes) = arus_connectors::store::StateStore::get(&store, &format!("claim:{}", first.claim_id))
+    let view = arus_jobs::adjudication::ClaimView::read(&store, &first.claim_id)
         .expect("read Redis")
         .expect("the claim's record");
-    let view: arus_jobs::adjudication::ClaimView = serde_json::from_slice(&bytes).expect("json");
     assert_eq!(view.adjudication.member_id, first.member_id);
     assert_eq!(view.adjudication.total_billed_idr, first.total_charge_idr);
 

@@ -173,6 +173,12 @@ fn bad_specs_and_inputs_get_clear_errors() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("windows.size"), "{}", String::from_utf8_lossy(&run.stderr));
     let run = arus(&["run", "does-not-exist.toml"]);
     assert!(String::from_utf8_lossy(&run.stderr).contains("does-not-exist.toml"));
+    let adjudication = format!("{}/pipelines/adjudication.toml", env!("CARGO_MANIFEST_DIR"));
+    for threads in ["0", "17"] {
+        let run = arus(&["run", &adjudication, "--set", &format!("fold_threads={threads}")]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && stderr.contains(&format!("fold_threads is {threads}")), "{stderr}");
+    }
 }
 
 /// Against the real broker (`KAFKA_BROKERS`; required when `ARUS_REQUIRE_SERVICES` is set).

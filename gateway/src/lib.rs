@@ -907,8 +907,13 @@ async fn stored<T: serde::de::DeserializeOwned + Send + 'static>(
 /// `GET /api/v1/claims/{claimId}`: the claim's decision, explained, and where its payment is.
 async fn claim(State(gateway): State<Gateway>, Path(claim_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let claim_id = identifier("claimId", Some(claim_id))?;
-    let view: arus_jobs::adjudication::ClaimView =
-        stored(&gateway, format!("claim:{claim_id}")).await?.ok_or_else(|| ApiError {
+    let store = gateway.store.clone();
+    let id = claim_id.clone();
+    let view = tokio::task::spawn_blocking(move || arus_jobs::adjudication::ClaimView::read(&*store, &id))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?
+        .ok_or_else(|| ApiError {
             status: StatusCode::NOT_FOUND,
             code: "CLAIM_NOT_FOUND",
             message: format!("no decided claim {claim_id}"),

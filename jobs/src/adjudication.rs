@@ -36,7 +36,9 @@
 //! restores what the earlier claim added to the accumulators, exactly, and frees its lines for
 //! the duplicate check; claims adjudicated in between are not adjudicated again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashSet};
 
 use arus_schemas::events::{
     AccumulatorUpdated, AdjudicatedLine, Adjustment, AdjustmentGroup, AuthApproved, Benefits, ClaimAdjudicated,
@@ -44,6 +46,8 @@ use arus_schemas::events::{
 };
 use arus_schemas::{Date, Event, Idr, Timestamp};
 use serde::{Deserialize, Serialize};
+
+use arus_connectors::store::{StateStore, StoreError};
 
 use crate::eligibility::EligibilityState;
 
@@ -111,13 +115,45 @@ enum Auth {
     Denied { member_id: String },
 }
 
+/// A member, family, provider or procedure id, interned: the fold looks ids up on every line
+/// (duplicate keys, accumulators), and compares and hashes numbers instead of strings.
+type Name = u32;
+
+/// The ids the fold has seen, each once.
+#[derive(Debug, Default)]
+struct Names {
+    ids: HashMap<Box<str>, Name>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    /// The number of `name`, given one the first time.
+    fn intern(&mut self, name: &str) -> Name {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as Name;
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    /// The number of `name`, if it has one.
+    fn get(&self, name: &str) -> Option<Name> {
+        self.ids.get(name).copied()
+    }
+
+    fn name(&self, id: Name) -> &str {
+        &self.names[id as usize]
+    }
+}
+
 /// What an adjudicated claim added, to take back if it is compensated.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 struct Standing {
-    member_id: String,
-    family_id: String,
-    provider_id: String,
-    plan_id: String,
+    member_id: Name,
+    family_id: Name,
+    provider_id: Name,
     /// Per year, what the claim added.
     added: BTreeMap<i32, Met>,
     /// Its lines' duplicate keys.
@@ -132,9 +168,38 @@ struct Standing {
 }
 
 /// Member, provider, date of service, procedure, units, charge.
-type DuplicateKey = (String, String, Date, String, i32, i64);
+type DuplicateKey = (Name, Name, Date, Name, i32, i64);
 
-/// A claim's state as the store keeps it (`claim:<id>`) and the gateway shows it.
+/// Where a claim stands in the saga, as the store keeps it (`claim-state:<id>`) apart from its
+/// decision (`claim:<id>`, the `ClaimAdjudicated` in its wire form, written once per decision): a payment
+/// rewrites these few fields, not the decision and its trace, and the fold keeps only this of
+/// each claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimState {
+    /// `ADJUDICATED`, `PAID`, `PAYMENT_FAILED` (retryable), `REVERSED`.
+    pub state: String,
+    /// Payment, when paid.
+    pub payment_id: Option<String>,
+    /// Why it was reversed.
+    pub reversal: Option<String>,
+    /// Changes so far (the version).
+    pub version: i64,
+    /// Decisions so far (the decision's version: a claim pended for an authorization is
+    /// decided again when it is decided).
+    pub decisions: i64,
+}
+
+/// The store key of a claim's decision.
+pub fn decision_key(claim_id: &str) -> String {
+    format!("claim:{claim_id}")
+}
+
+/// The store key of a claim's saga state.
+pub fn state_key(claim_id: &str) -> String {
+    format!("claim-state:{claim_id}")
+}
+
+/// A claim's decision and where it stands, as the gateway shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimView {
     /// The decision.
@@ -147,6 +212,40 @@ pub struct ClaimView {
     pub reversal: Option<String>,
     /// Changes so far (the version).
     pub version: i64,
+}
+
+impl ClaimView {
+    /// A claim's decision and state from the store (both keys read in one call); `None` when
+    /// it has not been decided. A decision with no state stands as `ADJUDICATED` (the state is
+    /// written once it changes: paid, failed, reversed, decided again).
+    pub fn read(store: &dyn StateStore, claim_id: &str) -> Result<Option<ClaimView>, StoreError> {
+        let found = store.get_many(&[decision_key(claim_id), state_key(claim_id)])?;
+        let mut found = found.into_iter();
+        let (Some(Some((_, decision))), state) = (found.next(), found.next().flatten()) else { return Ok(None) };
+        let corrupt = |what: &str, e: String| StoreError(format!("{what} of claim {claim_id} is not readable: {e}"));
+        let adjudication = match arus_schemas::wire::decode(&decision) {
+            Ok(Event::ClaimAdjudicated(a)) => a,
+            Ok(other) => return Err(corrupt("the decision", format!("a {} record", other.kind().name()))),
+            Err(e) => return Err(corrupt("the decision", e.to_string())),
+        };
+        let state = match state {
+            Some((_, bytes)) => serde_json::from_slice(&bytes).map_err(|e| corrupt("the state", e.to_string()))?,
+            None => ClaimState::decided(),
+        };
+        Ok(Some(ClaimView {
+            adjudication,
+            state: state.state,
+            payment_id: state.payment_id,
+            reversal: state.reversal,
+            version: state.version,
+        }))
+    }
+}
+
+impl ClaimState {
+    fn decided() -> Self {
+        ClaimState { state: "ADJUDICATED".to_owned(), payment_id: None, reversal: None, version: 1, decisions: 1 }
+    }
 }
 
 /// An authorization as the store keeps it (`auth:<id>`) and the gateway shows it.
@@ -172,18 +271,22 @@ pub struct AuthView {
 #[derive(Debug, Default)]
 pub struct Adjudicator {
     eligibility: EligibilityState,
-    families: HashMap<String, String>,
+    names: Names,
+    /// Member → family.
+    families: HashMap<Name, Name>,
     providers: HashMap<String, NetworkStatus>,
     /// Per provider, contracts by effective date.
     contracts: HashMap<String, BTreeMap<Date, ContractUpdated>>,
     auths: HashMap<String, Auth>,
     /// Per member, authorization ids in arrival order.
     member_auths: HashMap<String, Vec<String>>,
-    members_met: HashMap<(String, i32), Accumulators>,
-    families_met: HashMap<(String, i32), Met>,
-    duplicates: HashMap<DuplicateKey, String>,
+    members_met: HashMap<(Name, i32), Accumulators>,
+    families_met: HashMap<(Name, i32), Met>,
+    /// Lines of standing claims, to their claim.
+    duplicates: HashMap<DuplicateKey, std::sync::Arc<str>>,
     claims: HashMap<String, Standing>,
-    views: HashMap<String, ClaimView>,
+    /// Per decided claim, where it stands.
+    sagas: HashMap<String, ClaimState>,
     seen: HashSet<String>,
     /// Claims pended for an authorization not decided yet, by the authorization.
     pended: HashMap<String, Vec<ClaimSubmitted>>,
@@ -297,18 +400,18 @@ impl Adjudicator {
 
     /// A member's accumulators for a year.
     pub fn accumulators(&self, member_id: &str, year: i32) -> Option<&Accumulators> {
-        self.members_met.get(&(member_id.to_owned(), year))
+        self.members_met.get(&(self.names.get(member_id)?, year))
     }
 
-    /// A claim's decision and saga state.
-    pub fn claim(&self, claim_id: &str) -> Option<&ClaimView> {
-        self.views.get(claim_id)
+    /// Where a decided claim stands in the saga.
+    pub fn claim_state(&self, claim_id: &str) -> Option<&ClaimState> {
+        self.sagas.get(claim_id)
     }
 
     /// The member and year whose accumulators a claim's payment counts in.
     pub fn payment_year(&self, claim_id: &str) -> Option<(&str, i32)> {
         let standing = self.claims.get(claim_id)?;
-        Some((standing.member_id.as_str(), *standing.added.keys().next()?))
+        Some((self.names.name(standing.member_id), *standing.added.keys().next()?))
     }
 
     /// Where an authorization stands.
@@ -352,7 +455,8 @@ impl Adjudicator {
         }
         match event {
             Event::MemberCreated(e) => {
-                self.families.insert(e.member_id.clone(), e.family_id.clone());
+                let (member, family) = (self.names.intern(&e.member_id), self.names.intern(&e.family_id));
+                self.families.insert(member, family);
                 self.eligibility.apply(event);
             }
             Event::MemberUpdated(_) | Event::CoverageChanged(_) | Event::PlanCreated(_) | Event::BenefitUpdated(_) => {
@@ -390,8 +494,8 @@ impl Adjudicator {
                     event_time: e.event_time,
                     claim_id: e.claim_id.clone(),
                     payment_id: e.payment_id.clone(),
-                    member_id: standing.member_id.clone(),
-                    provider_id: standing.provider_id.clone(),
+                    member_id: self.names.name(standing.member_id).to_owned(),
+                    provider_id: self.names.name(standing.provider_id).to_owned(),
                     amount_idr: e.amount_idr,
                 };
                 // Paid to date, in the year the claim's decision counted in — for a claim that
@@ -401,7 +505,7 @@ impl Adjudicator {
                 if !standing.reversed {
                     standing.paid += e.amount_idr;
                     if let Some(year) = standing.added.keys().next().copied()
-                        && let Some(acc) = self.members_met.get_mut(&(standing.member_id.clone(), year))
+                        && let Some(acc) = self.members_met.get_mut(&(standing.member_id, year))
                     {
                         acc.paid_idr += e.amount_idr;
                         acc.version += 1;
@@ -409,7 +513,7 @@ impl Adjudicator {
                     }
                 }
                 let reversed = standing.reversed;
-                if let Some(view) = self.views.get_mut(&e.claim_id) {
+                if let Some(view) = self.sagas.get_mut(&e.claim_id) {
                     if reversed {
                         let note = format!(
                             "payment {} of {} completed after the reversal: to be recovered from the provider",
@@ -426,7 +530,7 @@ impl Adjudicator {
                 return std::iter::once(Event::ClaimPaid(paid)).chain(update.map(Event::AccumulatorUpdated)).collect();
             }
             Event::PaymentFailed(e) if e.retryable => {
-                if let Some(view) = self.views.get_mut(&e.claim_id)
+                if let Some(view) = self.sagas.get_mut(&e.claim_id)
                     && view.state != "REVERSED"
                 {
                     view.state = "PAYMENT_FAILED".to_owned();
@@ -460,8 +564,8 @@ impl Adjudicator {
             let (mut adjudicated, updates) = self.decide(&claim, &format!("{}:{cause}", claim.event_id));
             adjudicated.event_id = format!("adj:{}:{cause}", claim.event_id);
             adjudicated.trace.insert(0, format!("decided again: authorization {auth_id} was decided ({cause})"));
-            if let Some(view) = self.views.get_mut(&claim.claim_id) {
-                view.adjudication = adjudicated.clone();
+            if let Some(view) = self.sagas.get_mut(&claim.claim_id) {
+                view.decisions += 1;
                 view.state = "ADJUDICATED".to_owned();
                 view.reversal = None;
                 view.version += 1;
@@ -482,7 +586,7 @@ impl Adjudicator {
         standing.reversed = true;
         let standing = standing.clone();
         for key in &standing.lines {
-            if self.duplicates.get(key).is_some_and(|c| c == claim_id) {
+            if self.duplicates.get(key).is_some_and(|c| **c == *claim_id) {
                 self.duplicates.remove(key);
             }
         }
@@ -495,18 +599,18 @@ impl Adjudicator {
         // What was paid on it comes out of paid-to-date (the year it counted in).
         let paid_year = standing.added.keys().next().copied();
         for (year, added) in &standing.added {
-            let member = self.members_met.entry((standing.member_id.clone(), *year)).or_default();
+            let member = self.members_met.entry((standing.member_id, *year)).or_default();
             if Some(*year) == paid_year {
                 member.paid_idr -= standing.paid;
             }
             member.member.sub(*added);
-            let family = self.families_met.entry((standing.family_id.clone(), *year)).or_default();
+            let family = self.families_met.entry((standing.family_id, *year)).or_default();
             family.sub(*added);
             member.family = *family;
             member.version += 1;
             out.push(Event::AccumulatorUpdated(accumulator_event(member, cause, at, claim_id)));
         }
-        if let Some(view) = self.views.get_mut(claim_id) {
+        if let Some(view) = self.sagas.get_mut(claim_id) {
             view.state = "REVERSED".to_owned();
             view.reversal = Some(if standing.paid.0 > 0 {
                 format!("{reason}; its payment of {} is to be recovered from the provider", standing.paid)
@@ -531,20 +635,11 @@ impl Adjudicator {
                 return out; // a void
             }
         }
-        if self.views.contains_key(&claim.claim_id) {
+        if self.sagas.contains_key(&claim.claim_id) {
             return out; // a claim id is decided once
         }
         let (adjudicated, updates) = self.decide(claim, &claim.event_id);
-        self.views.insert(
-            claim.claim_id.clone(),
-            ClaimView {
-                adjudication: adjudicated.clone(),
-                state: "ADJUDICATED".to_owned(),
-                payment_id: None,
-                reversal: None,
-                version: 1,
-            },
-        );
+        self.sagas.insert(claim.claim_id.clone(), ClaimState::decided());
         out.push(Event::ClaimAdjudicated(adjudicated));
         out.extend(updates);
         out
@@ -556,7 +651,10 @@ impl Adjudicator {
         let mut trace = Vec::new();
         let submitted = claim.event_time.date();
         let member_id = &claim.member_id;
-        let family_id = self.families.get(member_id).cloned().unwrap_or_else(|| member_id.clone());
+        let member = self.names.intern(member_id);
+        let family = self.families.get(&member).copied().unwrap_or(member);
+        let provider = self.names.intern(&claim.provider_id);
+        let claim_id: std::sync::Arc<str> = claim.claim_id.as_str().into();
         // Claim-level checks: a claim that fails them has every line denied.
         let mut claim_denial: Option<(&str, String)> = None;
         if !valid_id(&claim.claim_id) || !valid_id(member_id) || !valid_id(&claim.provider_id) {
@@ -576,7 +674,7 @@ impl Adjudicator {
         let mut auth_units: Vec<(String, i32)> = Vec::new();
         let (mut plan, mut plan_version, mut used_auth) = (None::<String>, None::<i32>, None::<String>);
         let mut pended = false;
-        let mut seen_in_claim: HashSet<DuplicateKey> = HashSet::new();
+        let mut seen_in_claim: Vec<DuplicateKey> = Vec::new(); // a claim has a few lines
         for line in &claim.lines {
             let n = line.line_number;
             if let Some((carc, why)) = &claim_denial {
@@ -603,10 +701,10 @@ impl Adjudicator {
             }
             // 2. duplicates.
             let key: DuplicateKey = (
-                member_id.clone(),
-                claim.provider_id.clone(),
+                member,
+                provider,
                 line.service_date,
-                line.procedure_code.clone(),
+                self.names.intern(&line.procedure_code),
                 line.units,
                 line.charge_amount_idr.0,
             );
@@ -615,26 +713,27 @@ impl Adjudicator {
                 lines.push(denied_line(line, AdjustmentGroup::CO, "18"));
                 continue;
             }
-            if !seen_in_claim.insert(key.clone()) {
+            if seen_in_claim.contains(&key) {
                 trace.push(format!("line {n}: denied CO-18: duplicate of an earlier line of this claim"));
                 lines.push(denied_line(line, AdjustmentGroup::CO, "18"));
                 continue;
             }
+            seen_in_claim.push(key);
             // 3. eligibility on the date of service.
-            let answer = self.eligibility.answer(member_id, line.service_date, &line.procedure_code);
-            let not_eligible = match answer.status {
-                EligibilityStatus::UNKNOWN_MEMBER => Some("31"),
-                EligibilityStatus::NOT_YET_COVERED => Some("26"),
-                EligibilityStatus::TERMINATED => Some("27"),
-                EligibilityStatus::ACTIVE => None,
+            let plan_id = match self.eligibility.covered_under(member_id, line.service_date) {
+                Ok(plan_id) => plan_id,
+                Err(not) => {
+                    let why = not.reason;
+                    let carc = match not.status {
+                        EligibilityStatus::NOT_YET_COVERED => "26",
+                        EligibilityStatus::TERMINATED => "27",
+                        EligibilityStatus::UNKNOWN_MEMBER | EligibilityStatus::ACTIVE => "31",
+                    };
+                    trace.push(format!("line {n}: denied CO-{carc}: not eligible on {}: {why}", line.service_date));
+                    lines.push(denied_line(line, AdjustmentGroup::CO, carc));
+                    continue;
+                }
             };
-            if let Some(carc) = not_eligible {
-                let why = answer.reason.clone().unwrap_or_else(|| format!("{:?}", answer.status));
-                trace.push(format!("line {n}: denied CO-{carc}: not eligible on {}: {why}", line.service_date));
-                lines.push(denied_line(line, AdjustmentGroup::CO, carc));
-                continue;
-            }
-            let plan_id = answer.plan_id.clone().unwrap_or_default();
             let Some((from, version, benefits)) = self.eligibility.plan_version(&plan_id, line.service_date) else {
                 trace
                     .push(format!("line {n}: pended: no benefits of plan {plan_id} in force on {}", line.service_date));
@@ -738,8 +837,8 @@ impl Adjudicator {
                 None
             };
             let year = line.service_date.year();
-            let member_met = self.met(member_id, year);
-            let family_met = self.families_met.get(&(family_id.clone(), year)).copied().unwrap_or_default();
+            let member_met = self.members_met.get(&(member, year)).map(|a| a.member).unwrap_or_default();
+            let family_met = self.families_met.get(&(family, year)).copied().unwrap_or_default();
             let room = room(&benefits, member_met, family_met);
             let copay = if is_office_visit(&line.procedure_code) { benefits.copay_idr } else { Idr(0) };
             let figures = price(line.charge_amount_idr, contracted, copay, coinsurance_bp, room);
@@ -768,9 +867,9 @@ impl Adjudicator {
                 oop: figures.deductible + figures.copay + figures.coinsurance,
                 plan_paid: figures.plan_paid,
             };
-            self.add_met(member_id, &family_id, &plan_id, year, share);
+            self.add_met((member, member_id), family, &plan_id, year, share);
             added.entry(year).or_default().add(share);
-            self.duplicates.insert(key.clone(), claim.claim_id.clone());
+            self.duplicates.insert(key, claim_id.clone());
             keys.push(key);
             lines.push(AdjudicatedLine {
                 line_number: n,
@@ -796,9 +895,9 @@ impl Adjudicator {
         // One accumulator update per year the claim touched.
         let mut updates = Vec::new();
         for year in added.keys() {
-            if let Some(acc) = self.members_met.get(&(member_id.clone(), *year)) {
+            if let Some(acc) = self.members_met.get(&(member, *year)) {
                 let mut acc = acc.clone();
-                acc.family = self.families_met.get(&(family_id.clone(), *year)).copied().unwrap_or_default();
+                acc.family = self.families_met.get(&(family, *year)).copied().unwrap_or_default();
                 trace.push(format!(
                     "after, {year}: deductible met {} (family {}), out-of-pocket met {} (family {}), plan paid {}",
                     acc.member.deductible, acc.family.deductible, acc.member.oop, acc.family.oop, acc.member.plan_paid
@@ -814,10 +913,9 @@ impl Adjudicator {
         self.claims.insert(
             claim.claim_id.clone(),
             Standing {
-                member_id: member_id.clone(),
-                family_id: family_id.clone(),
-                provider_id: claim.provider_id.clone(),
-                plan_id: plan.clone().unwrap_or_default(),
+                member_id: member,
+                family_id: family,
+                provider_id: provider,
                 added,
                 lines: keys,
                 auth_units,
@@ -846,23 +944,22 @@ impl Adjudicator {
         (adjudicated, updates)
     }
 
-    fn met(&self, member_id: &str, year: i32) -> Met {
-        self.members_met.get(&(member_id.to_owned(), year)).map(|a| a.member).unwrap_or_default()
-    }
-
-    fn add_met(&mut self, member_id: &str, family_id: &str, plan_id: &str, year: i32, share: Met) {
-        let family = self.families_met.entry((family_id.to_owned(), year)).or_default();
-        family.add(share);
-        let family = *family;
-        let acc = self.members_met.entry((member_id.to_owned(), year)).or_insert_with(|| Accumulators {
+    fn add_met(&mut self, (member, member_id): (Name, &str), family: Name, plan_id: &str, year: i32, share: Met) {
+        let family_met = self.families_met.entry((family, year)).or_default();
+        family_met.add(share);
+        let family_met = *family_met;
+        let family_id = self.names.name(family);
+        let acc = self.members_met.entry((member, year)).or_insert_with(|| Accumulators {
             member_id: member_id.to_owned(),
             family_id: family_id.to_owned(),
             year,
             ..Accumulators::default()
         });
-        acc.plan_id = plan_id.to_owned();
+        if acc.plan_id != plan_id {
+            acc.plan_id = plan_id.to_owned();
+        }
         acc.member.add(share);
-        acc.family = family;
+        acc.family = family_met;
         acc.version += 1;
     }
 

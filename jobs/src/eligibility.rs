@@ -12,7 +12,9 @@
 //! subscriber's plan: the family's coverage follows the subscriber — except that a subscriber's
 //! death does not end it (dependents keep the plan the subscriber had).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashSet};
 
 use arus_connectors::store::{StateStore, StoreError};
 use arus_schemas::events::{
@@ -46,6 +48,29 @@ enum Coverage {
     Covered { plan_id: String, start: Date, end: Option<Date> },
     /// Ended: the last covered day, and why.
     Ended { last_day: Date, reason: Option<String> },
+}
+
+fn not_yet_reason(date: Date) -> String {
+    format!("not covered yet on {date}")
+}
+
+fn ended_reason(last_day: Date, reason: Option<String>) -> String {
+    match reason {
+        Some(reason) => format!("coverage ended on {last_day} ({reason})"),
+        None => format!("coverage ended on {last_day}"),
+    }
+}
+
+/// Why a member is not covered on a date (the status, last covered day and reason an
+/// [`Answer`] gives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotCovered {
+    /// Unknown, not yet covered, or terminated.
+    pub status: EligibilityStatus,
+    /// The last covered day, when coverage ended.
+    pub coverage_end: Option<Date>,
+    /// In words.
+    pub reason: String,
 }
 
 /// An eligibility answer.
@@ -233,9 +258,57 @@ impl EligibilityState {
             requires_prior_auth: false,
             reason: Some("no such member".to_owned()),
         };
-        let Some(record) = self.members.get(member_id) else { return unknown };
+        let Some(coverage) = self.coverage(member_id, date) else { return unknown };
+        match coverage {
+            Coverage::NotYet => {
+                Answer { status: EligibilityStatus::NOT_YET_COVERED, reason: Some(not_yet_reason(date)), ..unknown }
+            }
+            Coverage::Ended { last_day, reason } => Answer {
+                status: EligibilityStatus::TERMINATED,
+                coverage_end: Some(last_day),
+                reason: Some(ended_reason(last_day, reason)),
+                ..unknown
+            },
+            Coverage::Covered { plan_id, start, end } => {
+                let benefits = self.benefits(&plan_id, date).cloned();
+                let listed = |list: &[String]| list.iter().any(|p| p == service_type);
+                let excluded = benefits.as_ref().is_some_and(|b| listed(&b.excluded_procedures));
+                let requires_prior_auth = benefits.as_ref().is_some_and(|b| listed(&b.prior_auth_procedures));
+                Answer {
+                    eligible: !excluded,
+                    status: EligibilityStatus::ACTIVE,
+                    plan_id: Some(plan_id),
+                    coverage_start: Some(start),
+                    coverage_end: end,
+                    benefits,
+                    requires_prior_auth,
+                    reason: excluded.then(|| format!("{service_type} is excluded by the plan")),
+                }
+            }
+        }
+    }
+
+    /// The plan a member is covered under on a date, or why not (the status and the reason
+    /// [`answer`](Self::answer) gives): the answer's part the adjudicator needs, without
+    /// copying the plan's benefits for every claim line.
+    pub fn covered_under(&self, member_id: &str, date: Date) -> Result<String, NotCovered> {
+        let not = |status, coverage_end, reason| Err(NotCovered { status, coverage_end, reason });
+        match self.coverage(member_id, date) {
+            None => not(EligibilityStatus::UNKNOWN_MEMBER, None, "no such member".to_owned()),
+            Some(Coverage::NotYet) => not(EligibilityStatus::NOT_YET_COVERED, None, not_yet_reason(date)),
+            Some(Coverage::Ended { last_day, reason }) => {
+                not(EligibilityStatus::TERMINATED, Some(last_day), ended_reason(last_day, reason))
+            }
+            Some(Coverage::Covered { plan_id, .. }) => Ok(plan_id),
+        }
+    }
+
+    /// A member's coverage on a date, the subscriber's followed for a dependent; `None` for a
+    /// member not known.
+    fn coverage(&self, member_id: &str, date: Date) -> Option<Coverage> {
+        let record = self.members.get(member_id)?;
         if record.created.is_none() && record.changes.is_empty() {
-            return unknown;
+            return None;
         }
         let own = Self::own_coverage(record, date);
         // A dependent follows the subscriber: covered only while the subscriber is, under the
@@ -271,38 +344,7 @@ impl EligibilityState {
             (Coverage::Covered { .. }, Some(Coverage::NotYet)) => Coverage::NotYet,
             (own, _) => own,
         };
-        match coverage {
-            Coverage::NotYet => Answer {
-                status: EligibilityStatus::NOT_YET_COVERED,
-                reason: Some(format!("not covered yet on {date}")),
-                ..unknown
-            },
-            Coverage::Ended { last_day, reason } => Answer {
-                status: EligibilityStatus::TERMINATED,
-                coverage_end: Some(last_day),
-                reason: Some(format!(
-                    "coverage ended on {last_day}{}",
-                    reason.map(|r| format!(" ({r})")).unwrap_or_default()
-                )),
-                ..unknown
-            },
-            Coverage::Covered { plan_id, start, end } => {
-                let benefits = self.benefits(&plan_id, date).cloned();
-                let listed = |list: &[String]| list.iter().any(|p| p == service_type);
-                let excluded = benefits.as_ref().is_some_and(|b| listed(&b.excluded_procedures));
-                let requires_prior_auth = benefits.as_ref().is_some_and(|b| listed(&b.prior_auth_procedures));
-                Answer {
-                    eligible: !excluded,
-                    status: EligibilityStatus::ACTIVE,
-                    plan_id: Some(plan_id),
-                    coverage_start: Some(start),
-                    coverage_end: end,
-                    benefits,
-                    requires_prior_auth,
-                    reason: excluded.then(|| format!("{service_type} is excluded by the plan")),
-                }
-            }
-        }
+        Some(coverage)
     }
 
     /// The answer to a request on the bus, as the response event (its id derived from the

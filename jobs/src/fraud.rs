@@ -442,7 +442,7 @@ impl FraudDetector {
                 }
                 continue;
             }
-            if self.eligibility.answer(member_id, day, "claim").status == EligibilityStatus::TERMINATED {
+            if self.terminated(member_id, day).is_some() {
                 continue;
             }
             self.phantom.remove(&claim_id);
@@ -459,6 +459,12 @@ impl FraudDetector {
         steps
     }
 
+    /// Why a member's coverage had ended by `day`, if it had (not yet covered or unknown is
+    /// not that).
+    fn terminated(&self, member_id: &str, day: Date) -> Option<crate::eligibility::NotCovered> {
+        self.eligibility.covered_under(member_id, day).err().filter(|n| n.status == EligibilityStatus::TERMINATED)
+    }
+
     fn phantom_check(
         &mut self,
         member_id: &str,
@@ -467,12 +473,9 @@ impl FraudDetector {
         provider_id: &str,
         at: Timestamp,
     ) -> Option<Event> {
-        let answer = self.eligibility.answer(member_id, day, "claim");
-        if answer.status != EligibilityStatus::TERMINATED {
-            return None;
-        }
+        let ended = self.terminated(member_id, day)?;
+        let why = &ended.reason;
         self.phantom.insert(claim_id.to_owned());
-        let why = answer.reason.unwrap_or_else(|| "coverage ended".to_owned());
         Some(alert(
             "R-PHANTOM",
             "phantom_billing",
@@ -483,7 +486,7 @@ impl FraudDetector {
             Severity::HIGH,
             vec![feature(
                 "days_after_coverage_end",
-                answer.coverage_end.map_or(0, |end| i64::from(day.days_since(end))),
+                ended.coverage_end.map_or(0, |end| i64::from(day.days_since(end))),
             )],
             vec![claim_id.to_owned()],
         ))
@@ -642,11 +645,10 @@ impl FraudDetector {
 
         // Phantom billing, as far as coverage is known now (and again when it changes).
         self.member_claims.entry(member.clone()).or_default().push((id.clone(), day, provider.clone()));
-        let coverage = self.eligibility.answer(member, day, "claim");
-        let days_uncovered = match (coverage.status, coverage.coverage_end) {
-            (EligibilityStatus::TERMINATED, Some(end)) => i64::from(day.days_since(end)),
-            (EligibilityStatus::TERMINATED, None) => 1,
-            _ => 0,
+        let days_uncovered = match self.terminated(member, day).map(|t| t.coverage_end) {
+            Some(Some(end)) => i64::from(day.days_since(end)),
+            Some(None) => 1,
+            None => 0,
         };
         if let Some(alert) = self.phantom_check(member, id, day, provider, at) {
             alerts.push(alert);

@@ -22,5 +22,6 @@ pub mod metrics;
 pub mod model;
 pub mod provider_windows;
 pub mod runner;
+mod shards;
 pub mod sinks;
 pub mod spec;

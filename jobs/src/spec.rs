@@ -161,6 +161,14 @@ pub struct AdjudicationSpec {
     /// decided in event-time order (`1d`, `2h`…); a later one is decided when it comes.
     #[serde(default = "default_out_of_orderness")]
     pub out_of_orderness: String,
+    /// Threads the decisions are folded on, families spread over them (1 to 16; the same
+    /// decisions whatever the number).
+    #[serde(default = "default_fold_threads")]
+    pub fold_threads: usize,
+}
+
+fn default_fold_threads() -> usize {
+    crate::adjudication_job::FOLD_THREADS
 }
 
 fn default_out_of_orderness() -> String {

@@ -75,8 +75,31 @@ impl fmt::Display for Idr {
     /// Indonesian notation: `Rp 1.250.000`, `-Rp 5.000`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
-        write!(f, "{sign}Rp {}", group_digits(self.0.unsigned_abs(), '.'))
+        let mut buffer = [0u8; 32];
+        write!(f, "{sign}Rp {}", grouped(self.0.unsigned_abs(), b'.', &mut buffer))
     }
+}
+
+/// `n` grouped by threes with `separator`, written into the end of `buffer` (no allocation:
+/// amounts are formatted on every decision's trace).
+fn grouped(mut n: u64, separator: u8, buffer: &mut [u8; 32]) -> &str {
+    let mut at = buffer.len();
+    let mut digits = 0;
+    loop {
+        if digits > 0 && digits % 3 == 0 {
+            at -= 1;
+            buffer[at] = separator;
+        }
+        at -= 1;
+        buffer[at] = b'0' + (n % 10) as u8;
+        digits += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits and an ASCII separator were written.
+    std::str::from_utf8(&buffer[at..]).unwrap_or_default()
 }
 
 /// `n` with `separator` between groups of three digits: `group_digits(1234567, ',')` is
@@ -103,6 +126,12 @@ mod tests {
         assert_eq!(Idr(999).to_string(), "Rp 999");
         assert_eq!(Idr(-5_000).to_string(), "-Rp 5.000");
         assert_eq!(Idr(0).to_string(), "Rp 0");
+        assert_eq!(Idr(i64::MIN).to_string(), "-Rp 9.223.372.036.854.775.808");
+        assert_eq!(Idr(100_000).to_string(), "Rp 100.000");
+        for n in [0u64, 7, 12, 999, 1_000, 65_536, 123_456_789, u64::MAX] {
+            let mut buffer = [0u8; 32];
+            assert_eq!(grouped(n, b'.', &mut buffer), group_digits(n, '.'), "{n}");
+        }
     }
 
     #[test]
