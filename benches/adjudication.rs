@@ -111,7 +111,13 @@ fn main() {
     producer.flush(std::time::Duration::from_secs(300)).expect("delivered");
     println!("{} events produced to the broker in {:.2?}", events.len(), produced.elapsed());
     let store_prefix = format!("{prefix}store:");
-    for run in ["first run", "rerun (everything already written)"] {
+    let redis_store = format!("store={{kind=\"redis\", url=\"{redis}\", prefix=\"{store_prefix}\"}}");
+    let runs = [
+        ("first run", redis_store.as_str()),
+        ("rerun (everything already written)", redis_store.as_str()),
+        ("rerun, the store in memory (what Redis costs)", "store={kind=\"memory\"}"),
+    ];
+    for (run, store) in runs {
         let (children_before, broker_before, redis_before) =
             (children_cpu_time(), process_cpu_time("tansu"), process_cpu_time("redis-server"));
         let started = Instant::now();
@@ -119,8 +125,7 @@ fn main() {
             .args(["run", &format!("{}/pipelines/adjudication.toml", env!("CARGO_MANIFEST_DIR")), "--workers", "2"])
             .args(["--set", &format!("source.brokers={brokers}")])
             .args(["--set", &format!("source.topic_prefix={prefix}")])
-            .args(["--set", &format!("store.url={redis}")])
-            .args(["--set", &format!("store.prefix={store_prefix}")])
+            .args(["--set", store])
             .output()
             .expect("arus runs");
         let elapsed = started.elapsed();

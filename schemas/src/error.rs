@@ -31,6 +31,16 @@ pub enum DecodeError {
         /// What apache-avro saw.
         source: Box<apache_avro::Error>,
     },
+    /// The body does not read as its schema (the latest of its kind) says.
+    #[error("Avro body does not match schema {kind} (id {id}): {source}")]
+    Binary {
+        /// Schema id.
+        id: u32,
+        /// Record name.
+        kind: &'static str,
+        /// What was wrong.
+        source: crate::avro_binary::Error,
+    },
     /// Bytes left after a complete body: the record is not what its header says.
     #[error("{left} bytes left over after the Avro body of schema id {id}")]
     TrailingBytes {
@@ -55,6 +65,14 @@ pub enum EncodeError {
         /// What apache-avro saw.
         source: Box<apache_avro::Error>,
     },
+    /// The event has a value the contract's encoding has no place for.
+    #[error("event {kind} cannot be encoded: {source}")]
+    Binary {
+        /// Record name.
+        kind: &'static str,
+        /// What was found.
+        source: crate::avro_binary::Error,
+    },
 }
 
 impl DecodeError {
@@ -63,7 +81,7 @@ impl DecodeError {
         match self {
             DecodeError::TooShort { .. } | DecodeError::BadMagic { .. } => "framing",
             DecodeError::UnknownSchemaId { .. } => "unknown_schema",
-            DecodeError::Avro { .. } | DecodeError::TrailingBytes { .. } => "avro",
+            DecodeError::Avro { .. } | DecodeError::Binary { .. } | DecodeError::TrailingBytes { .. } => "avro",
             DecodeError::Json(_) => "json",
         }
     }

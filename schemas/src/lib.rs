@@ -29,6 +29,7 @@
 //! assert_eq!(wire::decode(&bytes).unwrap(), event);
 //! ```
 
+pub mod avro_binary;
 pub mod error;
 pub mod events;
 pub mod json;
