@@ -11,10 +11,11 @@
 //!
 //! The same machinery (`Fold`, `run_sequenced`) runs the fraud job's rules and model.
 //!
-//! One sequencer bounds the job at one core for the decisions themselves; decoding runs on
-//! every worker, and writing (encoding the outputs, sending them, the store's round trip) on a
-//! writer thread, a batch behind the sequencer. Families couple members' accumulators, so sharding the fold means routing by
-//! family, which needs a member → family lookup before the exchange (not built yet).
+//! The sequencer runs on a thread of its own (worker 0 hands it what it receives, so it reads
+//! its partitions as fast as the others); decoding runs on every worker, and writing (encoding
+//! the outputs, sending them, the store's round trip) on a writer thread, a batch behind the
+//! sequencer. The fold itself can be spread over threads by family (`fold_threads`,
+//! `shards.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -591,6 +592,95 @@ impl Writer {
     }
 }
 
+/// What worker 0 received in one activation, and its frontier then.
+struct Step {
+    events: Vec<Event>,
+    below: Time,
+    end: bool,
+}
+
+/// The sequencer on a thread of its own: it holds the events until the frontier passes them,
+/// then folds them in order and hands the decisions to the writer.
+struct SequencerThread {
+    steps: Option<std::sync::mpsc::Sender<Step>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SequencerThread {
+    fn start(mut seq: Sequencer, shared: Arc<Mutex<Shared<AdjudicationReport>>>) -> Self {
+        let (steps, received) = std::sync::mpsc::channel::<Step>();
+        let on_thread = shared.clone();
+        let thread = std::thread::Builder::new().name("arus-sequencer".to_owned()).spawn(move || {
+            let shared = on_thread;
+            // Held events, least (event time, rank, event id) first; released once the frontier
+            // passes.
+            let mut pending: std::collections::BinaryHeap<Held> = std::collections::BinaryHeap::new();
+            let mut released_below: Time = 0;
+            for Step { events, below, end } in received {
+                let mut late = Vec::new();
+                for event in events {
+                    if event_time(&event) < released_below {
+                        late.push(event);
+                    } else {
+                        pending.push(Held::new(event));
+                    }
+                }
+                let mut ready = Vec::new();
+                while pending.peek().is_some_and(|held| held.0 < below) {
+                    ready.extend(pending.pop().map(|held| held.2));
+                }
+                released_below = released_below.max(below);
+                seq.report.late += late.len() as u64;
+                ready.extend(late);
+                if let Err(error) = seq.apply(ready) {
+                    fail(&shared, error);
+                }
+                if let Err(error) = seq.end_batch(released_below) {
+                    fail(&shared, error);
+                }
+                if let Err(error) = seq.write_batch() {
+                    fail(&shared, error);
+                }
+                if end {
+                    match seq.writer.finish() {
+                        Ok(skipped) => seq.report.already_written = skipped,
+                        Err(error) => fail(&shared, error),
+                    }
+                    let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    let undecodable = shared.report.undecodable;
+                    shared.report = std::mem::take(&mut seq.report);
+                    shared.report.undecodable += undecodable;
+                    return;
+                }
+            }
+        });
+        match thread {
+            Ok(thread) => SequencerThread { steps: Some(steps), thread: Some(thread) },
+            Err(e) => {
+                fail(&shared, RunError::Unsupported(format!("cannot start the sequencer thread: {e}")));
+                SequencerThread { steps: None, thread: None }
+            }
+        }
+    }
+
+    fn send(&mut self, step: Step, shared: &Mutex<Shared<AdjudicationReport>>) {
+        let sent = self.steps.as_ref().is_some_and(|steps| steps.send(step).is_ok());
+        if !sent && self.thread.is_some() {
+            fail(shared, RunError::Unsupported("the sequencer thread has stopped".to_owned()));
+        }
+    }
+
+    /// Waits for the last step to be folded and written.
+    fn join(mut self, shared: &Mutex<Shared<AdjudicationReport>>) {
+        self.steps = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            fail(shared, RunError::Unsupported("the sequencer thread panicked".to_owned()));
+        }
+    }
+}
+
 /// The sequencer's side: the fold, and where its decisions go.
 struct Sequencer {
     fold: Box<dyn Fold>,
@@ -742,55 +832,30 @@ fn run_inputs(
                     }
                 }
             });
-            // Held events, least (event time, rank, event id) first; released once the frontier
-            // passes.
-            let mut pending: std::collections::BinaryHeap<Held> = std::collections::BinaryHeap::new();
-            let mut released_below: Time = 0;
+            // Worker 0 hands what it receives, and how far its frontier has come, to the
+            // sequencer's own thread: reading its partitions is not held up by the folding.
+            let mut handoff = sequencer.take().map(|seq| SequencerThread::start(seq, shared.clone()));
+            let mut told_below: Time = 0;
             let shared = shared.clone();
             events.sink(Exchange::new(|_| 0), "Adjudicate", move |(input, frontier)| {
-                let Some(seq) = sequencer.as_mut() else {
+                let Some(thread) = handoff.as_mut() else {
                     input.for_each(|_, _| {});
                     return;
                 };
-                let mut late = Vec::new();
+                let mut events = Vec::new();
                 input.for_each_stamp(|_, data| {
                     for batch in data {
-                        for event in batch.drain(..) {
-                            let at = event_time(&event);
-                            if at < released_below {
-                                late.push(event);
-                            } else {
-                                pending.push(Held::new(event));
-                            }
-                        }
+                        events.append(batch);
                     }
                 });
                 let below = frontier.frontier().iter().min().copied().unwrap_or(Time::MAX);
-                let mut ready = Vec::new();
-                while pending.peek().is_some_and(|held| held.0 < below) {
-                    ready.extend(pending.pop().map(|held| held.2));
+                let end = frontier.is_empty();
+                if !events.is_empty() || below > told_below || end {
+                    told_below = told_below.max(below);
+                    thread.send(Step { events, below, end }, &shared);
                 }
-                released_below = released_below.max(below);
-                seq.report.late += late.len() as u64;
-                ready.extend(late);
-                if let Err(error) = seq.apply(ready) {
-                    fail(&shared, error);
-                }
-                if let Err(error) = seq.end_batch(released_below) {
-                    fail(&shared, error);
-                }
-                if let Err(error) = seq.write_batch() {
-                    fail(&shared, error);
-                }
-                if frontier.is_empty() {
-                    match seq.writer.finish() {
-                        Ok(skipped) => seq.report.already_written = skipped,
-                        Err(error) => fail(&shared, error),
-                    }
-                    let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
-                    let undecodable = shared.report.undecodable;
-                    shared.report = std::mem::take(&mut seq.report);
-                    shared.report.undecodable += undecodable;
+                if end && let Some(thread) = handoff.take() {
+                    thread.join(&shared);
                 }
             });
         });
