@@ -223,14 +223,30 @@ impl ClaimView {
         let mut found = found.into_iter();
         let (Some(Some((_, decision))), state) = (found.next(), found.next().flatten()) else { return Ok(None) };
         let corrupt = |what: &str, e: String| StoreError(format!("{what} of claim {claim_id} is not readable: {e}"));
-        let adjudication = match arus_schemas::wire::decode(&decision) {
-            Ok(Event::ClaimAdjudicated(a)) => a,
-            Ok(other) => return Err(corrupt("the decision", format!("a {} record", other.kind().name()))),
-            Err(e) => return Err(corrupt("the decision", e.to_string())),
+        // Builds before this one kept the whole view as JSON under `claim:<id>` (at versions a
+        // decision does not pass): still read, the saga state taken from `claim-state:<id>`
+        // once there is one.
+        let (adjudication, earlier) = if decision.first() == Some(&b'{') {
+            let view: ClaimView =
+                serde_json::from_slice(&decision).map_err(|e| corrupt("the decision", e.to_string()))?;
+            let earlier = ClaimState {
+                state: view.state,
+                payment_id: view.payment_id,
+                reversal: view.reversal,
+                version: view.version,
+                decisions: 1,
+            };
+            (view.adjudication, earlier)
+        } else {
+            match arus_schemas::wire::decode(&decision) {
+                Ok(Event::ClaimAdjudicated(a)) => (a, ClaimState::decided()),
+                Ok(other) => return Err(corrupt("the decision", format!("a {} record", other.kind().name()))),
+                Err(e) => return Err(corrupt("the decision", e.to_string())),
+            }
         };
         let state = match state {
             Some((_, bytes)) => serde_json::from_slice(&bytes).map_err(|e| corrupt("the state", e.to_string()))?,
-            None => ClaimState::decided(),
+            None => earlier,
         };
         Ok(Some(ClaimView {
             adjudication,

@@ -123,3 +123,46 @@ fn any_worker_count_decides_as_the_direct_fold_does() {
         }
     }
 }
+
+#[test]
+fn claim_records_of_an_earlier_build_and_bad_records_read_as_expected() {
+    let events = generated();
+    let log = log_of(&events);
+    let store = Arc::new(MemoryStore::new());
+    run_on_log_folding(log, &Cluster::Local { workers: 1 }, store.clone(), 1).expect("the job runs");
+    let decided = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ClaimSubmitted(c) => Some(c.claim_id.clone()),
+            _ => None,
+        })
+        .expect("a claim");
+    let view = ClaimView::read(&*store, &decided).expect("read").expect("decided");
+
+    // An earlier build's record: the whole view as JSON under claim:<id>.
+    let old = MemoryStore::new();
+    let mut earlier = view.clone();
+    earlier.state = "PAID".to_owned();
+    earlier.payment_id = Some("PAY-1".to_owned());
+    earlier.version = 2;
+    old.put_versioned("claim:OLD", 2, &serde_json::to_vec(&earlier).expect("json")).expect("put");
+    assert_eq!(ClaimView::read(&old, "OLD").expect("read"), Some(earlier.clone()));
+    // Its state, once this build writes one, is the state.
+    let reversed = serde_json::json!({
+        "state": "REVERSED", "payment_id": "PAY-1", "reversal": "voided", "version": 3, "decisions": 1
+    });
+    old.put_versioned("claim-state:OLD", 3, reversed.to_string().as_bytes()).expect("put");
+    let now = ClaimView::read(&old, "OLD").expect("read").expect("there");
+    assert_eq!((now.state.as_str(), now.reversal.as_deref(), now.version), ("REVERSED", Some("voided"), 3));
+    assert_eq!(now.adjudication, earlier.adjudication);
+
+    // Not a decision: an error naming the claim and what is wrong, not a panic or a guess.
+    old.put_versioned("claim:GARBAGE", 1, b"\x00\x00\x00\x00\x01junk").expect("put");
+    let error = ClaimView::read(&old, "GARBAGE").expect_err("garbage");
+    assert!(error.to_string().contains("claim GARBAGE"), "{error}");
+    let paid = events.iter().find(|e| matches!(e, Event::PaymentCompleted(_))).expect("a payment");
+    old.put_versioned("claim:WRONG", 1, &wire::encode(paid).expect("encode")).expect("put");
+    let error = ClaimView::read(&old, "WRONG").expect_err("another kind");
+    assert!(error.to_string().contains("PaymentCompleted"), "{error}");
+    assert_eq!(ClaimView::read(&old, "NONE").expect("read"), None);
+}
