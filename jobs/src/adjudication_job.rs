@@ -72,6 +72,8 @@ struct Outputs {
     /// deterministic, so a rerun after a crash derives the same events with the same ids, and
     /// writes only what the crash lost.
     written: std::collections::HashSet<String>,
+    /// The output topics, until `written` has been read from them.
+    unread: Option<Vec<String>>,
     /// Decisions not written because they were there.
     skipped: u64,
 }
@@ -106,12 +108,23 @@ impl Outputs {
         topics: &[&str],
     ) -> Result<Self, RunError> {
         let to = To::open(source, log, topics)?;
-        let written = to.written(topics)?;
-        Ok(Outputs { to, written, skipped: 0 })
+        let unread = Some(topics.iter().map(|t| (*t).to_owned()).collect());
+        Ok(Outputs { to, written: Default::default(), unread, skipped: 0 })
+    }
+
+    /// Reads what an earlier run wrote (once): on the writer thread, before its first write,
+    /// while the job's readers open and its first events are sequenced.
+    fn read_back(&mut self) -> Result<(), RunError> {
+        if let Some(topics) = self.unread.take() {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            self.written = self.to.written(&topics)?;
+        }
+        Ok(())
     }
 
     /// Writes `event`, encoded as `bytes`, unless a run before this one did.
     fn write(&mut self, event: &Event, bytes: Vec<u8>) -> Result<(), RunError> {
+        self.read_back()?;
         if self.written.remove(event.event_id()) {
             self.skipped += 1;
             return Ok(());
@@ -549,6 +562,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("arus-writer".to_owned())
             .spawn(move || {
+                outputs.read_back()?;
                 for (events, records) in received {
                     let mut writes = Vec::with_capacity(records.len() + events.len());
                     for (event, stored) in &events {
