@@ -101,10 +101,10 @@ pub struct RedisStore {
     /// A few connections, taken in turn, so concurrent readers do not queue on one.
     connections: Vec<Mutex<redis::Connection>>,
     next: std::sync::atomic::AtomicUsize,
+    /// The versioned write of one key or many in one call (KEYS the keys, ARGV the version and
+    /// value of each in turn, then optionally milliseconds to live): a batch makes one call per
+    /// [`MANY`] keys instead of one per key.
     script: redis::Script,
-    /// The same write for many keys in one call (KEYS the keys, ARGV version and value of
-    /// each in turn): one script call per [`MANY`] keys instead of one per key.
-    many: redis::Script,
     prefix: String,
     /// Requests sent to the server (a pipeline is one).
     round_trips: std::sync::atomic::AtomicU64,
@@ -128,20 +128,17 @@ impl RedisStore {
         let connections = (0..CONNECTIONS)
             .map(|_| client.get_connection().map(Mutex::new).map_err(|e| StoreError(format!("{url}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        // ARGV: version, value, and (optionally) milliseconds to live.
         let script = redis::Script::new(
-            "local v = redis.call('HGET', KEYS[1], 'v') \
-             if v and tonumber(v) >= tonumber(ARGV[1]) then return 0 end \
-             redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2]) \
-             if ARGV[3] then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end \
-             return 1",
-        );
-        let many = redis::Script::new(
-            "local wrote = {} \
+            "local ttl = ARGV[2 * #KEYS + 1] \
+             local wrote = {} \
              for i, key in ipairs(KEYS) do \
                local v = redis.call('HGET', key, 'v') \
                if v and tonumber(v) >= tonumber(ARGV[2 * i - 1]) then wrote[i] = 0 \
-               else redis.call('HSET', key, 'v', ARGV[2 * i - 1], 'd', ARGV[2 * i]) wrote[i] = 1 end \
+               else \
+                 redis.call('HSET', key, 'v', ARGV[2 * i - 1], 'd', ARGV[2 * i]) \
+                 if ttl then redis.call('PEXPIRE', key, ttl) end \
+                 wrote[i] = 1 \
+               end \
              end \
              return wrote",
         );
@@ -149,7 +146,6 @@ impl RedisStore {
             connections,
             next: Default::default(),
             script,
-            many,
             prefix: prefix.to_owned(),
             round_trips: Default::default(),
         })
@@ -180,8 +176,8 @@ impl RedisStore {
             invocation.arg(ttl.as_millis() as u64);
         }
         self.count_round_trip();
-        let wrote: i64 = invocation.invoke(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
-        Ok(wrote == 1)
+        let wrote: Vec<i64> = invocation.invoke(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
+        Ok(wrote == [1])
     }
 
     /// A connection: a free one if there is, else the next in turn.
@@ -221,7 +217,7 @@ impl StateStore for RedisStore {
             return Ok(Vec::new());
         }
         let mut connection = self.connection();
-        let hash = self.many.get_hash();
+        let hash = self.script.get_hash();
         let pipeline = |writes: &[(String, u64, Vec<u8>)]| {
             let mut pipe = redis::pipe();
             for chunk in writes.chunks(MANY) {
@@ -240,7 +236,7 @@ impl StateStore for RedisStore {
             Ok(wrote) => wrote,
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 self.count_round_trip();
-                self.many.prepare_invoke().load(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
+                self.script.prepare_invoke().load(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
                 self.count_round_trip();
                 pipeline(writes).query(&mut *connection).map_err(|e| StoreError(e.to_string()))?
             }
