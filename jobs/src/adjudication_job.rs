@@ -112,7 +112,7 @@ impl Outputs {
         Ok(Outputs { to, written: Default::default(), unread, skipped: 0 })
     }
 
-    /// Reads what an earlier run wrote (once): on the writer thread, before its first write,
+    /// Reads what an earlier run wrote (once): the writer thread does, before its first write,
     /// while the job's readers open and its first events are sequenced.
     fn read_back(&mut self) -> Result<(), RunError> {
         if let Some(topics) = self.unread.take() {
@@ -124,7 +124,6 @@ impl Outputs {
 
     /// Writes `event`, encoded as `bytes`, unless a run before this one did.
     fn write(&mut self, event: &Event, bytes: Vec<u8>) -> Result<(), RunError> {
-        self.read_back()?;
         if self.written.remove(event.event_id()) {
             self.skipped += 1;
             return Ok(());
@@ -358,10 +357,8 @@ pub(crate) trait Fold: Send {
     fn apply_batch(&mut self, events: Vec<Event>, writes: &mut Writes) -> Result<Vec<Decided>, RunError> {
         let mut decided = Vec::new();
         for event in events {
-            for output in self.apply(&event, writes)? {
-                let stored = self.stored_as(&output);
-                decided.push((output, stored));
-            }
+            let outputs = self.apply(&event, writes)?;
+            decided.extend(with_store_keys(self, outputs));
         }
         Ok(decided)
     }
@@ -370,6 +367,14 @@ pub(crate) trait Fold: Send {
     fn stored_as(&self, _output: &Event) -> Option<(String, u64)> {
         None
     }
+}
+
+/// `outputs` just decided by `fold`, each with where the store keeps it ([`Fold::stored_as`]).
+pub(crate) fn with_store_keys<F: Fold + ?Sized>(fold: &F, outputs: Vec<Event>) -> impl Iterator<Item = Decided> {
+    outputs.into_iter().map(move |output| {
+        let stored = fold.stored_as(&output);
+        (output, stored)
+    })
 }
 
 /// Puts `value` under `key` at `version` (as JSON, when written).
@@ -728,14 +733,8 @@ impl Sequencer {
 
     /// The end of a batch: what the fold kept back.
     fn end_batch(&mut self, released_below: Time) -> Result<(), RunError> {
-        let decided = self.fold.end_of_batch(released_below, &mut self.writes)?;
-        let decided = decided
-            .into_iter()
-            .map(|output| {
-                let stored = self.fold.stored_as(&output);
-                (output, stored)
-            })
-            .collect();
+        let outputs = self.fold.end_of_batch(released_below, &mut self.writes)?;
+        let decided = with_store_keys(&*self.fold, outputs).collect();
         self.emit(decided);
         Ok(())
     }

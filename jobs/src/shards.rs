@@ -29,7 +29,7 @@ use arus_operators::Time;
 use arus_schemas::Event;
 use foldhash::HashMap;
 
-use crate::adjudication_job::{Decided, Fold, Writes};
+use crate::adjudication_job::{Decided, Fold, Writes, with_store_keys};
 use crate::runner::RunError;
 
 /// Events for a shard: each with its place in the batch.
@@ -95,10 +95,8 @@ fn fold_share(fold: &mut dyn Fold, share: Share) -> Folded {
     let mut writes = Writes::default();
     let mut decided = Vec::new();
     for (at, event) in share {
-        for output in fold.apply(&event, &mut writes)? {
-            let stored = fold.stored_as(&output);
-            decided.push((at, (output, stored)));
-        }
+        let outputs = fold.apply(&event, &mut writes)?;
+        decided.extend(with_store_keys(fold, outputs).map(|d| (at, d)));
     }
     Ok((decided, writes))
 }
