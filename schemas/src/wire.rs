@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{DecodeError, EncodeError};
 use crate::kinds::{Event, EventKind};
-use crate::registry::{RegisteredSchema, registry};
+use crate::registry::registry;
 
 /// The magic byte that starts every Confluent-framed record.
 pub const MAGIC: u8 = 0;
@@ -19,44 +19,32 @@ pub const MAGIC: u8 = 0;
 pub const HEADER_LEN: usize = 5;
 
 struct Codecs {
-    /// One writer per kind (indexed by [`EventKind::index`]), for its latest schema; built
-    /// once because resolving a schema's names costs more than encoding a record.
-    writers: Vec<(u32, GenericDatumWriter<'static>)>,
-    /// One reader per schema id. Latest versions decode straight into the Rust type; older
-    /// versions are resolved to the latest schema first.
-    readers: HashMap<u32, GenericDatumReader<'static>>,
+    /// The latest schema id of each kind (indexed by [`EventKind::index`]): what records are
+    /// written with, straight from serde (`avro_binary`), and read back the same way.
+    latest: Vec<u32>,
+    /// One reader per older schema id, resolving to the latest schema of its kind; built once
+    /// because resolving a schema's names costs more than decoding a record.
+    older: HashMap<u32, GenericDatumReader<'static>>,
 }
 
 fn codecs() -> &'static Codecs {
     static CODECS: OnceLock<Codecs> = OnceLock::new();
     CODECS.get_or_init(|| {
         let registry = registry();
-        let mut writers = Vec::with_capacity(EventKind::ALL.len());
-        for &kind in EventKind::ALL {
-            let latest = registry.latest(kind);
-            let writer = GenericDatumWriter::builder(&latest.schema)
-                .human_readable(false)
-                .build()
-                .unwrap_or_else(|e| panic!("writer for bundled schema {}: {e}", kind.name()));
-            writers.push((latest.bundled.id, writer));
-        }
-        let mut readers = HashMap::new();
+        let latest = EventKind::ALL.iter().map(|&kind| registry.latest(kind).bundled.id).collect();
+        let mut older = HashMap::new();
         for entry in registry.all() {
             let latest = registry.latest(entry.bundled.kind);
-            let reader = if is_latest(entry, latest) {
-                GenericDatumReader::builder(&entry.schema).human_readable(false).build()
-            } else {
-                GenericDatumReader::builder(&entry.schema).reader_schema(&latest.schema).human_readable(false).build()
-            };
+            if entry.bundled.id == latest.bundled.id {
+                continue;
+            }
+            let reader =
+                GenericDatumReader::builder(&entry.schema).reader_schema(&latest.schema).human_readable(false).build();
             let reader = reader.unwrap_or_else(|e| panic!("reader for bundled schema id {}: {e}", entry.bundled.id));
-            readers.insert(entry.bundled.id, reader);
+            older.insert(entry.bundled.id, reader);
         }
-        Codecs { writers, readers }
+        Codecs { latest, older }
     })
-}
-
-fn is_latest(entry: &RegisteredSchema, latest: &RegisteredSchema) -> bool {
-    entry.bundled.id == latest.bundled.id
 }
 
 /// Appends `event` in the wire format to `out`, with the latest schema of its kind.
@@ -72,7 +60,7 @@ pub fn encode_into(event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> 
 /// The body straight from serde ([`avro_binary`](crate::avro_binary): the structs mirror their
 /// schemas), about a tenth of the work of apache-avro's schema-aware writer.
 fn write_body<T: Serialize>(kind: EventKind, event: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let (id, _) = &codecs().writers[kind.index()];
+    let id = codecs().latest[kind.index()];
     let start = out.len();
     out.push(MAGIC);
     out.extend_from_slice(&id.to_be_bytes());
@@ -87,9 +75,14 @@ fn write_body<T: Serialize>(kind: EventKind, event: &T, out: &mut Vec<u8>) -> Re
 #[doc(hidden)]
 pub fn encode_with_apache_avro(event: &Event) -> Result<Vec<u8>, EncodeError> {
     fn body<T: Serialize>(kind: EventKind, event: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let (id, writer) = &codecs().writers[kind.index()];
+        // Built at each call: a reference for tests, not a path records take.
+        let latest = registry().latest(kind);
+        let writer = GenericDatumWriter::builder(&latest.schema)
+            .human_readable(false)
+            .build()
+            .map_err(|source| EncodeError::Avro { kind: kind.name(), source: Box::new(source) })?;
         out.push(MAGIC);
-        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&latest.bundled.id.to_be_bytes());
         writer
             .write_ser(out, event)
             .map(|_| ())
@@ -128,12 +121,11 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let id = schema_id(bytes)?;
     let entry = registry().by_id(id).ok_or(DecodeError::UnknownSchemaId { id })?;
     let kind = entry.bundled.kind;
-    let latest = is_latest(entry, registry().latest(kind));
-    let reader = &codecs().readers[&id];
+    let older = codecs().older.get(&id);
     let mut body = &bytes[HEADER_LEN..];
     macro_rules! read_body {
         ($($kind:ident),+) => {
-            match kind { $(EventKind::$kind => read_body(reader, latest, &mut body, id, kind).map(Event::$kind),)+ }
+            match kind { $(EventKind::$kind => read_body(older, &mut body, id, kind).map(Event::$kind),)+ }
         };
     }
     let event = crate::for_each_kind!(read_body)?;
@@ -143,19 +135,20 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     Ok(event)
 }
 
+/// A body of schema `id`: an older version's resolved by apache-avro (`older`, its reader),
+/// the latest straight into the Rust type, which mirrors it (`avro_binary`).
 fn read_body<T: DeserializeOwned>(
-    reader: &GenericDatumReader<'static>,
-    latest: bool,
+    older: Option<&GenericDatumReader<'static>>,
     body: &mut &[u8],
     id: u32,
     kind: EventKind,
 ) -> Result<T, DecodeError> {
     let avro = |source: apache_avro::Error| DecodeError::Avro { id, kind: kind.name(), source: Box::new(source) };
-    if latest {
-        // Straight into the Rust type, which mirrors the latest schema (`avro_binary`).
-        crate::avro_binary::read(body).map_err(|source| DecodeError::Binary { id, kind: kind.name(), source })
-    } else {
-        let value = reader.read_value(body).map_err(avro)?;
-        apache_avro::from_value(&value).map_err(avro)
+    match older {
+        None => crate::avro_binary::read(body).map_err(|source| DecodeError::Binary { id, kind: kind.name(), source }),
+        Some(reader) => {
+            let value = reader.read_value(body).map_err(avro)?;
+            apache_avro::from_value(&value).map_err(avro)
+        }
     }
 }
