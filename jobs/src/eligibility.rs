@@ -50,6 +50,9 @@ enum Coverage {
     Ended { last_day: Date, reason: Option<String> },
 }
 
+/// Why an unknown member is not covered, in words.
+const NO_SUCH_MEMBER: &str = "no such member";
+
 fn not_yet_reason(date: Date) -> String {
     format!("not covered yet on {date}")
 }
@@ -256,7 +259,7 @@ impl EligibilityState {
             coverage_end: None,
             benefits: None,
             requires_prior_auth: false,
-            reason: Some("no such member".to_owned()),
+            reason: Some(NO_SUCH_MEMBER.to_owned()),
         };
         let Some(coverage) = self.coverage(member_id, date) else { return unknown };
         match coverage {
@@ -294,7 +297,7 @@ impl EligibilityState {
     pub fn covered_under(&self, member_id: &str, date: Date) -> Result<String, NotCovered> {
         let not = |status, coverage_end, reason| Err(NotCovered { status, coverage_end, reason });
         match self.coverage(member_id, date) {
-            None => not(EligibilityStatus::UNKNOWN_MEMBER, None, "no such member".to_owned()),
+            None => not(EligibilityStatus::UNKNOWN_MEMBER, None, NO_SUCH_MEMBER.to_owned()),
             Some(Coverage::NotYet) => not(EligibilityStatus::NOT_YET_COVERED, None, not_yet_reason(date)),
             Some(Coverage::Ended { last_day, reason }) => {
                 not(EligibilityStatus::TERMINATED, Some(last_day), ended_reason(last_day, reason))
