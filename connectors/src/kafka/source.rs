@@ -190,6 +190,12 @@ impl BoundedPartitionReader {
             };
             assignment.add_partition_offset(topic, p as i32, offset).map_err(|e| KafkaError::broker("assign", e))?;
         }
+        // The topic's leaders first: assigned before it knows them, librdkafka retries the
+        // query for the partitions' first offsets on a fixed 500 ms timer, and every reader
+        // then started half a second late (measured against Tansu: first record after 530 ms,
+        // 35 ms with the metadata fetched first).
+        let timeout = Duration::from_millis(u64::from(config.request_timeout_ms));
+        consumer.fetch_metadata(Some(topic), timeout).map_err(|e| KafkaError::broker("metadata", e))?;
         consumer.assign(&assignment).map_err(|e| KafkaError::broker("assign", e))?;
         let partitions: BTreeMap<u32, PartitionState> = partitions
             .iter()
