@@ -113,11 +113,12 @@ fn main() {
     let store_prefix = format!("{prefix}store:");
     let redis_store = format!("store={{kind=\"redis\", url=\"{redis}\", prefix=\"{store_prefix}\"}}");
     let runs = [
-        ("first run", redis_store.as_str()),
-        ("rerun (everything already written)", redis_store.as_str()),
-        ("rerun, the store in memory (what Redis costs)", "store={kind=\"memory\"}"),
+        ("first run", redis_store.as_str(), 1),
+        ("rerun (everything already written)", redis_store.as_str(), 1),
+        ("rerun, the store in memory (what Redis costs)", "store={kind=\"memory\"}", 1),
+        ("rerun, 2 fold threads", redis_store.as_str(), 2),
     ];
-    for (run, store) in runs {
+    for (run, store, fold_threads) in runs {
         let (children_before, broker_before, redis_before) =
             (children_cpu_time(), process_cpu_time("tansu"), process_cpu_time("redis-server"));
         let started = Instant::now();
@@ -126,6 +127,7 @@ fn main() {
             .args(["--set", &format!("source.brokers={brokers}")])
             .args(["--set", &format!("source.topic_prefix={prefix}")])
             .args(["--set", store])
+            .args(["--set", &format!("fold_threads={fold_threads}")])
             .output()
             .expect("arus runs");
         let elapsed = started.elapsed();
