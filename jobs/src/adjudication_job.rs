@@ -25,14 +25,14 @@ use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::StateStore;
 use arus_operators::{Time, Watermarks};
 use arus_schemas::topics::names::{ACCUMULATOR_UPDATES, CLAIMS_EVENTS};
-use arus_schemas::{Event, wire};
+use arus_schemas::{Event, EventKind, wire};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::adjudication::{Adjudicator, decision_key, state_key};
 use crate::eligibility_job::{embedded_inputs, open_inputs, open_store};
-use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, read_events, timely_config};
+use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, read_events_peeked, timely_config};
 use crate::spec::{AdjudicationSpec, EligibilitySource, parse_duration_ms};
 
 /// The topics the job reads.
@@ -84,11 +84,21 @@ enum To {
 }
 
 /// Whether a sequenced job writes this kind (what a rerun must not write twice).
-fn is_output(event: &Event) -> bool {
+fn is_output(kind: EventKind) -> bool {
     matches!(
-        event,
-        Event::ClaimAdjudicated(_) | Event::ClaimPaid(_) | Event::AccumulatorUpdated(_) | Event::FraudAlert(_)
+        kind,
+        EventKind::ClaimAdjudicated | EventKind::ClaimPaid | EventKind::AccumulatorUpdated | EventKind::FraudAlert
     )
+}
+
+/// The id of `record` if it is an output (decoded whole, so that a damaged one is written
+/// again); the other kinds are only peeked at.
+fn output_id(record: &[u8]) -> Option<String> {
+    let peek = wire::peek(record).ok()?;
+    if !is_output(peek.kind) {
+        return None;
+    }
+    wire::decode(record).ok().map(|event| event.event_id().to_owned())
 }
 
 /// The topic an output goes to.
@@ -152,11 +162,7 @@ fn written_on_kafka(
         BATCH,
     )?;
     while let Some(record) = reader.next_record()? {
-        if let Ok(event) = wire::decode(&record.value)
-            && is_output(&event)
-        {
-            ids.insert(event.event_id().to_owned());
-        }
+        ids.extend(output_id(&record.value));
     }
     Ok(ids)
 }
@@ -191,11 +197,7 @@ impl To {
             }
             for (partition, end) in log.end_offsets(&topic)?.into_iter().enumerate() {
                 for record in log.fetch(&topic, partition as u32, 0, end as usize)? {
-                    if let Ok(event) = wire::decode(&record.value)
-                        && is_output(&event)
-                    {
-                        ids.insert(event.event_id().to_owned());
-                    }
+                    ids.extend(output_id(&record.value));
                 }
             }
         }
@@ -550,19 +552,25 @@ fn rank(event: &Event) -> u8 {
     }
 }
 
-/// Whether the adjudicator reads this kind at all (the rest is passed over at the source).
+/// Whether the adjudicator reads this event's kind at all (the rest is passed over at the
+/// source).
 pub fn wanted(event: &Event) -> bool {
+    wanted_kind(event.kind())
+}
+
+/// Whether the adjudicator reads this kind at all: the source decodes no other.
+pub fn wanted_kind(kind: EventKind) -> bool {
     !matches!(
-        event,
-        Event::ClaimAdjudicated(_)
-            | Event::ClaimPaid(_)
-            | Event::AccumulatorUpdated(_)
-            | Event::PaymentInitiated(_)
-            | Event::PerformanceCalculated(_)
-            | Event::EligibilityRequested(_)
-            | Event::EligibilityResponded(_)
-            | Event::FraudAlert(_)
-            | Event::DeadLetter(_)
+        kind,
+        EventKind::ClaimAdjudicated
+            | EventKind::ClaimPaid
+            | EventKind::AccumulatorUpdated
+            | EventKind::PaymentInitiated
+            | EventKind::PerformanceCalculated
+            | EventKind::EligibilityRequested
+            | EventKind::EligibilityResponded
+            | EventKind::FraudAlert
+            | EventKind::DeadLetter
     )
 }
 
@@ -883,13 +891,15 @@ fn run_inputs(
                     let mut sent = 0u64;
                     let read = {
                         let mut session = output.session(&*cap);
-                        read_events(&mut readers, BATCH, &shared, |i, partition, event| {
-                            watermarks.observe(((i as u32) << 20) | partition, event_time(&event));
-                            newest = newest.max(event_time(&event));
-                            if wanted(&event) {
-                                session.give(event);
-                                sent += 1;
-                            }
+                        let peeked = |i: usize, partition: u32, peek: &wire::Peek<'_>| {
+                            let time = peek.event_time.max(0) as Time;
+                            watermarks.observe(((i as u32) << 20) | partition, time);
+                            newest = newest.max(time);
+                            wanted_kind(peek.kind)
+                        };
+                        read_events_peeked(&mut readers, BATCH, &shared, peeked, |_, _, event| {
+                            session.give(event);
+                            sent += 1;
                         })
                     };
                     let (failed, undecodable) = (read.is_none(), read.unwrap_or(0));

@@ -144,6 +144,21 @@ pub(crate) fn read_events<R>(
     readers: &mut [Box<dyn ClaimReader>],
     batch: usize,
     shared: &Mutex<Shared<R>>,
+    take: impl FnMut(usize, u32, arus_schemas::Event),
+) -> Option<u64> {
+    read_events_peeked(readers, batch, shared, |_, _, _| true, take)
+}
+
+/// [`read_events`], each record first shown to `peeked` (its kind, id and time, read without
+/// decoding it: [`wire::peek`](arus_schemas::wire::peek)) and decoded only if that says so —
+/// a job passes over the kinds it does not read without paying for their decoding (the
+/// adjudication job's own decisions on `claims.events`, on a rerun). Only records decoded
+/// or not even peeked at are counted as not events.
+pub(crate) fn read_events_peeked<R>(
+    readers: &mut [Box<dyn ClaimReader>],
+    batch: usize,
+    shared: &Mutex<Shared<R>>,
+    mut peeked: impl FnMut(usize, u32, &arus_schemas::wire::Peek<'_>) -> bool,
     mut take: impl FnMut(usize, u32, arus_schemas::Event),
 ) -> Option<u64> {
     let mut undecodable = 0;
@@ -154,8 +169,12 @@ pub(crate) fn read_events<R>(
                 break;
             }
             match reader.next_record() {
-                Ok(Some((partition, bytes))) => match arus_schemas::wire::decode(bytes) {
-                    Ok(event) => take(i, partition, event),
+                Ok(Some((partition, bytes))) => match arus_schemas::wire::peek(bytes) {
+                    Ok(peek) if !peeked(i, partition, &peek) => {}
+                    Ok(_) => match arus_schemas::wire::decode(bytes) {
+                        Ok(event) => take(i, partition, event),
+                        Err(_) => undecodable += 1,
+                    },
                     Err(_) => undecodable += 1,
                 },
                 Ok(None) => break,

@@ -265,6 +265,19 @@ impl ser::SerializeSeq for Array<&mut Writer<'_>> {
     }
 }
 
+/// Reads a string from the front of `input`, leaving what follows, without copying it.
+pub fn read_str<'de>(input: &mut &'de [u8]) -> Result<&'de str, Error> {
+    let mut reader = Reader { input };
+    let len = reader.long()?;
+    let len = usize::try_from(len).map_err(|_| Error(format!("a string of length {len}")))?;
+    std::str::from_utf8(reader.take(len)?).map_err(|e| Error(format!("a string that is not UTF-8: {e}")))
+}
+
+/// Reads a long from the front of `input`, leaving what follows.
+pub fn read_long(input: &mut &[u8]) -> Result<i64, Error> {
+    Reader { input }.long()
+}
+
 /// Reads a `T` from the front of `input`, leaving what follows.
 pub fn read<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T, Error> {
     T::deserialize(&mut Reader { input })

@@ -116,6 +116,32 @@ pub fn schema_id(bytes: &[u8]) -> Result<u32, DecodeError> {
     Ok(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]))
 }
 
+/// What a record is, read without decoding its body past the first two fields: every schema,
+/// in every version, begins with `event_id` and `event_time` (the contract tests hold them to
+/// it). A reader that passes over most kinds (a job reading a topic its outputs share) looks
+/// here first; the body past these fields is not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peek<'a> {
+    /// The record's kind.
+    pub kind: EventKind,
+    /// Its event id.
+    pub event_id: &'a str,
+    /// Its event time (ms since the epoch).
+    pub event_time: i64,
+}
+
+/// A record's [`Peek`].
+pub fn peek(bytes: &[u8]) -> Result<Peek<'_>, DecodeError> {
+    let id = schema_id(bytes)?;
+    let entry = registry().by_id(id).ok_or(DecodeError::UnknownSchemaId { id })?;
+    let kind = entry.bundled.kind;
+    let mut body = &bytes[HEADER_LEN..];
+    let malformed = |source| DecodeError::Binary { id, kind: kind.name(), source };
+    let event_id = crate::avro_binary::read_str(&mut body).map_err(malformed)?;
+    let event_time = crate::avro_binary::read_long(&mut body).map_err(malformed)?;
+    Ok(Peek { kind, event_id, event_time })
+}
+
 /// Decodes a wire-format record written with any bundled schema version.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let id = schema_id(bytes)?;

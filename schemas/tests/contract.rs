@@ -74,6 +74,12 @@ fn check_round_trip(entry: &RegisteredSchema, value: Value) -> Result<(), TestCa
     let bytes = framed(entry, value);
     let event = wire::decode(&bytes).map_err(|e| TestCaseError::fail(format!("decode: {e}")))?;
     prop_assert_eq!(event.kind(), entry.bundled.kind);
+    // A peek at the first two fields says what the whole decoding does.
+    let peek = wire::peek(&bytes).map_err(|e| TestCaseError::fail(format!("peek: {e}")))?;
+    prop_assert_eq!(
+        peek,
+        wire::Peek { kind: event.kind(), event_id: event.event_id(), event_time: event.event_time().0 }
+    );
     let reencoded = wire::encode(&event).map_err(|e| TestCaseError::fail(format!("encode: {e}")))?;
     // The serde-driven encoder writes what apache-avro's schema-aware one does, byte for byte.
     let reference = wire::encode_with_apache_avro(&event).map_err(|e| TestCaseError::fail(format!("encode: {e}")))?;
@@ -105,6 +111,21 @@ fn every_schema_version_round_trips() {
             .run(&arb_value(&entry.schema), |value| check_round_trip(entry, value))
             .unwrap_or_else(|e| panic!("{} v{}: {e}", entry.bundled.kind.name(), entry.bundled.version));
     }
+}
+
+#[test]
+fn every_schema_begins_with_the_event_id_and_time_a_peek_reads() {
+    for entry in registry().all() {
+        let Schema::Record(record) = &entry.schema else { panic!("records only") };
+        let first: Vec<(&str, &Schema)> = record.fields.iter().take(2).map(|f| (f.name.as_str(), &f.schema)).collect();
+        assert!(
+            matches!(first[..], [("event_id", Schema::String), ("event_time", Schema::TimestampMillis)]),
+            "{} v{} begins with {first:?}",
+            entry.bundled.kind.name(),
+            entry.bundled.version
+        );
+    }
+    assert!(matches!(wire::peek(&[0, 0, 0, 0, 1, 9]), Err(DecodeError::Binary { .. })), "a truncated id");
 }
 
 #[test]
