@@ -80,6 +80,19 @@ impl fmt::Display for Idr {
     }
 }
 
+impl Idr {
+    /// Appends the amount as [`Display`](fmt::Display) writes it, without the formatting
+    /// machinery (the adjudicator writes a dozen into each line of a decision's trace).
+    pub fn push_to(self, out: &mut String) {
+        if self.0 < 0 {
+            out.push('-');
+        }
+        out.push_str("Rp ");
+        let mut buffer = [0u8; 32];
+        out.push_str(grouped(self.0.unsigned_abs(), b'.', &mut buffer));
+    }
+}
+
 /// `n` grouped by threes with `separator`, written into the end of `buffer` (no allocation:
 /// amounts are formatted on every decision's trace).
 fn grouped(mut n: u64, separator: u8, buffer: &mut [u8; 32]) -> &str {
@@ -119,6 +132,15 @@ pub fn group_digits(n: u64, separator: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_amount_pushed_reads_as_it_displays() {
+        for amount in [0, 5, 999, 1_000, -5_000, 1_250_000, -987_654_321, i64::MAX, i64::MIN] {
+            let mut pushed = String::from("x ");
+            Idr(amount).push_to(&mut pushed);
+            assert_eq!(pushed, format!("x {}", Idr(amount)), "{amount}");
+        }
+    }
 
     #[test]
     fn displays_indonesian_grouping() {
