@@ -378,7 +378,9 @@ pub(crate) trait Fold: Send {
     /// keeps each, see `stored_as`), in order. A fold may spread the work (the adjudication's
     /// shards); by default one event after the other.
     fn apply_batch(&mut self, events: Vec<Event>, writes: &mut Writes) -> Result<Vec<Decided>, RunError> {
-        let mut decided = Vec::new();
+        // About as many decided as applied: grown from nothing, the events were copied a few
+        // times over per batch.
+        let mut decided = Vec::with_capacity(events.len() * 2);
         for event in events {
             let outputs = self.apply(&event, writes)?;
             decided.extend(with_store_keys(self, outputs));
@@ -828,8 +830,8 @@ impl Sequencer {
 
     /// Counts decided events and keeps them for the writer.
     fn emit(&mut self, decided: Vec<Decided>) {
-        for (decided, stored) in decided {
-            match &decided {
+        for (decided, _) in &decided {
+            match decided {
                 Event::ClaimAdjudicated(a) => match self.report.decided.get_mut(a.status.as_str()) {
                     Some(n) => *n += 1,
                     None => _ = self.report.decided.insert(a.status.as_str().to_owned(), 1),
@@ -839,7 +841,11 @@ impl Sequencer {
                 Event::FraudAlert(_) => self.report.alerts += 1,
                 _ => {}
             }
-            self.decided.push((decided, stored));
+        }
+        if self.decided.is_empty() {
+            self.decided = decided;
+        } else {
+            self.decided.extend(decided);
         }
     }
 }
@@ -947,7 +953,11 @@ fn run_inputs(
                 let mut events = Vec::new();
                 input.for_each_stamp(|_, data| {
                     for batch in data {
-                        events.append(batch);
+                        if events.is_empty() {
+                            std::mem::swap(&mut events, batch);
+                        } else {
+                            events.append(batch);
+                        }
                     }
                 });
                 let below = frontier.frontier().iter().min().copied().unwrap_or(Time::MAX);
