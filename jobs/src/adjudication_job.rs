@@ -12,9 +12,10 @@
 //! The same machinery (`Fold`, `run_sequenced`) runs the fraud job's rules and model.
 //!
 //! The sequencer runs on a thread of its own (worker 0 hands it what it receives, so it reads
-//! its partitions as fast as the others); decoding runs on every worker, and writing (encoding
-//! the outputs, sending them, the store's round trip) on a writer thread, a batch behind the
-//! sequencer. The fold itself can be spread over threads by family (`fold_threads`,
+//! its partitions as fast as the others) and releases at most `RELEASE` events at a time;
+//! decoding runs on every worker (only the kinds the fold reads: `wire::peek` first), and
+//! writing (encoding the outputs, sending them, the store's round trip, the records of every
+//! batch waiting merged into one) on a writer thread, a batch behind the sequencer. The fold itself can be spread over threads by family (`fold_threads`,
 //! `shards.rs`).
 
 use std::collections::BTreeMap;
