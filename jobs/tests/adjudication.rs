@@ -360,6 +360,36 @@ fn the_worked_example_through_claims_and_accumulators() {
 }
 
 #[test]
+fn a_line_priced_without_a_contracted_fee_says_why_in_its_trace() {
+    let mut world = World::default();
+    world.plan("OPEN", Benefits { out_of_network_coinsurance_bp: 5_000, ..benefits() });
+    world.provider("IN", NetworkStatus::IN_NETWORK, &[]);
+    world.provider("OUT", NetworkStatus::OUT_OF_NETWORK, &[]);
+    world.member("A-O", "A", "OPEN");
+    world.claim("C1", "A-O", "IN", "2026-03-02", &[("80053", "2026-03-01", 1, 500_000)]);
+    world.claim("C2", "A-O", "OUT", "2026-03-03", &[("80053", "2026-03-02", 1, 200_000)]);
+    let (_, outputs) = world.run();
+    let line =
+        |claim_id: &str| decision(&outputs, claim_id).trace.iter().find(|t| t.starts_with("line 1: allowed")).cloned();
+    assert_eq!(
+        line("C1").as_deref(),
+        Some(
+            "line 1: allowed Rp 500.000 (no contracted fee: billed); before: deductible met Rp 0 (family Rp 0), \
+             out-of-pocket met Rp 0 (family Rp 0), plan paid Rp 0; deductible Rp 300.000, copay Rp 0, coinsurance \
+             Rp 40.000 at 2000 bp, plan pays Rp 160.000"
+        )
+    );
+    assert_eq!(
+        line("C2").as_deref(),
+        Some(
+            "line 1: allowed Rp 200.000 (out of network: billed); before: deductible met Rp 300.000 (family \
+             Rp 300.000), out-of-pocket met Rp 340.000 (family Rp 340.000), plan paid Rp 160.000; deductible Rp 0, \
+             copay Rp 0, coinsurance Rp 100.000 at 5000 bp, plan pays Rp 100.000"
+        )
+    );
+}
+
+#[test]
 fn every_rule_denies_with_its_reason_code() {
     let mut world = World::default();
     world.plan("SILVER", benefits());
