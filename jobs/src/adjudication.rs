@@ -191,12 +191,12 @@ pub struct ClaimState {
 
 /// The store key of a claim's decision.
 pub fn decision_key(claim_id: &str) -> String {
-    format!("claim:{claim_id}")
+    ["claim:", claim_id].concat()
 }
 
 /// The store key of a claim's saga state.
 pub fn state_key(claim_id: &str) -> String {
-    format!("claim-state:{claim_id}")
+    ["claim-state:", claim_id].concat()
 }
 
 /// A claim's decision and where it stands, as the gateway shows it.
@@ -352,8 +352,8 @@ pub struct Room {
 /// Prices one line: `billed`, the contracted amount for its units (`None` out of network),
 /// whether a copay applies, the coinsurance rate in basis points, and the room left; the
 /// line's figures and adjustments. Pure: the worked examples of the tests run through it.
-/// A line of a decision's trace, built piece by piece: the amounts appended without the
-/// formatting machinery (`format!` of the two lines every priced line writes was a fifth of the
+/// A line of a decision's trace (or an event id), built piece by piece: the amounts appended
+/// without the formatting machinery (`format!` of the two lines every priced line writes was a fifth of the
 /// sequencer's time end to end).
 struct Text(String);
 
@@ -789,7 +789,9 @@ impl Adjudicator {
             let needs_auth = benefits.prior_auth_procedures.contains(&line.procedure_code);
             let benefits = Terms::of(benefits);
             if plan.is_none() {
-                trace.push(format!("plan {plan_id} version {version} (benefits from {from})"));
+                trace.push(
+                    Text::new().s("plan ").s(&plan_id).s(" version ").n(version).s(" (benefits from ").n(from).s(")").0,
+                );
                 plan = Some(plan_id.clone());
                 plan_version = Some(version);
             }
@@ -989,7 +991,7 @@ impl Adjudicator {
         );
         let sum = |f: fn(&AdjudicatedLine) -> Idr| lines.iter().map(f).sum::<Idr>();
         let adjudicated = ClaimAdjudicated {
-            event_id: format!("adj:{}", claim.event_id),
+            event_id: ["adj:", &claim.event_id].concat(),
             event_time: claim.event_time,
             claim_id: claim.claim_id.clone(),
             member_id: member_id.clone(),
@@ -1128,7 +1130,16 @@ fn room(benefits: &Terms, member: Met, family: Met) -> Room {
 fn accumulator_event(acc: &Accumulators, cause: &str, at: Timestamp, claim_id: &str) -> AccumulatorUpdated {
     AccumulatorUpdated {
         // The claim too: one event can both take a claim back and decide the one replacing it.
-        event_id: format!("acc:{cause}:{claim_id}:{}:{}", acc.member_id, acc.year),
+        event_id: Text(String::with_capacity(cause.len() + claim_id.len() + acc.member_id.len() + 12))
+            .s("acc:")
+            .s(cause)
+            .s(":")
+            .s(claim_id)
+            .s(":")
+            .s(&acc.member_id)
+            .s(":")
+            .n(acc.year)
+            .0,
         event_time: at,
         member_id: acc.member_id.clone(),
         family_id: acc.family_id.clone(),

@@ -413,6 +413,16 @@ pub(crate) fn record<T: serde::Serialize + Clone + Send + 'static>(
     writes.insert(key, (version, Box::new(value.clone())));
 }
 
+/// Where the store keeps a member's accumulators of a year.
+fn accumulator_key(member_id: &str, year: i32) -> String {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(member_id.len() + 10);
+    key.push_str("acc:");
+    key.push_str(member_id);
+    let _ = write!(key, ":{year}");
+    key
+}
+
 /// The adjudicator, and the records of claims, accumulators and authorizations it keeps.
 #[derive(Default)]
 struct AdjudicationFold {
@@ -426,7 +436,7 @@ impl Fold for AdjudicationFold {
             if let Event::AccumulatorUpdated(u) = out
                 && let Some(acc) = self.adjudicator.accumulators(&u.member_id, u.plan_year)
             {
-                record(writes, format!("acc:{}:{}", u.member_id, u.plan_year), acc.version as u64, acc);
+                record(writes, accumulator_key(&u.member_id, u.plan_year), acc.version as u64, acc);
             }
         }
         // A payment's paid-to-date.
@@ -434,7 +444,7 @@ impl Fold for AdjudicationFold {
             && let Some((member, year)) = self.adjudicator.payment_year(&p.claim_id)
             && let Some(acc) = self.adjudicator.accumulators(member, year)
         {
-            record(writes, format!("acc:{member}:{year}"), acc.version as u64, acc);
+            record(writes, accumulator_key(member, year), acc.version as u64, acc);
         }
         // The authorization's record, when the event is one's, or a claim that used one.
         let auth_id = match event {
