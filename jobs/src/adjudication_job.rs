@@ -77,6 +77,8 @@ struct Outputs {
     unread: Option<Vec<String>>,
     /// Decisions not written because they were there.
     skipped: u64,
+    /// Each output topic's name under the prefix, made once (not per event).
+    names: foldhash::HashMap<&'static str, String>,
 }
 
 enum To {
@@ -120,7 +122,7 @@ impl Outputs {
     ) -> Result<Self, RunError> {
         let to = To::open(source, log, topics)?;
         let unread = Some(topics.iter().map(|t| (*t).to_owned()).collect());
-        Ok(Outputs { to, written: Default::default(), unread, skipped: 0 })
+        Ok(Outputs { to, written: Default::default(), unread, skipped: 0, names: Default::default() })
     }
 
     /// Reads what an earlier run wrote (once): the writer thread does, before its first write,
@@ -139,7 +141,12 @@ impl Outputs {
             self.skipped += 1;
             return Ok(());
         }
-        self.to.write(event, bytes)
+        let topic = output_topic(event);
+        let name = match self.names.get(topic) {
+            Some(name) => name,
+            None => self.names.entry(topic).or_insert(self.to.prefixed(topic)),
+        };
+        self.to.write(event, name, bytes)
     }
 
     fn flush(&self) -> Result<(), RunError> {
@@ -231,22 +238,26 @@ impl To {
         }
     }
 
-    fn write(&self, event: &Event, bytes: Vec<u8>) -> Result<(), RunError> {
-        let topic = output_topic(event);
+    /// `topic` under the outputs' prefix.
+    fn prefixed(&self, topic: &str) -> String {
         match self {
-            To::Kafka { sink, prefix, .. } => {
-                sink.send(&format!("{prefix}{topic}"), event.key().as_bytes(), &bytes, event.event_time().0)?
-            }
+            To::Kafka { prefix, .. } | To::Log { prefix, .. } => format!("{prefix}{topic}"),
+        }
+    }
+
+    /// Writes `event` to `topic` (its name under the prefix).
+    fn write(&self, event: &Event, topic: &str, bytes: Vec<u8>) -> Result<(), RunError> {
+        match self {
+            To::Kafka { sink, .. } => sink.send(topic, event.key().as_bytes(), &bytes, event.event_time().0)?,
             To::Log { log, prefix } => {
-                let topic = format!("{prefix}{topic}");
-                if !log.has_topic(&topic) {
+                if !log.has_topic(topic) {
                     let partitions = arus_schemas::topics::TOPICS
                         .iter()
                         .find(|t| format!("{prefix}{}", t.name) == topic)
                         .map_or(1, |t| t.partitions);
-                    log.create_topic(&topic, partitions)?;
+                    log.create_topic(topic, partitions)?;
                 }
-                log.produce(&topic, Some(event.key().as_bytes()), bytes, event.event_time())?;
+                log.produce(topic, Some(event.key().as_bytes()), bytes, event.event_time())?;
             }
         }
         Ok(())
