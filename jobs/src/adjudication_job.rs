@@ -636,8 +636,9 @@ fn keep_latest(latest: &mut foldhash::HashMap<String, (u64, Stored)>, key: Strin
 }
 
 /// Writes the sequencer's batches on a thread of its own, in order: the outputs encoded and
-/// sent, then the records in one store round trip — overlapping the next batch's decisions on
-/// the sequencer (the job was one thread's work before: decide, encode, send, write).
+/// sent, then the records — of every batch waiting when it comes to write, merged — in one
+/// store round trip, overlapping the next batch's decisions on the sequencer (the job was one
+/// thread's work before: decide, encode, send, write).
 struct Writer {
     batches: Option<std::sync::mpsc::SyncSender<Batch>>,
     thread: Option<std::thread::JoinHandle<Result<u64, RunError>>>,
