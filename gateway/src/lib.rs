@@ -988,7 +988,7 @@ async fn accumulators(
             .ok_or_else(|| ApiError::invalid("year", "must be a year, YYYY"))?,
     };
     let acc: Option<arus_jobs::adjudication::Accumulators> =
-        stored(&gateway, format!("acc:{member_id}:{year}")).await?;
+        stored(&gateway, arus_jobs::adjudication::accumulator_key(&member_id, year)).await?;
     let acc = match acc {
         Some(acc) => acc,
         // A known member with no claims decided this year has met nothing.
@@ -1319,7 +1319,7 @@ async fn request_authorization(
 async fn authorization(State(gateway): State<Gateway>, Path(auth_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let auth_id = identifier("authId", Some(auth_id))?;
     let view: arus_jobs::adjudication::AuthView =
-        stored(&gateway, format!("auth:{auth_id}")).await?.ok_or_else(|| ApiError {
+        stored(&gateway, arus_jobs::adjudication::authorization_key(&auth_id)).await?.ok_or_else(|| ApiError {
             status: StatusCode::NOT_FOUND,
             code: "AUTHORIZATION_NOT_FOUND",
             message: format!("no authorization {auth_id}"),

@@ -199,6 +199,21 @@ pub fn state_key(claim_id: &str) -> String {
     ["claim-state:", claim_id].concat()
 }
 
+/// The store key of a member's accumulators of a plan year.
+pub fn accumulator_key(member_id: &str, year: i32) -> String {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(member_id.len() + 10);
+    key.push_str("acc:");
+    key.push_str(member_id);
+    let _ = write!(key, ":{year}");
+    key
+}
+
+/// The store key of an authorization's record.
+pub fn authorization_key(auth_id: &str) -> String {
+    ["auth:", auth_id].concat()
+}
+
 /// A claim's decision and where it stands, as the gateway shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimView {

@@ -31,7 +31,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
-use crate::adjudication::{Adjudicator, decision_key, state_key};
+use crate::adjudication::{Adjudicator, accumulator_key, authorization_key, decision_key, state_key};
 use crate::eligibility_job::{embedded_inputs, open_inputs, open_store};
 use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, read_events_peeked, timely_config};
 use crate::spec::{AdjudicationSpec, EligibilitySource, parse_duration_ms};
@@ -424,16 +424,6 @@ pub(crate) fn record<T: serde::Serialize + Clone + Send + 'static>(
     writes.insert(key, (version, Box::new(value.clone())));
 }
 
-/// Where the store keeps a member's accumulators of a year.
-fn accumulator_key(member_id: &str, year: i32) -> String {
-    use std::fmt::Write;
-    let mut key = String::with_capacity(member_id.len() + 10);
-    key.push_str("acc:");
-    key.push_str(member_id);
-    let _ = write!(key, ":{year}");
-    key
-}
-
 /// The adjudicator, and the records of claims, accumulators and authorizations it keeps.
 #[derive(Default)]
 struct AdjudicationFold {
@@ -481,7 +471,7 @@ impl Fold for AdjudicationFold {
                     "REQUESTED" => 1,
                     _ => 2 + view.used_units.max(0) as u64,
                 };
-                record(writes, format!("auth:{auth_id}"), version, &view);
+                record(writes, authorization_key(&auth_id), version, &view);
             }
         }
         // Where each claim the event touched stands.

@@ -113,8 +113,10 @@ fn any_worker_count_decides_as_the_direct_fold_does() {
                     );
                 }
                 Event::AccumulatorUpdated(u) => {
-                    let (_, bytes) =
-                        store.get(&format!("acc:{}:{}", u.member_id, u.plan_year)).expect("get").expect("a record");
+                    let (_, bytes) = store
+                        .get(&arus_jobs::adjudication::accumulator_key(&u.member_id, u.plan_year))
+                        .expect("get")
+                        .expect("a record");
                     let acc: Accumulators = serde_json::from_slice(&bytes).expect("json");
                     assert_eq!(Some(&acc), adjudicator.accumulators(&u.member_id, u.plan_year));
                 }

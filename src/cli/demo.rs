@@ -380,9 +380,10 @@ fn adjudication(
     let submitted = a.event_time.date().year();
     let mut found = None;
     for year in [submitted, submitted - 1] {
-        if let Some((_, bytes)) =
-            arus_connectors::store::StateStore::get(&*store, &format!("acc:{}:{year}", a.member_id))?
-        {
+        if let Some((_, bytes)) = arus_connectors::store::StateStore::get(
+            &*store,
+            &arus_jobs::adjudication::accumulator_key(&a.member_id, year),
+        )? {
             found = Some((year, bytes));
             break;
         }
