@@ -612,7 +612,7 @@ enum Stored {
 
 /// Keeps `value` under `key` if its version is above those seen (as the store does: of two
 /// writes at one version, the first stays).
-fn keep_latest(latest: &mut foldhash::HashMap<String, (u64, Stored)>, key: String, version: u64, value: Stored) {
+pub(crate) fn keep_latest<V>(latest: &mut foldhash::HashMap<String, (u64, V)>, key: String, version: u64, value: V) {
     match latest.entry(key) {
         std::collections::hash_map::Entry::Occupied(mut kept) => {
             if kept.get().0 < version {

@@ -29,7 +29,7 @@ use arus_operators::Time;
 use arus_schemas::Event;
 use foldhash::HashMap;
 
-use crate::adjudication_job::{Decided, Fold, Writes, with_store_keys};
+use crate::adjudication_job::{Decided, Fold, Writes, keep_latest, with_store_keys};
 use crate::runner::RunError;
 
 /// Events for a shard: each with its place in the batch.
@@ -80,13 +80,8 @@ impl Sharded {
 /// authorizations, which every shard keeps: the latest version wins (the member's shard's,
 /// which uses it).
 fn merge(writes: &mut Writes, more: Writes) {
-    use std::collections::hash_map::Entry;
-    for (key, record) in more {
-        match writes.entry(key) {
-            Entry::Occupied(held) if held.get().0 >= record.0 => {}
-            Entry::Occupied(mut held) => _ = held.insert(record),
-            Entry::Vacant(free) => _ = free.insert(record),
-        }
+    for (key, (version, record)) in more {
+        keep_latest(writes, key, version, record);
     }
 }
 
