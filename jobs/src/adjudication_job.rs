@@ -182,18 +182,14 @@ impl To {
             // The topics read at once, each on a thread: most of a topic's reading is waiting
             // for the broker.
             To::Kafka { prefix, config, .. } => {
-                return std::thread::scope(|scope| {
-                    let reading: Vec<_> = topics
-                        .iter()
-                        .map(|topic| scope.spawn(move || written_on_kafka(config, &format!("{prefix}{topic}"))))
-                        .collect();
-                    let mut ids = std::collections::HashSet::new();
-                    for read in reading {
-                        let read = read.join().map_err(|_| RunError::Unsupported("a read-back panicked".to_owned()))?;
-                        ids.extend(read?);
-                    }
-                    Ok(ids)
+                let reads = crate::runner::each_at_once(topics, "a read-back", |topic| {
+                    written_on_kafka(config, &format!("{prefix}{topic}"))
                 });
+                let mut ids = std::collections::HashSet::new();
+                for read in reads {
+                    ids.extend(read?);
+                }
+                return Ok(ids);
             }
             To::Log { log, prefix } => (log, prefix),
         };

@@ -210,31 +210,19 @@ pub(crate) fn open_inputs(source: &EligibilitySource, topics: &[&str]) -> Result
     match source {
         // Each topic's metadata asked for at once (a round trip each; a job reads up to six).
         EligibilitySource::Kafka { brokers, topic_prefix, group, follow, idle_timeout } => {
-            std::thread::scope(|scope| {
-                let opening: Vec<_> = topics
-                    .iter()
-                    .map(|topic| {
-                        let spec = SourceSpec::Kafka {
-                            brokers: brokers.clone(),
-                            topic: format!("{topic_prefix}{topic}"),
-                            group: group.clone(),
-                            batch_records: BATCH,
-                            resume: Default::default(),
-                            follow: *follow,
-                            idle_timeout: idle_timeout.clone(),
-                        };
-                        scope.spawn(move || Input::open(&spec))
-                    })
-                    .collect();
-                opening
-                    .into_iter()
-                    .map(|opened| {
-                        opened
-                            .join()
-                            .unwrap_or_else(|_| Err(RunError::Unsupported("opening a topic panicked".to_owned())))
-                    })
-                    .collect()
+            crate::runner::each_at_once(topics, "opening a topic", |topic| {
+                Input::open(&SourceSpec::Kafka {
+                    brokers: brokers.clone(),
+                    topic: format!("{topic_prefix}{topic}"),
+                    group: group.clone(),
+                    batch_records: BATCH,
+                    resume: Default::default(),
+                    follow: *follow,
+                    idle_timeout: idle_timeout.clone(),
+                })
             })
+            .into_iter()
+            .collect()
         }
         EligibilitySource::Embedded { dir, topic_prefix } => {
             if !dir.join("topics").is_dir() {

@@ -188,6 +188,23 @@ pub(crate) fn read_events_peeked<R>(
     Some(undecodable)
 }
 
+/// `work` done for each of `items` at once, a thread each (for work that is mostly waiting for
+/// the broker): the results in the items' order, a panic as an error naming `what`.
+pub(crate) fn each_at_once<T: Sync, R: Send>(
+    items: &[T],
+    what: &str,
+    work: impl Fn(&T) -> Result<R, RunError> + Sync,
+) -> Vec<Result<R, RunError>> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let running: Vec<_> = items.iter().map(|item| scope.spawn(move || work(item))).collect();
+        running
+            .into_iter()
+            .map(|done| done.join().unwrap_or_else(|_| Err(RunError::Unsupported(format!("{what} panicked")))))
+            .collect()
+    })
+}
+
 /// This worker's readers of `inputs` (its share of their partitions); a failure to open one
 /// fails the run.
 pub(crate) fn open_readers<R>(
