@@ -267,10 +267,7 @@ impl ser::SerializeSeq for Array<&mut Writer<'_>> {
 
 /// Reads a string from the front of `input`, leaving what follows, without copying it.
 pub fn read_str<'de>(input: &mut &'de [u8]) -> Result<&'de str, Error> {
-    let mut reader = Reader { input };
-    let len = reader.long()?;
-    let len = usize::try_from(len).map_err(|_| Error(format!("a string of length {len}")))?;
-    std::str::from_utf8(reader.take(len)?).map_err(|e| Error(format!("a string that is not UTF-8: {e}")))
+    Reader { input }.str()
 }
 
 /// Reads a long from the front of `input`, leaving what follows.
@@ -310,6 +307,11 @@ impl<'de> Reader<'_, 'de> {
             }
         }
         Err(Error("a varint longer than a long".to_owned()))
+    }
+
+    fn str(&mut self) -> Result<&'de str, Error> {
+        let n = self.len()?;
+        std::str::from_utf8(self.take(n)?).map_err(|e| Error(format!("a string: {e}")))
     }
 
     fn len(&mut self) -> Result<usize, Error> {
@@ -376,9 +378,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'_, 'de> {
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let n = self.len()?;
-        let bytes = self.take(n)?;
-        visitor.visit_borrowed_str(std::str::from_utf8(bytes).map_err(|e| Error(format!("a string: {e}")))?)
+        visitor.visit_borrowed_str(self.str()?)
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {

@@ -130,11 +130,16 @@ pub struct Peek<'a> {
     pub event_time: i64,
 }
 
-/// A record's [`Peek`].
-pub fn peek(bytes: &[u8]) -> Result<Peek<'_>, DecodeError> {
+/// The schema id in a record's header and the kind it is a schema of.
+fn schema_of(bytes: &[u8]) -> Result<(u32, EventKind), DecodeError> {
     let id = schema_id(bytes)?;
     let entry = registry().by_id(id).ok_or(DecodeError::UnknownSchemaId { id })?;
-    let kind = entry.bundled.kind;
+    Ok((id, entry.bundled.kind))
+}
+
+/// A record's [`Peek`].
+pub fn peek(bytes: &[u8]) -> Result<Peek<'_>, DecodeError> {
+    let (id, kind) = schema_of(bytes)?;
     let mut body = &bytes[HEADER_LEN..];
     let malformed = |source| DecodeError::Binary { id, kind: kind.name(), source };
     let event_id = crate::avro_binary::read_str(&mut body).map_err(malformed)?;
@@ -144,9 +149,7 @@ pub fn peek(bytes: &[u8]) -> Result<Peek<'_>, DecodeError> {
 
 /// Decodes a wire-format record written with any bundled schema version.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let id = schema_id(bytes)?;
-    let entry = registry().by_id(id).ok_or(DecodeError::UnknownSchemaId { id })?;
-    let kind = entry.bundled.kind;
+    let (id, kind) = schema_of(bytes)?;
     let older = codecs().older.get(&id);
     let mut body = &bytes[HEADER_LEN..];
     macro_rules! read_body {
