@@ -364,12 +364,9 @@ pub struct Room {
     pub annual_limit: Idr,
 }
 
-/// Prices one line: `billed`, the contracted amount for its units (`None` out of network),
-/// whether a copay applies, the coinsurance rate in basis points, and the room left; the
-/// line's figures and adjustments. Pure: the worked examples of the tests run through it.
 /// A line of a decision's trace (or an event id), built piece by piece: the amounts appended
-/// without the formatting machinery (`format!` of the two lines every priced line writes was a fifth of the
-/// sequencer's time end to end).
+/// without the formatting machinery (`format!` of the two lines every priced line writes was a
+/// fifth of the sequencer's time end to end).
 struct Text(String);
 
 impl Text {
@@ -394,6 +391,9 @@ impl Text {
     }
 }
 
+/// Prices one line: `billed`, the contracted amount for its units (`None` out of network),
+/// whether a copay applies, the coinsurance rate in basis points, and the room left; the
+/// line's figures and adjustments. Pure: the worked examples of the tests run through it.
 fn price(billed: Idr, contracted: Option<Idr>, copay: Idr, coinsurance_bp: i32, room: Room) -> LineFigures {
     let mut figures = LineFigures::default();
     let allowed = contracted.map_or(billed, |c| billed.min(c));

@@ -15,8 +15,8 @@
 //! its partitions as fast as the others) and releases at most `RELEASE` events at a time;
 //! decoding runs on every worker (only the kinds the fold reads: `wire::peek` first), and
 //! writing (encoding the outputs, sending them, the store's round trip, the records of every
-//! batch waiting merged into one) on a writer thread, a batch behind the sequencer. The fold itself can be spread over threads by family (`fold_threads`,
-//! `shards.rs`).
+//! batch waiting merged into one) on a writer thread, a batch behind the sequencer. The fold
+//! itself can be spread over threads by family (`fold_threads`, `shards.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
