@@ -201,11 +201,11 @@ pub fn state_key(claim_id: &str) -> String {
 
 /// The store key of a member's accumulators of a plan year.
 pub fn accumulator_key(member_id: &str, year: i32) -> String {
-    use std::fmt::Write;
-    let mut key = String::with_capacity(member_id.len() + 10);
+    let mut key = String::with_capacity(member_id.len() + 16);
     key.push_str("acc:");
     key.push_str(member_id);
-    let _ = write!(key, ":{year}");
+    key.push(':');
+    key.push_str(itoa::Buffer::new().format(year));
     key
 }
 
@@ -384,9 +384,15 @@ impl Text {
         self
     }
 
-    fn n(mut self, n: impl std::fmt::Display) -> Self {
-        use std::fmt::Write;
-        let _ = write!(self.0, "{n}");
+    /// An integer, without the formatting machinery.
+    fn n(mut self, n: impl itoa::Integer) -> Self {
+        self.0.push_str(itoa::Buffer::new().format(n));
+        self
+    }
+
+    /// A date, `YYYY-MM-DD`.
+    fn date(mut self, date: arus_schemas::time::Date) -> Self {
+        date.push_to(&mut self.0);
         self
     }
 }
@@ -805,7 +811,15 @@ impl Adjudicator {
             let benefits = Terms::of(benefits);
             if plan.is_none() {
                 trace.push(
-                    Text::new().s("plan ").s(&plan_id).s(" version ").n(version).s(" (benefits from ").n(from).s(")").0,
+                    Text::new()
+                        .s("plan ")
+                        .s(&plan_id)
+                        .s(" version ")
+                        .n(version)
+                        .s(" (benefits from ")
+                        .date(from)
+                        .s(")")
+                        .0,
                 );
                 plan = Some(plan_id.clone());
                 plan_version = Some(version);
@@ -970,7 +984,7 @@ impl Adjudicator {
                 trace.push(
                     Text::new()
                         .s("after, ")
-                        .n(year)
+                        .n(*year)
                         .s(": deductible met ")
                         .idr(acc.member.deductible)
                         .s(" (family ")

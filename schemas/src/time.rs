@@ -77,6 +77,31 @@ impl Date {
         civil_from_days(self.0)
     }
 
+    /// Appends the date as `YYYY-MM-DD` (what `Display` writes), without the formatting
+    /// machinery: a trace line names the plan's date once a claim.
+    pub fn push_to(self, out: &mut String) {
+        let (y, m, d) = self.ymd();
+        if !(0..=9999).contains(&y) {
+            use std::fmt::Write;
+            let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+            return;
+        }
+        let y = y as u32;
+        let digits = [
+            b'0' + (y / 1000) as u8,
+            b'0' + (y / 100 % 10) as u8,
+            b'0' + (y / 10 % 10) as u8,
+            b'0' + (y % 10) as u8,
+            b'-',
+            b'0' + (m / 10) as u8,
+            b'0' + (m % 10) as u8,
+            b'-',
+            b'0' + (d / 10) as u8,
+            b'0' + (d % 10) as u8,
+        ];
+        out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+    }
+
     /// The calendar year.
     pub fn year(self) -> i32 {
         self.ymd().0
@@ -288,6 +313,13 @@ mod tests {
         fn date_text_round_trips(days in -719_162i32..=2_932_896) {
             let date = Date(days);
             prop_assert_eq!(date.to_string().parse::<Date>(), Ok(date));
+        }
+
+        #[test]
+        fn a_date_pushed_is_its_display(days in -3_000_000i32..=3_500_000) {
+            let mut pushed = String::from("on ");
+            Date(days).push_to(&mut pushed);
+            prop_assert_eq!(pushed, format!("on {}", Date(days)));
         }
 
         #[test]
