@@ -72,7 +72,7 @@ struct Outputs {
     /// Ids of decisions a run before this one wrote: not written again. The fold is
     /// deterministic, so a rerun after a crash derives the same events with the same ids, and
     /// writes only what the crash lost.
-    written: std::collections::HashSet<String>,
+    written: foldhash::HashSet<String>,
     /// The output topics, until `written` has been read from them.
     unread: Option<Vec<String>>,
     /// Decisions not written because they were there.
@@ -95,10 +95,9 @@ fn is_output(kind: EventKind) -> bool {
 }
 
 /// The id of `record` if it is an output (decoded whole, so that a damaged one is written
-/// again); the other kinds are only peeked at.
+/// again); of the other kinds only the header is read.
 fn output_id(record: &[u8]) -> Option<String> {
-    let peek = wire::peek(record).ok()?;
-    if !is_output(peek.kind) {
+    if !is_output(wire::kind_of(record).ok()?) {
         return None;
     }
     wire::decode(record).ok().map(|event| event.event_id().to_owned())
@@ -136,8 +135,9 @@ impl Outputs {
     }
 
     /// Writes `event`, encoded as `bytes`, unless a run before this one did.
-    fn write(&mut self, event: &Event, bytes: Vec<u8>) -> Result<(), RunError> {
-        if self.written.remove(event.event_id()) {
+    fn write(&mut self, event: &Event, bytes: &[u8]) -> Result<(), RunError> {
+        // (A first run has none: not even a hash is spent per event then.)
+        if !self.written.is_empty() && self.written.remove(event.event_id()) {
             self.skipped += 1;
             return Ok(());
         }
@@ -158,8 +158,8 @@ impl Outputs {
 fn written_on_kafka(
     config: &arus_connectors::kafka::KafkaConfig,
     topic: &str,
-) -> Result<std::collections::HashSet<String>, RunError> {
-    let mut ids = std::collections::HashSet::new();
+) -> Result<foldhash::HashSet<String>, RunError> {
+    let mut ids = foldhash::HashSet::default();
     let partitions = arus_connectors::kafka::partition_count(config, topic)?;
     let from: Vec<(u32, Option<u64>)> = (0..partitions).map(|p| (p, None)).collect();
     let mut reader = arus_connectors::kafka::BoundedPartitionReader::open(
@@ -177,7 +177,7 @@ fn written_on_kafka(
 
 impl To {
     /// The ids of the decisions already on the output topics.
-    fn written(&self, topics: &[&str]) -> Result<std::collections::HashSet<String>, RunError> {
+    fn written(&self, topics: &[&str]) -> Result<foldhash::HashSet<String>, RunError> {
         let (log, prefix) = match self {
             // The topics read at once, each on a thread: most of a topic's reading is waiting
             // for the broker.
@@ -185,7 +185,7 @@ impl To {
                 let reads = crate::runner::each_at_once(topics, "a read-back", |topic| {
                     written_on_kafka(config, &format!("{prefix}{topic}"))
                 });
-                let mut ids = std::collections::HashSet::new();
+                let mut ids = foldhash::HashSet::default();
                 for read in reads {
                     ids.extend(read?);
                 }
@@ -193,7 +193,7 @@ impl To {
             }
             To::Log { log, prefix } => (log, prefix),
         };
-        let mut ids = std::collections::HashSet::new();
+        let mut ids = foldhash::HashSet::default();
         for topic in topics {
             let topic = format!("{prefix}{topic}");
             if !log.has_topic(&topic) {
@@ -242,9 +242,9 @@ impl To {
     }
 
     /// Writes `event` to `topic` (its name under the prefix).
-    fn write(&self, event: &Event, topic: &str, bytes: Vec<u8>) -> Result<(), RunError> {
+    fn write(&self, event: &Event, topic: &str, bytes: &[u8]) -> Result<(), RunError> {
         match self {
-            To::Kafka { sink, .. } => sink.send(topic, event.key().as_bytes(), &bytes, event.event_time().0)?,
+            To::Kafka { sink, .. } => sink.send(topic, event.key().as_bytes(), bytes, event.event_time().0)?,
             To::Log { log, prefix } => {
                 if !log.has_topic(topic) {
                     let partitions = arus_schemas::topics::TOPICS
@@ -253,7 +253,7 @@ impl To {
                         .map_or(1, |t| t.partitions);
                     log.create_topic(topic, partitions)?;
                 }
-                log.produce(topic, Some(event.key().as_bytes()), bytes, event.event_time())?;
+                log.produce(topic, Some(event.key().as_bytes()), bytes.to_vec(), event.event_time())?;
             }
         }
         Ok(())
@@ -411,13 +411,8 @@ pub(crate) fn with_store_keys<F: Fold + ?Sized>(fold: &F, outputs: Vec<Event>) -
 }
 
 /// Puts `value` under `key` at `version` (as JSON, when written).
-pub(crate) fn record<T: serde::Serialize + Clone + Send + 'static>(
-    writes: &mut Writes,
-    key: String,
-    version: u64,
-    value: &T,
-) {
-    writes.insert(key, (version, Box::new(value.clone())));
+pub(crate) fn record<T: serde::Serialize + Send + 'static>(writes: &mut Writes, key: String, version: u64, value: T) {
+    writes.insert(key, (version, Box::new(value)));
 }
 
 /// The adjudicator, and the records of claims, accumulators and authorizations it keeps.
@@ -433,7 +428,7 @@ impl Fold for AdjudicationFold {
             if let Event::AccumulatorUpdated(u) = out
                 && let Some(acc) = self.adjudicator.accumulators(&u.member_id, u.plan_year)
             {
-                record(writes, accumulator_key(&u.member_id, u.plan_year), acc.version as u64, acc);
+                record(writes, accumulator_key(&u.member_id, u.plan_year), acc.version as u64, acc.clone());
             }
         }
         // A payment's paid-to-date.
@@ -441,7 +436,7 @@ impl Fold for AdjudicationFold {
             && let Some((member, year)) = self.adjudicator.payment_year(&p.claim_id)
             && let Some(acc) = self.adjudicator.accumulators(member, year)
         {
-            record(writes, accumulator_key(member, year), acc.version as u64, acc);
+            record(writes, accumulator_key(member, year), acc.version as u64, acc.clone());
         }
         // The authorization's record, when the event is one's, or a claim that used one.
         let auth_id = match event {
@@ -467,7 +462,7 @@ impl Fold for AdjudicationFold {
                     "REQUESTED" => 1,
                     _ => 2 + view.used_units.max(0) as u64,
                 };
-                record(writes, authorization_key(&auth_id), version, &view);
+                record(writes, authorization_key(&auth_id), version, view);
             }
         }
         // Where each claim the event touched stands.
@@ -494,7 +489,7 @@ impl Fold for AdjudicationFold {
             if let Some(state) = self.adjudicator.claim_state(claim_id)
                 && state.version > 1
             {
-                record(writes, state_key(claim_id), state.version as u64, state);
+                record(writes, state_key(claim_id), state.version as u64, state.clone());
             }
         }
         Ok(decided)
@@ -599,13 +594,6 @@ type Batch = (Vec<Decided>, Vec<(String, u64, Box<dyn StoreRecord>)>);
 /// together.
 const WRITER_QUEUE: usize = 16;
 
-/// A value for the store, as the writer has it: a decision's wire bytes, or a record still to
-/// serialize.
-enum Stored {
-    Bytes(Vec<u8>),
-    Record(Box<dyn StoreRecord>),
-}
-
 /// Keeps `value` under `key` if its version is above those seen (as the store does: of two
 /// writes at one version, the first stays).
 pub(crate) fn keep_latest<V>(latest: &mut foldhash::HashMap<String, (u64, V)>, key: String, version: u64, value: V) {
@@ -640,32 +628,33 @@ impl Writer {
                 outputs.read_back()?;
                 // The records of every batch waiting, merged: the latest version of each key
                 // written once (the store keeps only the latest anyway). The further the store
-                // falls behind, the more batches wait and the fewer writes it is sent.
-                let mut latest: foldhash::HashMap<String, (u64, Stored)> = Default::default();
+                // falls behind, the more batches wait and the fewer writes it is sent. The
+                // decisions are not merged: each is a claim's next version, rarely seen twice in
+                // one write (the store, taking them in order, keeps the later).
+                let mut latest: Writes = Default::default();
+                let mut writes: Vec<(String, u64, Vec<u8>)> = Vec::new();
+                // Each output encoded into the same buffer (the producer copies it).
+                let mut bytes = Vec::with_capacity(1024);
                 while let Ok(first) = received.recv() {
                     for (events, records) in std::iter::once(first).chain(received.try_iter().take(WRITER_QUEUE)) {
-                        for (event, stored) in &events {
-                            let bytes = wire::encode(event).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                        for (event, stored) in events {
+                            bytes.clear();
+                            wire::encode_into(&event, &mut bytes).map_err(|e| RunError::Unsupported(e.to_string()))?;
                             if let Some((key, version)) = stored {
-                                keep_latest(&mut latest, key.clone(), *version, Stored::Bytes(bytes.clone()));
+                                writes.push((key, version, bytes.clone()));
                             }
-                            outputs.write(event, bytes)?;
+                            outputs.write(&event, &bytes)?;
                         }
                         for (key, version, record) in records {
-                            keep_latest(&mut latest, key, version, Stored::Record(record));
+                            keep_latest(&mut latest, key, version, record);
                         }
                     }
-                    let mut writes = Vec::with_capacity(latest.len());
-                    for (key, (version, stored)) in latest.drain() {
-                        let bytes = match stored {
-                            Stored::Bytes(bytes) => bytes,
-                            Stored::Record(record) => {
-                                record.json().map_err(|e| RunError::Unsupported(e.to_string()))?
-                            }
-                        };
-                        writes.push((key, version, bytes));
+                    for (key, (version, record)) in latest.drain() {
+                        let json = record.json().map_err(|e| RunError::Unsupported(e.to_string()))?;
+                        writes.push((key, version, json));
                     }
                     store.put_many_versioned(&writes).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                    writes.clear();
                 }
                 outputs.flush()?;
                 Ok(outputs.skipped)
@@ -998,10 +987,37 @@ mod tests {
     fn the_writer_keeps_the_latest_version_of_a_key_and_the_first_of_equal_ones() {
         let mut latest = foldhash::HashMap::default();
         for (version, value) in [(2, "b"), (1, "a"), (3, "c"), (3, "c again"), (2, "b again")] {
-            keep_latest(&mut latest, "k".to_owned(), version, Stored::Bytes(value.as_bytes().to_vec()));
+            keep_latest(&mut latest, "k".to_owned(), version, value.as_bytes().to_vec());
         }
-        let Some((3, Stored::Bytes(kept))) = latest.remove("k") else { panic!("version 3 kept") };
+        let Some((3, kept)) = latest.remove("k") else { panic!("version 3 kept") };
         assert_eq!(kept, b"c");
+    }
+
+    #[test]
+    fn a_claim_decided_twice_in_one_write_is_kept_at_its_later_decision() {
+        let mut claims = Vec::new();
+        let settings = arus_generator::GeneratorConfig { claims: 4, ..Default::default() };
+        arus_generator::generate(&settings, |output| -> Result<(), String> {
+            if let arus_generator::Output::Event(event @ Event::ClaimSubmitted(_)) = output {
+                claims.push(event);
+            }
+            Ok(())
+        })
+        .unwrap();
+        let log = Arc::new(EmbeddedLog::new());
+        log.create_all_topics().unwrap();
+        let source = EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() };
+        let outputs = Outputs::open(&source, Some(log), &OUTPUT_TOPICS).unwrap();
+        let store = Arc::new(MemoryStore::new());
+        let mut writer = Writer::start(outputs, store.clone()).unwrap();
+        // Pended, then decided again in the same batch: versions 1 and 2 of `claim:x`.
+        let decided = vec![
+            (claims[0].clone(), Some(("claim:x".to_owned(), 1))),
+            (claims[1].clone(), Some(("claim:x".to_owned(), 2))),
+        ];
+        writer.send((decided, Vec::new())).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(store.get("claim:x").unwrap(), Some((2, wire::encode(&claims[1]).unwrap())));
     }
 
     /// A store that holds its first batch write until let go, and keeps the keys and versions of

@@ -6,7 +6,7 @@
 //! always use the latest version of a kind; readers accept every version and resolve it to the
 //! latest, which the compatibility test guarantees is possible.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::OnceLock;
 
 use apache_avro::Schema;
@@ -93,8 +93,8 @@ impl Registry {
     fn load() -> Registry {
         apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION_BYTES);
         let mut entries = Vec::with_capacity(BUNDLED.len());
-        let mut by_id = HashMap::new();
-        let mut latest: HashMap<EventKind, usize> = HashMap::new();
+        let mut by_id = HashMap::default();
+        let mut latest: HashMap<EventKind, usize> = HashMap::default();
         for bundled in BUNDLED {
             // The bundled files are part of the binary and checked by the tests, so a parse
             // failure here is a build defect, not an input error.

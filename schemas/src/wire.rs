@@ -1,7 +1,7 @@
 //! The Confluent wire format: `0x00`, a 4-byte big-endian schema id, then the Avro binary
 //! body. This is what Kafka records carry and what every consumer of our topics decodes.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::OnceLock;
 
 use apache_avro::reader::datum::GenericDatumReader;
@@ -32,7 +32,7 @@ fn codecs() -> &'static Codecs {
     CODECS.get_or_init(|| {
         let registry = registry();
         let latest = EventKind::ALL.iter().map(|&kind| registry.latest(kind).bundled.id).collect();
-        let mut older = HashMap::new();
+        let mut older = HashMap::default();
         for entry in registry.all() {
             let latest = registry.latest(entry.bundled.kind);
             if entry.bundled.id == latest.bundled.id {
@@ -135,6 +135,11 @@ fn schema_of(bytes: &[u8]) -> Result<(u32, EventKind), DecodeError> {
     let id = schema_id(bytes)?;
     let entry = registry().by_id(id).ok_or(DecodeError::UnknownSchemaId { id })?;
     Ok((id, entry.bundled.kind))
+}
+
+/// A record's kind, from its header alone (the body not read at all).
+pub fn kind_of(bytes: &[u8]) -> Result<EventKind, DecodeError> {
+    schema_of(bytes).map(|(_, kind)| kind)
 }
 
 /// A record's [`Peek`].

@@ -80,6 +80,7 @@ fn check_round_trip(entry: &RegisteredSchema, value: Value) -> Result<(), TestCa
         peek,
         wire::Peek { kind: event.kind(), event_id: event.event_id(), event_time: event.event_time().0 }
     );
+    prop_assert_eq!(wire::kind_of(&bytes).ok(), Some(event.kind()), "the header names the kind");
     let reencoded = wire::encode(&event).map_err(|e| TestCaseError::fail(format!("encode: {e}")))?;
     // The serde-driven encoder writes what apache-avro's schema-aware one does, byte for byte.
     let reference = wire::encode_with_apache_avro(&event).map_err(|e| TestCaseError::fail(format!("encode: {e}")))?;

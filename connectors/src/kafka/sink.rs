@@ -17,8 +17,9 @@ use super::{KafkaConfig, KafkaError};
 #[derive(Default)]
 struct Deliveries {
     state: Mutex<SinkReport>,
-    /// Per topic and partition, the offset after the last record delivered.
-    positions: Mutex<std::collections::BTreeMap<(String, u32), u64>>,
+    /// Per topic, per partition, the offset after the last record delivered (looked up by the
+    /// topic's name: no key is allocated per delivery).
+    positions: Mutex<std::collections::HashMap<String, std::collections::BTreeMap<u32, u64>>>,
 }
 
 /// What a sink delivered.
@@ -43,10 +44,13 @@ impl ProducerContext for Deliveries {
             Ok(message) => {
                 state.delivered += 1;
                 use rdkafka::Message;
-                let key = (message.topic().to_owned(), message.partition() as u32);
                 let next = message.offset() as u64 + 1;
                 let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
-                let entry = positions.entry(key).or_default();
+                let topic = match positions.get_mut(message.topic()) {
+                    Some(topic) => topic,
+                    None => positions.entry(message.topic().to_owned()).or_default(),
+                };
+                let entry = topic.entry(message.partition() as u32).or_default();
                 *entry = (*entry).max(next);
             }
             Err((error, _)) => {
@@ -161,7 +165,7 @@ impl KafkaSink {
     /// there (call after [`flush`](Self::flush) for a position covering everything sent).
     pub fn delivered_positions(&self, topic: &str) -> Vec<(u32, u64)> {
         let positions = self.producer.context().positions.lock().unwrap_or_else(|e| e.into_inner());
-        positions.iter().filter(|((t, _), _)| t == topic).map(|((_, p), o)| (*p, *o)).collect()
+        positions.get(topic).map_or_else(Vec::new, |partitions| partitions.iter().map(|(p, o)| (*p, *o)).collect())
     }
 
     /// Waits until every queued record is delivered (or `timeout` passes) and reports.
