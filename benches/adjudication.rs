@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_connectors::store::MemoryStore;
+use arus_connectors::store::{MemoryStore, StateStore};
 use arus_generator::{GeneratorConfig, Output, generate};
 use arus_schemas::{Event, wire};
 
@@ -46,6 +46,27 @@ fn main() {
         "the fold alone (one thread): {submitted} claims in {elapsed:.2?}: {}/s ({outputs} events decided)",
         submitted as u128 * 1_000 / elapsed.as_millis().max(1)
     );
+    drop(adjudicator);
+    // What the decisions weigh on the wire (and in the store, where a decision is kept as its
+    // record): Redis's cost per key grows with the value's size.
+    let mut adjudicator = arus_jobs::adjudication::Adjudicator::new();
+    let mut sizes: std::collections::BTreeMap<&'static str, (u64, u64)> = Default::default();
+    // The decisions as the store keeps them (key, version, record): written alone below.
+    let mut decisions: Vec<(String, u64, Vec<u8>)> = Vec::new();
+    for event in &ordered {
+        for output in adjudicator.apply(event) {
+            let bytes = wire::encode(&output).expect("encode");
+            let entry = sizes.entry(output.kind().name()).or_default();
+            *entry = (entry.0 + 1, entry.1 + bytes.len() as u64);
+            if let Event::ClaimAdjudicated(a) = &output {
+                let version = adjudicator.claim_state(&a.claim_id).map_or(1, |s| s.decisions as u64);
+                decisions.push((arus_jobs::adjudication::decision_key(&a.claim_id), version, bytes));
+            }
+        }
+    }
+    for (kind, (count, bytes)) in sizes {
+        println!("  {kind}: {count} records, {} bytes each on average", bytes / count.max(1));
+    }
     drop(adjudicator);
 
     // In process.
@@ -111,6 +132,26 @@ fn main() {
     producer.flush(std::time::Duration::from_secs(300)).expect("delivered");
     println!("{} events produced to the broker in {:.2?}", events.len(), produced.elapsed());
     let store_prefix = format!("{prefix}store:");
+    // Redis alone: the decisions written as the job writes them (versioned, 4,096 at a time),
+    // nothing else running. Redis has one thread: its CPU for these bounds the end-to-end rate
+    // whatever the job does.
+    {
+        let store = arus_connectors::store::RedisStore::connect(&redis, &format!("{prefix}floor:")).expect("redis");
+        let before = process_cpu_time("redis-server");
+        let started = Instant::now();
+        for chunk in decisions.chunks(4_096) {
+            store.put_many_versioned(chunk).expect("written");
+        }
+        let (elapsed, cpu) = (started.elapsed(), process_cpu_time("redis-server") - before);
+        println!(
+            "Redis alone, the {} decisions' records: {elapsed:.2?} wall, {cpu:.2?} Redis CPU ({} ns a key): \
+             at most {}/s whatever the job does",
+            decisions.len(),
+            cpu.as_nanos() / decisions.len().max(1) as u128,
+            submitted as u128 * 1_000 / cpu.as_millis().max(1)
+        );
+        let _ = common::redis_cleanup(&redis, &format!("{prefix}floor:"));
+    }
     let redis_store = format!("store={{kind=\"redis\", url=\"{redis}\", prefix=\"{store_prefix}\"}}");
     let runs = [
         ("first run", redis_store.as_str(), 1),
