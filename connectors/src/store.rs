@@ -219,15 +219,25 @@ impl StateStore for RedisStore {
         let mut connection = self.connection();
         let hash = self.script.get_hash();
         let pipeline = |writes: &[(String, u64, Vec<u8>)]| {
-            let mut pipe = redis::pipe();
+            let mut pipe = redis::Pipeline::with_capacity(writes.len().div_ceil(MANY));
+            let mut key = String::new();
             for chunk in writes.chunks(MANY) {
-                let call = pipe.cmd("EVALSHA").arg(hash).arg(chunk.len());
-                for (key, _, _) in chunk {
-                    call.arg(format!("{}{key}", self.prefix));
+                // Sized once for its arguments (grown from nothing, a call of large values was
+                // copied over and over as it doubled).
+                let data: usize =
+                    chunk.iter().map(|(key, _, value)| self.prefix.len() + key.len() + 20 + value.len()).sum();
+                let mut call = redis::Cmd::with_capacity(2 + 3 * chunk.len(), hash.len() + 8 + data);
+                call.arg("EVALSHA").arg(hash).arg(chunk.len());
+                for (k, _, _) in chunk {
+                    key.clear();
+                    key.push_str(&self.prefix);
+                    key.push_str(k);
+                    call.arg(key.as_str());
                 }
                 for (_, version, value) in chunk {
                     call.arg(*version).arg(value);
                 }
+                pipe.add_command(call);
             }
             pipe
         };
