@@ -38,16 +38,17 @@ struct MemberRecord {
     events: u64,
 }
 
-/// Coverage on a date, by the member's own events.
+/// Coverage on a date, by the member's own events (borrowing the plan and the reason from
+/// them: the adjudicator asks on every claim line, and copies only what it keeps).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Coverage {
+enum Coverage<'a> {
     /// No change is effective yet.
     NotYet,
     /// Covered under a plan since `start` (the first day of the unbroken span), until `end` when
     /// known.
-    Covered { plan_id: String, start: Date, end: Option<Date> },
+    Covered { plan_id: &'a str, start: Date, end: Option<Date> },
     /// Ended: the last covered day, and why.
-    Ended { last_day: Date, reason: Option<String> },
+    Ended { last_day: Date, reason: Option<&'a str> },
 }
 
 /// Why an unknown member is not covered, in words.
@@ -57,7 +58,7 @@ fn not_yet_reason(date: Date) -> String {
     format!("not covered yet on {date}")
 }
 
-fn ended_reason(last_day: Date, reason: Option<String>) -> String {
+fn ended_reason(last_day: Date, reason: Option<&str>) -> String {
     match reason {
         Some(reason) => format!("coverage ended on {last_day} ({reason})"),
         None => format!("coverage ended on {last_day}"),
@@ -204,7 +205,7 @@ impl EligibilityState {
     }
 
     /// Coverage of a member on a date by its own events.
-    fn own_coverage(record: &MemberRecord, date: Date) -> Coverage {
+    fn own_coverage(record: &MemberRecord, date: Date) -> Coverage<'_> {
         let mut coverage = Coverage::NotYet;
         for ((effective, _, _), change) in &record.changes {
             if *effective > date {
@@ -212,21 +213,21 @@ impl EligibilityState {
             }
             coverage = match change.change_type {
                 CoverageChangeType::TERMINATED => {
-                    Coverage::Ended { last_day: effective.add_days(-1), reason: change.reason.clone() }
+                    Coverage::Ended { last_day: effective.add_days(-1), reason: change.reason.as_deref() }
                 }
                 _ => {
                     let start = match &coverage {
                         Coverage::Covered { start, .. } => *start,
                         _ => *effective,
                     };
-                    Coverage::Covered { plan_id: change.plan_id.clone(), start, end: change.end_date }
+                    Coverage::Covered { plan_id: &change.plan_id, start, end: change.end_date }
                 }
             };
             // Coverage known in advance to end before the date ended then.
             if let Coverage::Covered { end: Some(end), .. } = &coverage
                 && *end < date
             {
-                coverage = Coverage::Ended { last_day: *end, reason: change.reason.clone() };
+                coverage = Coverage::Ended { last_day: *end, reason: change.reason.as_deref() };
             }
         }
         // A termination already recorded for a later day is the span's known end.
@@ -243,7 +244,7 @@ impl EligibilityState {
         if let Some(died) = record.date_of_death
             && died < date
         {
-            coverage = Coverage::Ended { last_day: died, reason: Some("DEATH".to_owned()) };
+            coverage = Coverage::Ended { last_day: died, reason: Some("DEATH") };
         }
         coverage
     }
@@ -273,14 +274,14 @@ impl EligibilityState {
                 ..unknown
             },
             Coverage::Covered { plan_id, start, end } => {
-                let benefits = self.benefits(&plan_id, date).cloned();
+                let benefits = self.benefits(plan_id, date).cloned();
                 let listed = |list: &[String]| list.iter().any(|p| p == service_type);
                 let excluded = benefits.as_ref().is_some_and(|b| listed(&b.excluded_procedures));
                 let requires_prior_auth = benefits.as_ref().is_some_and(|b| listed(&b.prior_auth_procedures));
                 Answer {
                     eligible: !excluded,
                     status: EligibilityStatus::ACTIVE,
-                    plan_id: Some(plan_id),
+                    plan_id: Some(plan_id.to_owned()),
                     coverage_start: Some(start),
                     coverage_end: end,
                     benefits,
@@ -302,13 +303,13 @@ impl EligibilityState {
             Some(Coverage::Ended { last_day, reason }) => {
                 not(EligibilityStatus::TERMINATED, Some(last_day), ended_reason(last_day, reason))
             }
-            Some(Coverage::Covered { plan_id, .. }) => Ok(plan_id),
+            Some(Coverage::Covered { plan_id, .. }) => Ok(plan_id.to_owned()),
         }
     }
 
     /// A member's coverage on a date, the subscriber's followed for a dependent; `None` for a
     /// member not known.
-    fn coverage(&self, member_id: &str, date: Date) -> Option<Coverage> {
+    fn coverage(&self, member_id: &str, date: Date) -> Option<Coverage<'_>> {
         let record = self.members.get(member_id)?;
         if record.created.is_none() && record.changes.is_empty() {
             return None;
@@ -321,7 +322,7 @@ impl EligibilityState {
             (Coverage::Covered { .. }, true, Some(subscriber)) => match Self::own_coverage(subscriber, date) {
                 // A subscriber's death does not end the family's coverage: dependents keep the
                 // plan the subscriber had.
-                Coverage::Ended { last_day, reason } if reason.as_deref() == Some("DEATH") => {
+                Coverage::Ended { last_day, reason } if reason == Some("DEATH") => {
                     match Self::own_coverage(subscriber, last_day) {
                         Coverage::Covered { plan_id, .. } => {
                             Some(Coverage::Covered { plan_id, start: Date(i32::MIN), end: None })
@@ -342,7 +343,7 @@ impl EligibilityState {
                 Coverage::Covered { plan_id, start: start.max(s), end }
             }
             (Coverage::Covered { .. }, Some(Coverage::Ended { last_day, .. })) => {
-                Coverage::Ended { last_day, reason: Some("SUBSCRIBER_TERMINATED".to_owned()) }
+                Coverage::Ended { last_day, reason: Some("SUBSCRIBER_TERMINATED") }
             }
             (Coverage::Covered { .. }, Some(Coverage::NotYet)) => Coverage::NotYet,
             (own, _) => own,
