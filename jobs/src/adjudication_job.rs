@@ -280,7 +280,7 @@ const OUTPUT_TOPICS: [&str; 2] = [CLAIMS_EVENTS, ACCUMULATOR_UPDATES];
 pub const FOLD_THREADS: usize = 1;
 
 /// The adjudication fold over `threads` shards of families.
-fn adjudication_fold(threads: usize) -> Result<Box<dyn Fold>, RunError> {
+pub(crate) fn adjudication_fold(threads: usize) -> Result<Box<dyn Fold>, RunError> {
     if !(1..=16).contains(&threads) {
         return Err(RunError::Unsupported(format!("fold_threads is {threads}: it must be 1 to 16")));
     }

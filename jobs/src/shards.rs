@@ -17,10 +17,11 @@
 //! a member not known yet. A claim of a member not known yet is denied as an unknown member
 //! (CO-31) in the shard of the member's own id, and its payments follow it there.
 //!
-//! One difference from a single fold remains, for a case the generator does not make: a claim
-//! replacing one that was submitted before its member was known, once the member is known in
-//! another shard, is decided in the member's shard (with the family's accumulators, as a single
-//! fold does), but the denied original there is not marked reversed.
+//! A claim replacing one in another shard (the original submitted before its member was known,
+//! so folded under the member's own id; the member since known in its family's shard) is split:
+//! a void copy of it (no lines) goes to the original's shard, which reverses the original there,
+//! and the claim itself to the member's shard, which decides it with the family's accumulators.
+//! The void's outputs are placed before the claim's: what a single fold does in one step.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
@@ -32,12 +33,16 @@ use foldhash::HashMap;
 use crate::adjudication_job::{Decided, Fold, Writes, keep_latest, with_store_keys};
 use crate::runner::RunError;
 
-/// Events for a shard: each with its place in the batch.
-type Share = Vec<(usize, Event)>;
+/// Where an event's outputs go among the batch's: the event's place in the batch, then its part
+/// (a split claim's void copy, 0, before the claim itself, 1).
+type Place = (usize, u8);
+
+/// Events for a shard: each with its place.
+type Share = Vec<(Place, Event)>;
 
 /// What a shard decided: each output with the place of the event that caused it, and the
 /// records for the store.
-type Folded = Result<(Vec<(usize, Decided)>, Writes), RunError>;
+type Folded = Result<(Vec<(Place, Decided)>, Writes), RunError>;
 
 /// A fold over shards of families, the first folded on the caller's thread.
 pub(crate) struct Sharded {
@@ -108,11 +113,19 @@ impl Fold for Sharded {
             match self.router.route(&event) {
                 Route::All => {
                     for share in &mut shares[1..] {
-                        share.push((at, event.clone()));
+                        share.push(((at, 1), event.clone()));
                     }
-                    shares[0].push((at, event));
+                    shares[0].push(((at, 1), event));
                 }
-                Route::One(shard) => shares[shard].push((at, event)),
+                Route::One(shard) => shares[shard].push(((at, 1), event)),
+                Route::Split { original, decided } => {
+                    let mut void = event.clone();
+                    if let Event::ClaimSubmitted(claim) = &mut void {
+                        claim.lines.clear();
+                    }
+                    shares[original].push(((at, 0), void));
+                    shares[decided].push(((at, 1), event));
+                }
             }
         }
         let mut shares = shares.into_iter();
@@ -158,6 +171,12 @@ impl Drop for Sharded {
 enum Route {
     All,
     One(usize),
+    /// A claim replacing one in another shard: its void copy to the original's shard (`original`),
+    /// the claim to its member's (`decided`).
+    Split {
+        original: usize,
+        decided: usize,
+    },
 }
 
 /// Which shard each member and claim is folded in.
@@ -206,16 +225,19 @@ impl Router {
             Event::CoverageChanged(e) => Route::One(self.family(&e.member_id, &e.family_id)),
             Event::MemberUpdated(e) => self.members.get(&e.member_id).map_or(Route::All, |shard| Route::One(*shard)),
             Event::ClaimSubmitted(e) => {
+                let original = e.original_claim_id.as_ref().and_then(|o| self.claims.get(o)).copied();
                 let shard = match self.members.get(&e.member_id) {
                     Some(shard) => *shard,
                     // Not known yet: where a replaced claim is, else by its own id.
-                    None => match e.original_claim_id.as_ref().and_then(|o| self.claims.get(o)) {
-                        Some(shard) => *shard,
-                        None => self.shard_of(&e.member_id),
-                    },
+                    None => original.unwrap_or_else(|| self.shard_of(&e.member_id)),
                 };
                 self.claims.entry(e.claim_id.clone()).or_insert(shard);
-                Route::One(shard)
+                match original {
+                    // A void decides nothing: it only reverses, where the original is.
+                    Some(original) if original != shard && e.lines.is_empty() => Route::One(original),
+                    Some(original) if original != shard => Route::Split { original, decided: shard },
+                    _ => Route::One(shard),
+                }
             }
             Event::PaymentCompleted(e) => Route::One(self.claims.get(&e.claim_id).copied().unwrap_or(0)),
             Event::PaymentFailed(e) => Route::One(self.claims.get(&e.claim_id).copied().unwrap_or(0)),
@@ -228,6 +250,71 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Claims of a member not known yet, replaced (and voided) once the member is known in
+    /// another shard: the same outputs and records as one fold, in the same order.
+    #[test]
+    fn a_claim_replacing_one_folded_before_its_member_was_known_is_decided_as_one_fold_does() {
+        let claim = |event: &str, at: &str, claim: &str, original: &str, lines: &str| {
+            format!(
+                r#"{{"type":"ClaimSubmitted","event_id":"{event}","event_time":"{at}","claim_id":"{claim}","member_id":"M-LATE","provider_id":"P1","claim_type":"PROFESSIONAL","service_date":"2026-03-01","auth_id":null,"diagnosis_codes":["J06.9"],"lines":[{lines}],"total_charge_idr":900000,"currency":"IDR","original_claim_id":{original}}}"#
+            )
+        };
+        let line = r#"{"line_number":1,"procedure_code":"80053","diagnosis_code":"J06.9","service_date":"2026-03-01","units":1,"charge_amount_idr":900000,"minutes":null}"#;
+        let lines = [
+            r#"{"type":"PlanCreated","event_id":"plan-1","event_time":"1970-01-01T00:00:00.000Z","plan_id":"SILVER","name":"SILVER","tier":"SILVER","plan_year":2026,"version":1,"benefits":{"deductible_individual_idr":300000,"deductible_family_idr":400000,"oop_max_individual_idr":5000000,"oop_max_family_idr":10000000,"copay_idr":0,"coinsurance_bp":2000,"out_of_network_coinsurance_bp":10000,"annual_limit_idr":100000000,"prior_auth_procedures":[],"excluded_procedures":[]}}"#.to_owned(),
+            r#"{"type":"ProviderOnboarded","event_id":"provider-2","event_time":"1970-01-01T00:00:00.000Z","provider_id":"P1","name":"P1","provider_type":"CLINIC","province_code":"31","regency_code":"3171","city":"Jakarta","latitude_e6":0,"longitude_e6":0,"network_status":"IN_NETWORK","specialties":[]}"#.to_owned(),
+            r#"{"type":"ContractUpdated","event_id":"contract-3","event_time":"1970-01-01T00:00:00.000Z","provider_id":"P1","contract_id":"K-P1","network_status":"IN_NETWORK","effective_date":"2025-01-01","end_date":null,"fee_schedule":[{"procedure_code":"80053","contracted_amount_idr":800000}]}"#.to_owned(),
+            // Two claims before the member is known: denied, folded under the member's own id.
+            claim("claim-4", "2026-03-01T12:00:00.000Z", "C1", "null", line),
+            claim("claim-5", "2026-03-01T13:00:00.000Z", "C2", "null", line),
+            r#"{"type":"MemberCreated","event_id":"member-6","event_time":"2026-03-02T00:00:00.000Z","member_id":"M-LATE","family_id":"F-LATE","subscriber_id":"M-LATE","relationship":"SUBSCRIBER","nik":"3171010101900001","full_name":"Test","date_of_birth":"1990-01-01","sex":"MALE","province_code":"31","regency_code":"3171","city":"Jakarta","phone":null,"email":null}"#.to_owned(),
+            r#"{"type":"CoverageChanged","event_id":"coverage-7","event_time":"2026-03-02T00:00:00.001Z","member_id":"M-LATE","family_id":"F-LATE","subscriber_id":"M-LATE","change_type":"ENROLLED","plan_id":"SILVER","effective_date":"2026-01-01","end_date":null,"reason":"TEST"}"#.to_owned(),
+            // The first replaced, the second voided, now that the member is known.
+            claim("claim-8", "2026-03-03T12:00:00.000Z", "C1B", r#""C1""#, line),
+            claim("claim-9", "2026-03-04T12:00:00.000Z", "C2V", r#""C2""#, ""),
+            r#"{"type":"PaymentCompleted","event_id":"payment-10","event_time":"2026-03-05T12:00:00.000Z","payment_id":"PAY-C1B","claim_id":"C1B","amount_idr":400000,"bank_reference":"BNK1"}"#.to_owned(),
+        ];
+        let events: Vec<Event> =
+            lines.iter().map(|line| arus_schemas::json::from_json(line).expect("an event")).collect();
+        type Records = std::collections::BTreeMap<String, (u64, String)>;
+        let fold = |shards: usize, one_at_a_time: bool| -> (Vec<Decided>, Records) {
+            let mut fold = crate::adjudication_job::adjudication_fold(shards).expect("a fold");
+            let mut writes = Writes::default();
+            let mut decided = Vec::new();
+            if one_at_a_time {
+                for event in &events {
+                    decided.extend(fold.apply_batch(vec![event.clone()], &mut writes).expect("applied"));
+                }
+            } else {
+                decided = fold.apply_batch(events.clone(), &mut writes).expect("applied");
+            }
+            let records = writes
+                .into_iter()
+                .map(|(key, (version, record))| (key, (version, String::from_utf8(record.json().unwrap()).unwrap())))
+                .collect();
+            (decided, records)
+        };
+        let (decided, records) = fold(1, false);
+        assert!(
+            records.get("claim-state:C1").is_some_and(|(_, state)| state.contains("REVERSED"))
+                && records.get("claim-state:C2").is_some_and(|(_, state)| state.contains("REVERSED")),
+            "one fold reverses both originals: {records:#?}"
+        );
+        assert!(
+            decided.iter().any(|(e, _)| matches!(e, Event::ClaimAdjudicated(a) if a.claim_id == "C1B" && a.status.as_str() == "APPROVED")),
+            "the replacement is decided with the member known: {decided:#?}"
+        );
+        for shards in 2..=4 {
+            let router = Router::new(shards);
+            assert_ne!(router.shard_of("M-LATE"), router.shard_of("F-LATE"), "the case needs two shards");
+            for one_at_a_time in [false, true] {
+                let (sharded, sharded_records) = fold(shards, one_at_a_time);
+                assert_eq!(sharded, decided, "{shards} shards, one at a time: {one_at_a_time}");
+                assert_eq!(sharded_records, records, "{shards} shards, one at a time: {one_at_a_time}");
+            }
+        }
+    }
 
     #[test]
     fn a_family_shares_a_shard_and_reference_data_goes_everywhere() {
