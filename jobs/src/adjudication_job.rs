@@ -43,6 +43,82 @@ pub const TOPICS: [&str; 6] =
 /// Records read per reader per step.
 const BATCH: usize = 4_096;
 
+/// Events the sources read ahead of the sequencer at most (in the workers' channels and the
+/// sequencer's queue, not yet taken in order): the readers are faster than the fold, and without
+/// a bound a backlog was read into memory whole before it was decided (655 MB at 100 k claims).
+/// They wait while this many are ahead (a read step may overshoot it by a step's records).
+const READ_AHEAD: i64 = 131_072;
+
+/// How the sources read: records per reader per step, and how far ahead of the sequencer.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    batch: usize,
+    ahead: i64,
+}
+
+/// The jobs' reading.
+const READING: Reading = Reading { batch: BATCH, ahead: READ_AHEAD };
+
+/// The events read and not yet taken by the sequencer, shared by the sources (which count what
+/// they read, and wait while too many are ahead) and the sequencer's thread (which takes what
+/// it receives off the count, and wakes the sources waiting once it is below the bound).
+struct ReadAhead {
+    limit: i64,
+    /// Read, not yet taken (briefly below zero when the sequencer takes a worker's events
+    /// before that worker has counted them).
+    count: std::sync::atomic::AtomicI64,
+    /// The most counted.
+    peak: std::sync::atomic::AtomicI64,
+    /// Whether a source is waiting to be woken.
+    waiting: std::sync::atomic::AtomicBool,
+    /// Each worker's source, to wake.
+    sources: Mutex<Vec<timely::scheduling::SyncActivator>>,
+}
+
+impl ReadAhead {
+    fn new(limit: i64) -> Self {
+        ReadAhead {
+            limit,
+            count: Default::default(),
+            peak: Default::default(),
+            waiting: Default::default(),
+            sources: Mutex::default(),
+        }
+    }
+
+    /// Whether a source should wait instead of reading (it is woken when it may read again).
+    fn wait(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.count.load(SeqCst) < self.limit {
+            return false;
+        }
+        // Waiting, then counted again: either this sees what the sequencer took since, or the
+        // sequencer sees it waiting and wakes it.
+        self.waiting.store(true, SeqCst);
+        self.count.load(SeqCst) >= self.limit
+    }
+
+    /// `n` events read.
+    fn read(&self, n: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.count.fetch_add(n as i64, SeqCst) + n as i64;
+        self.peak.fetch_max(now, SeqCst);
+    }
+
+    /// `n` events taken by the sequencer (or dropped, the run failed): sources waiting are woken
+    /// once below the bound.
+    fn taken(&self, n: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.count.fetch_sub(n as i64, SeqCst) - n as i64;
+        if now < self.limit && self.waiting.load(SeqCst) && self.waiting.swap(false, SeqCst) {
+            for source in self.sources.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                // A worker already gone has nothing to read.
+                let _ = source.activate();
+            }
+        }
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdjudicationReport {
@@ -62,6 +138,9 @@ pub struct AdjudicationReport {
     pub already_written: u64,
     /// Fraud alerts raised or withdrawn (the fraud job).
     pub alerts: u64,
+    /// The most events read and not yet taken by the sequencer at once (kept near
+    /// [`READ_AHEAD`]: the sources wait while that many are ahead).
+    pub read_ahead_peak: u64,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -316,7 +395,7 @@ pub(crate) fn run_sequenced(
         _ => None,
     });
     let outputs = Outputs::open(source, log, outputs)?;
-    run_inputs(inputs, cluster, store, outputs, lateness, fold)
+    run_inputs(inputs, cluster, store, outputs, lateness, fold, READING)
 }
 
 /// Runs the job over topics of a log this process already has (as `arus demo` does), writing
@@ -348,10 +427,23 @@ pub(crate) fn run_fold_on_log(
     outputs: &[&str],
     fold: Box<dyn Fold>,
 ) -> Result<AdjudicationReport, RunError> {
+    run_fold_on_log_reading(log, cluster, store, topics, outputs, fold, READING)
+}
+
+/// [`run_fold_on_log`], the sources reading as `reading` says.
+fn run_fold_on_log_reading(
+    log: Arc<EmbeddedLog>,
+    cluster: &Cluster,
+    store: Arc<dyn StateStore>,
+    topics: &[&str],
+    outputs: &[&str],
+    fold: Box<dyn Fold>,
+    reading: Reading,
+) -> Result<AdjudicationReport, RunError> {
     let inputs = embedded_inputs(&log, topics, "arus-sequenced")?;
     let source = EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() };
     let outputs = Outputs::open(&source, Some(log), outputs)?;
-    run_inputs(inputs, cluster, store, outputs, 86_400_000, fold)
+    run_inputs(inputs, cluster, store, outputs, 86_400_000, fold, reading)
 }
 
 /// Records for the store, by key: the latest version of each, written together — serialized
@@ -699,7 +791,9 @@ struct SequencerThread {
 }
 
 impl SequencerThread {
-    fn start(mut seq: Sequencer, shared: Arc<Mutex<Shared<AdjudicationReport>>>) -> Self {
+    /// Starts the thread; `ahead` counts the events read and not yet taken (the thread takes
+    /// them off as it receives them).
+    fn start(mut seq: Sequencer, shared: Arc<Mutex<Shared<AdjudicationReport>>>, ahead: Arc<ReadAhead>) -> Self {
         let (steps, received) = std::sync::mpsc::channel::<Step>();
         let on_thread = shared.clone();
         let thread = std::thread::Builder::new().name("arus-sequencer".to_owned()).spawn(move || {
@@ -709,6 +803,7 @@ impl SequencerThread {
             let mut pending: std::collections::BinaryHeap<Held> = std::collections::BinaryHeap::new();
             let mut released_below: Time = 0;
             for Step { events, below, end } in received {
+                ahead.taken(events.len());
                 let mut late = Vec::new();
                 for event in events {
                     if event_time(&event) < released_below {
@@ -769,11 +864,13 @@ impl SequencerThread {
         }
     }
 
-    fn send(&mut self, step: Step, shared: &Mutex<Shared<AdjudicationReport>>) {
+    /// Hands a step over; whether the thread took it (if not, the run has failed).
+    fn send(&mut self, step: Step, shared: &Mutex<Shared<AdjudicationReport>>) -> bool {
         let sent = self.steps.as_ref().is_some_and(|steps| steps.send(step).is_ok());
         if !sent && self.thread.is_some() {
             fail(shared, RunError::Unsupported("the sequencer thread has stopped".to_owned()));
         }
+        sent
     }
 
     /// Waits for the last step to be folded and written.
@@ -848,6 +945,8 @@ impl Sequencer {
     }
 }
 
+/// Runs `fold` over `inputs` in event-time order, the sources reading `reading.batch` records
+/// per reader per step, at most about `reading.ahead` events ahead of the sequencer.
 fn run_inputs(
     inputs: Vec<Input>,
     cluster: &Cluster,
@@ -855,12 +954,15 @@ fn run_inputs(
     outputs: Outputs,
     lateness: u64,
     fold: Box<dyn Fold>,
+    reading: Reading,
 ) -> Result<AdjudicationReport, RunError> {
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
     let shared = Arc::new(Mutex::new(Shared::<AdjudicationReport>::default()));
     let started = Instant::now();
     let worker_shared = shared.clone();
+    let ahead = Arc::new(ReadAhead::new(reading.ahead));
+    let worker_ahead = ahead.clone();
     let sequencer = Arc::new(Mutex::new(Some(Sequencer {
         fold,
         writer: Writer::start(outputs, store)?,
@@ -871,12 +973,20 @@ fn run_inputs(
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
-        let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
+        let ahead = worker_ahead.clone();
+        let mut readers = open_readers(&inputs, index, peers, reading.batch, &shared);
         // The sequencer lives on worker 0.
         let mut sequencer = if index == 0 { sequencer.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
         worker.dataflow::<Time, _, _>(|scope| {
             let source_shared = shared.clone();
+            let source_ahead = ahead.clone();
             let events = source(scope, "AdjudicationSource", move |capability, info| {
+                let ahead = source_ahead;
+                ahead
+                    .sources
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(scope.worker().sync_activator_for(info.address.to_vec()));
                 let activator = scope.activator_for(info.address);
                 let mut capability = (!readers.is_empty()).then_some(capability);
                 let shared = source_shared;
@@ -891,6 +1001,13 @@ fn run_inputs(
                 }
                 move |output| {
                     let Some(cap) = capability.as_mut() else { return };
+                    // Far enough ahead of the sequencer: wait to be woken (it takes what it has
+                    // off the count as it receives it, so the count always comes down; a slow
+                    // look besides).
+                    if ahead.wait() {
+                        activator.activate_after(Duration::from_millis(100));
+                        return;
+                    }
                     let time = *cap.time();
                     let mut sent = 0u64;
                     let read = {
@@ -901,11 +1018,12 @@ fn run_inputs(
                             newest = newest.max(time);
                             wanted_kind(peek.kind)
                         };
-                        read_events_peeked(&mut readers, BATCH, &shared, peeked, |_, _, event| {
+                        read_events_peeked(&mut readers, reading.batch, &shared, peeked, |_, _, event| {
                             session.give(event);
                             sent += 1;
                         })
                     };
+                    ahead.read(sent as usize);
                     let (failed, undecodable) = (read.is_none(), read.unwrap_or(0));
                     for (i, reader) in readers.iter().enumerate() {
                         for p in reader.ended() {
@@ -940,12 +1058,15 @@ fn run_inputs(
             });
             // Worker 0 hands what it receives, and how far its frontier has come, to the
             // sequencer's own thread: reading its partitions is not held up by the folding.
-            let mut handoff = sequencer.take().map(|seq| SequencerThread::start(seq, shared.clone()));
+            let mut handoff = sequencer.take().map(|seq| SequencerThread::start(seq, shared.clone(), ahead.clone()));
             let mut told_below: Time = 0;
             let shared = shared.clone();
             events.sink(Exchange::new(|_| 0), "Adjudicate", move |(input, frontier)| {
                 let Some(thread) = handoff.as_mut() else {
-                    input.for_each(|_, _| {});
+                    // No sequencer (the run has failed): nothing is ahead of it.
+                    input.for_each(|_, data| {
+                        ahead.taken(data.len());
+                    });
                     return;
                 };
                 let mut events = Vec::new();
@@ -962,7 +1083,10 @@ fn run_inputs(
                 let end = frontier.is_empty();
                 if !events.is_empty() || below > told_below || end {
                     told_below = told_below.max(below);
-                    thread.send(Step { events, below, end }, &shared);
+                    let taken = events.len();
+                    if !thread.send(Step { events, below, end }, &shared) {
+                        ahead.taken(taken);
+                    }
                 }
                 if end && let Some(thread) = handoff.take() {
                     thread.join(&shared);
@@ -974,6 +1098,7 @@ fn run_inputs(
     .map_err(RunError::Timely)?;
     let mut report = finish(guards, shared)?;
     report.elapsed = started.elapsed();
+    report.read_ahead_peak = ahead.peak.load(std::sync::atomic::Ordering::SeqCst).max(0) as u64;
     Ok(report)
 }
 
@@ -1018,6 +1143,64 @@ mod tests {
         writer.send((decided, Vec::new())).unwrap();
         writer.finish().unwrap();
         assert_eq!(store.get("claim:x").unwrap(), Some((2, wire::encode(&claims[1]).unwrap())));
+    }
+
+    #[test]
+    fn the_sources_read_only_so_far_ahead_of_the_sequencer_and_decide_the_same() {
+        let mut events = Vec::new();
+        let settings = arus_generator::GeneratorConfig { claims: 16_000, days: 60, ..Default::default() };
+        arus_generator::generate(&settings, |output| -> Result<(), String> {
+            if let arus_generator::Output::Event(event) = output {
+                events.push(event);
+            }
+            Ok(())
+        })
+        .unwrap();
+        let run = |workers: usize, reading: Reading| {
+            let log = Arc::new(EmbeddedLog::new());
+            log.create_all_topics().unwrap();
+            for event in &events {
+                let bytes = wire::encode(event).unwrap();
+                log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).unwrap();
+            }
+            let before = log.end_offsets(CLAIMS_EVENTS).unwrap();
+            let report = run_fold_on_log_reading(
+                log.clone(),
+                &Cluster::Local { workers },
+                Arc::new(MemoryStore::new()),
+                &TOPICS,
+                &OUTPUT_TOPICS,
+                adjudication_fold(1).unwrap(),
+                reading,
+            )
+            .unwrap();
+            let mut written = Vec::new();
+            for (topic, from) in [(CLAIMS_EVENTS, before), (ACCUMULATOR_UPDATES, Vec::new())] {
+                for (partition, end) in log.end_offsets(topic).unwrap().into_iter().enumerate() {
+                    let start = from.get(partition).copied().unwrap_or(0);
+                    let records = log.fetch(topic, partition as u32, start, (end - start) as usize).unwrap();
+                    written.push(records.into_iter().map(|r| r.value).collect::<Vec<_>>());
+                }
+            }
+            (report, written)
+        };
+        let total = events.iter().filter(|e| wanted(e)).count() as u64;
+        // Small steps, so that a step's overshoot is small beside the bound.
+        let (unbounded, expected) = run(1, Reading { batch: 256, ahead: i64::MAX });
+        for workers in [1, 2] {
+            let (bounded, written) = run(workers, Reading { batch: 256, ahead: 1_024 });
+            assert_eq!(bounded.events, total);
+            assert_eq!(written, expected, "{workers} workers: the same outputs, in the same order, read ahead or not");
+            assert_eq!((bounded.decided.clone(), bounded.late), (unbounded.decided.clone(), 0));
+            // Each worker reads at most a step (every reader's batch) past the bound.
+            let bound = 1_024 + (workers * TOPICS.len() * 256) as u64;
+            assert!(
+                bounded.read_ahead_peak <= bound && bound < total,
+                "{workers} workers: {} events read ahead at most (bound {bound}, of {total}; unbounded: {})",
+                bounded.read_ahead_peak,
+                unbounded.read_ahead_peak
+            );
+        }
     }
 
     /// A store that holds its first batch write until let go, and keeps the keys and versions of
