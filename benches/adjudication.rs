@@ -101,9 +101,10 @@ fn main() {
         let elapsed = started.elapsed();
         decided = report.decided.values().sum::<u64>();
         println!(
-            "in process (embedded log, in-process store, 2 workers, {fold_threads} fold threads): {decided} claims decided in {elapsed:.2?}: {}/s, {:.2?} CPU",
+            "in process (embedded log, in-process store, 2 workers, {fold_threads} fold threads): {decided} claims decided in {elapsed:.2?}: {}/s, {:.2?} CPU, at most {} events read ahead",
             decided as u128 * 1_000 / elapsed.as_millis().max(1),
-            cpu_time() - cpu
+            cpu_time() - cpu,
+            report.read_ahead_peak
         );
     }
 

@@ -44,9 +44,10 @@ pub const TOPICS: [&str; 6] =
 const BATCH: usize = 4_096;
 
 /// Events the sources read ahead of the sequencer at most (in the workers' channels and the
-/// sequencer's queue, not yet taken in order): the readers are faster than the fold, and without
-/// a bound a backlog was read into memory whole before it was decided (655 MB at 100 k claims).
-/// They wait while this many are ahead (a read step may overshoot it by a step's records).
+/// sequencer's queue, not yet taken in order): the readers are several times faster than the
+/// fold, and without a bound the queue grew with the backlog being caught up (a backlog of
+/// millions of claims would not fit in memory). They wait while this many are ahead (a read
+/// step may overshoot it by a step's records).
 const READ_AHEAD: i64 = 131_072;
 
 /// How the sources read: records per reader per step, and how far ahead of the sequencer.
