@@ -1103,9 +1103,32 @@ fn run_inputs(
     Ok(report)
 }
 
+/// The generator's traffic for `claims` claims over `days` days, for the tests.
+#[cfg(test)]
+pub(crate) fn generated(claims: u64, days: u32) -> Vec<Event> {
+    let mut events = Vec::new();
+    let settings = arus_generator::GeneratorConfig { claims, days, ..Default::default() };
+    arus_generator::generate(&settings, |output| -> Result<(), String> {
+        if let arus_generator::Output::Event(event) = output {
+            events.push(event);
+        }
+        Ok(())
+    })
+    .expect("generate");
+    events
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first `n` claims submitted in the generator's traffic.
+    fn claims(n: usize) -> Vec<Event> {
+        let mut claims: Vec<Event> =
+            generated(n as u64 * 2, 30).into_iter().filter(|e| matches!(e, Event::ClaimSubmitted(_))).collect();
+        claims.truncate(n);
+        claims
+    }
     use arus_connectors::store::{MemoryStore, StoreError, Versioned};
     use std::sync::mpsc::{Receiver, Sender, channel};
 
@@ -1121,15 +1144,7 @@ mod tests {
 
     #[test]
     fn a_claim_decided_twice_in_one_write_is_kept_at_its_later_decision() {
-        let mut claims = Vec::new();
-        let settings = arus_generator::GeneratorConfig { claims: 4, ..Default::default() };
-        arus_generator::generate(&settings, |output| -> Result<(), String> {
-            if let arus_generator::Output::Event(event @ Event::ClaimSubmitted(_)) = output {
-                claims.push(event);
-            }
-            Ok(())
-        })
-        .unwrap();
+        let claims = claims(2);
         let log = Arc::new(EmbeddedLog::new());
         log.create_all_topics().unwrap();
         let source = EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() };
@@ -1148,15 +1163,7 @@ mod tests {
 
     #[test]
     fn the_sources_read_only_so_far_ahead_of_the_sequencer_and_decide_the_same() {
-        let mut events = Vec::new();
-        let settings = arus_generator::GeneratorConfig { claims: 16_000, days: 60, ..Default::default() };
-        arus_generator::generate(&settings, |output| -> Result<(), String> {
-            if let arus_generator::Output::Event(event) = output {
-                events.push(event);
-            }
-            Ok(())
-        })
-        .unwrap();
+        let events = generated(16_000, 60);
         let run = |workers: usize, reading: Reading| {
             let log = Arc::new(EmbeddedLog::new());
             log.create_all_topics().unwrap();
@@ -1244,16 +1251,8 @@ mod tests {
 
     #[test]
     fn batches_waiting_for_the_writer_go_to_the_store_as_one_write_of_the_latest_versions() {
-        let mut claims = Vec::new();
-        let settings = arus_generator::GeneratorConfig { claims: 10, ..Default::default() };
-        arus_generator::generate(&settings, |output| -> Result<(), String> {
-            if let arus_generator::Output::Event(event @ Event::ClaimSubmitted(_)) = output {
-                claims.push(event);
-            }
-            Ok(())
-        })
-        .unwrap();
-        let claims = &claims[..5];
+        let claims = claims(5);
+        let claims = &claims[..];
         let log = Arc::new(EmbeddedLog::new());
         log.create_all_topics().unwrap();
         let source = EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() };

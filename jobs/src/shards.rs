@@ -318,15 +318,7 @@ mod tests {
 
     #[test]
     fn a_family_shares_a_shard_and_reference_data_goes_everywhere() {
-        let mut events = Vec::new();
-        let settings = arus_generator::GeneratorConfig { claims: 1_500, days: 60, ..Default::default() };
-        arus_generator::generate(&settings, |output| -> Result<(), String> {
-            if let arus_generator::Output::Event(event) = output {
-                events.push(event);
-            }
-            Ok(())
-        })
-        .expect("generate");
+        let events = crate::adjudication_job::generated(1_500, 60);
         let mut ordered: Vec<&Event> = events.iter().filter(|e| crate::adjudication_job::wanted(e)).collect();
         ordered.sort_by(|a, b| crate::adjudication_job::order_key(a).cmp(&crate::adjudication_job::order_key(b)));
         let mut router = Router::new(4);
