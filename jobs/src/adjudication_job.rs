@@ -52,13 +52,13 @@ const READ_AHEAD: i64 = 131_072;
 
 /// How the sources read: records per reader per step, and how far ahead of the sequencer.
 #[derive(Debug, Clone, Copy)]
-struct Reading {
+pub(crate) struct Reading {
     batch: usize,
     ahead: i64,
 }
 
 /// The jobs' reading.
-const READING: Reading = Reading { batch: BATCH, ahead: READ_AHEAD };
+pub(crate) const READING: Reading = Reading { batch: BATCH, ahead: READ_AHEAD };
 
 /// The events read and not yet taken by the sequencer, shared by the sources (which count what
 /// they read, and wait while too many are ahead) and the sequencer's thread (which takes what
@@ -416,23 +416,11 @@ pub fn run_on_log_folding(
     store: Arc<dyn StateStore>,
     fold_threads: usize,
 ) -> Result<AdjudicationReport, RunError> {
-    run_fold_on_log(log, cluster, store, &TOPICS, &OUTPUT_TOPICS, adjudication_fold(fold_threads)?)
+    run_fold_on_log(log, cluster, store, &TOPICS, &OUTPUT_TOPICS, adjudication_fold(fold_threads)?, READING)
 }
 
-/// [`run_on_log`] for any fold.
+/// [`run_on_log`] for any fold, the sources reading as `reading` says ([`READING`]).
 pub(crate) fn run_fold_on_log(
-    log: Arc<EmbeddedLog>,
-    cluster: &Cluster,
-    store: Arc<dyn StateStore>,
-    topics: &[&str],
-    outputs: &[&str],
-    fold: Box<dyn Fold>,
-) -> Result<AdjudicationReport, RunError> {
-    run_fold_on_log_reading(log, cluster, store, topics, outputs, fold, READING)
-}
-
-/// [`run_fold_on_log`], the sources reading as `reading` says.
-fn run_fold_on_log_reading(
     log: Arc<EmbeddedLog>,
     cluster: &Cluster,
     store: Arc<dyn StateStore>,
@@ -1172,7 +1160,7 @@ mod tests {
                 log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).unwrap();
             }
             let before = log.end_offsets(CLAIMS_EVENTS).unwrap();
-            let report = run_fold_on_log_reading(
+            let report = run_fold_on_log(
                 log.clone(),
                 &Cluster::Local { workers },
                 Arc::new(MemoryStore::new()),

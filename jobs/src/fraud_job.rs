@@ -9,7 +9,7 @@ use arus_connectors::store::MemoryStore;
 use arus_schemas::Event;
 use arus_schemas::topics::names::FRAUD_ALERTS;
 
-use crate::adjudication_job::{AdjudicationReport, Fold, Writes, run_fold_on_log, run_sequenced};
+use crate::adjudication_job::{AdjudicationReport, Fold, READING, Writes, run_fold_on_log, run_sequenced};
 use crate::fraud::{Closed, FraudDetector, Step};
 use crate::model::{ModelError, OnnxScorer, Scorer, newest};
 use crate::runner::{Cluster, RunError};
@@ -263,6 +263,7 @@ pub fn run_on_log(
         &TOPICS,
         &[FRAUD_ALERTS],
         Box::new(FraudFold::new(model)),
+        READING,
     )
 }
 
