@@ -38,6 +38,23 @@ pub trait StateStore: Send + Sync {
         value: &[u8],
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError>;
+    /// [`put_many_versioned`](Self::put_many_versioned), sent now and answered when asked: the
+    /// caller works while the store does (where it can; by default written at once). Writes
+    /// sent after this one is answered come after it.
+    fn send_many_versioned(&self, writes: Vec<(String, u64, Vec<u8>)>) -> Sent<'_> {
+        let wrote = self.put_many_versioned(&writes);
+        Sent(Box::new(move || wrote))
+    }
+}
+
+/// A batch of writes sent and not yet answered ([`StateStore::send_many_versioned`]).
+pub struct Sent<'a>(Box<dyn FnOnce() -> Result<Vec<bool>, StoreError> + 'a>);
+
+impl Sent<'_> {
+    /// Waits for the answer: for each write, whether it wrote.
+    pub fn answer(self) -> Result<Vec<bool>, StoreError> {
+        (self.0)()
+    }
 }
 
 /// State in this process.
@@ -180,6 +197,32 @@ impl RedisStore {
         Ok(wrote == [1])
     }
 
+    /// The versioned writes as script calls of [`MANY`] keys each, by the script's hash.
+    fn pipeline(&self, writes: &[(String, u64, Vec<u8>)]) -> redis::Pipeline {
+        let hash = self.script.get_hash();
+        let mut pipe = redis::Pipeline::with_capacity(writes.len().div_ceil(MANY));
+        let mut key = String::new();
+        for chunk in writes.chunks(MANY) {
+            // Sized once for its arguments (grown from nothing, a call of large values was
+            // copied over and over as it doubled).
+            let data: usize =
+                chunk.iter().map(|(key, _, value)| self.prefix.len() + key.len() + 20 + value.len()).sum();
+            let mut call = redis::Cmd::with_capacity(2 + 3 * chunk.len(), hash.len() + 8 + data);
+            call.arg("EVALSHA").arg(hash).arg(chunk.len());
+            for (k, _, _) in chunk {
+                key.clear();
+                key.push_str(&self.prefix);
+                key.push_str(k);
+                call.arg(key.as_str());
+            }
+            for (_, version, value) in chunk {
+                call.arg(*version).arg(value);
+            }
+            pipe.add_command(call);
+        }
+        pipe
+    }
+
     /// A connection: a free one if there is, else the next in turn.
     fn connection(&self) -> std::sync::MutexGuard<'_, redis::Connection> {
         let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -217,30 +260,7 @@ impl StateStore for RedisStore {
             return Ok(Vec::new());
         }
         let mut connection = self.connection();
-        let hash = self.script.get_hash();
-        let pipeline = |writes: &[(String, u64, Vec<u8>)]| {
-            let mut pipe = redis::Pipeline::with_capacity(writes.len().div_ceil(MANY));
-            let mut key = String::new();
-            for chunk in writes.chunks(MANY) {
-                // Sized once for its arguments (grown from nothing, a call of large values was
-                // copied over and over as it doubled).
-                let data: usize =
-                    chunk.iter().map(|(key, _, value)| self.prefix.len() + key.len() + 20 + value.len()).sum();
-                let mut call = redis::Cmd::with_capacity(2 + 3 * chunk.len(), hash.len() + 8 + data);
-                call.arg("EVALSHA").arg(hash).arg(chunk.len());
-                for (k, _, _) in chunk {
-                    key.clear();
-                    key.push_str(&self.prefix);
-                    key.push_str(k);
-                    call.arg(key.as_str());
-                }
-                for (_, version, value) in chunk {
-                    call.arg(*version).arg(value);
-                }
-                pipe.add_command(call);
-            }
-            pipe
-        };
+        let pipeline = |writes: &[(String, u64, Vec<u8>)]| self.pipeline(writes);
         self.count_round_trip();
         let wrote: Vec<Vec<i64>> = match pipeline(writes).query(&mut *connection) {
             Ok(wrote) => wrote,
@@ -257,6 +277,50 @@ impl StateStore for RedisStore {
             return Err(StoreError(format!("{} writes sent, {} answered", writes.len(), wrote.len())));
         }
         Ok(wrote)
+    }
+
+    /// The script calls written to the connection at once and their answers read when asked:
+    /// Redis works on them while the caller goes on (the connection stays taken meanwhile).
+    fn send_many_versioned(&self, writes: Vec<(String, u64, Vec<u8>)>) -> Sent<'_> {
+        if writes.is_empty() {
+            return Sent(Box::new(|| Ok(Vec::new())));
+        }
+        let mut connection = self.connection();
+        self.count_round_trip();
+        let sent = connection.send_packed_command(&self.pipeline(&writes).get_packed_pipeline());
+        Sent(Box::new(move || {
+            sent.map_err(|e| StoreError(e.to_string()))?;
+            let mut wrote = Vec::with_capacity(writes.len());
+            let (mut no_script, mut failed) = (false, None);
+            // Every answer read, even after a refusal: the connection is used again.
+            for _ in 0..writes.len().div_ceil(MANY) {
+                let answer = connection.recv_response().and_then(|value| value.extract_error());
+                match answer {
+                    Ok(value) => match <Vec<i64> as redis::FromRedisValue>::from_redis_value(value) {
+                        Ok(answers) => wrote.extend(answers.into_iter().map(|w| w == 1)),
+                        Err(e) => _ = failed.get_or_insert(e.to_string()),
+                    },
+                    Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                        no_script = true;
+                    }
+                    Err(e) if e.is_io_error() => return Err(StoreError(e.to_string())),
+                    Err(e) => _ = failed.get_or_insert(e.to_string()),
+                }
+            }
+            if let Some(failed) = failed {
+                return Err(StoreError(failed));
+            }
+            if no_script {
+                // The server lost the script (restarted, flushed): loaded, and all written again
+                // (writing a version again changes nothing).
+                drop(connection);
+                return self.put_many_versioned(&writes);
+            }
+            if wrote.len() != writes.len() {
+                return Err(StoreError(format!("{} writes sent, {} answered", writes.len(), wrote.len())));
+            }
+            Ok(wrote)
+        }))
     }
 
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -371,6 +435,21 @@ mod tests {
         let writes = vec![("after-flush".to_owned(), 1, b"x".to_vec()), ("k".to_owned(), 9, b"nine".to_vec())];
         assert_eq!(store.put_many_versioned(&writes).expect("put many"), vec![true, true]);
         assert_eq!(store.get("k").expect("get"), Some((9, b"nine".to_vec())));
+        // Sent, answered later: the same answers, over several script calls, and after the
+        // script is lost again; the connection then serves other requests as before.
+        let batch: Vec<(String, u64, Vec<u8>)> = (0..1_100)
+            .map(|i| (format!("sent-{}", i % 550), 1 + i as u64 / 550, vec![b'a' + (i % 26) as u8]))
+            .collect();
+        let sent = store.send_many_versioned(batch.clone());
+        assert_eq!(sent.answer().expect("answered"), vec![true; 1_100]);
+        assert_eq!(store.get("sent-549").expect("get"), Some((2, vec![b'a' + (1_099 % 26) as u8])));
+        let stale = store.send_many_versioned(vec![("k".to_owned(), 8, b"eight".to_vec())]);
+        assert_eq!(stale.answer().expect("answered"), vec![false], "an older version is refused");
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut admin).expect("script flush");
+        let sent = store.send_many_versioned(vec![("k".to_owned(), 10, b"ten".to_vec())]);
+        assert_eq!(sent.answer().expect("answered after loading the script"), vec![true]);
+        assert_eq!(store.get("k").expect("get"), Some((10, b"ten".to_vec())));
+        assert!(store.send_many_versioned(Vec::new()).answer().expect("nothing").is_empty());
         let err = RedisStore::connect("redis://127.0.0.1:1/", "x").err().expect("nothing listens there");
         assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
     }

@@ -690,6 +690,41 @@ pub(crate) fn keep_latest<V>(latest: &mut foldhash::HashMap<String, (u64, V)>, k
     }
 }
 
+/// A batch taken by the writer: its outputs encoded and sent, the decisions kept in their wire
+/// form for the store, the records merged into `latest`.
+fn take_batch(
+    (events, records): Batch,
+    outputs: &mut Outputs,
+    latest: &mut Writes,
+    writes: &mut Vec<(String, u64, Vec<u8>)>,
+    bytes: &mut Vec<u8>,
+) -> Result<(), RunError> {
+    for (event, stored) in events {
+        bytes.clear();
+        wire::encode_into(&event, bytes).map_err(|e| RunError::Unsupported(e.to_string()))?;
+        if let Some((key, version)) = stored {
+            writes.push((key, version, bytes.clone()));
+        }
+        outputs.write(&event, bytes)?;
+    }
+    for (key, version, record) in records {
+        keep_latest(latest, key, version, record);
+    }
+    Ok(())
+}
+
+/// The store's next write: the decisions taken, then the merged records serialized.
+fn pending(
+    latest: &mut Writes,
+    writes: &mut Vec<(String, u64, Vec<u8>)>,
+) -> Result<Vec<(String, u64, Vec<u8>)>, RunError> {
+    for (key, (version, record)) in latest.drain() {
+        let json = record.json().map_err(|e| RunError::Unsupported(e.to_string()))?;
+        writes.push((key, version, json));
+    }
+    Ok(std::mem::take(writes))
+}
+
 /// Writes the sequencer's batches on a thread of its own, in order: the outputs encoded and
 /// sent, then the records — of every batch waiting when it comes to write, merged — in one
 /// store round trip, overlapping the next batch's decisions on the sequencer (the job was one
@@ -707,35 +742,61 @@ impl Writer {
             .name("arus-writer".to_owned())
             .spawn(move || {
                 outputs.read_back()?;
-                // The records of every batch waiting, merged: the latest version of each key
-                // written once (the store keeps only the latest anyway). The further the store
-                // falls behind, the more batches wait and the fewer writes it is sent. The
+                // The records of the batches taken between two store writes, merged: the latest
+                // version of each key written once (the store keeps only the latest anyway). The
                 // decisions are not merged: each is a claim's next version, rarely seen twice in
-                // one write (the store, taking them in order, keeps the later).
+                // one write (the store, taking them in order, keeps the later). While a write is
+                // with the store, the writer goes on encoding and sending the next batches, and
+                // merges their records for the next write; it waits for the store's answer when
+                // it has nothing else to do, or `WRITER_QUEUE` batches later.
                 let mut latest: Writes = Default::default();
                 let mut writes: Vec<(String, u64, Vec<u8>)> = Vec::new();
                 // Each output encoded into the same buffer (the producer copies it).
                 let mut bytes = Vec::with_capacity(1024);
-                while let Ok(first) = received.recv() {
-                    for (events, records) in std::iter::once(first).chain(received.try_iter().take(WRITER_QUEUE)) {
-                        for (event, stored) in events {
-                            bytes.clear();
-                            wire::encode_into(&event, &mut bytes).map_err(|e| RunError::Unsupported(e.to_string()))?;
-                            if let Some((key, version)) = stored {
-                                writes.push((key, version, bytes.clone()));
+                let mut in_flight: Option<arus_connectors::store::Sent<'_>> = None;
+                let answered = |sent: arus_connectors::store::Sent<'_>| {
+                    sent.answer().map(drop).map_err(|e| RunError::Unsupported(e.to_string()))
+                };
+                let mut since = 0;
+                loop {
+                    let waiting = if since < WRITER_QUEUE {
+                        received.try_recv()
+                    } else {
+                        Err(std::sync::mpsc::TryRecvError::Empty)
+                    };
+                    match waiting {
+                        Ok(batch) => {
+                            take_batch(batch, &mut outputs, &mut latest, &mut writes, &mut bytes)?;
+                            since += 1;
+                            continue;
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                        Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                    }
+                    if let Some(sent) = in_flight.take() {
+                        answered(sent)?;
+                        if since < WRITER_QUEUE {
+                            continue; // what came meanwhile goes into the next write
+                        }
+                    }
+                    if writes.is_empty() && latest.is_empty() {
+                        match received.recv() {
+                            Ok(batch) => {
+                                take_batch(batch, &mut outputs, &mut latest, &mut writes, &mut bytes)?;
+                                since += 1;
+                                continue;
                             }
-                            outputs.write(&event, &bytes)?;
-                        }
-                        for (key, version, record) in records {
-                            keep_latest(&mut latest, key, version, record);
+                            Err(_) => break,
                         }
                     }
-                    for (key, (version, record)) in latest.drain() {
-                        let json = record.json().map_err(|e| RunError::Unsupported(e.to_string()))?;
-                        writes.push((key, version, json));
-                    }
-                    store.put_many_versioned(&writes).map_err(|e| RunError::Unsupported(e.to_string()))?;
-                    writes.clear();
+                    in_flight = Some(store.send_many_versioned(pending(&mut latest, &mut writes)?));
+                    since = 0;
+                }
+                if let Some(sent) = in_flight.take() {
+                    answered(sent)?;
+                }
+                if !writes.is_empty() || !latest.is_empty() {
+                    answered(store.send_many_versioned(pending(&mut latest, &mut writes)?))?;
                 }
                 outputs.flush()?;
                 Ok(outputs.skipped)
