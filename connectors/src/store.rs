@@ -260,15 +260,14 @@ impl StateStore for RedisStore {
             return Ok(Vec::new());
         }
         let mut connection = self.connection();
-        let pipeline = |writes: &[(String, u64, Vec<u8>)]| self.pipeline(writes);
         self.count_round_trip();
-        let wrote: Vec<Vec<i64>> = match pipeline(writes).query(&mut *connection) {
+        let wrote: Vec<Vec<i64>> = match self.pipeline(writes).query(&mut *connection) {
             Ok(wrote) => wrote,
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 self.count_round_trip();
                 self.script.prepare_invoke().load(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
                 self.count_round_trip();
-                pipeline(writes).query(&mut *connection).map_err(|e| StoreError(e.to_string()))?
+                self.pipeline(writes).query(&mut *connection).map_err(|e| StoreError(e.to_string()))?
             }
             Err(e) => return Err(StoreError(e.to_string())),
         };

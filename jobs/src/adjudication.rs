@@ -201,12 +201,7 @@ pub fn state_key(claim_id: &str) -> String {
 
 /// The store key of a member's accumulators of a plan year.
 pub fn accumulator_key(member_id: &str, year: i32) -> String {
-    let mut key = String::with_capacity(member_id.len() + 16);
-    key.push_str("acc:");
-    key.push_str(member_id);
-    key.push(':');
-    key.push_str(itoa::Buffer::new().format(year));
-    key
+    Text(String::with_capacity(member_id.len() + 16)).s("acc:").s(member_id).s(":").n(year).0
 }
 
 /// The store key of an authorization's record.

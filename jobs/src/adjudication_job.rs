@@ -13,10 +13,11 @@
 //!
 //! The sequencer runs on a thread of its own (worker 0 hands it what it receives, so it reads
 //! its partitions as fast as the others) and releases at most `RELEASE` events at a time;
-//! decoding runs on every worker (only the kinds the fold reads: `wire::peek` first), and
-//! writing (encoding the outputs, sending them, the store's round trip, the records of every
-//! batch waiting merged into one) on a writer thread, a batch behind the sequencer. The fold
-//! itself can be spread over threads by family (`fold_threads`, `shards.rs`).
+//! decoding runs on every worker (only the kinds the fold reads: `wire::peek` first), at most
+//! `READ_AHEAD` events ahead of the sequencer; and writing (encoding the outputs, sending them,
+//! the store's writes, each of the records merged since the last, answered while the writer goes
+//! on) on a writer thread, behind the sequencer. The fold itself can be spread over threads by
+//! family (`fold_threads`, `shards.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -726,9 +727,10 @@ fn pending(
 }
 
 /// Writes the sequencer's batches on a thread of its own, in order: the outputs encoded and
-/// sent, then the records — of every batch waiting when it comes to write, merged — in one
-/// store round trip, overlapping the next batch's decisions on the sequencer (the job was one
-/// thread's work before: decide, encode, send, write).
+/// sent, then the decisions and the records merged since the last store write in one store
+/// write, answered while the writer takes the next batches — overlapping the next batch's
+/// decisions on the sequencer (the job was one thread's work before: decide, encode, send,
+/// write).
 struct Writer {
     batches: Option<std::sync::mpsc::SyncSender<Batch>>,
     thread: Option<std::thread::JoinHandle<Result<u64, RunError>>>,
@@ -759,19 +761,16 @@ impl Writer {
                 };
                 let mut since = 0;
                 loop {
-                    let waiting = if since < WRITER_QUEUE {
-                        received.try_recv()
-                    } else {
-                        Err(std::sync::mpsc::TryRecvError::Empty)
-                    };
-                    match waiting {
-                        Ok(batch) => {
-                            take_batch(batch, &mut outputs, &mut latest, &mut writes, &mut bytes)?;
-                            since += 1;
-                            continue;
+                    if since < WRITER_QUEUE {
+                        match received.try_recv() {
+                            Ok(batch) => {
+                                take_batch(batch, &mut outputs, &mut latest, &mut writes, &mut bytes)?;
+                                since += 1;
+                                continue;
+                            }
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                            Err(std::sync::mpsc::TryRecvError::Empty) => {}
                         }
-                        Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-                        Err(std::sync::mpsc::TryRecvError::Empty) => {}
                     }
                     if let Some(sent) = in_flight.take() {
                         answered(sent)?;
