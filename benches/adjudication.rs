@@ -36,8 +36,9 @@ fn main() {
     println!("{} events, {submitted} claims", events.len());
 
     // The decisions alone: the events folded in the job's order, nothing decoded or written.
-    let mut ordered: Vec<&Event> = events.iter().filter(|e| arus_jobs::adjudication_job::wanted(e)).collect();
-    ordered.sort_by(|a, b| arus_jobs::adjudication_job::order_key(a).cmp(&arus_jobs::adjudication_job::order_key(b)));
+    let mut ordered: Vec<&Event> = events.iter().filter(|e| arus_jobs::runtime::sequenced::wanted(e)).collect();
+    ordered
+        .sort_by(|a, b| arus_jobs::runtime::sequenced::order_key(a).cmp(&arus_jobs::runtime::sequenced::order_key(b)));
     let started = Instant::now();
     let mut adjudicator = arus_jobs::adjudication::Adjudicator::new();
     let outputs: usize = ordered.iter().map(|e| adjudicator.apply(e).len()).sum();
@@ -91,9 +92,9 @@ fn main() {
         }
         let cpu = cpu_time();
         let started = Instant::now();
-        let report = arus_jobs::adjudication_job::run_on_log_folding(
+        let report = arus_jobs::adjudication::job::run_on_log_folding(
             Arc::new(copy),
-            &arus_jobs::runner::Cluster::Local { workers: 2 },
+            &arus_jobs::runtime::Cluster::Local { workers: 2 },
             Arc::new(MemoryStore::new()),
             fold_threads,
         )

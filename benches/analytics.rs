@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use arus_connectors::clickhouse::{ClickHouse, Migration, Row};
-use arus_jobs::analytics_job::ClaimLineRow;
+use arus_jobs::analytics::ClaimLineRow;
 
 #[derive(Debug, Row, serde::Deserialize)]
 struct N {
@@ -84,7 +84,7 @@ fn main() {
              '0000', 'City', 'IN_NETWORK', toUInt64(1) FROM system.numbers LIMIT 3000",
         )
         .expect("providers");
-    arus_jobs::analytics_job::recompute_daily(
+    arus_jobs::analytics::recompute_daily(
         &clickhouse,
         "2026-01-01".parse().expect("a date"),
         "2026-12-31".parse().expect("a date"),

@@ -5,9 +5,9 @@
 use std::time::Instant;
 
 use arus_generator::{GeneratorConfig, Output, generate};
-use arus_jobs::adjudication_job::order_key;
+use arus_jobs::fraud::model::{OnnxScorer, Scorer, newest};
 use arus_jobs::fraud::{FraudDetector, Step};
-use arus_jobs::model::{OnnxScorer, Scorer, newest};
+use arus_jobs::runtime::sequenced::order_key;
 use arus_schemas::Event;
 
 #[global_allocator]

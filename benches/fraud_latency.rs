@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink, create_topics, delete_topics};
 use arus_generator::{GeneratorConfig, Output, generate};
-use arus_jobs::adjudication_job::order_key;
-use arus_jobs::fraud_windows::{SLOT_MS, slot_of};
+use arus_jobs::fraud::windows::{SLOT_MS, slot_of};
+use arus_jobs::runtime::sequenced::order_key;
 use arus_schemas::events::AlertStatus;
 use arus_schemas::{Event, Timestamp, wire};
 

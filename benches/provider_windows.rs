@@ -3,8 +3,9 @@
 
 use std::io::Write;
 
-use arus_jobs::runner::{self, Cluster};
-use arus_jobs::spec;
+use arus_jobs::provider_windows::job as runner;
+use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
+use arus_jobs::runtime::Cluster;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// The allocator the `arus` binary uses, so the figures are the binary's.
@@ -36,7 +37,7 @@ fn bench(c: &mut Criterion) {
     let pipeline = format!("{}/pipelines/provider-windows.toml", env!("CARGO_MANIFEST_DIR"));
     let overrides =
         vec![format!("source.path={}", input.display()), format!("sink.path={}", dir.path().join("out.csv").display())];
-    let spec = spec::load(pipeline.as_ref(), &overrides).expect("spec");
+    let spec = ProviderWindowsSpec::load(pipeline.as_ref(), &overrides).expect("spec");
 
     let mut group = c.benchmark_group("provider_windows");
     group.sample_size(10);

@@ -61,7 +61,7 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
     let (ok, stderr) = arus(&migrate);
     assert!(ok && stderr.contains("already applied"), "{stderr}");
     let clickhouse = ClickHouse::connect(&url, &database).expect("ClickHouse");
-    let mut wrong = arus_jobs::analytics_job::CLAIM_LINE_COLUMNS;
+    let mut wrong = arus_jobs::analytics::CLAIM_LINE_COLUMNS;
     wrong[8] = ("billed", "Int64");
     let err = clickhouse.check_columns("claim_lines", &wrong).expect_err("a column differs");
     assert!(err.to_string().contains("column 9 is billed_idr Int64, the row writes billed Int64"), "{err}");

@@ -22,7 +22,7 @@ fn arus(args: &[&str]) -> (bool, String, String) {
 /// The version of the newest model in `models/`, the one the job scores with.
 fn model_version() -> String {
     let models = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models"));
-    arus_jobs::model::newest(models).expect("a model in models/").0.to_string()
+    arus_jobs::fraud::model::newest(models).expect("a model in models/").0.to_string()
 }
 
 #[test]
@@ -142,11 +142,12 @@ fn through_the_broker_the_job_raises_what_the_rules_and_model_raise() {
 
     // The alerts the rules and the model raise, folded directly in the job's order.
     let models = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models"));
-    let spec = arus_jobs::spec::ModelSpec { dir: models.clone(), threshold: 0.5, shadow: false };
+    let spec = arus_jobs::fraud::spec::ModelSpec { dir: models.clone(), threshold: 0.5, shadow: false };
     let mut fold =
-        arus_jobs::fraud_job::FraudFold::new(Some(arus_jobs::fraud_job::ModelWatch::open(&spec).expect("model")));
+        arus_jobs::fraud::job::FraudFold::new(Some(arus_jobs::fraud::job::ModelWatch::open(&spec).expect("model")));
     let mut ordered: Vec<&Event> = events.iter().collect();
-    ordered.sort_by(|a, b| arus_jobs::adjudication_job::order_key(a).cmp(&arus_jobs::adjudication_job::order_key(b)));
+    ordered
+        .sort_by(|a, b| arus_jobs::runtime::sequenced::order_key(a).cmp(&arus_jobs::runtime::sequenced::order_key(b)));
     let mut expected: Vec<String> =
         ordered.into_iter().flat_map(|e| fold.alerts(e).expect("scored")).map(|a| a.event_id().to_owned()).collect();
     expected.extend(fold.finish().expect("scored").iter().map(|a| a.event_id().to_owned()));

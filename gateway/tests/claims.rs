@@ -85,9 +85,9 @@ fn a_decided_claim_and_the_members_accumulators_are_served() {
         let bytes = wire::encode(&event).expect("encode");
         log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
     }
-    let report = arus_jobs::adjudication_job::run_on_log(
+    let report = arus_jobs::adjudication::job::run_on_log(
         Arc::new(log),
-        &arus_jobs::runner::Cluster::Local { workers: 2 },
+        &arus_jobs::runtime::Cluster::Local { workers: 2 },
         store.clone(),
     )
     .expect("adjudication");
@@ -228,9 +228,9 @@ fn claims_and_authorizations_submitted_over_rest_are_decided() {
     assert_eq!(submitted(&log), 3, "the first claim, and the two submitted over REST");
 
     // The adjudication job decides them.
-    let report = arus_jobs::adjudication_job::run_on_log(
+    let report = arus_jobs::adjudication::job::run_on_log(
         log.clone(),
-        &arus_jobs::runner::Cluster::Local { workers: 1 },
+        &arus_jobs::runtime::Cluster::Local { workers: 1 },
         store.clone(),
     )
     .expect("adjudication");

@@ -1,27 +1,31 @@
-//! The jobs of arus, each a pure dataflow builder (`build(streams, config) -> streams`), and
-//! the runner that feeds them from a pipeline spec.
+//! The jobs of arus and the runtime they share.
 //!
 //! # Layout
-//! - [`provider_windows`]: claims per provider in event-time windows (count, billed, distinct
-//!   members), the first job of the runtime.
-//! - [`eligibility`]: whether a member is covered on a date, from member and plan events (the
-//!   state the eligibility job will keep and materialize).
-//! - [`spec`]: pipeline specs (`pipelines/*.toml`), `--set` overrides, validation.
-//! - [`runner`]: runs a spec on timely workers: file source, the job, CSV sink.
+//! The layers, each depending only on those above it:
+//! - [`runtime`]: what every job is built from — the cluster and the errors of a run, the
+//!   inputs (files, Kafka, the embedded log), the sequenced runtime (one fold in event-time
+//!   order, a writer to the topics and the store), checkpointed sinks and dead letters, the
+//!   checkpoint coordinator, metrics, and the spec parts jobs share.
+//! - One folder per job, each with its pure rules (`mod.rs`), its spec (`spec.rs`) and the job
+//!   that runs them (`job.rs`):
+//!   - [`eligibility`]: whether a member is covered on a date, from member and plan events,
+//!     materialized into the serving store;
+//!   - [`adjudication`]: claims priced and decided, accumulators and the claim saga (the fold
+//!     spread over threads by family in `shards.rs`);
+//!   - [`fraud`]: fraud rules, event-time windows (`windows.rs`) and the ONNX model
+//!     (`model.rs`), alerts to `fraud.alerts`;
+//!   - [`analytics`]: decisions, payments, accumulators, alerts and dimensions into ClickHouse;
+//!   - [`provider_windows`]: claims per provider in event-time windows, a pure timely builder
+//!     (`build`) and its runner.
+//! - [`pipeline`]: the one loader of pipeline specs (`pipelines/*.toml`), a [`Pipeline`] per
+//!   job.
 
 pub mod adjudication;
-pub mod adjudication_job;
-pub mod analytics_job;
-pub mod checkpoint;
+pub mod analytics;
 pub mod eligibility;
-pub mod eligibility_job;
 pub mod fraud;
-pub mod fraud_job;
-pub mod fraud_windows;
-pub mod metrics;
-pub mod model;
+pub mod pipeline;
 pub mod provider_windows;
-pub mod runner;
-mod shards;
-pub mod sinks;
-pub mod spec;
+pub mod runtime;
+
+pub use pipeline::Pipeline;

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::{MemoryStore, StateStore};
 use arus_generator::{GeneratorConfig, Output, generate};
+use arus_jobs::adjudication::job::run_on_log_folding;
 use arus_jobs::adjudication::{Accumulators, Adjudicator, ClaimView};
-use arus_jobs::adjudication_job::{order_key, run_on_log_folding, wanted};
-use arus_jobs::runner::Cluster;
+use arus_jobs::runtime::Cluster;
+use arus_jobs::runtime::sequenced::{order_key, wanted};
 use arus_schemas::{Event, wire};
 
 fn generated() -> Vec<Event> {

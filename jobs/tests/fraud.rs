@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_jobs::adjudication_job::order_key;
-use arus_jobs::fraud_job::FraudFold;
-use arus_jobs::runner::Cluster;
+use arus_jobs::fraud::job::FraudFold;
+use arus_jobs::runtime::Cluster;
+use arus_jobs::runtime::sequenced::order_key;
 use arus_schemas::{Event, wire};
 
 mod common;
@@ -92,7 +92,8 @@ fn the_job_raises_what_the_rules_raise_for_any_worker_count() {
             log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
         }
         let log = Arc::new(log);
-        let report = arus_jobs::fraud_job::run_on_log(log.clone(), &Cluster::Local { workers }, None).expect("the job");
+        let report =
+            arus_jobs::fraud::job::run_on_log(log.clone(), &Cluster::Local { workers }, None).expect("the job");
         assert_eq!(report.alerts as usize, expected.len(), "{report:?}");
         let mut written = Vec::new();
         for (partition, end) in log.end_offsets("fraud.alerts").expect("offsets").into_iter().enumerate() {

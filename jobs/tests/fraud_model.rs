@@ -5,11 +5,11 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use arus_jobs::adjudication_job::order_key;
+use arus_jobs::fraud::job::{FraudFold, ModelWatch};
+use arus_jobs::fraud::model::{OnnxScorer, Scorer, newest};
+use arus_jobs::fraud::spec::ModelSpec;
 use arus_jobs::fraud::{FraudDetector, Step};
-use arus_jobs::fraud_job::{FraudFold, ModelWatch};
-use arus_jobs::model::{OnnxScorer, Scorer, newest};
-use arus_jobs::spec::ModelSpec;
+use arus_jobs::runtime::sequenced::order_key;
 use arus_schemas::Event;
 
 mod common;

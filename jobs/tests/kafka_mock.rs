@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink};
-use arus_jobs::runner::{Cluster, run};
-use arus_jobs::spec;
+use arus_jobs::provider_windows::job::run;
+use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
+use arus_jobs::runtime::Cluster;
 use rdkafka::mocking::MockCluster;
 
 #[test]
@@ -40,7 +41,7 @@ fn dead_letters_are_written_in_transactions_committed_at_checkpoints() {
         format!("checkpoint.dir={}", dir.path().join("checkpoints").display()),
         "checkpoint.interval=\"0s\"".to_owned(),
     ];
-    let spec = spec::load(std::path::Path::new(&pipeline), &overrides).expect("spec");
+    let spec = ProviderWindowsSpec::load(std::path::Path::new(&pipeline), &overrides).expect("spec");
     let report = run(&spec, &Cluster::Local { workers: 2 }).expect("run");
     assert_eq!((report.records, report.dead_letters), (500, 2));
     assert!(report.checkpoints >= 1);

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_jobs::metrics::Metrics;
-use arus_jobs::runner::{Cluster, run_with};
-use arus_jobs::spec;
+use arus_jobs::provider_windows::job::run_with;
+use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
+use arus_jobs::runtime::Cluster;
+use arus_jobs::runtime::metrics::Metrics;
 
 #[test]
 fn a_run_reports_records_lines_lag_and_checkpoints() {
@@ -39,7 +40,7 @@ fn a_run_reports_records_lines_lag_and_checkpoints() {
         format!("checkpoint.dir={}", dir.path().join("checkpoints").display()),
         "checkpoint.interval=\"0s\"".to_owned(),
     ];
-    let spec = spec::load(std::path::Path::new(&pipeline), &overrides).expect("spec");
+    let spec = ProviderWindowsSpec::load(std::path::Path::new(&pipeline), &overrides).expect("spec");
     let metrics = Arc::new(Metrics::new("provider-windows"));
     let report = run_with(&spec, &Cluster::Local { workers: 2 }, Some(metrics.clone())).expect("run");
     let text = metrics.render();

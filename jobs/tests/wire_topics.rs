@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use arus_connectors::embedded::EmbeddedLog;
 use arus_generator::{GeneratorConfig, Output, generate};
-use arus_jobs::runner::{Cluster, run, run_on_log};
-use arus_jobs::spec;
+use arus_jobs::provider_windows::job::{run, run_on_log};
+use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
+use arus_jobs::runtime::Cluster;
 use arus_schemas::{Event, wire};
 
 #[test]
@@ -40,7 +41,8 @@ fn claim_events_on_the_log_give_the_windows_of_the_flat_claims() {
     drop(flat);
 
     let pipeline = format!("{}/../pipelines/provider-windows.toml", env!("CARGO_MANIFEST_DIR"));
-    let load = |overrides: Vec<String>| spec::load(std::path::Path::new(&pipeline), &overrides).expect("spec");
+    let load =
+        |overrides: Vec<String>| ProviderWindowsSpec::load(std::path::Path::new(&pipeline), &overrides).expect("spec");
     let from_flat = dir.path().join("from-flat.csv");
     let flat_spec =
         load(vec![format!("source.path={}", flat_path.display()), format!("sink.path={}", from_flat.display())]);

@@ -32,7 +32,7 @@ pub fn run(command: ClickhouseCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("--dir {}", args.dir.display()))?;
             let clickhouse = arus_connectors::clickhouse::ClickHouse::connect(&args.url, &args.database)?;
             let applied = clickhouse.migrate(&migrations)?;
-            arus_jobs::analytics_job::check_tables(&clickhouse)?;
+            arus_jobs::analytics::check_tables(&clickhouse)?;
             if applied.is_empty() {
                 eprintln!(
                     "{} (database {}): all {} migrations already applied",

@@ -240,8 +240,13 @@ fn provider_windows(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
         format!("sink.path={}", csv.display()),
     ];
     let path = std::path::Path::new("pipelines/provider-windows.toml");
-    let spec = arus_jobs::spec::parse(path, include_str!("../../pipelines/provider-windows.toml"), &overrides)?;
-    let report = arus_jobs::runner::run_on_log(&spec, &arus_jobs::runner::Cluster::Local { workers: 2 }, log)?;
+    let spec = arus_jobs::provider_windows::spec::ProviderWindowsSpec::parse(
+        path,
+        include_str!("../../pipelines/provider-windows.toml"),
+        &overrides,
+    )?;
+    let report =
+        arus_jobs::provider_windows::job::run_on_log(&spec, &arus_jobs::runtime::Cluster::Local { workers: 2 }, log)?;
     out!(
         "provider-windows on {CLAIMS_EVENTS} (2 timely workers, 5-minute event-time windows per provider): {} claims \
          in {:.2?}, {} window rows, {} late",
@@ -272,9 +277,9 @@ type Example = (String, arus_schemas::Date);
 /// on two workers; shows the alerts by pattern, and a few as `arus alerts tail` prints them from
 /// the log's folder.
 fn fraud(log: std::sync::Arc<EmbeddedLog>, dir: &std::path::Path) -> anyhow::Result<()> {
-    let spec = arus_jobs::spec::ModelSpec { dir: "models".into(), threshold: 0.5, shadow: false };
+    let spec = arus_jobs::fraud::spec::ModelSpec { dir: "models".into(), threshold: 0.5, shadow: false };
     let model = match (std::env::var_os("ORT_DYLIB_PATH"), spec.dir.is_dir()) {
-        (Some(_), true) => match arus_jobs::fraud_job::ModelWatch::open(&spec) {
+        (Some(_), true) => match arus_jobs::fraud::job::ModelWatch::open(&spec) {
             Ok(model) => Some(model),
             Err(e) => {
                 out!("fraud model not used: {e}");
@@ -291,7 +296,7 @@ fn fraud(log: std::sync::Arc<EmbeddedLog>, dir: &std::path::Path) -> anyhow::Res
     };
     let scored = model.is_some();
     let report =
-        arus_jobs::fraud_job::run_on_log(log.clone(), &arus_jobs::runner::Cluster::Local { workers: 2 }, model)?;
+        arus_jobs::fraud::job::run_on_log(log.clone(), &arus_jobs::runtime::Cluster::Local { workers: 2 }, model)?;
     log.flush()?;
     let mut alerts = Vec::new();
     for (partition, end) in log.end_offsets("fraud.alerts")?.into_iter().enumerate() {
@@ -340,9 +345,9 @@ fn adjudication(
     store: std::sync::Arc<arus_connectors::store::MemoryStore>,
 ) -> anyhow::Result<Option<(String, String, i32)>> {
     let claims_end = log.end_offsets(CLAIMS_EVENTS)?;
-    let report = arus_jobs::adjudication_job::run_on_log(
+    let report = arus_jobs::adjudication::job::run_on_log(
         log.clone(),
-        &arus_jobs::runner::Cluster::Local { workers: 2 },
+        &arus_jobs::runtime::Cluster::Local { workers: 2 },
         store.clone(),
     )?;
     out!(
@@ -409,9 +414,9 @@ fn eligibility(
     log: std::sync::Arc<EmbeddedLog>,
 ) -> anyhow::Result<(std::sync::Arc<arus_connectors::store::MemoryStore>, Option<Example>)> {
     let store = std::sync::Arc::new(arus_connectors::store::MemoryStore::new());
-    let report = arus_jobs::eligibility_job::run_on_log(
+    let report = arus_jobs::eligibility::job::run_on_log(
         log.clone(),
-        &arus_jobs::runner::Cluster::Local { workers: 2 },
+        &arus_jobs::runtime::Cluster::Local { workers: 2 },
         store.clone(),
     )?;
     out!(

@@ -41,7 +41,8 @@ pub fn run(command: FraudCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    events.sort_by(|a, b| arus_jobs::adjudication_job::order_key(a).cmp(&arus_jobs::adjudication_job::order_key(b)));
+    events
+        .sort_by(|a, b| arus_jobs::runtime::sequenced::order_key(a).cmp(&arus_jobs::runtime::sequenced::order_key(b)));
     let file = std::fs::File::create(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
     writeln!(out, "claim_id,{},label", arus_jobs::fraud::FEATURES.join(","))?;

@@ -3,8 +3,14 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use arus_jobs::runner::{self, Cluster};
-use arus_jobs::spec;
+use arus_jobs::Pipeline;
+use arus_jobs::adjudication::spec::AdjudicationSpec;
+use arus_jobs::analytics::spec::AnalyticsSpec;
+use arus_jobs::eligibility::spec::EligibilitySpec;
+use arus_jobs::fraud::spec::FraudSpec;
+use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
+use arus_jobs::runtime::Cluster;
+use arus_jobs::runtime::spec::StoreSpec;
 
 use super::generate::per_second;
 use super::thousands;
@@ -38,30 +44,33 @@ pub struct RunArgs {
 /// Runs the pipeline to the end of its input and prints what it did.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=256).contains(&args.workers), "--workers must be between 1 and 256");
-    match spec::job_of(&args.pipeline)? {
-        spec::JobKind::Eligibility => return run_eligibility(&args),
-        spec::JobKind::Adjudication => return run_adjudication(&args),
-        spec::JobKind::Analytics => return run_analytics(&args),
-        spec::JobKind::Fraud => return run_fraud(&args),
-        spec::JobKind::ProviderWindows => {}
+    match Pipeline::load(&args.pipeline, &args.overrides)? {
+        Pipeline::ProviderWindows(spec) => run_windows(&args, &spec),
+        Pipeline::Eligibility(spec) => run_eligibility(&args, &spec),
+        Pipeline::Adjudication(spec) => run_adjudication(&args, &spec),
+        Pipeline::Analytics(spec) => run_analytics(&args, &spec),
+        Pipeline::Fraud(spec) => run_fraud(&args, &spec),
     }
-    let spec = spec::load(&args.pipeline, &args.overrides)?;
-    let cluster = cluster(&args)?;
+}
+
+/// Runs the provider-windows job and prints what it did.
+fn run_windows(args: &RunArgs, spec: &ProviderWindowsSpec) -> anyhow::Result<()> {
+    let cluster = cluster(args)?;
     if let Some(checkpoint) = &spec.checkpoint {
         eprintln!("checkpoints: {} every {}", checkpoint.dir.display(), checkpoint.interval);
     }
     let metrics = match &args.metrics_addr {
         Some(address) => {
             let name = args.pipeline.file_stem().and_then(|s| s.to_str()).unwrap_or("pipeline");
-            let metrics = std::sync::Arc::new(arus_jobs::metrics::Metrics::new(name));
-            let bound = arus_jobs::metrics::serve(address, metrics.clone())
+            let metrics = std::sync::Arc::new(arus_jobs::runtime::metrics::Metrics::new(name));
+            let bound = arus_jobs::runtime::metrics::serve(address, metrics.clone())
                 .with_context(|| format!("--metrics-addr {address}: cannot listen"))?;
             eprintln!("metrics: http://{bound}/metrics");
             Some(metrics)
         }
         None => None,
     };
-    let report = runner::run_with(&spec, &cluster, metrics)?;
+    let report = arus_jobs::provider_windows::job::run_with(spec, &cluster, metrics)?;
     let path = &spec.sink.path;
     if let Some((epoch, at)) = report.resumed_from {
         eprintln!("resumed from checkpoint {epoch} (watermark {at} ms)");
@@ -111,9 +120,8 @@ fn cluster(args: &RunArgs) -> anyhow::Result<Cluster> {
 }
 
 /// Runs the eligibility job and prints what it did.
-fn run_eligibility(args: &RunArgs) -> anyhow::Result<()> {
-    let spec = spec::load_eligibility(&args.pipeline, &args.overrides)?;
-    let report = arus_jobs::eligibility_job::run(&spec, &cluster(args)?)?;
+fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec) -> anyhow::Result<()> {
+    let report = arus_jobs::eligibility::job::run(spec, &cluster(args)?)?;
     eprintln!(
         "{}: {} member and plan events in {:.2?} ({}/s on {} worker{}) into the {} store{}",
         args.pipeline.display(),
@@ -123,8 +131,8 @@ fn run_eligibility(args: &RunArgs) -> anyhow::Result<()> {
         args.workers,
         if args.workers == 1 { "" } else { "s" },
         match &spec.store {
-            spec::StoreSpec::Redis { .. } => "Redis",
-            spec::StoreSpec::Memory => "in-memory",
+            StoreSpec::Redis { .. } => "Redis",
+            StoreSpec::Memory => "in-memory",
         },
         if report.undecodable > 0 {
             format!(", {} records that are not events passed over", thousands(report.undecodable))
@@ -138,15 +146,14 @@ fn run_eligibility(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_adjudication(args: &RunArgs) -> anyhow::Result<()> {
-    let spec = spec::load_adjudication(&args.pipeline, &args.overrides)?;
-    let report = arus_jobs::adjudication_job::run(&spec, &cluster(args)?)?;
+fn run_adjudication(args: &RunArgs, spec: &AdjudicationSpec) -> anyhow::Result<()> {
+    let report = arus_jobs::adjudication::job::run(spec, &cluster(args)?)?;
     eprintln!("{}", adjudication_summary(&report, args.workers));
     Ok(())
 }
 
 /// One line on what an adjudication run did.
-pub fn adjudication_summary(report: &arus_jobs::adjudication_job::AdjudicationReport, workers: usize) -> String {
+pub fn adjudication_summary(report: &arus_jobs::adjudication::job::AdjudicationReport, workers: usize) -> String {
     let claims: u64 = report.decided.values().sum();
     let statuses: Vec<String> =
         report.decided.iter().map(|(status, n)| format!("{} {}", thousands(*n), status.to_lowercase())).collect();
@@ -178,9 +185,8 @@ pub fn adjudication_summary(report: &arus_jobs::adjudication_job::AdjudicationRe
     )
 }
 
-fn run_analytics(args: &RunArgs) -> anyhow::Result<()> {
-    let spec = spec::load_analytics(&args.pipeline, &args.overrides)?;
-    let report = arus_jobs::analytics_job::run(&spec, &cluster(args)?)?;
+fn run_analytics(args: &RunArgs, spec: &AnalyticsSpec) -> anyhow::Result<()> {
+    let report = arus_jobs::analytics::run(spec, &cluster(args)?)?;
     eprintln!(
         "analytics: {} claim lines, {} providers and {} payment, accumulator, member and alert rows into ClickHouse {} \
          (database {}) in {} inserts, {:.2?} on {} worker{}",
@@ -197,9 +203,8 @@ fn run_analytics(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_fraud(args: &RunArgs) -> anyhow::Result<()> {
-    let spec = spec::load_fraud(&args.pipeline, &args.overrides)?;
-    let report = arus_jobs::fraud_job::run(&spec, &cluster(args)?)?;
+fn run_fraud(args: &RunArgs, spec: &FraudSpec) -> anyhow::Result<()> {
+    let report = arus_jobs::fraud::job::run(spec, &cluster(args)?)?;
     eprintln!(
         "fraud: {} events in {:.2?} on {} worker{}: {} alerts to fraud.alerts{}",
         thousands(report.events),

@@ -24,8 +24,18 @@ use timely::ExchangeData;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 
-use crate::checkpoint::SinkPosition;
-use crate::runner::{RunError, RunReport, WorkerContext, fail, report};
+use super::checkpoint::SinkPosition;
+use super::{RunError, Shared, fail, report};
+
+/// What the operators of a worker share.
+pub(crate) struct WorkerContext<R> {
+    pub leader: bool,
+    pub coordinator: Option<Arc<super::checkpoint::Coordinator>>,
+    pub metrics: Option<Arc<super::metrics::Metrics>>,
+    pub shared: Arc<std::sync::Mutex<Shared<R>>>,
+    /// The source follows its topic: outputs are handed on as they are written.
+    pub follow: bool,
+}
 
 /// A record that could not be decoded or validated, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -430,12 +440,12 @@ impl Sink<DeadLetter> for LogDeadLetters {
 /// Writes a stream through `sink` on worker 0 (other workers pass `None`): each stamp once the
 /// frontier has passed it, its records sorted. With checkpoints, the sink saves its position
 /// once everything stamped before a checkpoint's time is written and durable.
-pub(crate) fn sink<T: ExchangeData + Ord>(
+pub(crate) fn sink<T: ExchangeData + Ord, R: 'static>(
     stream: timely::dataflow::StreamVec<'_, Time, T>,
     name: &'static str,
     mut sink: Option<Box<dyn Sink<T>>>,
-    count: fn(&mut RunReport, u64),
-    context: &WorkerContext,
+    count: fn(&mut R, u64),
+    context: &WorkerContext<R>,
 ) {
     let WorkerContext { leader, coordinator, metrics, shared, follow } = context;
     let (leader, shared, metrics, follow) = (*leader, shared.clone(), metrics.clone(), *follow);

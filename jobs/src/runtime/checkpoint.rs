@@ -140,7 +140,7 @@ pub struct Coordinator {
     restored: Option<Manifest>,
     progress: Mutex<Progress>,
     on_complete: Option<OnComplete>,
-    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
 }
 
 struct Progress {
@@ -233,7 +233,7 @@ impl Coordinator {
     }
 
     /// Reports completed checkpoints to `metrics`.
-    pub fn with_metrics(mut self, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Self {
+    pub fn with_metrics(mut self, metrics: Option<std::sync::Arc<super::metrics::Metrics>>) -> Self {
         self.metrics = metrics;
         self
     }

@@ -12,6 +12,9 @@
 //! subscriber's plan: the family's coverage follows the subscriber — except that a subscriber's
 //! death does not end it (dependents keep the plan the subscriber had).
 
+pub mod job;
+pub mod spec;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use foldhash::{HashMap, HashSet};

@@ -12,12 +12,12 @@
 //! | `R-DAY` | impossible_day | provider × day | a provider's timed services add up to more than 24 hours on one day |
 //! | `R-CARD` | card_sharing | member × day | the member has office visits the same day at facilities 500 km or more apart |
 //!
-//! Every claim also goes into event-time windows by its submission time ([`crate::fraud_windows`]):
+//! Every claim also goes into event-time windows by its submission time ([`crate::fraud::windows`]):
 //! its provider's 5-minute tumbling window, and the 1-day windows (hopping by 5 minutes) of its
 //! provider, its member and its provider's peer group. A claim waits in its 5-minute window; when
 //! the window closes (the job's watermark passes its end) it comes out as a [`Step::Claim`] with
 //! the rules' alerts about it and its [`FEATURES`] — its own, then its windows' — for the fraud
-//! job's model to score in one batch per close (`fraud_job`).
+//! job's model to score in one batch per close (`fraud::job`).
 //!
 //! The same events in the same order give the same alerts (ids derived from the rule and the
 //! claim). Corrections are followed up, not left standing:
@@ -27,6 +27,11 @@
 //!   window it joins are scored again, as are those of a window a claim is taken back from: a
 //!   model alert follows the new score (raised, or withdrawn);
 //! - a phantom-billing alert contradicted by coverage reinstated back over its day is withdrawn.
+
+pub mod job;
+pub mod model;
+pub mod spec;
+pub mod windows;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +44,9 @@ use arus_schemas::{Date, Event, Timestamp};
 use foldhash::{HashMap, HashSet};
 
 use crate::eligibility::EligibilityState;
-use crate::fraud_windows::{Contribution, DAY_SLOTS as DAY, HIGH_SEVERITY, SLOT_MS, WINDOW_FEATURES, Windows, slot_of};
+use crate::fraud::windows::{
+    Contribution, DAY_SLOTS as DAY, HIGH_SEVERITY, SLOT_MS, WINDOW_FEATURES, Windows, slot_of,
+};
 
 /// Minutes of timed services a provider can bill in a day.
 const DAY_MINUTES: i64 = 24 * 60;

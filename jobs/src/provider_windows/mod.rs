@@ -6,6 +6,9 @@
 //! `provider_id,window_start,count,sum_billed,distinct_members` (`window_start` in epoch
 //! seconds, `sum_billed` with two decimals).
 
+pub mod job;
+pub mod spec;
+
 use std::borrow::Cow;
 use std::collections::HashSet;
 

@@ -36,6 +36,10 @@
 //! restores what the earlier claim added to the accumulators, exactly, and frees its lines for
 //! the duplicate check; claims adjudicated in between are not adjudicated again.
 
+pub mod job;
+pub(crate) mod shards;
+pub mod spec;
+
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashSet};

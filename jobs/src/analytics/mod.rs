@@ -5,25 +5,30 @@
 //! row's identity, so a replay — a rerun after a crash — writes rows that merge away, and the
 //! queries (with `FINAL`) count each once: totals never double.
 
+pub mod spec;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arus_connectors::clickhouse::ClickHouse;
 use arus_operators::Time;
 use arus_schemas::events::ClaimAdjudicated;
+use arus_schemas::topics::names::{
+    ACCUMULATOR_UPDATES, CLAIMS_EVENTS, FRAUD_ALERTS, MEMBER_EVENTS, PAYMENT_EVENTS, PROVIDER_EVENTS,
+};
 use arus_schemas::{Date, Event};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
-use crate::eligibility_job::open_inputs;
-use crate::runner::{Cluster, RunError, Shared, fail, finish, open_readers, read_events, timely_config};
-use crate::spec::AnalyticsSpec;
+use crate::runtime::input::{open_inputs, open_readers, read_events};
+use crate::runtime::{Cluster, RunError, Shared, fail, finish, timely_config};
+use spec::AnalyticsSpec;
 
 /// The topics the job reads.
 pub const TOPICS: [&str; 6] =
-    ["provider.events", "member.events", "claims.events", "payment.events", "accumulator.updates", "fraud.alerts"];
+    [PROVIDER_EVENTS, MEMBER_EVENTS, CLAIMS_EVENTS, PAYMENT_EVENTS, ACCUMULATOR_UPDATES, FRAUD_ALERTS];
 
 /// Records read per reader per step.
 const BATCH: usize = 4_096;

@@ -7,20 +7,21 @@ use std::sync::Arc;
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::MemoryStore;
 use arus_schemas::Event;
-use arus_schemas::topics::names::FRAUD_ALERTS;
+use arus_schemas::topics::names::{BENEFIT_EVENTS, CLAIMS_EVENTS, FRAUD_ALERTS, MEMBER_EVENTS, PROVIDER_EVENTS};
 
-use crate::adjudication_job::{AdjudicationReport, Fold, READING, Writes, run_fold_on_log, run_sequenced};
-use crate::fraud::{Closed, FraudDetector, Step};
-use crate::model::{ModelError, OnnxScorer, Scorer, newest};
-use crate::runner::{Cluster, RunError};
-use crate::spec::{FraudSpec, ModelSpec, StoreSpec, parse_duration_ms};
+use super::model::{ModelError, OnnxScorer, Scorer, newest};
+use super::spec::{FraudSpec, ModelSpec};
+use super::{Closed, FraudDetector, Step};
+use crate::runtime::sequenced::{Fold, READING, SequencedReport, Writes, run_fold_on_log, run_sequenced};
+use crate::runtime::spec::StoreSpec;
+use crate::runtime::{Cluster, RunError};
 use arus_operators::Time;
 
 /// The topics the job reads.
-pub const TOPICS: [&str; 4] = ["benefit.events", "provider.events", "member.events", "claims.events"];
+pub const TOPICS: [&str; 4] = [BENEFIT_EVENTS, PROVIDER_EVENTS, MEMBER_EVENTS, CLAIMS_EVENTS];
 
 /// What a run did (`alerts` counts them).
-pub type FraudReport = AdjudicationReport;
+pub type FraudReport = SequencedReport;
 
 /// How often (in events) the models folder is looked at for a newer version.
 const CHECK_EVERY: u32 = 256;
@@ -235,7 +236,7 @@ impl Fold for FraudFold {
 
 /// Runs the job.
 pub fn run(spec: &FraudSpec, cluster: &Cluster) -> Result<FraudReport, RunError> {
-    let lateness = parse_duration_ms(&spec.out_of_orderness).map_err(RunError::Unsupported)?;
+    let lateness = spec.out_of_orderness.ms();
     let model =
         spec.model.as_ref().map(ModelWatch::open).transpose().map_err(|e| RunError::Unsupported(e.to_string()))?;
     run_sequenced(
@@ -271,7 +272,7 @@ pub fn run_on_log(
 mod tests {
     use super::*;
     use crate::fraud::FEATURES;
-    use crate::fraud_windows::SLOT_MS;
+    use crate::fraud::windows::SLOT_MS;
     use arus_schemas::events::{AlertStatus, ClaimLine, ClaimSubmitted, ClaimType, FraudAlert};
     use arus_schemas::{Date, Idr, Timestamp};
 

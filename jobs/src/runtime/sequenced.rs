@@ -1,23 +1,22 @@
-//! Runs the adjudication job: every worker reads its share of the partitions of the member,
-//! plan, provider, authorization, claims and payment topics and decodes them; one worker, the
-//! sequencer, holds each event until the watermark (the least, over all partitions, of the
-//! latest event time seen less `out_of_orderness`) has passed its event time, then folds the
-//! events into the [`Adjudicator`] in (event time, kind, event id) order — plans, providers,
-//! members, authorizations, claims, payments — so that the same topics give the same decisions
-//! and accumulators whatever the number of workers. Decisions and `ClaimPaid` go to
-//! `claims.events`, accumulator updates to `accumulator.updates` (next to the source's topics),
-//! and each claim's and accumulator's record to the store (`claim:<id>`,
-//! `acc:<member>:<year>`), versioned.
+//! The sequenced runtime: every worker reads its share of the partitions of a job's topics and
+//! decodes them; one worker, the sequencer, holds each event until the watermark (the least,
+//! over all partitions, of the latest event time seen less `out_of_orderness`) has passed its
+//! event time, then folds the events into the job's [`Fold`] in (event time, kind, event id)
+//! order ([`order_key`]) — plans, providers, members, authorizations, claims, payments — so
+//! that the same topics give the same outputs whatever the number of workers. The outputs go to
+//! the topics next to the source's (each written once: a rerun reads back what is there), and
+//! the fold's records to the store, versioned.
 //!
-//! The same machinery (`Fold`, `run_sequenced`) runs the fraud job's rules and model.
+//! The adjudication job (`crate::adjudication::job`) and the fraud job (`crate::fraud::job`)
+//! run on it.
 //!
 //! The sequencer runs on a thread of its own (worker 0 hands it what it receives, so it reads
 //! its partitions as fast as the others) and releases at most `RELEASE` events at a time;
 //! decoding runs on every worker (only the kinds the fold reads: `wire::peek` first), at most
 //! `READ_AHEAD` events ahead of the sequencer; and writing (encoding the outputs, sending them,
 //! the store's writes, each of the records merged since the last, answered while the writer goes
-//! on) on a writer thread, behind the sequencer. The fold itself can be spread over threads by
-//! family (`fold_threads`, `shards.rs`).
+//! on) on a writer thread, behind the sequencer. A fold may itself spread its work over threads
+//! (the adjudication's shards by family).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -32,14 +31,9 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
-use crate::adjudication::{Adjudicator, accumulator_key, authorization_key, decision_key, state_key};
-use crate::eligibility_job::{embedded_inputs, open_inputs, open_store};
-use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, read_events_peeked, timely_config};
-use crate::spec::{AdjudicationSpec, EligibilitySource, parse_duration_ms};
-
-/// The topics the job reads.
-pub const TOPICS: [&str; 6] =
-    ["benefit.events", "provider.events", "member.events", "auth.events", "claims.events", "payment.events"];
+use super::input::{Input, embedded_inputs, open_inputs, open_readers, read_events_peeked};
+use super::spec::{StoreSpec, TopicsSource};
+use super::{Cluster, RunError, Shared, fail, finish, open_store, timely_config};
 
 /// Records read per reader per step.
 const BATCH: usize = 4_096;
@@ -123,7 +117,7 @@ impl ReadAhead {
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AdjudicationReport {
+pub struct SequencedReport {
     /// Events folded in.
     pub events: u64,
     /// Records that were not events of the contract (counted, passed over).
@@ -196,7 +190,7 @@ fn output_topic(event: &Event) -> &'static str {
 impl Outputs {
     /// Outputs next to `source`, writing to `topics` (created on Kafka when missing).
     pub(crate) fn open(
-        source: &EligibilitySource,
+        source: &TopicsSource,
         log: Option<Arc<EmbeddedLog>>,
         topics: &[&str],
     ) -> Result<Self, RunError> {
@@ -263,7 +257,7 @@ impl To {
             // The topics read at once, each on a thread: most of a topic's reading is waiting
             // for the broker.
             To::Kafka { prefix, config, .. } => {
-                let reads = crate::runner::each_at_once(topics, "a read-back", |topic| {
+                let reads = super::each_at_once(topics, "a read-back", |topic| {
                     written_on_kafka(config, &format!("{prefix}{topic}"))
                 });
                 let mut ids = foldhash::HashSet::default();
@@ -289,13 +283,13 @@ impl To {
         Ok(ids)
     }
 
-    fn open(source: &EligibilitySource, log: Option<Arc<EmbeddedLog>>, topics: &[&str]) -> Result<Self, RunError> {
+    fn open(source: &TopicsSource, log: Option<Arc<EmbeddedLog>>, topics: &[&str]) -> Result<Self, RunError> {
         match (source, log) {
-            (EligibilitySource::Embedded { topic_prefix, .. }, Some(log)) => {
+            (TopicsSource::Embedded { topic_prefix, .. }, Some(log)) => {
                 Ok(To::Log { log, prefix: topic_prefix.clone() })
             }
             (_, Some(log)) => Ok(To::Log { log, prefix: String::new() }),
-            (EligibilitySource::Kafka { brokers, topic_prefix, .. }, None) => {
+            (TopicsSource::Kafka { brokers, topic_prefix, .. }, None) => {
                 let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
                 for topic in topics {
                     let name = format!("{topic_prefix}{topic}");
@@ -308,7 +302,7 @@ impl To {
                 let sink = arus_connectors::kafka::KafkaSink::new(&config, "lz4")?;
                 Ok(To::Kafka { sink, prefix: topic_prefix.clone(), config })
             }
-            (EligibilitySource::Embedded { dir, topic_prefix }, None) => {
+            (TopicsSource::Embedded { dir, topic_prefix }, None) => {
                 let log = Arc::new(EmbeddedLog::open(dir)?);
                 Ok(To::Log { log, prefix: topic_prefix.clone() })
             }
@@ -351,44 +345,17 @@ impl To {
     }
 }
 
-/// The topics the adjudication job writes.
-const OUTPUT_TOPICS: [&str; 2] = [CLAIMS_EVENTS, ACCUMULATOR_UPDATES];
-
-/// Threads the decisions are folded on by default: one. On this project's 2-core machines a
-/// second fold thread measured no faster (the fold is about a quarter of the job's CPU; the
-/// decoding, ordering and writing share the same two cores — benches/README.md); `fold_threads`
-/// spreads families over more where there are cores for them.
-pub const FOLD_THREADS: usize = 1;
-
-/// The adjudication fold over `threads` shards of families.
-pub(crate) fn adjudication_fold(threads: usize) -> Result<Box<dyn Fold>, RunError> {
-    if !(1..=16).contains(&threads) {
-        return Err(RunError::Unsupported(format!("fold_threads is {threads}: it must be 1 to 16")));
-    }
-    if threads == 1 {
-        return Ok(Box::new(AdjudicationFold::default()));
-    }
-    Ok(Box::new(crate::shards::Sharded::new(threads, || Box::new(AdjudicationFold::default()))?))
-}
-
-/// Runs the job with the store the spec names.
-pub fn run(spec: &AdjudicationSpec, cluster: &Cluster) -> Result<AdjudicationReport, RunError> {
-    let lateness = parse_duration_ms(&spec.out_of_orderness).map_err(RunError::Unsupported)?;
-    let fold = adjudication_fold(spec.fold_threads)?;
-    run_sequenced(&spec.source, &spec.store, lateness, &TOPICS, &OUTPUT_TOPICS, fold, cluster)
-}
-
 /// Runs a fold over `topics` of `source` (the outputs to `outputs` next to them, records to
 /// `store`): the machinery the adjudication and fraud jobs share.
 pub(crate) fn run_sequenced(
-    source: &EligibilitySource,
-    store: &crate::spec::StoreSpec,
+    source: &TopicsSource,
+    store: &StoreSpec,
     lateness: u64,
     topics: &[&str],
     outputs: &[&str],
     fold: Box<dyn Fold>,
     cluster: &Cluster,
-) -> Result<AdjudicationReport, RunError> {
+) -> Result<SequencedReport, RunError> {
     let store = open_store(store)?;
     let inputs = open_inputs(source, topics)?;
     // An embedded log is opened once: the outputs go to the inputs' log.
@@ -400,26 +367,6 @@ pub(crate) fn run_sequenced(
     run_inputs(inputs, cluster, store, outputs, lateness, fold, READING)
 }
 
-/// Runs the job over topics of a log this process already has (as `arus demo` does), writing
-/// the decisions back to it.
-pub fn run_on_log(
-    log: Arc<EmbeddedLog>,
-    cluster: &Cluster,
-    store: Arc<dyn StateStore>,
-) -> Result<AdjudicationReport, RunError> {
-    run_on_log_folding(log, cluster, store, FOLD_THREADS)
-}
-
-/// [`run_on_log`] with the decisions folded on `fold_threads` threads.
-pub fn run_on_log_folding(
-    log: Arc<EmbeddedLog>,
-    cluster: &Cluster,
-    store: Arc<dyn StateStore>,
-    fold_threads: usize,
-) -> Result<AdjudicationReport, RunError> {
-    run_fold_on_log(log, cluster, store, &TOPICS, &OUTPUT_TOPICS, adjudication_fold(fold_threads)?, READING)
-}
-
 /// [`run_on_log`] for any fold, the sources reading as `reading` says ([`READING`]).
 pub(crate) fn run_fold_on_log(
     log: Arc<EmbeddedLog>,
@@ -429,9 +376,9 @@ pub(crate) fn run_fold_on_log(
     outputs: &[&str],
     fold: Box<dyn Fold>,
     reading: Reading,
-) -> Result<AdjudicationReport, RunError> {
+) -> Result<SequencedReport, RunError> {
     let inputs = embedded_inputs(&log, topics, "arus-sequenced")?;
-    let source = EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() };
+    let source = TopicsSource::Embedded { dir: ".".into(), topic_prefix: String::new() };
     let outputs = Outputs::open(&source, Some(log), outputs)?;
     run_inputs(inputs, cluster, store, outputs, 86_400_000, fold, reading)
 }
@@ -495,96 +442,6 @@ pub(crate) fn with_store_keys<F: Fold + ?Sized>(fold: &F, outputs: Vec<Event>) -
 /// Puts `value` under `key` at `version` (as JSON, when written).
 pub(crate) fn record<T: serde::Serialize + Send + 'static>(writes: &mut Writes, key: String, version: u64, value: T) {
     writes.insert(key, (version, Box::new(value)));
-}
-
-/// The adjudicator, and the records of claims, accumulators and authorizations it keeps.
-#[derive(Default)]
-struct AdjudicationFold {
-    adjudicator: Adjudicator,
-}
-
-impl Fold for AdjudicationFold {
-    fn apply(&mut self, event: &Event, writes: &mut Writes) -> Result<Vec<Event>, RunError> {
-        let decided = self.adjudicator.apply(event);
-        for out in &decided {
-            if let Event::AccumulatorUpdated(u) = out
-                && let Some(acc) = self.adjudicator.accumulators(&u.member_id, u.plan_year)
-            {
-                record(writes, accumulator_key(&u.member_id, u.plan_year), acc.version as u64, acc.clone());
-            }
-        }
-        // A payment's paid-to-date.
-        if let Event::PaymentCompleted(p) = event
-            && let Some((member, year)) = self.adjudicator.payment_year(&p.claim_id)
-            && let Some(acc) = self.adjudicator.accumulators(member, year)
-        {
-            record(writes, accumulator_key(member, year), acc.version as u64, acc.clone());
-        }
-        // The authorization's record, when the event is one's, or a claim that used one.
-        let auth_id = match event {
-            Event::AuthRequested(a) => Some(&a.auth_id),
-            Event::AuthApproved(a) => Some(&a.auth_id),
-            Event::AuthDenied(a) => Some(&a.auth_id),
-            _ => None,
-        };
-        // The authorization a submitted claim's decision used (the decision itself goes to the
-        // store as its wire bytes: `stored_as`).
-        let mut used = None;
-        for out in &decided {
-            if let Event::ClaimAdjudicated(a) = out
-                && matches!(event, Event::ClaimSubmitted(c) if c.claim_id == a.claim_id)
-            {
-                used = a.auth_id.clone();
-            }
-        }
-        for auth_id in auth_id.cloned().into_iter().chain(used) {
-            if let Some(view) = self.adjudicator.authorization(&auth_id) {
-                // Versioned by what changes it: its status, then the units used.
-                let version = match view.status.as_str() {
-                    "REQUESTED" => 1,
-                    _ => 2 + view.used_units.max(0) as u64,
-                };
-                record(writes, authorization_key(&auth_id), version, view);
-            }
-        }
-        // Where each claim the event touched stands.
-        let claim_id = match event {
-            Event::ClaimSubmitted(c) => Some(&c.claim_id),
-            Event::PaymentCompleted(p) => Some(&p.claim_id),
-            Event::PaymentFailed(p) => Some(&p.claim_id),
-            _ => None,
-        };
-        // Claims decided again (pended for an authorization now decided) have new records too.
-        let again = decided.iter().filter_map(|e| match e {
-            Event::ClaimAdjudicated(a) if Some(&a.claim_id) != claim_id => Some(&a.claim_id),
-            _ => None,
-        });
-        let touched = claim_id
-            .into_iter()
-            .chain(match event {
-                Event::ClaimSubmitted(c) => c.original_claim_id.as_ref(),
-                _ => None,
-            })
-            .chain(again);
-        // (Not the first, just decided: a decision with no state stands as that.)
-        for claim_id in touched {
-            if let Some(state) = self.adjudicator.claim_state(claim_id)
-                && state.version > 1
-            {
-                record(writes, state_key(claim_id), state.version as u64, state.clone());
-            }
-        }
-        Ok(decided)
-    }
-
-    /// Each decision under `claim:<id>`, versioned by the claim's decisions, as the Avro record
-    /// the topic has (no second encoding, and not JSON: the gateway decodes it with the schema
-    /// registry, so the record evolves as the event does).
-    fn stored_as(&self, output: &Event) -> Option<(String, u64)> {
-        let Event::ClaimAdjudicated(a) = output else { return None };
-        let state = self.adjudicator.claim_state(&a.claim_id)?;
-        Some((decision_key(&a.claim_id), state.decisions as u64))
-    }
 }
 
 /// The order the sequencer folds events in: event time, then kind (what decisions depend on
@@ -842,7 +699,7 @@ struct SequencerThread {
 impl SequencerThread {
     /// Starts the thread; `ahead` counts the events read and not yet taken (the thread takes
     /// them off as it receives them).
-    fn start(mut seq: Sequencer, shared: Arc<Mutex<Shared<AdjudicationReport>>>, ahead: Arc<ReadAhead>) -> Self {
+    fn start(mut seq: Sequencer, shared: Arc<Mutex<Shared<SequencedReport>>>, ahead: Arc<ReadAhead>) -> Self {
         let (steps, received) = std::sync::mpsc::channel::<Step>();
         let on_thread = shared.clone();
         let thread = std::thread::Builder::new().name("arus-sequencer".to_owned()).spawn(move || {
@@ -914,7 +771,7 @@ impl SequencerThread {
     }
 
     /// Hands a step over; whether the thread took it (if not, the run has failed).
-    fn send(&mut self, step: Step, shared: &Mutex<Shared<AdjudicationReport>>) -> bool {
+    fn send(&mut self, step: Step, shared: &Mutex<Shared<SequencedReport>>) -> bool {
         let sent = self.steps.as_ref().is_some_and(|steps| steps.send(step).is_ok());
         if !sent && self.thread.is_some() {
             fail(shared, RunError::Unsupported("the sequencer thread has stopped".to_owned()));
@@ -923,7 +780,7 @@ impl SequencerThread {
     }
 
     /// Waits for the last step to be folded and written.
-    fn join(mut self, shared: &Mutex<Shared<AdjudicationReport>>) {
+    fn join(mut self, shared: &Mutex<Shared<SequencedReport>>) {
         self.steps = None;
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
@@ -937,7 +794,7 @@ impl SequencerThread {
 struct Sequencer {
     fold: Box<dyn Fold>,
     writer: Writer,
-    report: AdjudicationReport,
+    report: SequencedReport,
     /// Records to write to the store, the latest version of each key: written together.
     writes: Writes,
     /// Decided events of the batch, in order, with where the store keeps them.
@@ -1004,10 +861,10 @@ fn run_inputs(
     lateness: u64,
     fold: Box<dyn Fold>,
     reading: Reading,
-) -> Result<AdjudicationReport, RunError> {
+) -> Result<SequencedReport, RunError> {
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
-    let shared = Arc::new(Mutex::new(Shared::<AdjudicationReport>::default()));
+    let shared = Arc::new(Mutex::new(Shared::<SequencedReport>::default()));
     let started = Instant::now();
     let worker_shared = shared.clone();
     let ahead = Arc::new(ReadAhead::new(reading.ahead));
@@ -1015,7 +872,7 @@ fn run_inputs(
     let sequencer = Arc::new(Mutex::new(Some(Sequencer {
         fold,
         writer: Writer::start(outputs, store)?,
-        report: AdjudicationReport::default(),
+        report: SequencedReport::default(),
         writes: Default::default(),
         decided: Vec::new(),
     })));
@@ -1029,7 +886,7 @@ fn run_inputs(
         worker.dataflow::<Time, _, _>(|scope| {
             let source_shared = shared.clone();
             let source_ahead = ahead.clone();
-            let events = source(scope, "AdjudicationSource", move |capability, info| {
+            let events = source(scope, "SequencedSource", move |capability, info| {
                 let ahead = source_ahead;
                 ahead
                     .sources
@@ -1110,7 +967,7 @@ fn run_inputs(
             let mut handoff = sequencer.take().map(|seq| SequencerThread::start(seq, shared.clone(), ahead.clone()));
             let mut told_below: Time = 0;
             let shared = shared.clone();
-            events.sink(Exchange::new(|_| 0), "Adjudicate", move |(input, frontier)| {
+            events.sink(Exchange::new(|_| 0), "Sequence", move |(input, frontier)| {
                 let Some(thread) = handoff.as_mut() else {
                     // No sequencer (the run has failed): nothing is ahead of it.
                     input.for_each(|_, data| {
@@ -1169,6 +1026,7 @@ pub(crate) fn generated(claims: u64, days: u32) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adjudication::job::{OUTPUT_TOPICS, TOPICS, adjudication_fold};
 
     /// The first `n` claims submitted in the generator's traffic.
     fn claims(n: usize) -> Vec<Event> {
@@ -1195,7 +1053,7 @@ mod tests {
         let claims = claims(2);
         let log = Arc::new(EmbeddedLog::new());
         log.create_all_topics().unwrap();
-        let source = EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() };
+        let source = TopicsSource::Embedded { dir: ".".into(), topic_prefix: String::new() };
         let outputs = Outputs::open(&source, Some(log), &OUTPUT_TOPICS).unwrap();
         let store = Arc::new(MemoryStore::new());
         let mut writer = Writer::start(outputs, store.clone()).unwrap();
@@ -1303,7 +1161,7 @@ mod tests {
         let claims = &claims[..];
         let log = Arc::new(EmbeddedLog::new());
         log.create_all_topics().unwrap();
-        let source = EligibilitySource::Embedded { dir: ".".into(), topic_prefix: String::new() };
+        let source = TopicsSource::Embedded { dir: ".".into(), topic_prefix: String::new() };
         let outputs = Outputs::open(&source, Some(log.clone()), &OUTPUT_TOPICS).unwrap();
         let (entered, has_entered) = channel();
         let (open, gate) = channel();

@@ -13,20 +13,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_connectors::store::{MemoryStore, RedisStore, StateStore};
+use arus_connectors::store::StateStore;
 use arus_operators::Time;
 use arus_operators::window_aggregate::key_hash;
+use arus_schemas::topics::names::{BENEFIT_EVENTS, MEMBER_EVENTS};
 use arus_schemas::{Event, wire};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
-use crate::eligibility::EligibilityState;
-use crate::runner::{Cluster, Input, RunError, Shared, fail, finish, open_readers, read_events, timely_config};
-use crate::spec::{EligibilitySource, EligibilitySpec, SourceSpec, StoreSpec};
+use super::EligibilityState;
+use super::spec::EligibilitySpec;
+use crate::runtime::input::{Input, embedded_inputs, open_inputs, open_readers, read_events};
+use crate::runtime::spec::TopicsSource;
+use crate::runtime::{Cluster, RunError, Shared, fail, finish, open_store, timely_config};
 
 /// The topics the job reads.
-pub const TOPICS: [&str; 2] = ["benefit.events", "member.events"];
+pub const TOPICS: [&str; 2] = [BENEFIT_EVENTS, MEMBER_EVENTS];
 
 /// Records read per reader per step.
 const BATCH: usize = 4_096;
@@ -49,16 +52,6 @@ pub fn run(spec: &EligibilitySpec, cluster: &Cluster) -> Result<EligibilityRepor
     run_with_store(spec, cluster, open_store(&spec.store)?)
 }
 
-/// The store a spec names.
-pub(crate) fn open_store(spec: &StoreSpec) -> Result<Arc<dyn StateStore>, RunError> {
-    Ok(match spec {
-        StoreSpec::Redis { url, prefix } => {
-            Arc::new(RedisStore::connect(url, prefix).map_err(|e| RunError::Unsupported(e.to_string()))?)
-        }
-        StoreSpec::Memory => Arc::new(MemoryStore::new()),
-    })
-}
-
 /// Runs the job into `store`.
 pub fn run_with_store(
     spec: &EligibilitySpec,
@@ -67,9 +60,7 @@ pub fn run_with_store(
 ) -> Result<EligibilityReport, RunError> {
     let inputs = open_inputs(&spec.source, &TOPICS)?;
     let following = match &spec.source {
-        EligibilitySource::Kafka { follow: true, idle_timeout, .. } => {
-            Some(Duration::from_millis(crate::spec::parse_duration_ms(idle_timeout).map_err(RunError::Unsupported)?))
-        }
+        TopicsSource::Kafka { follow: true, idle_timeout, .. } => Some(idle_timeout.duration()),
         _ => None,
     };
     if let (true, Some(idle)) = (spec.answer_requests, following) {
@@ -107,14 +98,10 @@ pub fn run_with_store(
 /// Answers the requests on the source's `eligibility.requests` from `store`, writing
 /// `EligibilityResponded` events to `eligibility.responses` next to it: those there now, or
 /// (`follow` with an idle timeout) also those that come, until none has come for that long.
-fn answer_requests(
-    source: &EligibilitySource,
-    store: &dyn StateStore,
-    follow: Option<Duration>,
-) -> Result<u64, RunError> {
+fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option<Duration>) -> Result<u64, RunError> {
     use arus_schemas::topics::names::{ELIGIBILITY_REQUESTS, ELIGIBILITY_RESPONSES};
     let (requests, responses) = match source {
-        EligibilitySource::Kafka { topic_prefix, .. } | EligibilitySource::Embedded { topic_prefix, .. } => {
+        TopicsSource::Kafka { topic_prefix, .. } | TopicsSource::Embedded { topic_prefix, .. } => {
             (format!("{topic_prefix}{ELIGIBILITY_REQUESTS}"), format!("{topic_prefix}{ELIGIBILITY_RESPONSES}"))
         }
     };
@@ -127,7 +114,7 @@ fn answer_requests(
     };
     let mut answered = 0;
     match source {
-        EligibilitySource::Kafka { brokers, group, .. } => {
+        TopicsSource::Kafka { brokers, group, .. } => {
             let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
             let partitions = arus_connectors::kafka::partition_count(&config, &requests)?;
             let from: Vec<(u32, Option<u64>)> = (0..partitions).map(|p| (p, None)).collect();
@@ -164,7 +151,7 @@ fn answer_requests(
             }
             producer.flush(Duration::from_secs(60))?;
         }
-        EligibilitySource::Embedded { dir, .. } => {
+        TopicsSource::Embedded { dir, .. } => {
             let log = EmbeddedLog::open(dir)?;
             if !log.has_topic(&responses) {
                 log.create_topic(&responses, log.partitions(&requests)?)?;
@@ -192,56 +179,6 @@ pub fn run_on_log(
 ) -> Result<EligibilityReport, RunError> {
     let inputs = embedded_inputs(&log, &TOPICS, "arus-eligibility")?;
     run_inputs(inputs, cluster, store, Arc::default())
-}
-
-/// The inputs of `topics` of a log this process has, each read to where it ends now.
-pub(crate) fn embedded_inputs(log: &Arc<EmbeddedLog>, topics: &[&str], group: &str) -> Result<Vec<Input>, RunError> {
-    topics
-        .iter()
-        .map(|topic| {
-            let ends = log.end_offsets(topic)?;
-            Ok(Input::Embedded { log: log.clone(), topic: (*topic).to_owned(), group: group.to_owned(), ends })
-        })
-        .collect()
-}
-
-/// The inputs of `topics` (each under the source's prefix).
-pub(crate) fn open_inputs(source: &EligibilitySource, topics: &[&str]) -> Result<Vec<Input>, RunError> {
-    match source {
-        // Each topic's metadata asked for at once (a round trip each; a job reads up to six).
-        EligibilitySource::Kafka { brokers, topic_prefix, group, follow, idle_timeout } => {
-            crate::runner::each_at_once(topics, "opening a topic", |topic| {
-                Input::open(&SourceSpec::Kafka {
-                    brokers: brokers.clone(),
-                    topic: format!("{topic_prefix}{topic}"),
-                    group: group.clone(),
-                    batch_records: BATCH,
-                    resume: Default::default(),
-                    follow: *follow,
-                    idle_timeout: idle_timeout.clone(),
-                })
-            })
-            .into_iter()
-            .collect()
-        }
-        EligibilitySource::Embedded { dir, topic_prefix } => {
-            if !dir.join("topics").is_dir() {
-                return Err(RunError::Io {
-                    path: dir.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no embedded log here"),
-                });
-            }
-            let log = Arc::new(EmbeddedLog::open(dir)?);
-            topics
-                .iter()
-                .map(|topic| {
-                    let topic = format!("{topic_prefix}{topic}");
-                    let ends = log.end_offsets(&topic)?;
-                    Ok(Input::Embedded { log: log.clone(), topic, group: "arus-eligibility".to_owned(), ends })
-                })
-                .collect()
-        }
-    }
 }
 
 /// Where an event's state lives: members by member, plans by plan.
@@ -316,7 +253,7 @@ fn run_inputs(
         let (source_readiness, sink_readiness) = (readiness.clone(), readiness.clone());
         worker.dataflow::<Time, _, _>(|scope| {
             let source_shared = shared.clone();
-            let events = source(scope, "EligibilitySource", move |capability, info| {
+            let events = source(scope, "TopicsSource", move |capability, info| {
                 let activator = scope.activator_for(info.address);
                 let mut capability = (!readers.is_empty()).then_some(capability);
                 let shared = source_shared;

@@ -30,8 +30,8 @@ use arus_operators::Time;
 use arus_schemas::Event;
 use foldhash::HashMap;
 
-use crate::adjudication_job::{Decided, Fold, Writes, keep_latest, with_store_keys};
-use crate::runner::RunError;
+use crate::runtime::RunError;
+use crate::runtime::sequenced::{Decided, Fold, Writes, keep_latest, with_store_keys};
 
 /// Where an event's outputs go among the batch's: the event's place in the batch, then its part
 /// (a split claim's void copy, 0, before the claim itself, 1).
@@ -279,7 +279,7 @@ mod tests {
             lines.iter().map(|line| arus_schemas::json::from_json(line).expect("an event")).collect();
         type Records = std::collections::BTreeMap<String, (u64, String)>;
         let fold = |shards: usize, one_at_a_time: bool| -> (Vec<Decided>, Records) {
-            let mut fold = crate::adjudication_job::adjudication_fold(shards).expect("a fold");
+            let mut fold = crate::adjudication::job::adjudication_fold(shards).expect("a fold");
             let mut writes = Writes::default();
             let mut decided = Vec::new();
             if one_at_a_time {
@@ -318,9 +318,9 @@ mod tests {
 
     #[test]
     fn a_family_shares_a_shard_and_reference_data_goes_everywhere() {
-        let events = crate::adjudication_job::generated(1_500, 60);
-        let mut ordered: Vec<&Event> = events.iter().filter(|e| crate::adjudication_job::wanted(e)).collect();
-        ordered.sort_by(|a, b| crate::adjudication_job::order_key(a).cmp(&crate::adjudication_job::order_key(b)));
+        let events = crate::runtime::sequenced::generated(1_500, 60);
+        let mut ordered: Vec<&Event> = events.iter().filter(|e| crate::runtime::sequenced::wanted(e)).collect();
+        ordered.sort_by(|a, b| crate::runtime::sequenced::order_key(a).cmp(&crate::runtime::sequenced::order_key(b)));
         let mut router = Router::new(4);
         let mut family_shards: std::collections::HashMap<String, usize> = Default::default();
         let mut used = std::collections::BTreeSet::new();

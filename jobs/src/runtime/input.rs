@@ -1,0 +1,722 @@
+//! The transports a job reads: a JSON-lines or Avro file (one partition), some partitions of a
+//! Kafka topic, or of an embedded log topic — each opened once per process ([`Input`]) and read
+//! by a worker in its share of the partitions, always in the same order for the same starting
+//! positions ([`ClaimReader`]); and the loop every topic-reading job runs over its readers
+//! ([`read_events`]).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arus_connectors::embedded::EmbeddedLog;
+use arus_connectors::files::AvroContainerReader;
+use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, Resume};
+
+use super::checkpoint::{OnComplete, SourceState};
+use super::sinks::DeadLetter;
+use super::spec::{SourceSpec, TopicsSource};
+use super::{RunError, Shared, fail};
+
+/// How long a following reader's turn in [`read_events`] may last. It waits a little for each
+/// record; records trickling in faster than that wait would otherwise keep the turn going
+/// until `batch` of them came, holding back the watermark — and a fraud job's window closes —
+/// for seconds (benches/README.md, fraud alert latency). Readers of a bounded input read whole
+/// batches: fewer, larger batches for the sequencer (a store round trip each).
+const TURN: Duration = Duration::from_millis(5);
+
+/// Reads up to `batch` records from each reader in turn (a following reader's turn lasting
+/// about [`TURN`] at most), decoded as events of the contract, handing each to `take` with its
+/// reader's index and partition. How many records were not events; `None` when a read failed (the run then fails
+/// with that error).
+pub(crate) fn read_events<R>(
+    readers: &mut [Box<dyn ClaimReader>],
+    batch: usize,
+    shared: &Mutex<Shared<R>>,
+    take: impl FnMut(usize, u32, arus_schemas::Event),
+) -> Option<u64> {
+    read_events_peeked(readers, batch, shared, |_, _, _| true, take)
+}
+
+/// [`read_events`], each record first shown to `peeked` (its kind, id and time, read without
+/// decoding it: [`wire::peek`](arus_schemas::wire::peek)) and decoded only if that says so —
+/// a job passes over the kinds it does not read without paying for their decoding (the
+/// adjudication job's own decisions on `claims.events`, on a rerun). Only records decoded
+/// or not even peeked at are counted as not events.
+pub(crate) fn read_events_peeked<R>(
+    readers: &mut [Box<dyn ClaimReader>],
+    batch: usize,
+    shared: &Mutex<Shared<R>>,
+    mut peeked: impl FnMut(usize, u32, &arus_schemas::wire::Peek<'_>) -> bool,
+    mut take: impl FnMut(usize, u32, arus_schemas::Event),
+) -> Option<u64> {
+    let mut undecodable = 0;
+    for (i, reader) in readers.iter_mut().enumerate() {
+        let (turn, following) = (Instant::now(), reader.following());
+        for n in 0..batch {
+            if following && n > 0 && turn.elapsed() > TURN {
+                break;
+            }
+            match reader.next_record() {
+                Ok(Some((partition, bytes))) => match arus_schemas::wire::peek(bytes) {
+                    Ok(peek) if !peeked(i, partition, &peek) => {}
+                    Ok(_) => match arus_schemas::wire::decode(bytes) {
+                        Ok(event) => take(i, partition, event),
+                        Err(_) => undecodable += 1,
+                    },
+                    Err(_) => undecodable += 1,
+                },
+                Ok(None) => break,
+                Err(error) => {
+                    fail(shared, error);
+                    return None;
+                }
+            }
+        }
+    }
+    Some(undecodable)
+}
+
+/// This worker's readers of `inputs` (its share of their partitions); a failure to open one
+/// fails the run.
+pub(crate) fn open_readers<R>(
+    inputs: &[Input],
+    worker: usize,
+    peers: usize,
+    batch: usize,
+    shared: &Mutex<Shared<R>>,
+) -> Vec<Box<dyn ClaimReader>> {
+    let mut readers = Vec::new();
+    for input in inputs {
+        match input.reader(worker, peers, batch, None) {
+            Ok(Some(reader)) => readers.push(reader),
+            Ok(None) => {}
+            Err(error) => fail(shared, error),
+        }
+    }
+    readers
+}
+
+/// The inputs of `topics` of a log this process has, each read to where it ends now.
+pub(crate) fn embedded_inputs(log: &Arc<EmbeddedLog>, topics: &[&str], group: &str) -> Result<Vec<Input>, RunError> {
+    topics
+        .iter()
+        .map(|topic| {
+            let ends = log.end_offsets(topic)?;
+            Ok(Input::Embedded { log: log.clone(), topic: (*topic).to_owned(), group: group.to_owned(), ends })
+        })
+        .collect()
+}
+
+/// The inputs of `topics` (each under the source's prefix).
+pub(crate) fn open_inputs(source: &TopicsSource, topics: &[&str]) -> Result<Vec<Input>, RunError> {
+    match source {
+        // Each topic's metadata asked for at once (a round trip each; a job reads up to six).
+        TopicsSource::Kafka { brokers, topic_prefix, group, follow, idle_timeout } => {
+            super::each_at_once(topics, "opening a topic", |topic| {
+                Input::open(&SourceSpec::Kafka {
+                    brokers: brokers.clone(),
+                    topic: format!("{topic_prefix}{topic}"),
+                    group: group.clone(),
+                    batch_records: 4_096, // (not used by a topic input: its readers are given their batch),
+                    resume: Default::default(),
+                    follow: *follow,
+                    idle_timeout: *idle_timeout,
+                })
+            })
+            .into_iter()
+            .collect()
+        }
+        TopicsSource::Embedded { dir, topic_prefix } => {
+            if !dir.join("topics").is_dir() {
+                return Err(RunError::Io {
+                    path: dir.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no embedded log here"),
+                });
+            }
+            let log = Arc::new(EmbeddedLog::open(dir)?);
+            topics
+                .iter()
+                .map(|topic| {
+                    let topic = format!("{topic_prefix}{topic}");
+                    let ends = log.end_offsets(&topic)?;
+                    Ok(Input::Embedded { log: log.clone(), topic, group: "arus-eligibility".to_owned(), ends })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Where the records come from, opened once per process.
+pub(crate) enum Input {
+    Jsonl {
+        path: PathBuf,
+    },
+    Avro {
+        path: PathBuf,
+        topic: String,
+    },
+    Kafka {
+        config: KafkaConfig,
+        topic: String,
+        group: String,
+        partitions: u32,
+        resume: Resume,
+        /// Following, with this idle timeout.
+        follow: Option<Duration>,
+    },
+    Embedded {
+        log: Arc<EmbeddedLog>,
+        topic: String,
+        group: String,
+        ends: Vec<u64>,
+    },
+}
+
+impl Input {
+    /// Checks the input is there before any worker starts.
+    pub(crate) fn open(source: &SourceSpec) -> Result<Self, RunError> {
+        Ok(match source {
+            SourceSpec::Jsonl { path, .. } => {
+                File::open(path).map_err(|source| RunError::Io { path: path.clone(), source })?;
+                Input::Jsonl { path: path.clone() }
+            }
+            SourceSpec::Avro { path, topic, .. } => {
+                let topic = match topic {
+                    Some(topic) => topic.clone(),
+                    None => {
+                        path.file_name().and_then(|n| n.to_str()).unwrap_or("").trim_end_matches(".avro").to_owned()
+                    }
+                };
+                AvroContainerReader::open(path, &topic, 0).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                Input::Avro { path: path.clone(), topic }
+            }
+            SourceSpec::Kafka { brokers, topic, group, resume, follow, idle_timeout, .. } => {
+                let config = KafkaConfig::new(brokers.clone());
+                let partitions = arus_connectors::kafka::partition_count(&config, topic)?;
+                let idle = idle_timeout.duration();
+                Input::Kafka {
+                    config,
+                    topic: topic.clone(),
+                    group: group.clone(),
+                    partitions,
+                    resume: *resume,
+                    follow: follow.then_some(idle),
+                }
+            }
+            SourceSpec::Embedded { dir, topic, group, .. } => {
+                if !dir.join("topics").is_dir() {
+                    return Err(RunError::Io {
+                        path: dir.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no embedded log here"),
+                    });
+                }
+                let log = EmbeddedLog::open(dir)?;
+                let ends = log.end_offsets(topic)?;
+                Input::Embedded { log: Arc::new(log), topic: topic.clone(), group: group.clone(), ends }
+            }
+        })
+    }
+
+    /// The partitions `worker` of `peers` reads.
+    pub(crate) fn partitions(&self, worker: usize, peers: usize) -> Vec<u32> {
+        let count = match self {
+            Input::Jsonl { .. } | Input::Avro { .. } => 1,
+            Input::Kafka { partitions, .. } => *partitions,
+            Input::Embedded { ends, .. } => ends.len() as u32,
+        };
+        (0..count).filter(|p| *p as usize % peers == worker).collect()
+    }
+
+    /// A reader of `worker`'s partitions, from `restored` positions or the beginning.
+    pub(crate) fn reader(
+        &self,
+        worker: usize,
+        peers: usize,
+        batch: usize,
+        restored: Option<&SourceState>,
+    ) -> Result<Option<Box<dyn ClaimReader>>, RunError> {
+        let mine = self.partitions(worker, peers);
+        if mine.is_empty() {
+            return Ok(None);
+        }
+        let from = |p: u32| restored.and_then(|s| s.positions.iter().find(|(q, _)| *q == p).and_then(|(_, o)| *o));
+        let quantum = batch.div_ceil(mine.len()).max(1);
+        Ok(Some(match self {
+            Input::Jsonl { path } => {
+                let mut file = File::open(path).map_err(|source| RunError::Io { path: path.clone(), source })?;
+                let offset = from(0).unwrap_or(0);
+                file.seek(std::io::SeekFrom::Start(offset))
+                    .map_err(|source| RunError::Io { path: path.clone(), source })?;
+                Box::new(JsonlReader {
+                    path: path.clone(),
+                    input: BufReader::with_capacity(1 << 20, file),
+                    line: Vec::with_capacity(512),
+                    line_number: restored.map_or(0, |s| s.lines),
+                    offset,
+                    eof: false,
+                })
+            }
+            Input::Avro { path, topic } => {
+                let skip = from(0).unwrap_or(0);
+                let reader =
+                    AvroContainerReader::open(path, topic, skip).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                Box::new(AvroClaimReader { path: path.clone(), reader, line: String::new(), eof: false })
+            }
+            Input::Kafka { config, topic, group, resume, follow, .. } => {
+                let positions: Vec<(u32, Option<u64>)> = mine.iter().map(|p| (*p, from(*p))).collect();
+                let turn = restored.and_then(|s| s.turn);
+                let mut reader =
+                    BoundedPartitionReader::open_at_turn(config, group, topic, &positions, quantum, turn, *resume)?;
+                if follow.is_some() {
+                    reader = reader.following();
+                }
+                let now = Instant::now();
+                let last_seen = mine.iter().map(|p| (*p, now)).collect();
+                Box::new(KafkaReader {
+                    topic: topic.clone(),
+                    reader,
+                    last: None,
+                    follow: *follow,
+                    line: String::new(),
+                    last_seen,
+                })
+            }
+            Input::Embedded { log, topic, ends, .. } => Box::new(LogReader {
+                line: String::new(),
+                log: log.clone(),
+                topic: topic.clone(),
+                partitions: mine.iter().map(|p| (*p, from(*p).unwrap_or(0), ends[*p as usize])).collect(),
+                quantum,
+                turn: restored
+                    .and_then(|s| s.turn)
+                    .and_then(|(p, taken)| mine.iter().position(|q| *q == p).map(|index| (index, taken)))
+                    .unwrap_or((0, 0)),
+                buffer: std::collections::VecDeque::new(),
+                last: None,
+            }),
+        }))
+    }
+
+    /// Where completed checkpoints' positions are committed, for lag tools.
+    pub(crate) fn on_complete(&self) -> Option<OnComplete> {
+        match self {
+            Input::Jsonl { .. } | Input::Avro { .. } => None,
+            Input::Kafka { config, topic, group, .. } => {
+                let (config, topic, group) = (config.clone(), topic.clone(), group.clone());
+                Some(Box::new(move |sources: &[SourceState]| {
+                    let positions: Vec<(u32, u64)> =
+                        sources.iter().flat_map(|s| &s.positions).filter_map(|(p, o)| o.map(|o| (*p, o))).collect();
+                    arus_connectors::kafka::commit_positions(&config, &group, &topic, &positions)
+                        .map_err(|e| e.to_string())
+                }))
+            }
+            Input::Embedded { log, topic, group, .. } => {
+                let (log, topic, group) = (log.clone(), topic.clone(), group.clone());
+                Some(Box::new(move |sources: &[SourceState]| {
+                    for (p, o) in sources.iter().flat_map(|s| &s.positions) {
+                        if let Some(o) = o {
+                            log.commit(&group, &topic, *p, *o).map_err(|e| e.to_string())?;
+                        }
+                    }
+                    log.flush().map_err(|e| e.to_string())
+                }))
+            }
+        }
+    }
+}
+
+/// Where a source's records come from: a transport yielding raw bytes from one partition or
+/// many, always in the same order for the same starting positions.
+pub(crate) trait ClaimReader {
+    /// The next record's partition and bytes, waiting for it; `None` when every partition has
+    /// been read to its end.
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError>;
+    /// The next record as it is on the topic (no claim conversion), for jobs that decode events
+    /// themselves; only topic readers have it.
+    fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        Err(RunError::Unsupported("this source holds claims, not topic records".to_owned()))
+    }
+    /// Whether every partition has been read to its end for good (a followed topic never is).
+    fn finished(&self) -> bool;
+    /// Whether it follows its topic (waits a little for each next record).
+    fn following(&self) -> bool {
+        false
+    }
+    /// Whether every partition has been read as far as it went when last asked (a followed
+    /// topic is, between records).
+    fn caught_up(&self) -> bool {
+        self.finished()
+    }
+    /// Partitions read to their end, or idle (they no longer hold the watermark back).
+    fn ended(&self) -> Vec<u32>;
+    /// Per partition, the position of the next record (`None`: the beginning).
+    fn positions(&self) -> Vec<(u32, Option<u64>)>;
+    /// Lines read (files).
+    fn lines(&self) -> u64 {
+        0
+    }
+    /// Whose turn it is among the partitions, and how many records it has had in it.
+    fn turn(&self) -> Option<(u32, usize)> {
+        None
+    }
+    /// The last record's dead letter.
+    fn dead_letter(&self, error_kind: &str, error: String, original: &[u8]) -> DeadLetter;
+}
+
+/// A JSON-lines file, one partition (0); positions are byte offsets.
+struct JsonlReader {
+    path: PathBuf,
+    input: BufReader<File>,
+    line: Vec<u8>,
+    line_number: u64,
+    offset: u64,
+    eof: bool,
+}
+
+impl ClaimReader for JsonlReader {
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        loop {
+            self.line.clear();
+            let read = self
+                .input
+                .read_until(b'\n', &mut self.line)
+                .map_err(|source| RunError::Io { path: self.path.clone(), source })?;
+            if read == 0 {
+                self.eof = true;
+                return Ok(None);
+            }
+            self.offset += read as u64;
+            self.line_number += 1;
+            while self.line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                self.line.pop();
+            }
+            if !self.line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Some((0, &self.line)));
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.eof
+    }
+
+    fn ended(&self) -> Vec<u32> {
+        if self.eof { vec![0] } else { Vec::new() }
+    }
+
+    fn positions(&self) -> Vec<(u32, Option<u64>)> {
+        vec![(0, Some(self.offset))]
+    }
+
+    fn lines(&self) -> u64 {
+        self.line_number
+    }
+
+    fn dead_letter(&self, error_kind: &str, error: String, original: &[u8]) -> DeadLetter {
+        DeadLetter {
+            source: self.path.display().to_string(),
+            partition: None,
+            offset: None,
+            line: Some(self.line_number),
+            timestamp_ms: None,
+            error_kind: error_kind.to_owned(),
+            error,
+            key: None,
+            original: original.to_vec(),
+        }
+    }
+}
+
+/// A `ClaimSubmitted` event as the claim line the job reads: provider, member, total charge
+/// (whole rupiah), and the event time (when it was submitted) as the claim's time.
+fn claim_line(claim: &arus_schemas::events::ClaimSubmitted, line: &mut String) {
+    use std::fmt::Write;
+    line.clear();
+    let text = |s: &str| serde_json::Value::from(s).to_string();
+    let _ = write!(
+        line,
+        "{{\"claim_id\":{},\"member_id\":{},\"provider_id\":{},\"billed_amount\":{},\"service_ts\":{}}}",
+        text(&claim.claim_id),
+        text(&claim.member_id),
+        text(&claim.provider_id),
+        claim.total_charge_idr.0,
+        claim.event_time.0.div_euclid(1000)
+    );
+}
+
+/// What a topic record holds, for the claims job.
+enum WireClaim {
+    /// Not in the wire format: a claim line (or not; the parser says).
+    Json,
+    /// A `ClaimSubmitted` event, now a claim line.
+    Claim,
+    /// Another event of the topic: not a claim.
+    Other,
+}
+
+/// Reads records in the contract's wire format (magic byte 0): a `ClaimSubmitted` event becomes
+/// a claim line in `line`, other events are passed over. Anything else, an undecodable wire
+/// record included, goes to the parser as it is (and to the dead letters if it is no claim).
+fn wire_claim(value: &[u8], line: &mut String) -> WireClaim {
+    if value.first() != Some(&0) {
+        return WireClaim::Json;
+    }
+    match arus_schemas::wire::decode(value) {
+        Ok(arus_schemas::Event::ClaimSubmitted(claim)) => {
+            claim_line(&claim, line);
+            WireClaim::Claim
+        }
+        Ok(_) => WireClaim::Other,
+        Err(_) => WireClaim::Json,
+    }
+}
+
+/// The claims of an Avro container file of events (one partition, 0; positions are records).
+struct AvroClaimReader {
+    path: PathBuf,
+    reader: AvroContainerReader,
+    /// The current claim as a JSON line, for the one claim parser.
+    line: String,
+    eof: bool,
+}
+
+impl ClaimReader for AvroClaimReader {
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        loop {
+            let event = self.reader.next_event().map_err(|e| RunError::Unsupported(e.to_string()))?;
+            match event {
+                None => {
+                    self.eof = true;
+                    return Ok(None);
+                }
+                Some(arus_schemas::Event::ClaimSubmitted(claim)) => {
+                    claim_line(&claim, &mut self.line);
+                    return Ok(Some((0, self.line.as_bytes())));
+                }
+                Some(_) => continue,
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.eof
+    }
+
+    fn ended(&self) -> Vec<u32> {
+        if self.eof { vec![0] } else { Vec::new() }
+    }
+
+    fn positions(&self) -> Vec<(u32, Option<u64>)> {
+        vec![(0, Some(self.reader.position()))]
+    }
+
+    fn dead_letter(&self, error_kind: &str, error: String, original: &[u8]) -> DeadLetter {
+        DeadLetter {
+            source: self.path.display().to_string(),
+            partition: None,
+            offset: Some(self.reader.position().saturating_sub(1)),
+            line: None,
+            timestamp_ms: None,
+            error_kind: error_kind.to_owned(),
+            error,
+            key: None,
+            original: original.to_vec(),
+        }
+    }
+}
+
+/// Some partitions of a Kafka topic.
+struct KafkaReader {
+    topic: String,
+    reader: BoundedPartitionReader,
+    last: Option<arus_connectors::kafka::RawRecord>,
+    /// Following, with this idle timeout.
+    follow: Option<Duration>,
+    /// A `ClaimSubmitted` event turned into a claim line.
+    line: String,
+    /// When each partition last had a record (following).
+    last_seen: std::collections::BTreeMap<u32, Instant>,
+}
+
+impl ClaimReader for KafkaReader {
+    fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        self.last = match self.follow {
+            None => self.reader.next_record()?,
+            Some(_) => self.reader.next_available(Duration::from_millis(10))?,
+        };
+        let Some(record) = &self.last else { return Ok(None) };
+        if self.follow.is_some() {
+            self.last_seen.insert(record.partition, Instant::now());
+        }
+        Ok(Some((record.partition, &record.value)))
+    }
+
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        let kind = loop {
+            self.last = match self.follow {
+                None => self.reader.next_record()?,
+                Some(_) => self.reader.next_available(Duration::from_millis(10))?,
+            };
+            let Some(record) = &self.last else { return Ok(None) };
+            if self.follow.is_some() {
+                self.last_seen.insert(record.partition, Instant::now());
+            }
+            match wire_claim(&record.value, &mut self.line) {
+                WireClaim::Other => continue,
+                kind => break kind,
+            }
+        };
+        let record = self.last.as_ref().expect("just read");
+        Ok(Some(match kind {
+            WireClaim::Claim => (record.partition, self.line.as_bytes()),
+            _ => (record.partition, &record.value),
+        }))
+    }
+
+    fn finished(&self) -> bool {
+        self.follow.is_none() && self.reader.finished()
+    }
+
+    fn caught_up(&self) -> bool {
+        self.reader.finished()
+    }
+
+    fn following(&self) -> bool {
+        self.follow.is_some()
+    }
+
+    fn ended(&self) -> Vec<u32> {
+        match self.follow {
+            // Caught up and quiet for the idle timeout: no longer holding the watermark back.
+            Some(idle) => self
+                .last_seen
+                .iter()
+                .filter(|(p, seen)| self.reader.caught_up(**p) && seen.elapsed() >= idle)
+                .map(|(p, _)| *p)
+                .collect(),
+            None => {
+                let unfinished: Vec<u32> = self.reader.unfinished().collect();
+                self.reader.positions().into_iter().map(|(p, _)| p).filter(|p| !unfinished.contains(p)).collect()
+            }
+        }
+    }
+
+    fn positions(&self) -> Vec<(u32, Option<u64>)> {
+        self.reader.positions()
+    }
+
+    fn turn(&self) -> Option<(u32, usize)> {
+        Some(self.reader.turn())
+    }
+
+    fn dead_letter(&self, error_kind: &str, error: String, original: &[u8]) -> DeadLetter {
+        let last = self.last.as_ref();
+        DeadLetter {
+            source: self.topic.clone(),
+            partition: last.map(|r| r.partition),
+            offset: last.map(|r| r.offset as u64),
+            line: None,
+            timestamp_ms: last.and_then(|r| r.timestamp_ms),
+            error_kind: error_kind.to_owned(),
+            error,
+            key: last.and_then(|r| r.key.clone()),
+            original: original.to_vec(),
+        }
+    }
+}
+
+/// Some partitions of an embedded log topic, up to where they ended when the run began, taking
+/// turns like [`BoundedPartitionReader`].
+struct LogReader {
+    /// A `ClaimSubmitted` event turned into a claim line.
+    line: String,
+    log: Arc<EmbeddedLog>,
+    topic: String,
+    /// Partition, next offset, end offset.
+    partitions: Vec<(u32, u64, u64)>,
+    quantum: usize,
+    /// Index into `partitions` whose turn it is, and records it has had.
+    turn: (usize, usize),
+    buffer: std::collections::VecDeque<arus_connectors::embedded::Record>,
+    last: Option<arus_connectors::embedded::Record>,
+}
+
+impl LogReader {
+    /// The next record in turn order (kept in `last`): its partition.
+    fn next_raw(&mut self) -> Result<Option<u32>, RunError> {
+        let n = self.partitions.len();
+        for _ in 0..=n {
+            let (index, taken) = self.turn;
+            let (partition, next, end) = self.partitions[index];
+            if taken < self.quantum && next < end {
+                if self.buffer.is_empty() {
+                    let want = (self.quantum - taken).min((end - next) as usize);
+                    self.buffer.extend(self.log.fetch(&self.topic, partition, next, want)?);
+                }
+                if let Some(record) = self.buffer.pop_front() {
+                    self.partitions[index].1 = record.offset + 1;
+                    self.turn.1 += 1;
+                    self.last = Some(record);
+                    return Ok(self.last.as_ref().map(|r| r.partition));
+                }
+            }
+            self.buffer.clear();
+            self.turn = ((index + 1) % n, 0);
+        }
+        Ok(None)
+    }
+}
+
+impl ClaimReader for LogReader {
+    fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        let Some(partition) = self.next_raw()? else { return Ok(None) };
+        Ok(Some((partition, &self.last.as_ref().expect("just read").value)))
+    }
+
+    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+        let (partition, kind) = loop {
+            let Some(partition) = self.next_raw()? else { return Ok(None) };
+            match wire_claim(&self.last.as_ref().expect("just read").value, &mut self.line) {
+                WireClaim::Other => continue,
+                kind => break (partition, kind),
+            }
+        };
+        Ok(Some(match kind {
+            WireClaim::Claim => (partition, self.line.as_bytes()),
+            _ => (partition, &self.last.as_ref().expect("just read").value),
+        }))
+    }
+
+    fn finished(&self) -> bool {
+        self.partitions.iter().all(|(_, next, end)| next >= end)
+    }
+
+    fn ended(&self) -> Vec<u32> {
+        self.partitions.iter().filter(|(_, next, end)| next >= end).map(|(p, _, _)| *p).collect()
+    }
+
+    fn positions(&self) -> Vec<(u32, Option<u64>)> {
+        self.partitions.iter().map(|(p, next, _)| (*p, Some(*next))).collect()
+    }
+
+    fn turn(&self) -> Option<(u32, usize)> {
+        Some((self.partitions[self.turn.0].0, self.turn.1))
+    }
+
+    fn dead_letter(&self, error_kind: &str, error: String, original: &[u8]) -> DeadLetter {
+        let last = self.last.as_ref();
+        DeadLetter {
+            source: self.topic.clone(),
+            partition: last.map(|r| r.partition),
+            offset: last.map(|r| r.offset),
+            line: None,
+            timestamp_ms: last.map(|r| r.timestamp.0),
+            error_kind: error_kind.to_owned(),
+            error,
+            key: last.and_then(|r| r.key.clone()),
+            original: original.to_vec(),
+        }
+    }
+}

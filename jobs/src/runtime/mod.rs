@@ -1,0 +1,155 @@
+//! The runtime every job shares: how a run is spread over workers ([`Cluster`]), how it
+//! fails ([`RunError`]), what its workers share, and the machinery the jobs are built from.
+//!
+//! # Layout
+//! - [`input`]: the transports a job reads (files, Kafka, the embedded log), opened once per
+//!   process and read by every worker in its share of the partitions, in a fixed order.
+//! - [`sequenced`]: the sequenced runtime: events folded in event-time order by one sequencer
+//!   ([`sequenced::Fold`]), outputs written by a writer thread to the topics and the store.
+//! - [`sinks`]: checkpointed sinks of a dataflow (files of lines, dead letters to topics), and
+//!   what a record that cannot be read becomes ([`sinks::DeadLetter`]).
+//! - [`checkpoint`]: the checkpoint coordinator (source positions, operator state, sinks).
+//! - [`metrics`]: a run's Prometheus metrics.
+//! - [`spec`]: the parts of pipeline specs every job shares (topics, stores, durations, errors).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arus_connectors::kafka::KafkaError;
+use arus_connectors::store::{MemoryStore, RedisStore, StateStore};
+
+pub mod checkpoint;
+pub mod input;
+pub mod metrics;
+pub mod sequenced;
+pub mod sinks;
+pub mod spec;
+
+use checkpoint::CheckpointError;
+use spec::StoreSpec;
+
+/// How to spread the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cluster {
+    /// Worker threads in this process.
+    Local {
+        /// Threads.
+        workers: usize,
+    },
+    /// One process of a timely cluster.
+    Process {
+        /// Threads per process.
+        workers: usize,
+        /// This process's index in `addresses`.
+        process: usize,
+        /// `host:port` of every process, in order.
+        addresses: Vec<String>,
+    },
+}
+
+/// A run that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Timely could not start.
+    #[error("starting workers: {0}")]
+    Timely(String),
+    /// The Kafka source failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The embedded log failed.
+    #[error(transparent)]
+    Log(#[from] arus_connectors::embedded::LogError),
+    /// Checkpoints could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The run cannot be done as asked.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// What a run's workers share: the report they add to, and the first error.
+#[derive(Default)]
+pub(crate) struct Shared<R> {
+    pub(crate) report: R,
+    error: Option<RunError>,
+}
+
+/// Records `error` as the run's, unless one came first.
+pub(crate) fn fail<R>(shared: &Mutex<Shared<R>>, error: RunError) {
+    let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+    shared.error.get_or_insert(error);
+}
+
+pub(crate) fn report<R>(shared: &Mutex<Shared<R>>, update: impl FnOnce(&mut R)) {
+    update(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).report);
+}
+
+/// Waits for the workers: the report they made, or the first error.
+pub(crate) fn finish<R>(
+    guards: timely::communication::WorkerGuards<()>,
+    shared: Arc<Mutex<Shared<R>>>,
+) -> Result<R, RunError> {
+    drop(guards);
+    let mut shared =
+        Arc::try_unwrap(shared).ok().expect("workers finished").into_inner().unwrap_or_else(|e| e.into_inner());
+    match shared.error.take() {
+        Some(error) => Err(error),
+        None => Ok(shared.report),
+    }
+}
+
+/// `work` done for each of `items` at once, a thread each (for work that is mostly waiting for
+/// the broker): the results in the items' order, a panic as an error naming `what`.
+pub(crate) fn each_at_once<T: Sync, R: Send>(
+    items: &[T],
+    what: &str,
+    work: impl Fn(&T) -> Result<R, RunError> + Sync,
+) -> Vec<Result<R, RunError>> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let running: Vec<_> = items.iter().map(|item| scope.spawn(move || work(item))).collect();
+        running
+            .into_iter()
+            .map(|done| done.join().unwrap_or_else(|_| Err(RunError::Unsupported(format!("{what} panicked")))))
+            .collect()
+    })
+}
+
+/// The timely configuration of a cluster, and its number of workers in all.
+pub(crate) fn timely_config(cluster: &Cluster) -> (timely::Config, usize) {
+    match cluster.clone() {
+        Cluster::Local { workers } => (timely::Config::process(workers.max(1)), workers.max(1)),
+        Cluster::Process { workers, process, addresses } => {
+            let total = workers.max(1) * addresses.len();
+            let config = timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: workers.max(1),
+                    process,
+                    addresses,
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            };
+            (config, total)
+        }
+    }
+}
+
+/// The store a spec names.
+pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn StateStore>, RunError> {
+    Ok(match spec {
+        StoreSpec::Redis { url, prefix } => {
+            Arc::new(RedisStore::connect(url, prefix).map_err(|e| RunError::Unsupported(e.to_string()))?)
+        }
+        StoreSpec::Memory => Arc::new(MemoryStore::new()),
+    })
+}
