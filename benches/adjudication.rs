@@ -61,7 +61,7 @@ fn main() {
             *entry = (entry.0 + 1, entry.1 + bytes.len() as u64);
             if let Event::ClaimAdjudicated(a) = &output {
                 let version = adjudicator.claim_state(&a.claim_id).map_or(1, |s| s.decisions as u64);
-                decisions.push((arus_jobs::adjudication::decision_key(&a.claim_id), version, bytes));
+                decisions.push((arus_schemas::read_models::decision_key(&a.claim_id), version, bytes));
             }
         }
     }

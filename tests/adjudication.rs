@@ -214,9 +214,8 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     // The records in Redis.
     let store = arus_connectors::store::RedisStore::connect(&redis, &store_prefix).expect("redis");
     let first = claims[0];
-    let view = arus_jobs::adjudication::ClaimView::read(&store, &first.claim_id)
-        .expect("read Redis")
-        .expect("the claim's record");
+    let view =
+        arus_connectors::store::read::claim(&store, &first.claim_id).expect("read Redis").expect("the claim's record");
     assert_eq!(view.adjudication.member_id, first.member_id);
     assert_eq!(view.adjudication.total_billed_idr, first.total_charge_idr);
 

@@ -116,16 +116,18 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
         let Event::EligibilityResponded(response) = wire::decode(&record.value).expect("a response") else {
             panic!("not a response")
         };
-        let expected = EligibilityState::answer_from_store(&store, &response.member_id, response.service_date, "99213")
-            .expect("read Redis");
+        let expected =
+            arus_connectors::store::read::eligibility(&store, &response.member_id, response.service_date, "99213")
+                .expect("read Redis");
         assert_eq!(response.status, expected.status, "{response:?}");
         assert_eq!(response.plan_id, expected.plan_id, "{response:?}");
         answered += 1;
     }
     assert_eq!(answered, request_count);
     assert!(request_count > 100);
-    let answer =
-        |member: &str, date| EligibilityState::answer_from_store(&store, member, date, "99213").expect("read Redis");
+    let answer = |member: &str, date| {
+        arus_connectors::store::read::eligibility(&store, member, date, "99213").expect("read Redis")
+    };
     let mut wrong = Vec::new();
     for claim in &claims {
         let covered = answer(&claim.member_id, claim.service_date).status == EligibilityStatus::ACTIVE;

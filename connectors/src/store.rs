@@ -13,6 +13,68 @@ pub struct StoreError(pub String);
 /// A stored value and its version.
 pub type Versioned = (u64, Vec<u8>);
 
+impl From<arus_schemas::read_models::ReadModelError> for StoreError {
+    fn from(error: arus_schemas::read_models::ReadModelError) -> Self {
+        StoreError(format!("{}: not a readable record ({})", error.key, error.reason))
+    }
+}
+
+/// The read models of the contract ([`arus_schemas::read_models`]) read from a store: one call
+/// each (one round trip for a claim's two keys).
+pub mod read {
+    use arus_schemas::read_models::{self, ClaimView, MemberEligibility};
+    use serde::de::DeserializeOwned;
+
+    use super::{StateStore, StoreError};
+
+    /// A member's eligibility record; `None` for a member the store does not know.
+    pub fn member_eligibility(
+        store: &dyn StateStore,
+        member_id: &str,
+    ) -> Result<Option<MemberEligibility>, StoreError> {
+        let key = read_models::member_eligibility_key(member_id);
+        match store.get(&key)? {
+            Some((_, bytes)) => Ok(Some(MemberEligibility::from_json(member_id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a member is covered for `service_type` on `date`: one read of its eligibility
+    /// record (an unknown member's answer when there is none).
+    pub fn eligibility(
+        store: &dyn StateStore,
+        member_id: &str,
+        date: arus_schemas::Date,
+        service_type: &str,
+    ) -> Result<read_models::Answer, StoreError> {
+        Ok(match member_eligibility(store, member_id)? {
+            Some(record) => record.answer(date, service_type),
+            None => read_models::Answer::unknown_member(),
+        })
+    }
+
+    /// A claim's decision and state; `None` when it has not been decided.
+    pub fn claim(store: &dyn StateStore, claim_id: &str) -> Result<Option<ClaimView>, StoreError> {
+        let mut found = store.get_many(&ClaimView::keys(claim_id))?.into_iter();
+        let (decision, state) = (found.next().flatten(), found.next().flatten());
+        Ok(ClaimView::from_stored(
+            claim_id,
+            decision.as_ref().map(|(_, b)| &b[..]),
+            state.as_ref().map(|(_, b)| &b[..]),
+        )?)
+    }
+
+    /// A JSON record (accumulators, an authorization) under `key`; `None` when there is none.
+    pub fn json<T: DeserializeOwned>(store: &dyn StateStore, key: &str) -> Result<Option<T>, StoreError> {
+        match store.get(key)? {
+            Some((_, bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError(format!("{key}: not a readable record ({e})"))),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Versioned key-value state.
 pub trait StateStore: Send + Sync {
     /// Writes `value` under `key` if `version` is newer than the version there; whether it

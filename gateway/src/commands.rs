@@ -193,7 +193,7 @@ impl NewMember {
         let regency_code = digits("regencyCode", required("regencyCode", &self.regency_code)?, 4)?;
         let today = Date(now.0.div_euclid(86_400_000) as i32);
         let parts =
-            arus_generator::nik::parse_nik(&nik, today).ok_or_else(|| invalid("nik", "is not a well-formed NIK"))?;
+            arus_schemas::nik::parse_nik(&nik, today).ok_or_else(|| invalid("nik", "is not a well-formed NIK"))?;
         let inconsistent =
             |field: &'static str, issue: &str| Invalid { field, issue: issue.to_owned(), semantic: true };
         if parts.date_of_birth != date_of_birth || parts.sex != sex {

@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use commands::{CoverageCommand, Invalid, NewMember, Publisher};
 
 use arus_connectors::store::StateStore;
-use arus_jobs::eligibility::{Answer, EligibilityState};
+use arus_connectors::store::read;
 use arus_schemas::Date;
 use arus_schemas::events::EligibilityStatus;
+use arus_schemas::read_models::{Answer, MemberEligibility};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -422,12 +423,10 @@ async fn check_eligibility(
     let service_type = commands::id("serviceType", &required("serviceType", service_type)?)?;
     let store = gateway.store.clone();
     let (member, service) = (member_id.clone(), service_type.clone());
-    let answer = tokio::task::spawn_blocking(move || {
-        EligibilityState::answer_from_store(&*store, &member, service_date, &service)
-    })
-    .await
-    .map_err(|_| Failure::Unavailable)?
-    .map_err(|_| Failure::Unavailable)?;
+    let answer = tokio::task::spawn_blocking(move || read::eligibility(&*store, &member, service_date, &service))
+        .await
+        .map_err(|_| Failure::Unavailable)?
+        .map_err(|_| Failure::Unavailable)?;
     if answer.status == EligibilityStatus::UNKNOWN_MEMBER {
         return Err(Failure::MemberNotFound(member_id));
     }
@@ -473,12 +472,9 @@ fn answer_json(member_id: &str, date: Date, service_type: &str, answer: &Answer)
 
 /// The member's record in the store, read off the async runtime; `None` for a member it does
 /// not know.
-async fn member_record(
-    gateway: &Gateway,
-    member_id: &str,
-) -> Result<Option<arus_jobs::eligibility::MemberView>, ApiError> {
+async fn member_record(gateway: &Gateway, member_id: &str) -> Result<Option<MemberEligibility>, ApiError> {
     let (store, id) = (gateway.store.clone(), member_id.to_owned());
-    tokio::task::spawn_blocking(move || EligibilityState::member_from_store(&*store, &id))
+    tokio::task::spawn_blocking(move || read::member_eligibility(&*store, &id))
         .await
         .map_err(|_| unavailable())?
         .map_err(|_| unavailable())
@@ -909,7 +905,7 @@ async fn claim(State(gateway): State<Gateway>, Path(claim_id): Path<String>) -> 
     let claim_id = identifier("claimId", Some(claim_id))?;
     let store = gateway.store.clone();
     let id = claim_id.clone();
-    let view = tokio::task::spawn_blocking(move || arus_jobs::adjudication::ClaimView::read(&*store, &id))
+    let view = tokio::task::spawn_blocking(move || read::claim(&*store, &id))
         .await
         .map_err(|_| unavailable())?
         .map_err(|_| unavailable())?
@@ -987,14 +983,14 @@ async fn accumulators(
             .filter(|y| (1900..=9999).contains(y))
             .ok_or_else(|| ApiError::invalid("year", "must be a year, YYYY"))?,
     };
-    let acc: Option<arus_jobs::adjudication::Accumulators> =
-        stored(&gateway, arus_jobs::adjudication::accumulator_key(&member_id, year)).await?;
+    let acc: Option<arus_schemas::read_models::Accumulators> =
+        stored(&gateway, arus_schemas::read_models::accumulator_key(&member_id, year)).await?;
     let acc = match acc {
         Some(acc) => acc,
         // A known member with no claims decided this year has met nothing.
         None => {
             let known = member_record(&gateway, &member_id).await?.ok_or_else(|| member_not_found(&member_id))?;
-            arus_jobs::adjudication::Accumulators {
+            arus_schemas::read_models::Accumulators {
                 member_id: member_id.clone(),
                 family_id: known.created.map(|(family, _)| family).unwrap_or_default(),
                 year,
@@ -1318,8 +1314,8 @@ async fn request_authorization(
 /// with its units used, denied), as the adjudication job keeps it.
 async fn authorization(State(gateway): State<Gateway>, Path(auth_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let auth_id = identifier("authId", Some(auth_id))?;
-    let view: arus_jobs::adjudication::AuthView =
-        stored(&gateway, arus_jobs::adjudication::authorization_key(&auth_id)).await?.ok_or_else(|| ApiError {
+    let view: arus_schemas::read_models::AuthView =
+        stored(&gateway, arus_schemas::read_models::authorization_key(&auth_id)).await?.ok_or_else(|| ApiError {
             status: StatusCode::NOT_FOUND,
             code: "AUTHORIZATION_NOT_FOUND",
             message: format!("no authorization {auth_id}"),

@@ -15,12 +15,10 @@
 //! - [`world`]: the simulation.
 //! - [`labels`]: fraud patterns and their labels.
 //! - [`reference`]: regions, names, diagnoses, procedures, plans, encounters.
-//! - [`nik`]: the NIK layout.
 //! - [`rng`]: the seeded random number generator.
 
 pub mod config;
 pub mod labels;
-pub mod nik;
 pub mod reference;
 pub mod rng;
 pub mod world;

@@ -15,9 +15,9 @@ use serde::Serialize;
 
 use crate::config::GeneratorConfig;
 use crate::labels::{FraudLabel, FraudPattern};
-use crate::nik::make_nik;
 use crate::reference::{self, ENCOUNTERS, Encounter, REGIONS, Region, TIERS, TierRules};
 use crate::rng::Rng;
+use arus_schemas::nik::make_nik;
 
 /// Days between planning an encounter and its service date: room for prior authorization.
 const LOOKAHEAD: i32 = 7;

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use arus_generator::nik::parse_nik;
 use arus_generator::{FraudLabel, FraudPattern, GeneratorConfig, Output, generate};
 use arus_schemas::events::{ClaimSubmitted, CoverageChangeType};
+use arus_schemas::nik::parse_nik;
 use arus_schemas::{Date, Event, json, wire};
 
 fn config(seed: u64) -> GeneratorConfig {

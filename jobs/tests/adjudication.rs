@@ -621,7 +621,7 @@ fn compensation_restores_the_accumulators_exactly() {
     let spouse = after.accumulators("A-2", 2026).expect("A-2");
     assert_eq!((spouse.member.deductible.0, spouse.member.oop.0, spouse.member.plan_paid.0), (0, 0, 0));
     assert_eq!(spouse.family, after.accumulators("A-S", 2026).expect("A-S").member, "only C1 is left in the family");
-    let totals = |a: Option<&arus_jobs::adjudication::Accumulators>| a.map(|a| (a.member, a.family));
+    let totals = |a: Option<&arus_schemas::read_models::Accumulators>| a.map(|a| (a.member, a.family));
     assert_eq!(totals(after.accumulators("A-S", 2026)), totals(before.accumulators("A-S", 2026)));
     let restored = outputs
         .iter()

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::{MemoryStore, StateStore};
 use arus_generator::{GeneratorConfig, Output, generate};
+use arus_jobs::adjudication::Adjudicator;
 use arus_jobs::adjudication::job::run_on_log_folding;
-use arus_jobs::adjudication::{Accumulators, Adjudicator, ClaimView};
 use arus_jobs::runtime::Cluster;
 use arus_jobs::runtime::sequenced::{order_key, wanted};
+use arus_schemas::read_models::Accumulators;
 use arus_schemas::{Event, wire};
 
 fn generated() -> Vec<Event> {
@@ -105,7 +106,8 @@ fn any_worker_count_decides_as_the_direct_fold_does() {
         for event in &expected {
             match event {
                 Event::ClaimAdjudicated(a) => {
-                    let view = ClaimView::read(&*store, &a.claim_id).expect("read").expect("a record");
+                    let view =
+                        arus_connectors::store::read::claim(&*store, &a.claim_id).expect("read").expect("a record");
                     assert_eq!(Some(&view.adjudication), last_decision.get(&a.claim_id));
                     let state = adjudicator.claim_state(&a.claim_id).expect("a state");
                     assert_eq!(
@@ -115,7 +117,7 @@ fn any_worker_count_decides_as_the_direct_fold_does() {
                 }
                 Event::AccumulatorUpdated(u) => {
                     let (_, bytes) = store
-                        .get(&arus_jobs::adjudication::accumulator_key(&u.member_id, u.plan_year))
+                        .get(&arus_schemas::read_models::accumulator_key(&u.member_id, u.plan_year))
                         .expect("get")
                         .expect("a record");
                     let acc: Accumulators = serde_json::from_slice(&bytes).expect("json");
@@ -140,7 +142,7 @@ fn claim_records_of_an_earlier_build_and_bad_records_read_as_expected() {
             _ => None,
         })
         .expect("a claim");
-    let view = ClaimView::read(&*store, &decided).expect("read").expect("decided");
+    let view = arus_connectors::store::read::claim(&*store, &decided).expect("read").expect("decided");
 
     // An earlier build's record: the whole view as JSON under claim:<id>.
     let old = MemoryStore::new();
@@ -149,23 +151,23 @@ fn claim_records_of_an_earlier_build_and_bad_records_read_as_expected() {
     earlier.payment_id = Some("PAY-1".to_owned());
     earlier.version = 2;
     old.put_versioned("claim:OLD", 2, &serde_json::to_vec(&earlier).expect("json")).expect("put");
-    assert_eq!(ClaimView::read(&old, "OLD").expect("read"), Some(earlier.clone()));
+    assert_eq!(arus_connectors::store::read::claim(&old, "OLD").expect("read"), Some(earlier.clone()));
     // Its state, once this build writes one, is the state.
     let reversed = serde_json::json!({
         "state": "REVERSED", "payment_id": "PAY-1", "reversal": "voided", "version": 3, "decisions": 1
     });
     old.put_versioned("claim-state:OLD", 3, reversed.to_string().as_bytes()).expect("put");
-    let now = ClaimView::read(&old, "OLD").expect("read").expect("there");
+    let now = arus_connectors::store::read::claim(&old, "OLD").expect("read").expect("there");
     assert_eq!((now.state.as_str(), now.reversal.as_deref(), now.version), ("REVERSED", Some("voided"), 3));
     assert_eq!(now.adjudication, earlier.adjudication);
 
     // Not a decision: an error naming the claim and what is wrong, not a panic or a guess.
     old.put_versioned("claim:GARBAGE", 1, b"\x00\x00\x00\x00\x01junk").expect("put");
-    let error = ClaimView::read(&old, "GARBAGE").expect_err("garbage");
-    assert!(error.to_string().contains("claim GARBAGE"), "{error}");
+    let error = arus_connectors::store::read::claim(&old, "GARBAGE").expect_err("garbage");
+    assert!(error.to_string().contains("claim:GARBAGE"), "{error}");
     let paid = events.iter().find(|e| matches!(e, Event::PaymentCompleted(_))).expect("a payment");
     old.put_versioned("claim:WRONG", 1, &wire::encode(paid).expect("encode")).expect("put");
-    let error = ClaimView::read(&old, "WRONG").expect_err("another kind");
+    let error = arus_connectors::store::read::claim(&old, "WRONG").expect_err("another kind");
     assert!(error.to_string().contains("PaymentCompleted"), "{error}");
-    assert_eq!(ClaimView::read(&old, "NONE").expect("read"), None);
+    assert_eq!(arus_connectors::store::read::claim(&old, "NONE").expect("read"), None);
 }

@@ -245,7 +245,7 @@ proptest! {
 fn store_follows_the_events(store: &dyn arus_connectors::store::StateStore) {
     let all = events();
     let answer = |member: &str, day: &str| {
-        EligibilityState::answer_from_store(store, member, date(day), "99213").expect("read the store")
+        arus_connectors::store::read::eligibility(store, member, date(day), "99213").expect("read the store")
     };
     let mut state = EligibilityState::new();
     // Plans and members, enrolments, but not yet S's plan change or termination.
@@ -279,7 +279,7 @@ fn store_follows_the_events(store: &dyn arus_connectors::store::StateStore) {
     for member in ["S", "D", "C", "X"] {
         for day in DAYS {
             assert_eq!(
-                EligibilityState::answer_from_store(store, member, date(day), "70551").expect("read"),
+                arus_connectors::store::read::eligibility(store, member, date(day), "70551").expect("read"),
                 state.answer(member, date(day), "70551"),
                 "{member} on {day}"
             );
@@ -381,4 +381,54 @@ fn a_subscribers_death_leaves_the_dependents_covered_under_the_same_plan() {
     let widow = state.answer("W", date("2026-05-01"), "99213");
     assert!(widow.eligible, "{widow:?}");
     assert_eq!(widow.plan_id.as_deref(), Some("P1"));
+}
+
+/// The record the job stores for each member answers every question as the whole state does:
+/// the generator's traffic (families, terminations, deaths, plan changes, benefit versions),
+/// every member, every day from before the first coverage to after the last, for a plain
+/// service, an excluded one and one needing prior authorization.
+#[test]
+fn each_members_stored_record_answers_as_the_whole_state_does() {
+    use arus_generator::{GeneratorConfig, Output, generate};
+    let config = GeneratorConfig { claims: 2_000, days: 90, ..GeneratorConfig::default() };
+    let mut state = EligibilityState::new();
+    let mut members = std::collections::BTreeSet::new();
+    let (mut first, mut last) = (Date(i32::MAX), Date(i32::MIN));
+    let mut procedures = std::collections::BTreeSet::from(["99213".to_owned()]);
+    generate(&config, |output| -> Result<(), std::convert::Infallible> {
+        if let Output::Event(event) = output {
+            match &event {
+                Event::MemberCreated(m) => {
+                    members.insert(m.member_id.clone());
+                }
+                Event::CoverageChanged(c) => {
+                    first = first.min(c.effective_date);
+                    last = last.max(c.effective_date);
+                }
+                Event::PlanCreated(p) => {
+                    procedures.extend(p.benefits.excluded_procedures.iter().take(1).cloned());
+                    procedures.extend(p.benefits.prior_auth_procedures.iter().take(1).cloned());
+                }
+                _ => {}
+            }
+            state.apply(&event);
+        }
+        Ok(())
+    })
+    .expect("generate");
+    assert!(members.len() > 100 && procedures.len() >= 3, "{} members, {procedures:?}", members.len());
+    let (mut asked, mut spans) = (0u64, 0usize);
+    for member in &members {
+        let record = state.eligibility_record(member).expect("a known member");
+        spans += record.spans.len();
+        let mut day = first.add_days(-30);
+        while day <= last.add_days(400) {
+            for procedure in &procedures {
+                assert_eq!(record.answer(day, procedure), state.answer(member, day, procedure), "{member} on {day}");
+                asked += 1;
+            }
+            day = day.add_days(3);
+        }
+    }
+    assert!(asked > 100_000 && spans > members.len(), "{asked} answers from {spans} spans");
 }

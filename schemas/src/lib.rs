@@ -11,7 +11,10 @@
 //! - [`wire`]: Confluent wire format (magic byte, schema id, Avro body) encode/decode.
 //! - [`json`]: the JSON form used by files and tests.
 //! - [`topics`]: every topic's partitions, retention, compression; Kafka's partitioner.
+//! - [`read_models`]: the records the jobs keep in the serving store and the gateway reads,
+//!   and their keys.
 //! - [`money`], [`time`]: whole-rupiah amounts and event-time dates/timestamps.
+//! - [`nik`]: the layout of the national identity number (NIK), made and checked.
 //!
 //! # Example
 //! ```
@@ -35,6 +38,8 @@ pub mod events;
 pub mod json;
 pub mod kinds;
 pub mod money;
+pub mod nik;
+pub mod read_models;
 pub mod registry;
 pub mod time;
 pub mod topics;

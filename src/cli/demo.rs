@@ -387,7 +387,7 @@ fn adjudication(
     for year in [submitted, submitted - 1] {
         if let Some((_, bytes)) = arus_connectors::store::StateStore::get(
             &*store,
-            &arus_jobs::adjudication::accumulator_key(&a.member_id, year),
+            &arus_schemas::read_models::accumulator_key(&a.member_id, year),
         )? {
             found = Some((year, bytes));
             break;
@@ -395,7 +395,7 @@ fn adjudication(
     }
     let year = found.as_ref().map_or(submitted, |(year, _)| *year);
     if let Some((_, bytes)) = found {
-        let acc: arus_jobs::adjudication::Accumulators = serde_json::from_slice(&bytes)?;
+        let acc: arus_schemas::read_models::Accumulators = serde_json::from_slice(&bytes)?;
         out!(
             "  {}'s {year} so far: deductible met {}, out-of-pocket met {} (family {}), plan paid {}",
             a.member_id,
@@ -429,7 +429,7 @@ fn eligibility(
     for record in log.fetch("eligibility.requests", 0, 0, 4)? {
         let Event::EligibilityRequested(request) = wire::decode(&record.value)? else { continue };
         example.get_or_insert_with(|| (request.member_id.clone(), request.service_date));
-        let answer = arus_jobs::eligibility::EligibilityState::answer_from_store(
+        let answer = arus_connectors::store::read::eligibility(
             &*store,
             &request.member_id,
             request.service_date,

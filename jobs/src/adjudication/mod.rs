@@ -49,9 +49,10 @@ use arus_schemas::events::{
     ClaimLine, ClaimPaid, ClaimStatus, ClaimSubmitted, ContractUpdated, EligibilityStatus, NetworkStatus,
 };
 use arus_schemas::{Date, Event, Idr, Timestamp};
-use serde::{Deserialize, Serialize};
 
-use arus_connectors::store::{StateStore, StoreError};
+use arus_schemas::read_models::{
+    Accumulators, AuthView, ClaimState, Met, accumulator_key, authorization_key, decision_key, state_key,
+};
 
 use crate::eligibility::EligibilityState;
 
@@ -61,54 +62,6 @@ pub const TIMELY_FILING_DAYS: i32 = 90;
 /// Office-visit procedure codes: a copay applies to each such line.
 fn is_office_visit(procedure: &str) -> bool {
     procedure.len() == 5 && ("99202"..="99215").contains(&procedure)
-}
-
-/// What a member has met in one year.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Met {
-    /// Deductible met.
-    pub deductible: Idr,
-    /// Out-of-pocket met (deductible, copays, coinsurance).
-    pub oop: Idr,
-    /// Paid by the plan (for the annual limit).
-    pub plan_paid: Idr,
-}
-
-impl Met {
-    fn add(&mut self, other: Met) {
-        self.deductible += other.deductible;
-        self.oop += other.oop;
-        self.plan_paid += other.plan_paid;
-    }
-
-    fn sub(&mut self, other: Met) {
-        self.deductible -= other.deductible;
-        self.oop -= other.oop;
-        self.plan_paid -= other.plan_paid;
-    }
-}
-
-/// A member's accumulators for one year, as the store and the gateway show them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Accumulators {
-    /// Member.
-    pub member_id: String,
-    /// Family.
-    pub family_id: String,
-    /// Plan of the last change.
-    pub plan_id: String,
-    /// Calendar year.
-    pub year: i32,
-    /// The member's totals.
-    pub member: Met,
-    /// The family's totals.
-    pub family: Met,
-    /// Paid out by completed payments for the member's claims of the year (the seed's
-    /// Cost_Accumulator paid-to-date; `member.plan_paid` is what decisions committed).
-    #[serde(default)]
-    pub paid_idr: Idr,
-    /// Changes so far (the version).
-    pub version: i64,
 }
 
 /// An approved authorization and what is used of it.
@@ -173,129 +126,6 @@ struct Standing {
 
 /// Member, provider, date of service, procedure, units, charge.
 type DuplicateKey = (Name, Name, Date, Name, i32, i64);
-
-/// Where a claim stands in the saga, as the store keeps it (`claim-state:<id>`) apart from its
-/// decision (`claim:<id>`, the `ClaimAdjudicated` in its wire form, written once per decision): a payment
-/// rewrites these few fields, not the decision and its trace, and the fold keeps only this of
-/// each claim.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClaimState {
-    /// `ADJUDICATED`, `PAID`, `PAYMENT_FAILED` (retryable), `REVERSED`.
-    pub state: String,
-    /// Payment, when paid.
-    pub payment_id: Option<String>,
-    /// Why it was reversed.
-    pub reversal: Option<String>,
-    /// Changes so far (the version).
-    pub version: i64,
-    /// Decisions so far (the decision's version: a claim pended for an authorization is
-    /// decided again when it is decided).
-    pub decisions: i64,
-}
-
-/// The store key of a claim's decision.
-pub fn decision_key(claim_id: &str) -> String {
-    ["claim:", claim_id].concat()
-}
-
-/// The store key of a claim's saga state.
-pub fn state_key(claim_id: &str) -> String {
-    ["claim-state:", claim_id].concat()
-}
-
-/// The store key of a member's accumulators of a plan year.
-pub fn accumulator_key(member_id: &str, year: i32) -> String {
-    Text(String::with_capacity(member_id.len() + 16)).s("acc:").s(member_id).s(":").n(year).0
-}
-
-/// The store key of an authorization's record.
-pub fn authorization_key(auth_id: &str) -> String {
-    ["auth:", auth_id].concat()
-}
-
-/// A claim's decision and where it stands, as the gateway shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClaimView {
-    /// The decision.
-    pub adjudication: ClaimAdjudicated,
-    /// `ADJUDICATED`, `PAID`, `PAYMENT_FAILED` (retryable), `REVERSED`.
-    pub state: String,
-    /// Payment, when paid.
-    pub payment_id: Option<String>,
-    /// Why it was reversed.
-    pub reversal: Option<String>,
-    /// Changes so far (the version).
-    pub version: i64,
-}
-
-impl ClaimView {
-    /// A claim's decision and state from the store (both keys read in one call); `None` when
-    /// it has not been decided. A decision with no state stands as `ADJUDICATED` (the state is
-    /// written once it changes: paid, failed, reversed, decided again).
-    pub fn read(store: &dyn StateStore, claim_id: &str) -> Result<Option<ClaimView>, StoreError> {
-        let found = store.get_many(&[decision_key(claim_id), state_key(claim_id)])?;
-        let mut found = found.into_iter();
-        let (Some(Some((_, decision))), state) = (found.next(), found.next().flatten()) else { return Ok(None) };
-        let corrupt = |what: &str, e: String| StoreError(format!("{what} of claim {claim_id} is not readable: {e}"));
-        // Builds before this one kept the whole view as JSON under `claim:<id>` (at versions a
-        // decision does not pass): still read, the saga state taken from `claim-state:<id>`
-        // once there is one.
-        let (adjudication, earlier) = if decision.first() == Some(&b'{') {
-            let view: ClaimView =
-                serde_json::from_slice(&decision).map_err(|e| corrupt("the decision", e.to_string()))?;
-            let earlier = ClaimState {
-                state: view.state,
-                payment_id: view.payment_id,
-                reversal: view.reversal,
-                version: view.version,
-                decisions: 1,
-            };
-            (view.adjudication, earlier)
-        } else {
-            match arus_schemas::wire::decode(&decision) {
-                Ok(Event::ClaimAdjudicated(a)) => (a, ClaimState::decided()),
-                Ok(other) => return Err(corrupt("the decision", format!("a {} record", other.kind().name()))),
-                Err(e) => return Err(corrupt("the decision", e.to_string())),
-            }
-        };
-        let state = match state {
-            Some((_, bytes)) => serde_json::from_slice(&bytes).map_err(|e| corrupt("the state", e.to_string()))?,
-            None => earlier,
-        };
-        Ok(Some(ClaimView {
-            adjudication,
-            state: state.state,
-            payment_id: state.payment_id,
-            reversal: state.reversal,
-            version: state.version,
-        }))
-    }
-}
-
-impl ClaimState {
-    fn decided() -> Self {
-        ClaimState { state: "ADJUDICATED".to_owned(), payment_id: None, reversal: None, version: 1, decisions: 1 }
-    }
-}
-
-/// An authorization as the store keeps it (`auth:<id>`) and the gateway shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuthView {
-    /// Member.
-    pub member_id: String,
-    /// `REQUESTED`, `APPROVED`, `DENIED`.
-    pub status: String,
-    /// Procedure, once approved.
-    pub procedure_code: Option<String>,
-    /// Units approved.
-    pub approved_units: Option<i32>,
-    /// Units used by decided claims.
-    pub used_units: i32,
-    /// First covered service date.
-    pub valid_from: Option<Date>,
-    /// Last covered service date.
-    pub valid_to: Option<Date>,
-}
 
 /// The adjudication state: reference data, accumulators, standing claims.
 #[derive(Debug, Default)]

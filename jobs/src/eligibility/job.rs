@@ -1,13 +1,16 @@
 //! Runs the eligibility job: `member.events` and `benefit.events` read by every worker (their
-//! partitions dealt out), decoded from the wire format, exchanged by member (member events) or
-//! plan (plan events), folded into each worker's [`EligibilityState`] and written to the store as
-//! records change. Answers are computed when read ([`EligibilityState::answer_from_store`]), so
-//! no worker needs another's state.
+//! partitions dealt out) and decoded from the wire format; the events folded on worker 0 into
+//! one [`EligibilityState`], and after each batch the records of the members it changed
+//! written to the store at once: each member's eligibility resolved date by date
+//! ([`EligibilityState::eligibility_record`], `elig:member:<id>`), its subscriber's coverage
+//! and its plans' benefit versions applied, so that one store read answers a question
+//! ([`arus_connectors::store::read::eligibility`]).
 //!
 //! The state is rebuilt from the beginning of the topics on every start: it depends only on the
 //! set of events, and the store's versioned writes ignore what it already holds, so a restart
 //! costs reading the topics again and nothing else.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +18,6 @@ use std::time::{Duration, Instant};
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::StateStore;
 use arus_operators::Time;
-use arus_operators::window_aggregate::key_hash;
 use arus_schemas::topics::names::{BENEFIT_EVENTS, MEMBER_EVENTS};
 use arus_schemas::{Event, wire};
 use timely::dataflow::channels::pact::Exchange;
@@ -107,9 +109,13 @@ fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option
     };
     let store_error = |e: arus_connectors::store::StoreError| RunError::Unsupported(e.to_string());
     let respond = |request: &arus_schemas::events::EligibilityRequested| -> Result<Event, RunError> {
-        let answer =
-            EligibilityState::answer_from_store(store, &request.member_id, request.service_date, &request.service_type)
-                .map_err(store_error)?;
+        let answer = arus_connectors::store::read::eligibility(
+            store,
+            &request.member_id,
+            request.service_date,
+            &request.service_type,
+        )
+        .map_err(store_error)?;
         Ok(Event::EligibilityResponded(EligibilityState::response(request, &answer, request.event_time)))
     };
     let mut answered = 0;
@@ -179,18 +185,6 @@ pub fn run_on_log(
 ) -> Result<EligibilityReport, RunError> {
     let inputs = embedded_inputs(&log, &TOPICS, "arus-eligibility")?;
     run_inputs(inputs, cluster, store, Arc::default())
-}
-
-/// Where an event's state lives: members by member, plans by plan.
-fn route(event: &Event) -> u64 {
-    match event {
-        Event::MemberCreated(e) => key_hash(&e.member_id),
-        Event::MemberUpdated(e) => key_hash(&e.member_id),
-        Event::CoverageChanged(e) => key_hash(&e.member_id),
-        Event::PlanCreated(e) => key_hash(&e.plan_id),
-        Event::BenefitUpdated(e) => key_hash(&e.plan_id),
-        _ => 0,
-    }
 }
 
 /// When the store holds everything the topics held when the job began: each worker's source
@@ -290,15 +284,22 @@ fn run_inputs(
             let mut applied = 0u64;
             let mut ready = false;
             let readiness = sink_readiness;
-            events.sink(Exchange::new(route), "Eligibility", move |(input, frontier)| {
+            // Every event to worker 0: a member's record is resolved with its subscriber's
+            // coverage and its plans' benefits, so one fold holds them all (as the adjudicator
+            // does); the reading and decoding stay spread over the workers.
+            events.sink(Exchange::new(|_: &Event| 0), "Eligibility", move |(input, frontier)| {
                 input.for_each_stamp(|_, data| {
+                    let mut changed = BTreeSet::new();
                     for batch in data {
                         for event in batch.drain(..) {
-                            match state.apply_to(&event, &*store) {
-                                Ok(()) => applied += 1,
-                                Err(error) => fail(&shared, RunError::Unsupported(error.to_string())),
-                            }
+                            changed.extend(state.apply(&event));
+                            applied += 1;
                         }
+                    }
+                    // The records of the stamp's members written at once, each once.
+                    let writes = state.records(changed.iter().map(String::as_str));
+                    if let Err(error) = store.put_many_versioned(&writes) {
+                        fail(&shared, RunError::Unsupported(error.to_string()));
                     }
                 });
                 if !ready

@@ -24,8 +24,10 @@ use arus_schemas::events::{
     BenefitUpdated, Benefits, CoverageChangeType, CoverageChanged, EligibilityRequested, EligibilityResponded,
     EligibilityStatus, MemberCreated, PlanCreated, Relationship,
 };
+use arus_schemas::read_models::{
+    Answer, EligibilitySpan, MemberEligibility, PlanBenefits, SpanCoverage, member_eligibility_key,
+};
 use arus_schemas::{Date, Event, Timestamp};
-use serde::{Deserialize, Serialize};
 
 /// What the events say of one member.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,20 +56,6 @@ enum Coverage<'a> {
     Ended { last_day: Date, reason: Option<&'a str> },
 }
 
-/// Why an unknown member is not covered, in words.
-const NO_SUCH_MEMBER: &str = "no such member";
-
-fn not_yet_reason(date: Date) -> String {
-    format!("not covered yet on {date}")
-}
-
-fn ended_reason(last_day: Date, reason: Option<&str>) -> String {
-    match reason {
-        Some(reason) => format!("coverage ended on {last_day} ({reason})"),
-        None => format!("coverage ended on {last_day}"),
-    }
-}
-
 /// Why a member is not covered on a date (the status, last covered day and reason an
 /// [`Answer`] gives).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,27 +66,6 @@ pub struct NotCovered {
     pub coverage_end: Option<Date>,
     /// In words.
     pub reason: String,
-}
-
-/// An eligibility answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// Covered for the service on the date.
-    pub eligible: bool,
-    /// Why (or why not).
-    pub status: EligibilityStatus,
-    /// Plan covered under.
-    pub plan_id: Option<String>,
-    /// First day of the unbroken coverage span the date falls in.
-    pub coverage_start: Option<Date>,
-    /// Last covered day, when known.
-    pub coverage_end: Option<Date>,
-    /// The plan's benefits in force on the date.
-    pub benefits: Option<Benefits>,
-    /// The service needs prior authorization under the plan.
-    pub requires_prior_auth: bool,
-    /// Why not eligible, in words for the caller.
-    pub reason: Option<String>,
 }
 
 /// Eligibility state of every member and plan seen.
@@ -156,7 +123,7 @@ impl EligibilityState {
         record.created = Some((e.family_id.clone(), e.relationship));
         record.subscriber_id = Some(e.subscriber_id.clone());
         self.dependents.entry(e.subscriber_id.clone()).or_default().insert(e.member_id.clone());
-        vec![e.member_id.clone()]
+        self.family_of(&e.member_id)
     }
 
     fn coverage_changed(&mut self, e: &CoverageChanged) -> Vec<String> {
@@ -185,15 +152,12 @@ impl EligibilityState {
         std::iter::once(member_id.to_owned()).chain(dependents.cloned()).collect()
     }
 
+    /// The members whose changes name a plan, and their dependents (covered under their
+    /// subscriber's plan).
     fn members_on_plan(&self, plan_id: &str) -> Vec<String> {
-        let mut affected: Vec<String> = self
-            .members
-            .iter()
-            .filter(|(_, r)| r.changes.values().any(|c| c.plan_id == plan_id))
-            .map(|(id, _)| id.clone())
-            .collect();
-        affected.sort_unstable();
-        affected
+        let on_plan = self.members.iter().filter(|(_, r)| r.changes.values().any(|c| c.plan_id == plan_id));
+        let affected: BTreeSet<String> = on_plan.flat_map(|(id, _)| self.family_of(id)).collect();
+        affected.into_iter().collect()
     }
 
     /// The benefit version of a plan in force on a date: its effective date, version number
@@ -255,42 +219,22 @@ impl EligibilityState {
     /// Whether `member_id` is covered for `service_type` (a procedure code, or a category) on
     /// `date`.
     pub fn answer(&self, member_id: &str, date: Date, service_type: &str) -> Answer {
-        let unknown = Answer {
-            eligible: false,
-            status: EligibilityStatus::UNKNOWN_MEMBER,
-            plan_id: None,
-            coverage_start: None,
-            coverage_end: None,
-            benefits: None,
-            requires_prior_auth: false,
-            reason: Some(NO_SUCH_MEMBER.to_owned()),
-        };
+        let unknown = Answer::unknown_member();
         let Some(coverage) = self.coverage(member_id, date) else { return unknown };
         match coverage {
-            Coverage::NotYet => {
-                Answer { status: EligibilityStatus::NOT_YET_COVERED, reason: Some(not_yet_reason(date)), ..unknown }
-            }
+            Coverage::NotYet => Answer {
+                status: EligibilityStatus::NOT_YET_COVERED,
+                reason: Some(Answer::not_yet_reason(date)),
+                ..unknown
+            },
             Coverage::Ended { last_day, reason } => Answer {
                 status: EligibilityStatus::TERMINATED,
                 coverage_end: Some(last_day),
-                reason: Some(ended_reason(last_day, reason)),
+                reason: Some(Answer::ended_reason(last_day, reason)),
                 ..unknown
             },
             Coverage::Covered { plan_id, start, end } => {
-                let benefits = self.benefits(plan_id, date).cloned();
-                let listed = |list: &[String]| list.iter().any(|p| p == service_type);
-                let excluded = benefits.as_ref().is_some_and(|b| listed(&b.excluded_procedures));
-                let requires_prior_auth = benefits.as_ref().is_some_and(|b| listed(&b.prior_auth_procedures));
-                Answer {
-                    eligible: !excluded,
-                    status: EligibilityStatus::ACTIVE,
-                    plan_id: Some(plan_id.to_owned()),
-                    coverage_start: Some(start),
-                    coverage_end: end,
-                    benefits,
-                    requires_prior_auth,
-                    reason: excluded.then(|| format!("{service_type} is excluded by the plan")),
-                }
+                Answer::covered(plan_id, start, end, self.benefits(plan_id, date), service_type)
             }
         }
     }
@@ -301,10 +245,10 @@ impl EligibilityState {
     pub fn covered_under(&self, member_id: &str, date: Date) -> Result<String, NotCovered> {
         let not = |status, coverage_end, reason| Err(NotCovered { status, coverage_end, reason });
         match self.coverage(member_id, date) {
-            None => not(EligibilityStatus::UNKNOWN_MEMBER, None, NO_SUCH_MEMBER.to_owned()),
-            Some(Coverage::NotYet) => not(EligibilityStatus::NOT_YET_COVERED, None, not_yet_reason(date)),
+            None => not(EligibilityStatus::UNKNOWN_MEMBER, None, arus_schemas::read_models::NO_SUCH_MEMBER.to_owned()),
+            Some(Coverage::NotYet) => not(EligibilityStatus::NOT_YET_COVERED, None, Answer::not_yet_reason(date)),
             Some(Coverage::Ended { last_day, reason }) => {
-                not(EligibilityStatus::TERMINATED, Some(last_day), ended_reason(last_day, reason))
+                not(EligibilityStatus::TERMINATED, Some(last_day), Answer::ended_reason(last_day, reason))
             }
             Some(Coverage::Covered { plan_id, .. }) => Ok(plan_id.to_owned()),
         }
@@ -384,157 +328,109 @@ impl EligibilityState {
     }
 }
 
-/// A member's record as a store keeps it (`elig:member:<id>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberView {
-    /// Member.
-    pub member_id: String,
-    /// Family and relationship, once the member is known.
-    pub created: Option<(String, Relationship)>,
-    /// The family's subscriber.
-    pub subscriber_id: Option<String>,
-    /// Date of death.
-    pub date_of_death: Option<Date>,
-    /// Coverage changes in effective-date order.
-    pub changes: Vec<CoverageChanged>,
-    /// Events folded in (the version).
-    pub events: u64,
-}
-
-/// A plan's benefit versions as a store keeps them (`elig:plan:<id>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanView {
-    /// Plan.
-    pub plan_id: String,
-    /// Benefits by effective date and version.
-    pub versions: Vec<(Date, i32, Benefits)>,
-}
-
-fn member_key(member_id: &str) -> String {
-    format!("elig:member:{member_id}")
-}
-
-fn plan_key(plan_id: &str) -> String {
-    format!("elig:plan:{plan_id}")
-}
-
 impl EligibilityState {
-    /// A member's record, to store.
-    pub fn member_view(&self, member_id: &str) -> Option<MemberView> {
-        let r = self.members.get(member_id)?;
-        Some(MemberView {
-            member_id: member_id.to_owned(),
-            created: r.created.clone(),
-            subscriber_id: r.subscriber_id.clone(),
-            date_of_death: r.date_of_death,
-            changes: r.changes.values().cloned().collect(),
-            events: r.events,
-        })
-    }
-
-    /// A plan's versions, to store.
-    pub fn plan_view(&self, plan_id: &str) -> Option<PlanView> {
-        let versions = self.plans.get(plan_id)?;
-        Some(PlanView {
-            plan_id: plan_id.to_owned(),
-            versions: versions.iter().map(|((d, v), b)| (*d, *v, b.clone())).collect(),
-        })
-    }
-
-    fn load_member(&mut self, view: MemberView) {
-        let record = MemberRecord {
-            created: view.created,
-            subscriber_id: view.subscriber_id,
-            date_of_death: view.date_of_death,
-            changes: view
-                .changes
-                .into_iter()
-                .map(|c| ((c.effective_date, c.event_time, c.event_id.clone()), c))
-                .collect(),
-            events: view.events,
-        };
-        self.members.insert(view.member_id, record);
-    }
-
-    fn load_plan(&mut self, view: PlanView) {
-        self.plans.insert(view.plan_id, view.versions.into_iter().map(|(d, v, b)| ((d, v), b)).collect());
-    }
-
-    /// Applies an event and writes what it changed to `store`: the member's record, or the
-    /// plan's versions. A record is versioned by the events folded into it, so a replay from
-    /// scratch never overwrites a fuller record with an older one.
-    pub fn apply_to(&mut self, event: &Event, store: &dyn StateStore) -> Result<(), StoreError> {
-        if self.apply(event).is_empty() && !matches!(event, Event::PlanCreated(_) | Event::BenefitUpdated(_)) {
-            return Ok(());
-        }
-        match event {
-            Event::MemberCreated(e) => self.store_member(&e.member_id, store),
-            Event::MemberUpdated(e) => self.store_member(&e.member_id, store),
-            Event::CoverageChanged(e) => self.store_member(&e.member_id, store),
-            Event::PlanCreated(PlanCreated { plan_id, .. }) | Event::BenefitUpdated(BenefitUpdated { plan_id, .. }) => {
-                let Some(view) = self.plan_view(plan_id) else { return Ok(()) };
-                let version = view.versions.len() as u64;
-                store.put_versioned(&plan_key(plan_id), version, &json(&view)).map(|_| ())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn store_member(&self, member_id: &str, store: &dyn StateStore) -> Result<(), StoreError> {
-        let Some(view) = self.member_view(member_id) else { return Ok(()) };
-        store.put_versioned(&member_key(member_id), view.events, &json(&view)).map(|_| ())
-    }
-
-    /// A member's record as `store` holds it.
-    pub fn member_from_store(store: &dyn StateStore, member_id: &str) -> Result<Option<MemberView>, StoreError> {
-        match store.get(&member_key(member_id))? {
-            Some((_, bytes)) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError(format!("{}: {e}", member_key(member_id)))),
-            None => Ok(None),
-        }
-    }
-
-    /// Answers from what `store` holds: the member, its subscriber, and their plans.
-    pub fn answer_from_store(
-        store: &dyn StateStore,
-        member_id: &str,
-        date: Date,
-        service_type: &str,
-    ) -> Result<Answer, StoreError> {
-        let mut state = EligibilityState::new();
-        let read_member = |id: &str| -> Result<Option<MemberView>, StoreError> {
-            match store.get(&member_key(id))? {
-                Some((_, bytes)) => {
-                    serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError(format!("{}: {e}", member_key(id))))
+    /// The days a member's answer can change on: every day a change of the member's own, or of
+    /// its subscriber, takes or ends effect, a death's next day, and every day a benefit version
+    /// of their plans takes effect. Between two of them every answer stays the same.
+    fn turning_days(&self, member_id: &str) -> BTreeSet<Date> {
+        let mut days = BTreeSet::from([Date(i32::MIN)]);
+        let Some(record) = self.members.get(member_id) else { return days };
+        let subscriber = record.subscriber_id.as_deref().filter(|s| *s != member_id).and_then(|s| self.members.get(s));
+        for record in std::iter::once(record).chain(subscriber) {
+            for ((effective, _, _), change) in &record.changes {
+                days.insert(*effective);
+                if let Some(end) = change.end_date {
+                    days.insert(end.add_days(1));
                 }
-                None => Ok(None),
+                for (from, _) in self.plans.get(&change.plan_id).into_iter().flat_map(|v| v.keys()) {
+                    days.insert(*from);
+                }
             }
-        };
-        let mut plans = BTreeSet::new();
-        if let Some(member) = read_member(member_id)? {
-            let subscriber = match &member.subscriber_id {
-                Some(s) if s != member_id => read_member(s)?,
-                _ => None,
-            };
-            for view in std::iter::once(member).chain(subscriber) {
-                plans.extend(view.changes.iter().map(|c| c.plan_id.clone()));
-                state.load_member(view);
+            if let Some(died) = record.date_of_death {
+                days.insert(died.add_days(1));
             }
         }
-        let plans: Vec<String> = plans.into_iter().collect();
-        let keys: Vec<String> = plans.iter().map(|p| plan_key(p)).collect();
-        for (plan_id, stored) in plans.iter().zip(store.get_many(&keys)?) {
-            if let Some((_, bytes)) = stored {
-                let view: PlanView =
-                    serde_json::from_slice(&bytes).map_err(|e| StoreError(format!("{}: {e}", plan_key(plan_id))))?;
-                state.load_plan(view);
-            }
-        }
-        Ok(state.answer(member_id, date, service_type))
+        days
     }
-}
 
-fn json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("views serialize")
+    /// The version of a member's eligibility record: the events folded into what it depends on
+    /// (the member's, its subscriber's, and the benefit versions of their plans). Each event
+    /// that changes the record adds to it, so a fuller record always has a higher version.
+    fn record_version(&self, member_id: &str) -> u64 {
+        let Some(record) = self.members.get(member_id) else { return 0 };
+        let subscriber = record.subscriber_id.as_deref().filter(|s| *s != member_id).and_then(|s| self.members.get(s));
+        let mut plans = BTreeSet::new();
+        let mut version = 0;
+        for record in std::iter::once(record).chain(subscriber) {
+            version += record.events;
+            plans.extend(record.changes.values().map(|c| c.plan_id.as_str()));
+        }
+        version + plans.iter().map(|p| self.plans.get(*p).map_or(0, |v| v.len() as u64)).sum::<u64>()
+    }
+
+    /// A member's eligibility record, resolved date by date, to store; `None` for a member not
+    /// known.
+    pub fn eligibility_record(&self, member_id: &str) -> Option<MemberEligibility> {
+        let record = self.members.get(member_id)?;
+        let mut spans: Vec<EligibilitySpan> = Vec::new();
+        let mut benefits: Vec<PlanBenefits> = Vec::new();
+        if self.coverage(member_id, Date(i32::MIN)).is_some() {
+            for day in self.turning_days(member_id) {
+                let coverage = match self.coverage(member_id, day).expect("a known member") {
+                    Coverage::NotYet => SpanCoverage::NotYetCovered,
+                    Coverage::Ended { last_day, reason } => {
+                        SpanCoverage::Terminated { last_day, reason: reason.map(str::to_owned) }
+                    }
+                    Coverage::Covered { plan_id, start, end } => {
+                        let version = self.plan_version(plan_id, day).map(|(effective, version, b)| {
+                            let known = benefits
+                                .iter()
+                                .position(|p| p.plan_id == plan_id && p.effective == effective && p.version == version);
+                            known.unwrap_or_else(|| {
+                                benefits.push(PlanBenefits {
+                                    plan_id: plan_id.to_owned(),
+                                    effective,
+                                    version,
+                                    benefits: b.clone(),
+                                });
+                                benefits.len() - 1
+                            }) as u32
+                        });
+                        SpanCoverage::Active { plan_id: plan_id.to_owned(), start, end, benefits: version }
+                    }
+                };
+                if spans.last().is_none_or(|last| last.coverage != coverage) {
+                    spans.push(EligibilitySpan { from: day, coverage });
+                }
+            }
+        }
+        Some(MemberEligibility {
+            member_id: member_id.to_owned(),
+            created: record.created.clone(),
+            subscriber_id: record.subscriber_id.clone(),
+            date_of_death: record.date_of_death,
+            changes: record.changes.values().cloned().collect(),
+            spans,
+            benefits,
+            version: self.record_version(member_id),
+        })
+    }
+
+    /// The store writes of `members`' records: key, version, JSON.
+    pub fn records<'a>(&self, members: impl IntoIterator<Item = &'a str>) -> Vec<(String, u64, Vec<u8>)> {
+        members
+            .into_iter()
+            .filter_map(|member_id| self.eligibility_record(member_id))
+            .map(|record| {
+                let json = serde_json::to_vec(&record).expect("records serialize");
+                (member_eligibility_key(&record.member_id), record.version, json)
+            })
+            .collect()
+    }
+
+    /// Applies an event and writes the records it changed to `store` (see [`records`](Self::records)).
+    pub fn apply_to(&mut self, event: &Event, store: &dyn StateStore) -> Result<(), StoreError> {
+        let changed = self.apply(event);
+        store.put_many_versioned(&self.records(changed.iter().map(String::as_str))).map(|_| ())
+    }
 }

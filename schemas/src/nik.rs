@@ -5,8 +5,8 @@
 //! with real province and regency codes; they are fictional. A NIK is personal data: it is
 //! never logged.
 
-use arus_schemas::Date;
-use arus_schemas::events::Sex;
+use crate::Date;
+use crate::events::Sex;
 
 /// What a well-formed NIK encodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
