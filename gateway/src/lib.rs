@@ -58,69 +58,50 @@ pub struct Options {
     pub clickhouse: Option<clickhouse::Client>,
 }
 
-/// Latency buckets, in microseconds.
-const BUCKETS_US: [u64; 9] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000];
+/// Latency buckets, in seconds: 100 µs to 10 s (the seed's "p95 > 1 s" alert needs buckets past
+/// a second).
+const LATENCY_BUCKETS: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// Rate, errors and duration per route: requests by status class, and a latency histogram.
-#[derive(Default)]
+/// Rate, errors and duration per route (its template): requests by status, and a latency
+/// histogram, kept with the `prometheus` crate.
 struct Red {
-    routes: std::sync::Mutex<std::collections::BTreeMap<String, RouteStats>>,
+    registry: prometheus::Registry,
+    requests: prometheus::IntCounterVec,
+    duration: prometheus::HistogramVec,
 }
 
-#[derive(Default, Clone)]
-struct RouteStats {
-    /// Requests by status code.
-    statuses: std::collections::BTreeMap<u16, u64>,
-    /// Counts per bucket (the last is +Inf), and the sum of durations in microseconds.
-    buckets: [u64; BUCKETS_US.len() + 1],
-    sum_us: u64,
+impl Default for Red {
+    fn default() -> Self {
+        let registry = prometheus::Registry::new();
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("arus_gateway_requests_total", "Requests by route and status."),
+            &["route", "status"],
+        )
+        .expect("a valid metric");
+        let duration = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new("arus_gateway_request_duration_seconds", "Time to answer, by route.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("a valid metric");
+        registry.register(Box::new(requests.clone())).expect("unique names");
+        registry.register(Box::new(duration.clone())).expect("unique names");
+        Red { registry, requests, duration }
+    }
 }
 
 impl Red {
     fn observe(&self, route: &str, status: u16, took: std::time::Duration) {
-        let us = took.as_micros() as u64;
-        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let stats = routes.entry(route.to_owned()).or_default();
-        *stats.statuses.entry(status).or_default() += 1;
-        let bucket = BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(BUCKETS_US.len());
-        stats.buckets[bucket] += 1;
-        stats.sum_us += us;
+        self.requests.with_label_values(&[route, itoa::Buffer::new().format(status)]).inc();
+        self.duration.with_label_values(&[route]).observe(took.as_secs_f64());
     }
 
     fn render(&self) -> String {
-        use std::fmt::Write;
-        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut out = String::new();
-        let _ = writeln!(out, "# HELP arus_gateway_requests_total Requests by route and status.");
-        let _ = writeln!(out, "# TYPE arus_gateway_requests_total counter");
-        for (route, stats) in &routes {
-            for (status, n) in &stats.statuses {
-                let _ = writeln!(out, "arus_gateway_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
-            }
-        }
-        let _ = writeln!(out, "# HELP arus_gateway_request_duration_seconds Time to answer, by route.");
-        let _ = writeln!(out, "# TYPE arus_gateway_request_duration_seconds histogram");
-        for (route, stats) in &routes {
-            let mut cumulative = 0;
-            for (i, n) in stats.buckets.iter().enumerate() {
-                cumulative += n;
-                let le = BUCKETS_US
-                    .get(i)
-                    .map_or("+Inf".to_owned(), |us| format!("{}.{:06}", us / 1_000_000, us % 1_000_000));
-                let _ = writeln!(
-                    out,
-                    "arus_gateway_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "arus_gateway_request_duration_seconds_sum{{route=\"{route}\"}} {}.{:06}",
-                stats.sum_us / 1_000_000,
-                stats.sum_us % 1_000_000
-            );
-            let _ = writeln!(out, "arus_gateway_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}");
-        }
-        out
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding into memory");
+        String::from_utf8(out).expect("the text format is UTF-8")
     }
 }
 

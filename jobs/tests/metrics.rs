@@ -44,21 +44,31 @@ fn a_run_reports_records_lines_lag_and_checkpoints() {
     let metrics = Arc::new(Metrics::new("provider-windows"));
     let report = run_with(&spec, &Cluster::Local { workers: 2 }, Some(metrics.clone())).expect("run");
     let text = metrics.render();
-    let value = |prefix: &str| -> u64 {
-        let line = text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+    // The sample of `name` whose labels include `labels` (in any order).
+    let sample = |name: &str, labels: &[&str]| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.split_once('{').is_some_and(|(n, rest)| n == name && labels.iter().all(|label| rest.contains(label)))
+            })
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"));
         line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
     };
-    assert_eq!(value("arus_source_records_total{"), 1_000);
-    assert_eq!(value("arus_dead_letters_total{"), 1);
-    assert_eq!(value("arus_sink_lines_total{pipeline=\"provider-windows\",sink=\"csv\"}"), report.rows);
+    let value = |name: &str, labels: &[&str]| sample(name, labels) as u64;
+    let pipeline = "pipeline=\"provider-windows\"";
+    assert_eq!(value("arus_source_records_total", &[pipeline]), 1_000);
+    assert_eq!(value("arus_dead_letters_total", &[pipeline]), 1);
+    assert_eq!(value("arus_sink_lines_total", &[pipeline, "sink=\"csv\""]), report.rows);
     assert!(report.rows > 0);
-    assert_eq!(value("arus_consumer_lag_records{pipeline=\"provider-windows\",partition=\"0\"}"), 0);
-    assert_eq!(value("arus_consumer_lag_records{pipeline=\"provider-windows\",partition=\"1\"}"), 0);
-    assert_eq!(value("arus_checkpoints_total{"), report.checkpoints);
+    assert_eq!(value("arus_consumer_lag_records", &[pipeline, "partition=\"0\""]), 0);
+    assert_eq!(value("arus_consumer_lag_records", &[pipeline, "partition=\"1\""]), 0);
+    assert_eq!(value("arus_checkpoints_total", &[pipeline]), report.checkpoints);
+    assert_eq!(value("arus_checkpoint_duration_seconds_count", &[pipeline]), report.checkpoints);
     assert!(report.checkpoints >= 1, "at least the final checkpoint");
-    assert!(value("arus_checkpoint_bytes{") > 0);
-    // The pipeline allows a day of out-of-orderness: the watermark trails the newest claim by it.
-    let watermark = value("arus_watermark_ms{");
-    assert!((1_767_225_600_000 - 86_400_000..1_767_225_600_000).contains(&watermark), "{text}");
-    assert_eq!(value("arus_sink_lines_total{pipeline=\"provider-windows\",sink=\"dead-letters\"}"), 1);
+    assert!(value("arus_checkpoint_bytes", &[pipeline]) > 0);
+    // The pipeline allows a day of out-of-orderness: the watermark (seconds) trails the newest
+    // claim by it.
+    let watermark = sample("arus_watermark_seconds", &[pipeline]);
+    assert!((1_767_225_600.0 - 86_400.0..1_767_225_600.0).contains(&watermark), "{text}");
+    assert_eq!(value("arus_sink_lines_total", &[pipeline, "sink=\"dead-letters\""]), 1);
 }

@@ -1,6 +1,7 @@
 //! `arus run`: a pipeline in the foreground.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use arus_jobs::Pipeline;
@@ -10,6 +11,7 @@ use arus_jobs::eligibility::spec::EligibilitySpec;
 use arus_jobs::fraud::spec::FraudSpec;
 use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
 use arus_jobs::runtime::Cluster;
+use arus_jobs::runtime::metrics::Metrics;
 use arus_jobs::runtime::spec::StoreSpec;
 
 use super::generate::per_second;
@@ -44,33 +46,31 @@ pub struct RunArgs {
 /// Runs the pipeline to the end of its input and prints what it did.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=256).contains(&args.workers), "--workers must be between 1 and 256");
-    match Pipeline::load(&args.pipeline, &args.overrides)? {
-        Pipeline::ProviderWindows(spec) => run_windows(&args, &spec),
-        Pipeline::Eligibility(spec) => run_eligibility(&args, &spec),
-        Pipeline::Adjudication(spec) => run_adjudication(&args, &spec),
-        Pipeline::Analytics(spec) => run_analytics(&args, &spec),
-        Pipeline::Fraud(spec) => run_fraud(&args, &spec),
+    let pipeline = Pipeline::load(&args.pipeline, &args.overrides)?;
+    // Every job's metrics, served where asked while it runs.
+    let name = args.pipeline.file_stem().and_then(|s| s.to_str()).unwrap_or("pipeline");
+    let metrics = Arc::new(Metrics::new(name));
+    if let Some(address) = &args.metrics_addr {
+        let bound = arus_jobs::runtime::metrics::serve(address, metrics.clone())
+            .with_context(|| format!("--metrics-addr {address}: cannot listen"))?;
+        eprintln!("metrics: http://{bound}/metrics");
+    }
+    match pipeline {
+        Pipeline::ProviderWindows(spec) => run_windows(&args, &spec, metrics),
+        Pipeline::Eligibility(spec) => run_eligibility(&args, &spec, metrics),
+        Pipeline::Adjudication(spec) => run_adjudication(&args, &spec, metrics),
+        Pipeline::Analytics(spec) => run_analytics(&args, &spec, metrics),
+        Pipeline::Fraud(spec) => run_fraud(&args, &spec, metrics),
     }
 }
 
 /// Runs the provider-windows job and prints what it did.
-fn run_windows(args: &RunArgs, spec: &ProviderWindowsSpec) -> anyhow::Result<()> {
+fn run_windows(args: &RunArgs, spec: &ProviderWindowsSpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let cluster = cluster(args)?;
     if let Some(checkpoint) = &spec.checkpoint {
         eprintln!("checkpoints: {} every {}", checkpoint.dir.display(), checkpoint.interval);
     }
-    let metrics = match &args.metrics_addr {
-        Some(address) => {
-            let name = args.pipeline.file_stem().and_then(|s| s.to_str()).unwrap_or("pipeline");
-            let metrics = std::sync::Arc::new(arus_jobs::runtime::metrics::Metrics::new(name));
-            let bound = arus_jobs::runtime::metrics::serve(address, metrics.clone())
-                .with_context(|| format!("--metrics-addr {address}: cannot listen"))?;
-            eprintln!("metrics: http://{bound}/metrics");
-            Some(metrics)
-        }
-        None => None,
-    };
-    let report = arus_jobs::provider_windows::job::run_with(spec, &cluster, metrics)?;
+    let report = arus_jobs::provider_windows::job::run_with(spec, &cluster, Some(metrics))?;
     let path = &spec.sink.path;
     if let Some((epoch, at)) = report.resumed_from {
         eprintln!("resumed from checkpoint {epoch} (watermark {at} ms)");
@@ -120,8 +120,8 @@ fn cluster(args: &RunArgs) -> anyhow::Result<Cluster> {
 }
 
 /// Runs the eligibility job and prints what it did.
-fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec) -> anyhow::Result<()> {
-    let report = arus_jobs::eligibility::job::run(spec, &cluster(args)?)?;
+fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let report = arus_jobs::eligibility::job::run_with(spec, &cluster(args)?, metrics)?;
     eprintln!(
         "{}: {} member and plan events in {:.2?} ({}/s on {} worker{}) into the {} store{}",
         args.pipeline.display(),
@@ -146,8 +146,8 @@ fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec) -> anyhow::Result<()>
     Ok(())
 }
 
-fn run_adjudication(args: &RunArgs, spec: &AdjudicationSpec) -> anyhow::Result<()> {
-    let report = arus_jobs::adjudication::job::run(spec, &cluster(args)?)?;
+fn run_adjudication(args: &RunArgs, spec: &AdjudicationSpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let report = arus_jobs::adjudication::job::run_with(spec, &cluster(args)?, metrics)?;
     eprintln!("{}", adjudication_summary(&report, args.workers));
     Ok(())
 }
@@ -185,8 +185,8 @@ pub fn adjudication_summary(report: &arus_jobs::adjudication::job::AdjudicationR
     )
 }
 
-fn run_analytics(args: &RunArgs, spec: &AnalyticsSpec) -> anyhow::Result<()> {
-    let report = arus_jobs::analytics::run(spec, &cluster(args)?)?;
+fn run_analytics(args: &RunArgs, spec: &AnalyticsSpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let report = arus_jobs::analytics::run_with(spec, &cluster(args)?, metrics)?;
     eprintln!(
         "analytics: {} claim lines, {} providers and {} payment, accumulator, member and alert rows into ClickHouse {} \
          (database {}) in {} inserts, {:.2?} on {} worker{}",
@@ -203,8 +203,8 @@ fn run_analytics(args: &RunArgs, spec: &AnalyticsSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_fraud(args: &RunArgs, spec: &FraudSpec) -> anyhow::Result<()> {
-    let report = arus_jobs::fraud::job::run(spec, &cluster(args)?)?;
+fn run_fraud(args: &RunArgs, spec: &FraudSpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let report = arus_jobs::fraud::job::run_with(spec, &cluster(args)?, metrics)?;
     eprintln!(
         "fraud: {} events in {:.2?} on {} worker{}: {} alerts to fraud.alerts{}",
         thousands(report.events),

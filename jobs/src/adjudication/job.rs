@@ -16,7 +16,10 @@ use arus_schemas::topics::names::{
 
 use super::spec::AdjudicationSpec;
 use super::{Adjudicator, accumulator_key, authorization_key, decision_key, state_key};
-use crate::runtime::sequenced::{Fold, READING, SequencedReport, Writes, record, run_fold_on_log, run_sequenced};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::sequenced::{
+    Fold, READING, Sequenced, SequencedReport, Writes, record, run_fold_on_log, run_sequenced,
+};
 use crate::runtime::{Cluster, RunError};
 
 /// What a run of the job did.
@@ -48,9 +51,19 @@ pub(crate) fn adjudication_fold(threads: usize) -> Result<Box<dyn Fold>, RunErro
 
 /// Runs the job with the store the spec names.
 pub fn run(spec: &AdjudicationSpec, cluster: &Cluster) -> Result<AdjudicationReport, RunError> {
+    run_with(spec, cluster, Arc::new(Metrics::new("adjudication")))
+}
+
+/// [`run`], keeping `metrics` up to date.
+pub fn run_with(
+    spec: &AdjudicationSpec,
+    cluster: &Cluster,
+    metrics: Arc<Metrics>,
+) -> Result<AdjudicationReport, RunError> {
     let lateness = spec.out_of_orderness.ms();
     let fold = adjudication_fold(spec.fold_threads)?;
-    run_sequenced(&spec.source, &spec.store, lateness, &TOPICS, &OUTPUT_TOPICS, fold, cluster)
+    let job = Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics };
+    run_sequenced(&spec.source, &spec.store, lateness, job, cluster)
 }
 
 /// Runs the job over topics of a log this process already has (as `arus demo` does), writing
@@ -70,7 +83,10 @@ pub fn run_on_log_folding(
     store: Arc<dyn StateStore>,
     fold_threads: usize,
 ) -> Result<AdjudicationReport, RunError> {
-    run_fold_on_log(log, cluster, store, &TOPICS, &OUTPUT_TOPICS, adjudication_fold(fold_threads)?, READING)
+    let fold = adjudication_fold(fold_threads)?;
+    let job =
+        Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics: Arc::new(Metrics::new("adjudication")) };
+    run_fold_on_log(log, cluster, store, job, READING)
 }
 
 /// The adjudicator, and the records of claims, accumulators and authorizations it keeps.

@@ -23,6 +23,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::runtime::input::{open_inputs, open_readers, read_events};
+use crate::runtime::metrics::Metrics;
 use crate::runtime::{Cluster, RunError, Shared, fail, finish, timely_config};
 use spec::AnalyticsSpec;
 
@@ -519,6 +520,11 @@ pub fn check_tables(clickhouse: &ClickHouse) -> Result<(), RunError> {
 
 /// Runs the job.
 pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, RunError> {
+    run_with(spec, cluster, Arc::new(Metrics::new("analytics")))
+}
+
+/// [`run`], keeping `metrics` up to date (rows inserted counted per table, as sink lines).
+pub fn run_with(spec: &AnalyticsSpec, cluster: &Cluster, metrics: Arc<Metrics>) -> Result<AnalyticsReport, RunError> {
     let leader = ClickHouse::connect(&spec.clickhouse.url, &spec.clickhouse.database).map_err(clickhouse_error)?;
     check_tables(&leader)?;
     let inputs = Arc::new(open_inputs(&spec.source, &TOPICS)?);
@@ -530,6 +536,7 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
+        let (source_metrics, metrics) = (metrics.clone(), metrics.clone());
         let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
         let clickhouse = match ClickHouse::connect(&target.url, &target.database) {
             Ok(c) => Some(c),
@@ -547,15 +554,18 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
                 let shared = source_shared;
                 move |output| {
                     let Some(cap) = capability.as_mut() else { return };
+                    let mut events = 0;
                     let failed = {
                         let mut session = output.session(&*cap);
                         // Records that are not events of the contract are passed over.
-                        read_events(&mut readers, BATCH, &shared, |_, _, event| {
+                        let read = read_events(&mut readers, BATCH, &shared, |_, _, event| {
+                            events += 1;
                             for row in rows_of(event) {
                                 session.give(row);
                             }
-                        })
-                        .is_none()
+                        });
+                        source_metrics.events_read(events, read.unwrap_or(0));
+                        read.is_none()
                     };
                     if failed || readers.iter().all(|r| r.finished()) {
                         capability = None;
@@ -589,12 +599,23 @@ pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, R
                 let Some(clickhouse) = clickhouse.as_ref() else { return };
                 let mut insert = || -> Result<(), RunError> {
                     let (b, r) = (batch_rows, &mut report);
-                    r.claim_lines += flush(clickhouse, "claim_lines", &mut pending.lines, b, done, r)?;
-                    r.providers += flush(clickhouse, "providers", &mut pending.providers, b, done, r)?;
-                    r.other_rows += flush(clickhouse, "payments", &mut pending.payments, b, done, r)?;
-                    r.other_rows += flush(clickhouse, "accumulator_snapshots", &mut pending.accumulators, b, done, r)?;
-                    r.other_rows += flush(clickhouse, "members", &mut pending.members, b, done, r)?;
-                    r.other_rows += flush(clickhouse, "fraud_alerts", &mut pending.alerts, b, done, r)?;
+                    let counted = |table: &'static str, rows: u64| {
+                        metrics.sink_lines(table, rows);
+                        rows
+                    };
+                    let lines = flush(clickhouse, "claim_lines", &mut pending.lines, b, done, r)?;
+                    r.claim_lines += counted("claim_lines", lines);
+                    let providers = flush(clickhouse, "providers", &mut pending.providers, b, done, r)?;
+                    r.providers += counted("providers", providers);
+                    let payments = flush(clickhouse, "payments", &mut pending.payments, b, done, r)?;
+                    r.other_rows += counted("payments", payments);
+                    let accumulators =
+                        flush(clickhouse, "accumulator_snapshots", &mut pending.accumulators, b, done, r)?;
+                    r.other_rows += counted("accumulator_snapshots", accumulators);
+                    let members = flush(clickhouse, "members", &mut pending.members, b, done, r)?;
+                    r.other_rows += counted("members", members);
+                    let alerts = flush(clickhouse, "fraud_alerts", &mut pending.alerts, b, done, r)?;
+                    r.other_rows += counted("fraud_alerts", alerts);
                     Ok(())
                 };
                 if let Err(error) = insert() {

@@ -27,6 +27,7 @@ use timely::dataflow::operators::generic::operator::source;
 use super::EligibilityState;
 use super::spec::EligibilitySpec;
 use crate::runtime::input::{Input, embedded_inputs, open_inputs, open_readers, read_events};
+use crate::runtime::metrics::Metrics;
 use crate::runtime::spec::TopicsSource;
 use crate::runtime::{Cluster, RunError, Shared, fail, finish, open_store, timely_config};
 
@@ -51,7 +52,16 @@ pub struct EligibilityReport {
 
 /// Runs the job with the store the spec names.
 pub fn run(spec: &EligibilitySpec, cluster: &Cluster) -> Result<EligibilityReport, RunError> {
-    run_with_store(spec, cluster, open_store(&spec.store)?)
+    run_with(spec, cluster, Arc::new(Metrics::new("eligibility")))
+}
+
+/// [`run`], keeping `metrics` up to date.
+pub fn run_with(
+    spec: &EligibilitySpec,
+    cluster: &Cluster,
+    metrics: Arc<Metrics>,
+) -> Result<EligibilityReport, RunError> {
+    run_into(spec, cluster, open_store(&spec.store)?, metrics)
 }
 
 /// Runs the job into `store`.
@@ -59,6 +69,15 @@ pub fn run_with_store(
     spec: &EligibilitySpec,
     cluster: &Cluster,
     store: Arc<dyn StateStore>,
+) -> Result<EligibilityReport, RunError> {
+    run_into(spec, cluster, store, Arc::new(Metrics::new("eligibility")))
+}
+
+fn run_into(
+    spec: &EligibilitySpec,
+    cluster: &Cluster,
+    store: Arc<dyn StateStore>,
+    metrics: Arc<Metrics>,
 ) -> Result<EligibilityReport, RunError> {
     let inputs = open_inputs(&spec.source, &TOPICS)?;
     let following = match &spec.source {
@@ -81,14 +100,14 @@ pub fn run_with_store(
             }
             answer_requests(&source, &*answering_store, Some(idle))
         });
-        let report = run_inputs(inputs, cluster, store, readiness.clone());
+        let report = run_inputs(inputs, cluster, store, readiness.clone(), metrics);
         readiness.over.store(true, Ordering::Release);
         let mut report = report?;
         report.answered =
             answering.join().map_err(|_| RunError::Unsupported("the answering thread panicked".into()))??;
         return Ok(report);
     }
-    let mut report = run_inputs(inputs, cluster, store.clone(), Arc::default())?;
+    let mut report = run_inputs(inputs, cluster, store.clone(), Arc::default(), metrics)?;
     if spec.answer_requests {
         let started = Instant::now();
         report.answered = answer_requests(&spec.source, &*store, None)?;
@@ -184,7 +203,7 @@ pub fn run_on_log(
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
     let inputs = embedded_inputs(&log, &TOPICS, "arus-eligibility")?;
-    run_inputs(inputs, cluster, store, Arc::default())
+    run_inputs(inputs, cluster, store, Arc::default(), Arc::new(Metrics::new("eligibility")))
 }
 
 /// When the store holds everything the topics held when the job began: each worker's source
@@ -230,6 +249,7 @@ fn run_inputs(
     cluster: &Cluster,
     store: Arc<dyn StateStore>,
     readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
 ) -> Result<EligibilityReport, RunError> {
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
@@ -240,6 +260,7 @@ fn run_inputs(
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
         let store = store.clone();
+        let (source_metrics, metrics) = (metrics.clone(), metrics.clone());
         let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
         if readers.is_empty() {
             readiness.caught_up(index, peers, 0);
@@ -263,6 +284,7 @@ fn run_inputs(
                         })
                     };
                     let (failed, undecodable) = (read.is_none(), read.unwrap_or(0));
+                    source_metrics.events_read(got, undecodable);
                     shared.lock().unwrap_or_else(|e| e.into_inner()).report.undecodable += undecodable;
                     if readers.iter().all(|r| r.caught_up()) {
                         readiness.caught_up(index, peers, *cap.time());
@@ -289,7 +311,7 @@ fn run_inputs(
             // does); the reading and decoding stay spread over the workers.
             events.sink(Exchange::new(|_: &Event| 0), "Eligibility", move |(input, frontier)| {
                 input.for_each_stamp(|_, data| {
-                    let mut changed = BTreeSet::new();
+                    let (mut changed, before) = (BTreeSet::new(), applied);
                     for batch in data {
                         for event in batch.drain(..) {
                             changed.extend(state.apply(&event));
@@ -298,6 +320,8 @@ fn run_inputs(
                     }
                     // The records of the stamp's members written at once, each once.
                     let writes = state.records(changed.iter().map(String::as_str));
+                    metrics.folded(applied - before, None);
+                    metrics.store_records(writes.len() as u64);
                     if let Err(error) = store.put_many_versioned(&writes) {
                         fail(&shared, RunError::Unsupported(error.to_string()));
                     }

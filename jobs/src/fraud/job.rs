@@ -12,7 +12,8 @@ use arus_schemas::topics::names::{BENEFIT_EVENTS, CLAIMS_EVENTS, FRAUD_ALERTS, M
 use super::model::{ModelError, OnnxScorer, Scorer, newest};
 use super::spec::{FraudSpec, ModelSpec};
 use super::{Closed, FraudDetector, Step};
-use crate::runtime::sequenced::{Fold, READING, SequencedReport, Writes, run_fold_on_log, run_sequenced};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::sequenced::{Fold, READING, Sequenced, SequencedReport, Writes, run_fold_on_log, run_sequenced};
 use crate::runtime::spec::StoreSpec;
 use crate::runtime::{Cluster, RunError};
 use arus_operators::Time;
@@ -236,18 +237,16 @@ impl Fold for FraudFold {
 
 /// Runs the job.
 pub fn run(spec: &FraudSpec, cluster: &Cluster) -> Result<FraudReport, RunError> {
+    run_with(spec, cluster, Arc::new(Metrics::new("fraud")))
+}
+
+/// [`run`], keeping `metrics` up to date.
+pub fn run_with(spec: &FraudSpec, cluster: &Cluster, metrics: Arc<Metrics>) -> Result<FraudReport, RunError> {
     let lateness = spec.out_of_orderness.ms();
     let model =
         spec.model.as_ref().map(ModelWatch::open).transpose().map_err(|e| RunError::Unsupported(e.to_string()))?;
-    run_sequenced(
-        &spec.source,
-        &StoreSpec::Memory,
-        lateness,
-        &TOPICS,
-        &[FRAUD_ALERTS],
-        Box::new(FraudFold::new(model)),
-        cluster,
-    )
+    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold: Box::new(FraudFold::new(model)), metrics };
+    run_sequenced(&spec.source, &StoreSpec::Memory, lateness, job, cluster)
 }
 
 /// Runs the rules (and a model, if given) over a log this process has (the demo), writing the
@@ -257,15 +256,9 @@ pub fn run_on_log(
     cluster: &Cluster,
     model: Option<ModelWatch>,
 ) -> Result<FraudReport, RunError> {
-    run_fold_on_log(
-        log,
-        cluster,
-        Arc::new(MemoryStore::new()),
-        &TOPICS,
-        &[FRAUD_ALERTS],
-        Box::new(FraudFold::new(model)),
-        READING,
-    )
+    let metrics = Arc::new(Metrics::new("fraud"));
+    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold: Box::new(FraudFold::new(model)), metrics };
+    run_fold_on_log(log, cluster, Arc::new(MemoryStore::new()), job, READING)
 }
 
 #[cfg(test)]

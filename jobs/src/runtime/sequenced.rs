@@ -32,6 +32,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use super::input::{Input, embedded_inputs, open_inputs, open_readers, read_events_peeked};
+use super::metrics::Metrics;
 use super::spec::{StoreSpec, TopicsSource};
 use super::{Cluster, RunError, Shared, fail, finish, open_store, timely_config};
 
@@ -154,6 +155,8 @@ struct Outputs {
     skipped: u64,
     /// Each output topic's name under the prefix, made once (not per event).
     names: foldhash::HashMap<&'static str, String>,
+    /// Outputs counted per topic as they are written.
+    metrics: Arc<Metrics>,
 }
 
 enum To {
@@ -193,10 +196,11 @@ impl Outputs {
         source: &TopicsSource,
         log: Option<Arc<EmbeddedLog>>,
         topics: &[&str],
+        metrics: Arc<Metrics>,
     ) -> Result<Self, RunError> {
         let to = To::open(source, log, topics)?;
         let unread = Some(topics.iter().map(|t| (*t).to_owned()).collect());
-        Ok(Outputs { to, written: Default::default(), unread, skipped: 0, names: Default::default() })
+        Ok(Outputs { to, written: Default::default(), unread, skipped: 0, names: Default::default(), metrics })
     }
 
     /// Reads what an earlier run wrote (once): the writer thread does, before its first write,
@@ -221,7 +225,9 @@ impl Outputs {
             Some(name) => name,
             None => self.names.entry(topic).or_insert(self.to.prefixed(topic)),
         };
-        self.to.write(event, name, bytes)
+        self.to.write(event, name, bytes)?;
+        self.metrics.output(topic);
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), RunError> {
@@ -345,17 +351,28 @@ impl To {
     }
 }
 
-/// Runs a fold over `topics` of `source` (the outputs to `outputs` next to them, records to
-/// `store`): the machinery the adjudication and fraud jobs share.
+/// A sequenced job: the topics it reads, those it writes, its fold, and its metrics.
+pub(crate) struct Sequenced<'a> {
+    /// The topics read (under the source's prefix).
+    pub topics: &'a [&'a str],
+    /// The topics written, next to them.
+    pub outputs: &'a [&'a str],
+    /// What is done with each event, in order.
+    pub fold: Box<dyn Fold>,
+    /// The run's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs a job over its topics of `source` (the outputs next to them, records to `store`): the
+/// machinery the adjudication and fraud jobs share.
 pub(crate) fn run_sequenced(
     source: &TopicsSource,
     store: &StoreSpec,
     lateness: u64,
-    topics: &[&str],
-    outputs: &[&str],
-    fold: Box<dyn Fold>,
+    job: Sequenced<'_>,
     cluster: &Cluster,
 ) -> Result<SequencedReport, RunError> {
+    let Sequenced { topics, outputs, fold, metrics } = job;
     let store = open_store(store)?;
     let inputs = open_inputs(source, topics)?;
     // An embedded log is opened once: the outputs go to the inputs' log.
@@ -363,7 +380,7 @@ pub(crate) fn run_sequenced(
         Input::Embedded { log, .. } => Some(log.clone()),
         _ => None,
     });
-    let outputs = Outputs::open(source, log, outputs)?;
+    let outputs = Outputs::open(source, log, outputs, metrics)?;
     run_inputs(inputs, cluster, store, outputs, lateness, fold, READING)
 }
 
@@ -372,14 +389,13 @@ pub(crate) fn run_fold_on_log(
     log: Arc<EmbeddedLog>,
     cluster: &Cluster,
     store: Arc<dyn StateStore>,
-    topics: &[&str],
-    outputs: &[&str],
-    fold: Box<dyn Fold>,
+    job: Sequenced<'_>,
     reading: Reading,
 ) -> Result<SequencedReport, RunError> {
+    let Sequenced { topics, outputs, fold, metrics } = job;
     let inputs = embedded_inputs(&log, topics, "arus-sequenced")?;
     let source = TopicsSource::Embedded { dir: ".".into(), topic_prefix: String::new() };
-    let outputs = Outputs::open(&source, Some(log), outputs)?;
+    let outputs = Outputs::open(&source, Some(log), outputs, metrics)?;
     run_inputs(inputs, cluster, store, outputs, 86_400_000, fold, reading)
 }
 
@@ -595,6 +611,7 @@ struct Writer {
 
 impl Writer {
     fn start(mut outputs: Outputs, store: Arc<dyn StateStore>) -> Result<Self, RunError> {
+        let metrics = outputs.metrics.clone();
         // Some batches in flight at most: a slow broker or store holds the sequencer back.
         let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(WRITER_QUEUE);
         let thread = std::thread::Builder::new()
@@ -645,14 +662,18 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    in_flight = Some(store.send_many_versioned(pending(&mut latest, &mut writes)?));
+                    let records = pending(&mut latest, &mut writes)?;
+                    metrics.store_records(records.len() as u64);
+                    in_flight = Some(store.send_many_versioned(records));
                     since = 0;
                 }
                 if let Some(sent) = in_flight.take() {
                     answered(sent)?;
                 }
                 if !writes.is_empty() || !latest.is_empty() {
-                    answered(store.send_many_versioned(pending(&mut latest, &mut writes)?))?;
+                    let records = pending(&mut latest, &mut writes)?;
+                    metrics.store_records(records.len() as u64);
+                    answered(store.send_many_versioned(records))?;
                 }
                 outputs.flush()?;
                 Ok(outputs.skipped)
@@ -799,6 +820,7 @@ struct Sequencer {
     writes: Writes,
     /// Decided events of the batch, in order, with where the store keeps them.
     decided: Vec<Decided>,
+    metrics: Arc<Metrics>,
 }
 
 impl Sequencer {
@@ -816,6 +838,7 @@ impl Sequencer {
     /// Folds the events released together, in order.
     fn apply(&mut self, events: Vec<Event>) -> Result<(), RunError> {
         self.report.events += events.len() as u64;
+        self.metrics.folded(events.len() as u64, None);
         let decided = self.fold.apply_batch(events, &mut self.writes)?;
         self.emit(decided);
         Ok(())
@@ -823,6 +846,7 @@ impl Sequencer {
 
     /// The end of a batch: what the fold kept back.
     fn end_batch(&mut self, released_below: Time) -> Result<(), RunError> {
+        self.metrics.folded(0, (released_below < Time::MAX).then_some(released_below));
         let outputs = self.fold.end_of_batch(released_below, &mut self.writes)?;
         let decided = with_store_keys(&*self.fold, outputs).collect();
         self.emit(decided);
@@ -862,6 +886,7 @@ fn run_inputs(
     fold: Box<dyn Fold>,
     reading: Reading,
 ) -> Result<SequencedReport, RunError> {
+    let metrics = outputs.metrics.clone();
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
     let shared = Arc::new(Mutex::new(Shared::<SequencedReport>::default()));
@@ -875,11 +900,13 @@ fn run_inputs(
         report: SequencedReport::default(),
         writes: Default::default(),
         decided: Vec::new(),
+        metrics: metrics.clone(),
     })));
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
         let ahead = worker_ahead.clone();
+        let metrics = metrics.clone();
         let mut readers = open_readers(&inputs, index, peers, reading.batch, &shared);
         // The sequencer lives on worker 0.
         let mut sequencer = if index == 0 { sequencer.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
@@ -931,6 +958,7 @@ fn run_inputs(
                     };
                     ahead.read(sent as usize);
                     let (failed, undecodable) = (read.is_none(), read.unwrap_or(0));
+                    metrics.events_read(sent, undecodable);
                     for (i, reader) in readers.iter().enumerate() {
                         for p in reader.ended() {
                             watermarks.set_idle(((i as u32) << 20) | p);
@@ -1054,7 +1082,7 @@ mod tests {
         let log = Arc::new(EmbeddedLog::new());
         log.create_all_topics().unwrap();
         let source = TopicsSource::Embedded { dir: ".".into(), topic_prefix: String::new() };
-        let outputs = Outputs::open(&source, Some(log), &OUTPUT_TOPICS).unwrap();
+        let outputs = Outputs::open(&source, Some(log), &OUTPUT_TOPICS, Arc::new(Metrics::new("test"))).unwrap();
         let store = Arc::new(MemoryStore::new());
         let mut writer = Writer::start(outputs, store.clone()).unwrap();
         // Pended, then decided again in the same batch: versions 1 and 2 of `claim:x`.
@@ -1078,16 +1106,26 @@ mod tests {
                 log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).unwrap();
             }
             let before = log.end_offsets(CLAIMS_EVENTS).unwrap();
-            let report = run_fold_on_log(
-                log.clone(),
-                &Cluster::Local { workers },
-                Arc::new(MemoryStore::new()),
-                &TOPICS,
-                &OUTPUT_TOPICS,
-                adjudication_fold(1).unwrap(),
-                reading,
-            )
-            .unwrap();
+            let metrics = Arc::new(Metrics::new("adjudication"));
+            let job = Sequenced {
+                topics: &TOPICS,
+                outputs: &OUTPUT_TOPICS,
+                fold: adjudication_fold(1).unwrap(),
+                metrics: metrics.clone(),
+            };
+            let report =
+                run_fold_on_log(log.clone(), &Cluster::Local { workers }, Arc::new(MemoryStore::new()), job, reading)
+                    .unwrap();
+            // The run's metrics say what its report says.
+            let text = metrics.render();
+            let line = |name: &str| text.lines().find(|l| l.starts_with(name)).map(str::to_owned);
+            let folded = format!("arus_events_folded_total{{pipeline=\"adjudication\"}} {}", report.events);
+            assert_eq!(line("arus_events_folded_total"), Some(folded), "{text}");
+            let accumulators = format!(
+                "arus_outputs_total{{topic=\"{ACCUMULATOR_UPDATES}\",pipeline=\"adjudication\"}} {}",
+                report.accumulator_updates
+            );
+            assert!(text.lines().any(|l| l == accumulators), "{accumulators} in {text}");
             let mut written = Vec::new();
             for (topic, from) in [(CLAIMS_EVENTS, before), (ACCUMULATOR_UPDATES, Vec::new())] {
                 for (partition, end) in log.end_offsets(topic).unwrap().into_iter().enumerate() {
@@ -1162,7 +1200,8 @@ mod tests {
         let log = Arc::new(EmbeddedLog::new());
         log.create_all_topics().unwrap();
         let source = TopicsSource::Embedded { dir: ".".into(), topic_prefix: String::new() };
-        let outputs = Outputs::open(&source, Some(log.clone()), &OUTPUT_TOPICS).unwrap();
+        let outputs =
+            Outputs::open(&source, Some(log.clone()), &OUTPUT_TOPICS, Arc::new(Metrics::new("test"))).unwrap();
         let (entered, has_entered) = channel();
         let (open, gate) = channel();
         let store = Arc::new(Gated {

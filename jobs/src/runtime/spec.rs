@@ -266,7 +266,8 @@ impl std::fmt::Display for TimeSpan {
         if self.ms == 0 {
             return f.write_str("0s");
         }
-        let (unit, scale) = UNITS.iter().find(|(_, scale)| self.ms % scale == 0).expect("ms divides everything");
+        let (unit, scale) =
+            UNITS.iter().find(|(_, scale)| self.ms.is_multiple_of(*scale)).expect("ms divides everything");
         write!(f, "{}{unit}", self.ms / scale)
     }
 }
