@@ -5,6 +5,13 @@
 //! - `cli::demo`: `arus demo`, the whole system in one process on the embedded log.
 //! - `cli::run`: `arus run`, a pipeline in the foreground.
 //! - `cli::topics`: `arus topics`, the topics and their settings.
+//! - `cli::gateway`: `arus gateway`, the REST and gRPC gateway over the serving store.
+//! - `cli::alerts`: `arus alerts tail`, fraud alerts for analysts.
+//! - `cli::fraud`: `arus fraud features`, the model's training data.
+//! - `cli::clickhouse`: `arus clickhouse migrate`, the analytics tables.
+//!
+//! A failure exits 2 when it is the user's to fix (a spec, a file, a checkpoint of another
+//! run), 3 when a service failed (running again may succeed), 4 on a bug, 1 otherwise.
 
 #[macro_use]
 mod cli;
@@ -63,8 +70,38 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            let domain = domain_of(&e);
+            let hint = match domain {
+                Some(Domain::External) => "\n(a service failed: running again may succeed once it is back)",
+                Some(Domain::Internal) => "\n(a bug in arus: please report it with this message)",
+                Some(Domain::User) | None => "",
+            };
+            eprintln!("error: {e:#}{hint}");
+            std::process::ExitCode::from(exit_code(domain))
         }
+    }
+}
+
+use arus_jobs::runtime::{Domain, RunError};
+
+/// Whose an error is, where it says: a job's failure, or a spec the user must fix.
+fn domain_of(error: &anyhow::Error) -> Option<Domain> {
+    error.chain().find_map(|cause| {
+        if let Some(run) = cause.downcast_ref::<RunError>() {
+            Some(run.domain())
+        } else {
+            cause.downcast_ref::<arus_jobs::runtime::spec::SpecError>().map(|_| Domain::User)
+        }
+    })
+}
+
+/// The exit status of a failure: 2 the user's input, 3 a service (retrying may help), 4 a bug;
+/// 1 anything else.
+fn exit_code(domain: Option<Domain>) -> u8 {
+    match domain {
+        Some(Domain::User) => 2,
+        Some(Domain::External) => 3,
+        Some(Domain::Internal) => 4,
+        None => 1,
     }
 }

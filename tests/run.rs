@@ -166,19 +166,30 @@ fn late_claims_correct_their_window_or_are_reported() {
 fn bad_specs_and_inputs_get_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("nope.jsonl");
+    // The user's to fix: exit status 2.
     let run = arus(&["run", &pipeline(), "--set", &format!("source.path={}", missing.display())]);
-    assert!(!run.status.success());
+    assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("nope.jsonl"), "{}", String::from_utf8_lossy(&run.stderr));
     let run = arus(&["run", &pipeline(), "--set", "windows.size=\"5 parsecs\""]);
-    assert!(String::from_utf8_lossy(&run.stderr).contains("windows.size"), "{}", String::from_utf8_lossy(&run.stderr));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("size") && stderr.contains("5 parsecs") && stderr.contains("unknown unit"), "{stderr}");
+    assert_eq!(run.status.code(), Some(2));
     let run = arus(&["run", "does-not-exist.toml"]);
     assert!(String::from_utf8_lossy(&run.stderr).contains("does-not-exist.toml"));
+    assert_eq!(run.status.code(), Some(2));
     let adjudication = format!("{}/pipelines/adjudication.toml", env!("CARGO_MANIFEST_DIR"));
     for threads in ["0", "17"] {
         let run = arus(&["run", &adjudication, "--set", &format!("fold_threads={threads}")]);
         let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(!run.status.success() && stderr.contains(&format!("fold_threads is {threads}")), "{stderr}");
+        assert!(stderr.contains(&format!("fold_threads: {threads} is not between 1 and 16")), "{stderr}");
+        assert_eq!(run.status.code(), Some(2), "{stderr}");
     }
+    // A service that is not there: exit status 3, saying a retry may help.
+    let run =
+        arus(&["run", &adjudication, "--set", "source.brokers=127.0.0.1:1", "--set", "store.url=redis://127.0.0.1:1/"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("running again may succeed"), "{stderr}");
 }
 
 /// Against the real broker (`KAFKA_BROKERS`; required when `ARUS_REQUIRE_SERVICES` is set).

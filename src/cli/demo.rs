@@ -31,6 +31,9 @@ pub struct DemoArgs {
     /// Default: `arus-demo` in the system's temporary folder.
     #[arg(long, value_name = "DIR")]
     log_dir: Option<std::path::PathBuf>,
+    /// Run the fraud rules without the model (and do not install ONNX Runtime for it).
+    #[arg(long)]
+    rules_only: bool,
 }
 
 /// Empties a folder for the demo's log: one that is missing, empty, or an embedded log (its
@@ -178,7 +181,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     out!();
     let claim_example = adjudication(log.clone(), store.clone())?;
     out!();
-    fraud(log.clone(), &log_dir)?;
+    fraud(log.clone(), &log_dir, !args.rules_only)?;
     out!();
     out!(
         "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic; \
@@ -273,27 +276,51 @@ fn provider_windows(log: std::sync::Arc<EmbeddedLog>) -> anyhow::Result<()> {
 /// A member and a date worth asking about.
 type Example = (String, arus_schemas::Date);
 
+/// The models folder: `models/` here, or the one of the source tree this binary was built from.
+fn models_dir() -> std::path::PathBuf {
+    let here = std::path::PathBuf::from("models");
+    if arus_models::newest(&here).is_some() {
+        return here;
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// The fraud model, when it can run: ONNX Runtime found (or installed into the cache from
+/// PyPI, once, saying so) and a model in the models folder; otherwise why not, said.
+fn fraud_model(wanted: bool) -> Option<arus_jobs::fraud::job::ModelWatch> {
+    if !wanted {
+        out!("fraud model not used (--rules-only): the rules alone");
+        return None;
+    }
+    if let Err(missing) = arus_models::runtime_library() {
+        out!("{missing}");
+        out!(
+            "installing onnxruntime {} from PyPI into the cache, once (the model's runtime; --rules-only skips it)…",
+            arus_models::ONNXRUNTIME_VERSION
+        );
+        match arus_models::install_runtime() {
+            Ok(library) => out!("  installed: {}", library.display()),
+            Err(e) => {
+                out!("fraud model not used (rules only): {e}");
+                return None;
+            }
+        }
+    }
+    let spec = arus_jobs::fraud::spec::ModelSpec { dir: models_dir(), threshold: 0.5, shadow: false };
+    match arus_jobs::fraud::job::ModelWatch::open(&spec) {
+        Ok(model) => Some(model),
+        Err(e) => {
+            out!("fraud model not used (rules only): {e}");
+            None
+        }
+    }
+}
+
 /// Runs the fraud rules (and the model in `models/`, when ONNX Runtime is there) over the log
 /// on two workers; shows the alerts by pattern, and a few as `arus alerts tail` prints them from
 /// the log's folder.
-fn fraud(log: std::sync::Arc<EmbeddedLog>, dir: &std::path::Path) -> anyhow::Result<()> {
-    let spec = arus_jobs::fraud::spec::ModelSpec { dir: "models".into(), threshold: 0.5, shadow: false };
-    let model = match (std::env::var_os("ORT_DYLIB_PATH"), spec.dir.is_dir()) {
-        (Some(_), true) => match arus_jobs::fraud::job::ModelWatch::open(&spec) {
-            Ok(model) => Some(model),
-            Err(e) => {
-                out!("fraud model not used: {e}");
-                None
-            }
-        },
-        _ => {
-            out!(
-                "fraud model not used (rules only): it needs ORT_DYLIB_PATH (`source ~/.cache/arus/services.env` after \
-                 the test command's setup) and models/ in the current folder"
-            );
-            None
-        }
-    };
+fn fraud(log: std::sync::Arc<EmbeddedLog>, dir: &std::path::Path, with_model: bool) -> anyhow::Result<()> {
+    let model = fraud_model(with_model);
     let scored = model.is_some();
     let report =
         arus_jobs::fraud::job::run_on_log(log.clone(), &arus_jobs::runtime::Cluster::Local { workers: 2 }, model)?;

@@ -41,7 +41,7 @@ pub const FOLD_THREADS: usize = 1;
 /// The adjudication fold over `threads` shards of families.
 pub(crate) fn adjudication_fold(threads: usize) -> Result<Box<dyn Fold>, RunError> {
     if !(1..=16).contains(&threads) {
-        return Err(RunError::Unsupported(format!("fold_threads is {threads}: it must be 1 to 16")));
+        return Err(RunError::Invalid(format!("fold_threads is {threads}: it must be 1 to 16")));
     }
     if threads == 1 {
         return Ok(Box::new(AdjudicationFold::default()));

@@ -74,7 +74,7 @@ impl Sharded {
                         }
                     }
                 })
-                .map_err(|e| RunError::Unsupported(format!("cannot start a shard thread: {e}")))?;
+                .map_err(|e| RunError::Internal(format!("cannot start a shard thread: {e}")))?;
             others.push(Shard { events: Some(events), folded, thread: Some(thread) });
         }
         Ok(Sharded { router: Router::new(shards.max(1)), first: make(), others })
@@ -133,14 +133,14 @@ impl Fold for Sharded {
         for (shard, share) in self.others.iter().zip(shares) {
             let sent = shard.events.as_ref().is_some_and(|events| events.send(share).is_ok());
             if !sent {
-                return Err(RunError::Unsupported("a shard thread has stopped".to_owned()));
+                return Err(RunError::Internal("a shard thread has stopped".to_owned()));
             }
         }
         let (mut decided, first_writes) = fold_share(&mut *self.first, first)?;
         merge(writes, first_writes);
         for shard in &self.others {
             let (more, more_writes) =
-                shard.folded.recv().map_err(|_| RunError::Unsupported("a shard thread has stopped".to_owned()))??;
+                shard.folded.recv().map_err(|_| RunError::Internal("a shard thread has stopped".to_owned()))??;
             decided.extend(more);
             merge(writes, more_writes);
         }

@@ -499,7 +499,7 @@ where
 }
 
 fn clickhouse_error(e: arus_connectors::clickhouse::ClickHouseError) -> RunError {
-    RunError::Unsupported(e.to_string())
+    RunError::ClickHouse(e.to_string())
 }
 
 /// Checks the tables match the rows (a clear error naming the column when not).

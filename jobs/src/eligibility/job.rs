@@ -104,7 +104,7 @@ fn run_into(
         readiness.over.store(true, Ordering::Release);
         let mut report = report?;
         report.answered =
-            answering.join().map_err(|_| RunError::Unsupported("the answering thread panicked".into()))??;
+            answering.join().map_err(|_| RunError::Internal("the answering thread panicked".into()))??;
         return Ok(report);
     }
     let mut report = run_inputs(inputs, cluster, store.clone(), Arc::default(), metrics)?;
@@ -126,15 +126,13 @@ fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option
             (format!("{topic_prefix}{ELIGIBILITY_REQUESTS}"), format!("{topic_prefix}{ELIGIBILITY_RESPONSES}"))
         }
     };
-    let store_error = |e: arus_connectors::store::StoreError| RunError::Unsupported(e.to_string());
     let respond = |request: &arus_schemas::events::EligibilityRequested| -> Result<Event, RunError> {
         let answer = arus_connectors::store::read::eligibility(
             store,
             &request.member_id,
             request.service_date,
             &request.service_type,
-        )
-        .map_err(store_error)?;
+        )?;
         Ok(Event::EligibilityResponded(EligibilityState::response(request, &answer, request.event_time)))
     };
     let mut answered = 0;
@@ -152,7 +150,7 @@ fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option
             let mut answer = |record: arus_connectors::kafka::RawRecord| -> Result<(), RunError> {
                 let Ok(Event::EligibilityRequested(request)) = wire::decode(&record.value) else { return Ok(()) };
                 let response = respond(&request)?;
-                let bytes = wire::encode(&response).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                let bytes = wire::encode(&response).map_err(|e| RunError::Internal(e.to_string()))?;
                 producer.send(&responses, response.key().as_bytes(), &bytes, request.event_time.0)?;
                 answered += 1;
                 Ok(())
@@ -185,7 +183,7 @@ fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option
                 for record in log.fetch(&requests, partition as u32, 0, end as usize)? {
                     let Ok(Event::EligibilityRequested(request)) = wire::decode(&record.value) else { continue };
                     let response = respond(&request)?;
-                    let bytes = wire::encode(&response).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                    let bytes = wire::encode(&response).map_err(|e| RunError::Internal(e.to_string()))?;
                     log.produce(&responses, Some(response.key().as_bytes()), bytes, request.event_time)?;
                     answered += 1;
                 }
@@ -323,7 +321,7 @@ fn run_inputs(
                     metrics.folded(applied - before, None);
                     metrics.store_records(writes.len() as u64);
                     if let Err(error) = store.put_many_versioned(&writes) {
-                        fail(&shared, RunError::Unsupported(error.to_string()));
+                        fail(&shared, RunError::Store(error));
                     }
                 });
                 if !ready

@@ -231,7 +231,7 @@ impl Fold for FraudFold {
 
     fn end_of_batch(&mut self, released_below: Time, _writes: &mut Writes) -> Result<Vec<Event>, RunError> {
         self.close(i64::try_from(released_below).unwrap_or(i64::MAX));
-        self.flush().map_err(|e| RunError::Unsupported(e.to_string()))
+        self.flush().map_err(|e| RunError::Invalid(format!("the fraud model: {e}")))
     }
 }
 
@@ -243,8 +243,7 @@ pub fn run(spec: &FraudSpec, cluster: &Cluster) -> Result<FraudReport, RunError>
 /// [`run`], keeping `metrics` up to date.
 pub fn run_with(spec: &FraudSpec, cluster: &Cluster, metrics: Arc<Metrics>) -> Result<FraudReport, RunError> {
     let lateness = spec.out_of_orderness.ms();
-    let model =
-        spec.model.as_ref().map(ModelWatch::open).transpose().map_err(|e| RunError::Unsupported(e.to_string()))?;
+    let model = spec.model.as_ref().map(ModelWatch::open).transpose().map_err(|e| RunError::Invalid(e.to_string()))?;
     let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold: Box::new(FraudFold::new(model)), metrics };
     run_sequenced(&spec.source, &StoreSpec::Memory, lateness, job, cluster)
 }

@@ -87,7 +87,7 @@ pub fn run_with(
 /// does); the spec's source must be `embedded` (its `dir` is not used).
 pub fn run_on_log(spec: &ProviderWindowsSpec, cluster: &Cluster, log: Arc<EmbeddedLog>) -> Result<RunReport, RunError> {
     let SourceSpec::Embedded { topic, group, .. } = &spec.source else {
-        return Err(RunError::Unsupported("run_on_log needs an embedded source".to_owned()));
+        return Err(RunError::Invalid("run_on_log needs an embedded source".to_owned()));
     };
     let ends = log.end_offsets(topic)?;
     run_input(spec, cluster, None, Input::Embedded { log, topic: topic.clone(), group: group.clone(), ends })
@@ -116,7 +116,7 @@ fn run_input(
     let coordinator = match spec.checkpoint_settings() {
         Some(settings) => {
             if matches!(cluster, Cluster::Process { addresses, .. } if addresses.len() > 1) {
-                return Err(RunError::Unsupported(
+                return Err(RunError::Invalid(
                     "checkpoints need a single process: run with more --workers instead of --processes, or \
                      without [checkpoint]"
                         .to_owned(),

@@ -189,7 +189,7 @@ impl Input {
                         path.file_name().and_then(|n| n.to_str()).unwrap_or("").trim_end_matches(".avro").to_owned()
                     }
                 };
-                AvroContainerReader::open(path, &topic, 0).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                AvroContainerReader::open(path, &topic, 0).map_err(|e| RunError::Invalid(e.to_string()))?;
                 Input::Avro { path: path.clone(), topic }
             }
             SourceSpec::Kafka { brokers, topic, group, resume, follow, idle_timeout, .. } => {
@@ -261,7 +261,7 @@ impl Input {
             Input::Avro { path, topic } => {
                 let skip = from(0).unwrap_or(0);
                 let reader =
-                    AvroContainerReader::open(path, topic, skip).map_err(|e| RunError::Unsupported(e.to_string()))?;
+                    AvroContainerReader::open(path, topic, skip).map_err(|e| RunError::Invalid(e.to_string()))?;
                 Box::new(AvroClaimReader { path: path.clone(), reader, line: String::new(), eof: false })
             }
             Input::Kafka { config, topic, group, resume, follow, .. } => {
@@ -336,7 +336,7 @@ pub(crate) trait ClaimReader {
     /// The next record as it is on the topic (no claim conversion), for jobs that decode events
     /// themselves; only topic readers have it.
     fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
-        Err(RunError::Unsupported("this source holds claims, not topic records".to_owned()))
+        Err(RunError::Internal("a file of claims read as topic records".to_owned()))
     }
     /// Whether every partition has been read to its end for good (a followed topic never is).
     fn finished(&self) -> bool;
@@ -485,7 +485,7 @@ struct AvroClaimReader {
 impl ClaimReader for AvroClaimReader {
     fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
         loop {
-            let event = self.reader.next_event().map_err(|e| RunError::Unsupported(e.to_string()))?;
+            let event = self.reader.next_event().map_err(|e| RunError::Invalid(e.to_string()))?;
             match event {
                 None => {
                     self.eof = true;

@@ -47,6 +47,19 @@ pub enum Cluster {
     },
 }
 
+/// Whose a failure is: what a user can do about it, and how the CLI exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// The user's input: the spec, a file, the data, a checkpoint of another run. Running the
+    /// same again fails the same; the message says what to change.
+    User,
+    /// A service the job depends on (the broker, the store, ClickHouse): see
+    /// [`RunError::retryable`].
+    External,
+    /// A bug in arus: a thread that panicked, a record that would not encode.
+    Internal,
+}
+
 /// A run that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -58,21 +71,48 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
-    /// Timely could not start.
+    /// Timely could not start (a cluster's addresses taken or unreachable).
     #[error("starting workers: {0}")]
     Timely(String),
-    /// The Kafka source failed.
+    /// The broker failed or refused.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     /// The embedded log failed.
     #[error(transparent)]
     Log(#[from] arus_connectors::embedded::LogError),
-    /// Checkpoints could not be read or written.
+    /// Checkpoints could not be read or written, or are of another run.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// The run cannot be done as asked.
+    /// The serving store (Redis) failed.
+    #[error(transparent)]
+    Store(#[from] arus_connectors::store::StoreError),
+    /// ClickHouse failed.
+    #[error("clickhouse: {0}")]
+    ClickHouse(String),
+    /// The run cannot be done as asked: the spec, its input or its model as given.
     #[error("{0}")]
-    Unsupported(String),
+    Invalid(String),
+    /// A bug: what should not happen did.
+    #[error("internal error (a bug in arus): {0}")]
+    Internal(String),
+}
+
+impl RunError {
+    /// Whose the failure is.
+    pub fn domain(&self) -> Domain {
+        match self {
+            RunError::Io { .. } | RunError::Log(_) | RunError::Checkpoint(_) | RunError::Invalid(_) => Domain::User,
+            RunError::Kafka(KafkaError::Config(_)) => Domain::User,
+            RunError::Timely(_) | RunError::Kafka(_) | RunError::Store(_) | RunError::ClickHouse(_) => Domain::External,
+            RunError::Internal(_) => Domain::Internal,
+        }
+    }
+
+    /// Whether running again, unchanged, can succeed: a service that failed may be back; a
+    /// user's input or a bug stays as it is.
+    pub fn retryable(&self) -> bool {
+        self.domain() == Domain::External
+    }
 }
 
 /// What a run's workers share: the report they add to, and the first error.
@@ -118,7 +158,7 @@ pub(crate) fn each_at_once<T: Sync, R: Send>(
         let running: Vec<_> = items.iter().map(|item| scope.spawn(move || work(item))).collect();
         running
             .into_iter()
-            .map(|done| done.join().unwrap_or_else(|_| Err(RunError::Unsupported(format!("{what} panicked")))))
+            .map(|done| done.join().unwrap_or_else(|_| Err(RunError::Internal(format!("{what} panicked")))))
             .collect()
     })
 }
@@ -147,9 +187,7 @@ pub(crate) fn timely_config(cluster: &Cluster) -> (timely::Config, usize) {
 /// The store a spec names.
 pub fn open_store(spec: &StoreSpec) -> Result<Arc<dyn StateStore>, RunError> {
     Ok(match spec {
-        StoreSpec::Redis { url, prefix } => {
-            Arc::new(RedisStore::connect(url, prefix).map_err(|e| RunError::Unsupported(e.to_string()))?)
-        }
+        StoreSpec::Redis { url, prefix } => Arc::new(RedisStore::connect(url, prefix)?),
         StoreSpec::Memory => Arc::new(MemoryStore::new()),
     })
 }

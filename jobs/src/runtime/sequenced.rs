@@ -575,7 +575,7 @@ fn take_batch(
 ) -> Result<(), RunError> {
     for (event, stored) in events {
         bytes.clear();
-        wire::encode_into(&event, bytes).map_err(|e| RunError::Unsupported(e.to_string()))?;
+        wire::encode_into(&event, bytes).map_err(|e| RunError::Internal(e.to_string()))?;
         if let Some((key, version)) = stored {
             writes.push((key, version, bytes.clone()));
         }
@@ -593,7 +593,7 @@ fn pending(
     writes: &mut Vec<(String, u64, Vec<u8>)>,
 ) -> Result<Vec<(String, u64, Vec<u8>)>, RunError> {
     for (key, (version, record)) in latest.drain() {
-        let json = record.json().map_err(|e| RunError::Unsupported(e.to_string()))?;
+        let json = record.json().map_err(|e| RunError::Internal(e.to_string()))?;
         writes.push((key, version, json));
     }
     Ok(std::mem::take(writes))
@@ -630,9 +630,8 @@ impl Writer {
                 // Each output encoded into the same buffer (the producer copies it).
                 let mut bytes = Vec::with_capacity(1024);
                 let mut in_flight: Option<arus_connectors::store::Sent<'_>> = None;
-                let answered = |sent: arus_connectors::store::Sent<'_>| {
-                    sent.answer().map(drop).map_err(|e| RunError::Unsupported(e.to_string()))
-                };
+                let answered =
+                    |sent: arus_connectors::store::Sent<'_>| sent.answer().map(drop).map_err(RunError::Store);
                 let mut since = 0;
                 loop {
                     if since < WRITER_QUEUE {
@@ -678,7 +677,7 @@ impl Writer {
                 outputs.flush()?;
                 Ok(outputs.skipped)
             })
-            .map_err(|e| RunError::Unsupported(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Writer { batches: Some(batches), thread: Some(thread) })
     }
 
@@ -688,7 +687,7 @@ impl Writer {
         if sent {
             return Ok(());
         }
-        Err(self.finish().err().unwrap_or_else(|| RunError::Unsupported("the writer has stopped".to_owned())))
+        Err(self.finish().err().unwrap_or_else(|| RunError::Internal("the writer has stopped".to_owned())))
     }
 
     /// Waits for everything handed over to be written and flushed: how many outputs an earlier
@@ -697,7 +696,7 @@ impl Writer {
         self.batches = None;
         match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(RunError::Unsupported("the writer thread panicked".to_owned())),
+            Some(Err(_)) => Err(RunError::Internal("the writer thread panicked".to_owned())),
             None => Ok(0),
         }
     }
@@ -785,7 +784,7 @@ impl SequencerThread {
         match thread {
             Ok(thread) => SequencerThread { steps: Some(steps), thread: Some(thread) },
             Err(e) => {
-                fail(&shared, RunError::Unsupported(format!("cannot start the sequencer thread: {e}")));
+                fail(&shared, RunError::Internal(format!("cannot start the sequencer thread: {e}")));
                 SequencerThread { steps: None, thread: None }
             }
         }
@@ -795,7 +794,7 @@ impl SequencerThread {
     fn send(&mut self, step: Step, shared: &Mutex<Shared<SequencedReport>>) -> bool {
         let sent = self.steps.as_ref().is_some_and(|steps| steps.send(step).is_ok());
         if !sent && self.thread.is_some() {
-            fail(shared, RunError::Unsupported("the sequencer thread has stopped".to_owned()));
+            fail(shared, RunError::Internal("the sequencer thread has stopped".to_owned()));
         }
         sent
     }
@@ -806,7 +805,7 @@ impl SequencerThread {
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
-            fail(shared, RunError::Unsupported("the sequencer thread panicked".to_owned()));
+            fail(shared, RunError::Internal("the sequencer thread panicked".to_owned()));
         }
     }
 }

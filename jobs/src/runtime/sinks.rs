@@ -128,7 +128,7 @@ impl<T> FileSink<T> {
             None => None,
             Some(SinkPosition::Bytes(bytes)) => Some(bytes),
             Some(other) => {
-                return Err(RunError::Unsupported(format!(
+                return Err(RunError::Invalid(format!(
                     "the checkpoint holds {other:?} for a file sink: it was taken with another sink; delete the \
                      checkpoint directory to start over"
                 )));
@@ -184,7 +184,7 @@ impl Output {
                 let mut f = std::fs::OpenOptions::new().write(true).open(&path).map_err(io)?;
                 let len = f.metadata().map_err(io)?.len();
                 if len < bytes {
-                    return Err(RunError::Unsupported(format!(
+                    return Err(RunError::Invalid(format!(
                         "{}: {len} bytes, but the checkpoint says it had {bytes}: the output was changed since; \
                          delete the checkpoint directory to start over",
                         path.display()
@@ -264,7 +264,7 @@ fn encode_new(letter: &DeadLetter, already: &mut HashSet<String>, buffer: &mut V
     }
     buffer.clear();
     arus_schemas::wire::encode_into(&letter.to_event(), buffer)
-        .map_err(|e| RunError::Unsupported(format!("encoding a dead letter: {e}")))?;
+        .map_err(|e| RunError::Internal(format!("encoding a dead letter: {e}")))?;
     Ok(true)
 }
 
@@ -282,7 +282,7 @@ fn restored_offsets(restored: Option<SinkPosition>) -> Result<RestoredTopic, Run
     match restored {
         None => Ok((Vec::new(), Vec::new())),
         Some(SinkPosition::Topic { offsets, pending }) => Ok((offsets, pending)),
-        Some(other) => Err(RunError::Unsupported(format!(
+        Some(other) => Err(RunError::Invalid(format!(
             "the checkpoint holds {other:?} for a topic sink: it was taken with another sink; delete the checkpoint \
              directory to start over"
         ))),
