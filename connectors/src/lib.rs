@@ -8,7 +8,9 @@
 //! - [`files`]: event files, one per topic, as JSON lines or Avro object container files.
 //! - [`kafka`] (feature `kafka`): topics on a broker through rdkafka; an idempotent producer.
 //! - [`store`]: versioned key-value state jobs materialize: in this process, or Redis (feature
-//!   `redis`).
+//!   `redis`), and the contract's read models read from it.
+//! - [`transport`]: [`transport::TopicSink`], writing topics the same way on Kafka and on the
+//!   embedded log.
 
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
@@ -17,6 +19,7 @@ pub mod files;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod store;
+pub mod transport;
 
 /// The address of a real service for an integration test, from the environment variable
 /// `var` (`KAFKA_BROKERS`, `REDIS_URL`, `CLICKHOUSE_URL`). `None` (the test then skips, saying

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_connectors::kafka::{KafkaConfig, KafkaSink};
+use arus_connectors::kafka::{KafkaConfig, KafkaTopics};
+use arus_connectors::transport::{LogTopics, TopicSink};
 use arus_schemas::events::{
     AuthRequested, ClaimLine, ClaimSubmitted, ClaimType, CoverageChangeType, CoverageChanged, MemberCreated,
     Relationship, Sex,
@@ -17,48 +18,35 @@ pub trait Publisher: Send + Sync {
     fn publish(&self, event: &Event) -> Result<(), String>;
 }
 
-/// Events to Kafka (topic names prefixed as the jobs read them).
-pub struct KafkaPublisher {
-    sink: KafkaSink,
+/// Events to their topics through a [`TopicSink`]: Kafka (topic names prefixed as the jobs
+/// read them), or an embedded log (the demo's).
+pub struct TopicPublisher {
+    sink: Box<dyn TopicSink>,
     prefix: String,
 }
 
-impl KafkaPublisher {
-    /// A publisher to `brokers`, topics `<prefix><topic>`.
-    pub fn new(brokers: &str, prefix: &str) -> Result<Self, String> {
-        let sink = KafkaSink::new(&KafkaConfig::new(brokers), "lz4").map_err(|e| e.to_string())?;
-        Ok(KafkaPublisher { sink, prefix: prefix.to_owned() })
+impl TopicPublisher {
+    /// A publisher to the brokers `brokers`, topics `<prefix><topic>`.
+    pub fn kafka(brokers: &str, prefix: &str) -> Result<Self, String> {
+        // A request waits for its event's delivery: ten seconds at most, then it is refused.
+        let sink = KafkaTopics::new(&KafkaConfig::new(brokers), "lz4")
+            .map_err(|e| e.to_string())?
+            .with_flush_timeout(std::time::Duration::from_secs(10));
+        Ok(TopicPublisher { sink: Box::new(sink), prefix: prefix.to_owned() })
+    }
+
+    /// A publisher to `log`.
+    pub fn log(log: Arc<EmbeddedLog>) -> Self {
+        TopicPublisher { sink: Box::new(LogTopics(log)), prefix: String::new() }
     }
 }
 
-impl Publisher for KafkaPublisher {
+impl Publisher for TopicPublisher {
     fn publish(&self, event: &Event) -> Result<(), String> {
         let bytes = wire::encode(event).map_err(|e| e.to_string())?;
         let topic = format!("{}{}", self.prefix, event.topic());
-        self.sink.send(&topic, event.key().as_bytes(), &bytes, event.event_time().0).map_err(|e| e.to_string())?;
-        self.sink.flush(std::time::Duration::from_secs(10)).map(|_| ()).map_err(|e| e.to_string())
-    }
-}
-
-/// Events to an embedded log (the demo's).
-pub struct LogPublisher {
-    log: Arc<EmbeddedLog>,
-}
-
-impl LogPublisher {
-    /// A publisher to `log`.
-    pub fn new(log: Arc<EmbeddedLog>) -> Self {
-        LogPublisher { log }
-    }
-}
-
-impl Publisher for LogPublisher {
-    fn publish(&self, event: &Event) -> Result<(), String> {
-        let bytes = wire::encode(event).map_err(|e| e.to_string())?;
-        self.log
-            .produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time())
-            .map_err(|e| e.to_string())?;
-        self.log.flush().map_err(|e| e.to_string())
+        self.sink.send(&topic, event.key().as_bytes(), &bytes, event.event_time()).map_err(|e| e.to_string())?;
+        self.sink.flush().map_err(|e| e.to_string())
     }
 }
 

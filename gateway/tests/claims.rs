@@ -169,7 +169,7 @@ fn claims_and_authorizations_submitted_over_rest_are_decided() {
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
-    let (served, publisher) = (store.clone(), Arc::new(arus_gateway::commands::LogPublisher::new(log.clone())));
+    let (served, publisher) = (store.clone(), Arc::new(arus_gateway::commands::TopicPublisher::log(log.clone())));
     std::thread::spawn(move || arus_gateway::serve_blocking_with(listener, served, Some(publisher)));
 
     // A week ago: within timely filing of today's submission.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::MemoryStore;
-use arus_gateway::commands::LogPublisher;
+use arus_gateway::commands::TopicPublisher;
 use arus_jobs::eligibility::EligibilityState;
 use arus_schemas::{Event, wire};
 use serde_json::Value;
@@ -40,7 +40,7 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
     let store = Arc::new(MemoryStore::new());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
-    let (served, publisher) = (store.clone(), Arc::new(LogPublisher::new(log.clone())));
+    let (served, publisher) = (store.clone(), Arc::new(TopicPublisher::log(log.clone())));
     std::thread::spawn(move || arus_gateway::serve_blocking_with(listener, served, Some(publisher)));
 
     let (status, body) = request(address, "POST", "/api/v1/members", MEMBER);

@@ -202,7 +202,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             out!("  curl 'http://{bound}/api/v1/members/{member}/accumulators?year={year}'");
         }
         out!("  every route: http://{bound}/openapi.json");
-        let publisher = std::sync::Arc::new(arus_gateway::commands::LogPublisher::new(log.clone()));
+        let publisher = std::sync::Arc::new(arus_gateway::commands::TopicPublisher::log(log.clone()));
         arus_gateway::serve_blocking_with(listener, store, Some(publisher))?;
     }
     Ok(())

@@ -63,7 +63,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     );
     let publisher = match &args.kafka {
         Some(brokers) => Some(Arc::new(
-            arus_gateway::commands::KafkaPublisher::new(brokers, &args.topic_prefix).map_err(anyhow::Error::msg)?,
+            arus_gateway::commands::TopicPublisher::kafka(brokers, &args.topic_prefix).map_err(anyhow::Error::msg)?,
         ) as Arc<dyn arus_gateway::commands::Publisher>),
         None => None,
     };

@@ -9,11 +9,13 @@ mod admin;
 mod config;
 mod sink;
 mod source;
+mod topics;
 
 pub use admin::{create_topics, delete_topics};
 pub use config::{KafkaConfig, KafkaConfigError};
 pub use sink::{KafkaSink, SinkReport};
 pub use source::{BoundedPartitionReader, RawRecord, Resume, commit_positions, committed_positions, partition_count};
+pub use topics::KafkaTopics;
 
 /// A Kafka operation that failed.
 #[derive(Debug, thiserror::Error)]

@@ -85,8 +85,8 @@ fn producer(
 /// A producer of keyed records, optionally transactional.
 pub struct KafkaSink {
     producer: BaseProducer<Deliveries>,
-    /// Whether a transaction is open (transactional sinks only).
-    transaction: Option<bool>,
+    /// Whether it writes in transactions (one is always open: the next begins at each commit).
+    transactional: bool,
 }
 
 impl KafkaSink {
@@ -94,7 +94,7 @@ impl KafkaSink {
     /// `partitioner=murmur2_random`) compressing with `compression` (`lz4`, `zstd`, `none`…).
     pub fn new(config: &KafkaConfig, compression: &str) -> Result<Self, KafkaError> {
         let producer = producer(config, compression, None)?;
-        Ok(KafkaSink { producer, transaction: None })
+        Ok(KafkaSink { producer, transactional: false })
     }
 
     /// A transactional producer (`transactional.id` = `id`): what it sends becomes visible to
@@ -109,26 +109,24 @@ impl KafkaSink {
         let timeout = Duration::from_millis(u64::from(config.request_timeout_ms));
         producer.init_transactions(timeout).map_err(|e| KafkaError::broker("init transactions", e))?;
         producer.begin_transaction().map_err(|e| KafkaError::broker("begin transaction", e))?;
-        Ok(KafkaSink { producer, transaction: Some(true) })
+        Ok(KafkaSink { producer, transactional: true })
     }
 
     /// Commits the open transaction (after delivering everything in it) and opens the next.
     /// A plain sink just flushes.
-    pub fn commit(&mut self, timeout: Duration) -> Result<SinkReport, KafkaError> {
+    pub fn commit(&self, timeout: Duration) -> Result<SinkReport, KafkaError> {
         let report = self.flush(timeout)?;
-        if self.transaction.is_some() {
+        if self.transactional {
             self.producer.commit_transaction(timeout).map_err(|e| KafkaError::broker("commit transaction", e))?;
-            self.transaction = Some(false);
             self.producer.begin_transaction().map_err(|e| KafkaError::broker("begin transaction", e))?;
-            self.transaction = Some(true);
         }
         Ok(report)
     }
 
     /// Aborts the open transaction: what was sent in it is never visible to `read_committed`
     /// consumers. Not available on a plain sink.
-    pub fn abort(&mut self, timeout: Duration) -> Result<(), KafkaError> {
-        if self.transaction.is_none() {
+    pub fn abort(&self, timeout: Duration) -> Result<(), KafkaError> {
+        if !self.transactional {
             return Err(KafkaError::Config("abort needs a transactional sink".to_owned()));
         }
         // Delivery reports are served by polling: settle the queue first.
@@ -140,7 +138,7 @@ impl KafkaSink {
 
     /// Whether the sink writes in transactions.
     pub fn is_transactional(&self) -> bool {
-        self.transaction.is_some()
+        self.transactional
     }
 
     /// Queues a record; waits (serving delivery reports) while librdkafka's queue is full.

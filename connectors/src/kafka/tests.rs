@@ -140,7 +140,7 @@ mod mock {
     fn transactions_commit_abort_and_go_on_under_the_same_id() {
         let (_cluster, config) = cluster();
         let timeout = Duration::from_secs(10);
-        let mut sink = KafkaSink::transactional(&config, "none", "arus-dlq").expect("transactional producer");
+        let sink = KafkaSink::transactional(&config, "none", "arus-dlq").expect("transactional producer");
         assert!(sink.is_transactional());
         for i in 0..3u8 {
             sink.send("t", b"k", &[i], 0).expect("send");
@@ -154,7 +154,7 @@ mod mock {
         // A restarted process takes the same id over (fencing the old producer off is the
         // broker's part; the mock does not do it).
         drop(sink);
-        let mut newer = KafkaSink::transactional(&config, "none", "arus-dlq").expect("the newer producer");
+        let newer = KafkaSink::transactional(&config, "none", "arus-dlq").expect("the newer producer");
         newer.send("t", b"k", &[4], 0).expect("send");
         newer.commit(timeout).expect("commit");
         let values: Vec<Vec<u8>> = read(&config, None, Resume::Scan).into_iter().map(|(_, v)| v).collect();
@@ -162,7 +162,7 @@ mod mock {
             assert!(values.contains(&committed.to_vec()), "committed record {committed:?} is there");
         }
 
-        let mut plain = KafkaSink::new(&config, "none").expect("producer");
+        let plain = KafkaSink::new(&config, "none").expect("producer");
         assert!(plain.abort(timeout).is_err(), "abort needs transactions");
         assert!(KafkaSink::transactional(&config, "none", "").is_err(), "an empty id is refused");
     }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::StateStore;
+use arus_connectors::transport::{LogTopics, TopicSink};
 use arus_operators::Time;
 use arus_schemas::topics::names::{BENEFIT_EVENTS, MEMBER_EVENTS};
 use arus_schemas::{Event, wire};
@@ -135,6 +136,14 @@ fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option
         )?;
         Ok(Event::EligibilityResponded(EligibilityState::response(request, &answer, request.event_time)))
     };
+    // Each request on the topic answered through `sink`: the broker's, or the log's.
+    let answer = |sink: &dyn TopicSink, value: &[u8]| -> Result<u64, RunError> {
+        let Ok(Event::EligibilityRequested(request)) = wire::decode(value) else { return Ok(0) };
+        let response = respond(&request)?;
+        let bytes = wire::encode(&response).map_err(|e| RunError::Internal(e.to_string()))?;
+        sink.send(&responses, response.key().as_bytes(), &bytes, request.event_time)?;
+        Ok(1)
+    };
     let mut answered = 0;
     match source {
         TopicsSource::Kafka { brokers, group, .. } => {
@@ -143,22 +152,12 @@ fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option
             let from: Vec<(u32, Option<u64>)> = (0..partitions).map(|p| (p, None)).collect();
             let mut reader =
                 arus_connectors::kafka::BoundedPartitionReader::open(&config, group, &requests, &from, BATCH)?;
-            if arus_connectors::kafka::partition_count(&config, &responses).is_err() {
-                arus_connectors::kafka::create_topics(&config, &[(&responses, partitions)])?;
-            }
-            let producer = arus_connectors::kafka::KafkaSink::new(&config, "lz4")?;
-            let mut answer = |record: arus_connectors::kafka::RawRecord| -> Result<(), RunError> {
-                let Ok(Event::EligibilityRequested(request)) = wire::decode(&record.value) else { return Ok(()) };
-                let response = respond(&request)?;
-                let bytes = wire::encode(&response).map_err(|e| RunError::Internal(e.to_string()))?;
-                producer.send(&responses, response.key().as_bytes(), &bytes, request.event_time.0)?;
-                answered += 1;
-                Ok(())
-            };
+            let sink = arus_connectors::kafka::KafkaTopics::new(&config, "lz4")?;
+            sink.ensure_topic(&responses, partitions)?;
             match follow {
                 None => {
                     while let Some(record) = reader.next_record()? {
-                        answer(record)?;
+                        answered += answer(&sink, &record.value)?;
                     }
                 }
                 Some(idle) => {
@@ -166,29 +165,23 @@ fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option
                     let mut last = Instant::now();
                     while last.elapsed() < idle {
                         if let Some(record) = reader.next_available(Duration::from_millis(50))? {
-                            answer(record)?;
+                            answered += answer(&sink, &record.value)?;
                             last = Instant::now();
                         }
                     }
                 }
             }
-            producer.flush(Duration::from_secs(60))?;
+            sink.flush()?;
         }
         TopicsSource::Embedded { dir, .. } => {
-            let log = EmbeddedLog::open(dir)?;
-            if !log.has_topic(&responses) {
-                log.create_topic(&responses, log.partitions(&requests)?)?;
+            let sink = LogTopics(Arc::new(EmbeddedLog::open(dir)?));
+            sink.ensure_topic(&responses, sink.0.partitions(&requests)?)?;
+            let mut requested = Vec::new();
+            sink.read_back(&requests, &[], &mut |value| requested.push(value.to_vec()))?;
+            for value in requested {
+                answered += answer(&sink, &value)?;
             }
-            for (partition, end) in log.end_offsets(&requests)?.into_iter().enumerate() {
-                for record in log.fetch(&requests, partition as u32, 0, end as usize)? {
-                    let Ok(Event::EligibilityRequested(request)) = wire::decode(&record.value) else { continue };
-                    let response = respond(&request)?;
-                    let bytes = wire::encode(&response).map_err(|e| RunError::Internal(e.to_string()))?;
-                    log.produce(&responses, Some(response.key().as_bytes()), bytes, request.event_time)?;
-                    answered += 1;
-                }
-            }
-            log.flush()?;
+            sink.flush()?;
         }
     }
     Ok(answered)

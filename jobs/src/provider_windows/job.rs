@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_connectors::kafka::KafkaConfig;
+use arus_connectors::kafka::{KafkaConfig, KafkaTopics};
+use arus_connectors::transport::LogTopics;
 use arus_operators::{StateCheckpoints, Time, Watermarks, WindowSpec};
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -27,9 +28,7 @@ use super::{Claim, ClaimError, LateClaim, ProviderWindow, ProviderWindowsConfig,
 use crate::runtime::checkpoint::{CheckpointError, Coordinator, SinkPosition, SourceState};
 use crate::runtime::input::{ClaimReader, Input};
 use crate::runtime::metrics::Metrics;
-use crate::runtime::sinks::{
-    self, DeadLetter, FileSink, KafkaDeadLetters, LineFile, LogDeadLetters, Sink, WorkerContext,
-};
+use crate::runtime::sinks::{self, DeadLetter, FileSink, LineFile, Sink, TopicDeadLetters, WorkerContext};
 use crate::runtime::spec::SourceSpec;
 use crate::runtime::{Cluster, RunError, Shared, fail, finish, report, timely_config};
 
@@ -401,9 +400,16 @@ impl DeadLetterTarget {
                 Box::new(FileSink::open(&file, dead_letter_line, restored)?)
             }
             DeadLetterTarget::Kafka(config, topic, transactional_id) => {
-                Box::new(KafkaDeadLetters::open(config, topic.clone(), restored, transactional_id.as_deref())?)
+                let compression = arus_schemas::topics::DLQ_SPEC.compression;
+                let sink = match transactional_id {
+                    Some(id) => KafkaTopics::transactional(config, compression, id)?,
+                    None => KafkaTopics::new(config, compression)?,
+                };
+                Box::new(TopicDeadLetters::open(Box::new(sink), topic.clone(), restored)?)
             }
-            DeadLetterTarget::Log(log, topic) => Box::new(LogDeadLetters::open(log.clone(), topic.clone(), restored)?),
+            DeadLetterTarget::Log(log, topic) => {
+                Box::new(TopicDeadLetters::open(Box::new(LogTopics(log.clone())), topic.clone(), restored)?)
+            }
         })
     }
 }

@@ -115,6 +115,16 @@ impl RunError {
     }
 }
 
+impl From<arus_connectors::transport::TransportError> for RunError {
+    fn from(error: arus_connectors::transport::TransportError) -> Self {
+        use arus_connectors::transport::TransportError;
+        match error {
+            TransportError::Kafka(e) => RunError::Kafka(e),
+            TransportError::Log(e) => RunError::Log(e),
+        }
+    }
+}
+
 /// What a run's workers share: the report they add to, and the first error.
 #[derive(Default)]
 pub(crate) struct Shared<R> {

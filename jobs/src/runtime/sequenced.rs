@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::StateStore;
+use arus_connectors::transport::{LogTopics, TopicSink};
 use arus_operators::{Time, Watermarks};
 use arus_schemas::topics::names::{ACCUMULATOR_UPDATES, CLAIMS_EVENTS};
 use arus_schemas::{Event, EventKind, wire};
@@ -144,7 +145,10 @@ pub struct SequencedReport {
 
 /// Where the decisions go, and the ids of those already there.
 struct Outputs {
-    to: To,
+    /// The topics written to (the broker's, or the embedded log's).
+    sink: Box<dyn TopicSink>,
+    /// Put before the topic names.
+    prefix: String,
     /// Ids of decisions a run before this one wrote: not written again. The fold is
     /// deterministic, so a rerun after a crash derives the same events with the same ids, and
     /// writes only what the crash lost.
@@ -157,11 +161,6 @@ struct Outputs {
     names: foldhash::HashMap<&'static str, String>,
     /// Outputs counted per topic as they are written.
     metrics: Arc<Metrics>,
-}
-
-enum To {
-    Kafka { sink: arus_connectors::kafka::KafkaSink, prefix: String, config: arus_connectors::kafka::KafkaConfig },
-    Log { log: Arc<EmbeddedLog>, prefix: String },
 }
 
 /// Whether a sequenced job writes this kind (what a rerun must not write twice).
@@ -191,24 +190,55 @@ fn output_topic(event: &Event) -> &'static str {
 }
 
 impl Outputs {
-    /// Outputs next to `source`, writing to `topics` (created on Kafka when missing).
+    /// Outputs next to `source` (in `log` when the inputs are there), writing to `topics`
+    /// (created when missing, with the partitions the topic table gives them).
     pub(crate) fn open(
         source: &TopicsSource,
         log: Option<Arc<EmbeddedLog>>,
         topics: &[&str],
         metrics: Arc<Metrics>,
     ) -> Result<Self, RunError> {
-        let to = To::open(source, log, topics)?;
-        let unread = Some(topics.iter().map(|t| (*t).to_owned()).collect());
-        Ok(Outputs { to, written: Default::default(), unread, skipped: 0, names: Default::default(), metrics })
+        let (sink, prefix): (Box<dyn TopicSink>, &str) = match (source, log) {
+            (TopicsSource::Embedded { topic_prefix, .. }, Some(log)) => (Box::new(LogTopics(log)), topic_prefix),
+            (_, Some(log)) => (Box::new(LogTopics(log)), ""),
+            (TopicsSource::Kafka { brokers, topic_prefix, .. }, None) => {
+                let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
+                (Box::new(arus_connectors::kafka::KafkaTopics::new(&config, "lz4")?), topic_prefix)
+            }
+            (TopicsSource::Embedded { dir, topic_prefix }, None) => {
+                (Box::new(LogTopics(Arc::new(EmbeddedLog::open(dir)?))), topic_prefix)
+            }
+        };
+        for topic in topics {
+            let partitions = arus_schemas::topics::TOPICS.iter().find(|t| t.name == *topic).map_or(1, |t| t.partitions);
+            sink.ensure_topic(&format!("{prefix}{topic}"), partitions)?;
+        }
+        let unread = Some(topics.iter().map(|t| format!("{prefix}{t}")).collect());
+        Ok(Outputs {
+            sink,
+            prefix: prefix.to_owned(),
+            written: Default::default(),
+            unread,
+            skipped: 0,
+            names: Default::default(),
+            metrics,
+        })
     }
 
     /// Reads what an earlier run wrote (once): the writer thread does, before its first write,
-    /// while the job's readers open and its first events are sequenced.
+    /// while the job's readers open and its first events are sequenced. The topics are read at
+    /// once, each on a thread: most of a topic's reading is waiting for the broker.
     fn read_back(&mut self) -> Result<(), RunError> {
         if let Some(topics) = self.unread.take() {
-            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-            self.written = self.to.written(&topics)?;
+            let sink = &*self.sink;
+            let reads = super::each_at_once(&topics, "a read-back", |topic| {
+                let mut ids = foldhash::HashSet::default();
+                sink.read_back(topic, &[], &mut |value| ids.extend(output_id(value)))?;
+                Ok(ids)
+            });
+            for read in reads {
+                self.written.extend(read?);
+            }
         }
         Ok(())
     }
@@ -223,131 +253,15 @@ impl Outputs {
         let topic = output_topic(event);
         let name = match self.names.get(topic) {
             Some(name) => name,
-            None => self.names.entry(topic).or_insert(self.to.prefixed(topic)),
+            None => self.names.entry(topic).or_insert(format!("{}{topic}", self.prefix)),
         };
-        self.to.write(event, name, bytes)?;
+        self.sink.send(name, event.key().as_bytes(), bytes, event.event_time())?;
         self.metrics.output(topic);
         Ok(())
     }
 
     fn flush(&self) -> Result<(), RunError> {
-        self.to.flush()
-    }
-}
-
-/// The ids of the outputs on `topic` of the broker.
-fn written_on_kafka(
-    config: &arus_connectors::kafka::KafkaConfig,
-    topic: &str,
-) -> Result<foldhash::HashSet<String>, RunError> {
-    let mut ids = foldhash::HashSet::default();
-    let partitions = arus_connectors::kafka::partition_count(config, topic)?;
-    let from: Vec<(u32, Option<u64>)> = (0..partitions).map(|p| (p, None)).collect();
-    let mut reader = arus_connectors::kafka::BoundedPartitionReader::open(
-        config,
-        "arus-adjudication-readback",
-        topic,
-        &from,
-        BATCH,
-    )?;
-    while let Some(record) = reader.next_record()? {
-        ids.extend(output_id(&record.value));
-    }
-    Ok(ids)
-}
-
-impl To {
-    /// The ids of the decisions already on the output topics.
-    fn written(&self, topics: &[&str]) -> Result<foldhash::HashSet<String>, RunError> {
-        let (log, prefix) = match self {
-            // The topics read at once, each on a thread: most of a topic's reading is waiting
-            // for the broker.
-            To::Kafka { prefix, config, .. } => {
-                let reads = super::each_at_once(topics, "a read-back", |topic| {
-                    written_on_kafka(config, &format!("{prefix}{topic}"))
-                });
-                let mut ids = foldhash::HashSet::default();
-                for read in reads {
-                    ids.extend(read?);
-                }
-                return Ok(ids);
-            }
-            To::Log { log, prefix } => (log, prefix),
-        };
-        let mut ids = foldhash::HashSet::default();
-        for topic in topics {
-            let topic = format!("{prefix}{topic}");
-            if !log.has_topic(&topic) {
-                continue;
-            }
-            for (partition, end) in log.end_offsets(&topic)?.into_iter().enumerate() {
-                for record in log.fetch(&topic, partition as u32, 0, end as usize)? {
-                    ids.extend(output_id(&record.value));
-                }
-            }
-        }
-        Ok(ids)
-    }
-
-    fn open(source: &TopicsSource, log: Option<Arc<EmbeddedLog>>, topics: &[&str]) -> Result<Self, RunError> {
-        match (source, log) {
-            (TopicsSource::Embedded { topic_prefix, .. }, Some(log)) => {
-                Ok(To::Log { log, prefix: topic_prefix.clone() })
-            }
-            (_, Some(log)) => Ok(To::Log { log, prefix: String::new() }),
-            (TopicsSource::Kafka { brokers, topic_prefix, .. }, None) => {
-                let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
-                for topic in topics {
-                    let name = format!("{topic_prefix}{topic}");
-                    if arus_connectors::kafka::partition_count(&config, &name).is_err() {
-                        let partitions =
-                            arus_schemas::topics::TOPICS.iter().find(|t| t.name == *topic).map_or(1, |t| t.partitions);
-                        arus_connectors::kafka::create_topics(&config, &[(&name, partitions)])?;
-                    }
-                }
-                let sink = arus_connectors::kafka::KafkaSink::new(&config, "lz4")?;
-                Ok(To::Kafka { sink, prefix: topic_prefix.clone(), config })
-            }
-            (TopicsSource::Embedded { dir, topic_prefix }, None) => {
-                let log = Arc::new(EmbeddedLog::open(dir)?);
-                Ok(To::Log { log, prefix: topic_prefix.clone() })
-            }
-        }
-    }
-
-    /// `topic` under the outputs' prefix.
-    fn prefixed(&self, topic: &str) -> String {
-        match self {
-            To::Kafka { prefix, .. } | To::Log { prefix, .. } => format!("{prefix}{topic}"),
-        }
-    }
-
-    /// Writes `event` to `topic` (its name under the prefix).
-    fn write(&self, event: &Event, topic: &str, bytes: &[u8]) -> Result<(), RunError> {
-        match self {
-            To::Kafka { sink, .. } => sink.send(topic, event.key().as_bytes(), bytes, event.event_time().0)?,
-            To::Log { log, prefix } => {
-                if !log.has_topic(topic) {
-                    let partitions = arus_schemas::topics::TOPICS
-                        .iter()
-                        .find(|t| format!("{prefix}{}", t.name) == topic)
-                        .map_or(1, |t| t.partitions);
-                    log.create_topic(topic, partitions)?;
-                }
-                log.produce(topic, Some(event.key().as_bytes()), bytes.to_vec(), event.event_time())?;
-            }
-        }
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<(), RunError> {
-        match self {
-            To::Kafka { sink, .. } => {
-                sink.flush(Duration::from_secs(60))?;
-            }
-            To::Log { log, .. } => log.flush()?,
-        }
-        Ok(())
+        Ok(self.sink.flush()?)
     }
 }
 

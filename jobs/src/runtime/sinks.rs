@@ -14,10 +14,8 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use arus_connectors::embedded::EmbeddedLog;
-use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink};
+use arus_connectors::transport::TopicSink;
 use arus_operators::Time;
 use arus_schemas::{Event, Timestamp};
 use timely::ExchangeData;
@@ -289,10 +287,11 @@ fn restored_offsets(restored: Option<SinkPosition>) -> Result<RestoredTopic, Run
     }
 }
 
-/// Dead letters to `<topic>.dlq` on the broker, as `DeadLetter` events in the wire format.
-pub(crate) struct KafkaDeadLetters {
+/// Dead letters to `<topic>.dlq` as `DeadLetter` events in the wire format, through a
+/// [`TopicSink`] (the broker, or the embedded log).
+pub(crate) struct TopicDeadLetters {
     topic: String,
-    producer: KafkaSink,
+    sink: Box<dyn TopicSink>,
     /// Written before a crash, after the checkpoint: skipped once each.
     already: HashSet<String>,
     /// Positions of the restored checkpoint, for partitions not written since.
@@ -300,56 +299,22 @@ pub(crate) struct KafkaDeadLetters {
     buffer: Vec<u8>,
 }
 
-impl KafkaDeadLetters {
-    /// Connects, creating the topic if needed, and reads back what was written after `restored`
-    /// (everything, for partitions without a position). With a `transactional_id`, what is
-    /// written becomes visible at each checkpoint's commit, and the read-back sees only
-    /// committed records (Apache Kafka; the local Tansu has no transactions).
-    pub fn open(
-        config: &KafkaConfig,
-        topic: String,
-        restored: Option<SinkPosition>,
-        transactional_id: Option<&str>,
-    ) -> Result<Self, RunError> {
-        let mut config = config.clone();
-        config.read_committed = transactional_id.is_some();
-        let config = &config;
+impl TopicDeadLetters {
+    /// Creates the topic if needed and reads back what was written after `restored`
+    /// (everything, for partitions without a position). A transactional sink makes what is
+    /// written visible at each checkpoint, and reads back committed records only.
+    pub fn open(sink: Box<dyn TopicSink>, topic: String, restored: Option<SinkPosition>) -> Result<Self, RunError> {
         let (restored, pending) = restored_offsets(restored)?;
-        let partitions = arus_schemas::topics::DLQ_SPEC.partitions;
-        // Created only when missing: a cluster may allow writing to a topic but not creating one.
-        let count = match arus_connectors::kafka::partition_count(config, &topic) {
-            Ok(count) => count,
-            Err(_) => {
-                arus_connectors::kafka::create_topics(config, &[(&topic, partitions)])?;
-                arus_connectors::kafka::partition_count(config, &topic)?
-            }
-        };
-        let from: Vec<(u32, Option<u64>)> =
-            (0..count).map(|p| (p, restored.iter().find(|(q, _)| *q == p).map(|(_, o)| *o))).collect();
-        let group = format!("arus-read-back-{topic}");
-        let mut reader = BoundedPartitionReader::open(config, &group, &topic, &from, 1024)?;
+        sink.ensure_topic(&topic, arus_schemas::topics::DLQ_SPEC.partitions)?;
         let mut values = Vec::new();
-        while let Some(record) = reader.next_record()? {
-            values.push(record.value);
-        }
-        let compression = arus_schemas::topics::DLQ_SPEC.compression;
-        let producer = match transactional_id {
-            Some(id) => KafkaSink::transactional(config, compression, id)?,
-            None => KafkaSink::new(config, compression)?,
-        };
+        sink.read_back(&topic, &restored, &mut |value| values.push(value.to_vec()))?;
         let mut already = read_back_ids(values);
         already.extend(pending);
-        Ok(KafkaDeadLetters { topic, producer, already, restored, buffer: Vec::new() })
-    }
-
-    /// Delivers what was sent (and commits the transaction, on a transactional sink).
-    fn flush(&mut self) -> Result<(), RunError> {
-        self.producer.commit(Duration::from_secs(60))?;
-        Ok(())
+        Ok(TopicDeadLetters { topic, sink, already, restored, buffer: Vec::new() })
     }
 }
 
-impl Sink<DeadLetter> for KafkaDeadLetters {
+impl Sink<DeadLetter> for TopicDeadLetters {
     fn write(&mut self, records: &[DeadLetter]) -> Result<u64, RunError> {
         let mut written = 0;
         for letter in records {
@@ -357,16 +322,17 @@ impl Sink<DeadLetter> for KafkaDeadLetters {
                 continue;
             }
             let key = letter.key.as_deref().unwrap_or(letter.source.as_bytes());
-            self.producer.send(&self.topic, key, &self.buffer, letter.timestamp_ms.unwrap_or(0))?;
+            let timestamp = Timestamp(letter.timestamp_ms.unwrap_or(0));
+            self.sink.send(&self.topic, key, &self.buffer, timestamp)?;
             written += 1;
         }
         Ok(written)
     }
 
     fn checkpoint(&mut self) -> Result<SinkPosition, RunError> {
-        self.flush()?;
+        self.sink.flush()?;
         let mut positions = self.restored.clone();
-        for (partition, offset) in self.producer.delivered_positions(&self.topic) {
+        for (partition, offset) in self.sink.delivered(&self.topic)? {
             match positions.iter_mut().find(|(p, _)| *p == partition) {
                 Some(entry) => entry.1 = entry.1.max(offset),
                 None => positions.push((partition, offset)),
@@ -377,63 +343,7 @@ impl Sink<DeadLetter> for KafkaDeadLetters {
     }
 
     fn finish(&mut self) -> Result<(), RunError> {
-        self.flush()
-    }
-}
-
-/// Dead letters to `<topic>.dlq` in the embedded log.
-pub(crate) struct LogDeadLetters {
-    topic: String,
-    log: Arc<EmbeddedLog>,
-    already: HashSet<String>,
-    buffer: Vec<u8>,
-}
-
-impl LogDeadLetters {
-    /// Creates the topic if needed and reads back what was written after `restored`.
-    pub fn open(log: Arc<EmbeddedLog>, topic: String, restored: Option<SinkPosition>) -> Result<Self, RunError> {
-        let (restored, pending) = restored_offsets(restored)?;
-        if !log.has_topic(&topic) {
-            log.create_known_topic(&topic)?;
-        }
-        let mut values = Vec::new();
-        for (partition, end) in log.end_offsets(&topic)?.into_iter().enumerate() {
-            let partition = partition as u32;
-            let from = restored.iter().find(|(p, _)| *p == partition).map_or(0, |(_, o)| *o);
-            let records = log.fetch(&topic, partition, from, end.saturating_sub(from) as usize)?;
-            values.extend(records.into_iter().map(|r| r.value));
-        }
-        let mut already = read_back_ids(values);
-        already.extend(pending);
-        Ok(LogDeadLetters { topic, log, already, buffer: Vec::new() })
-    }
-}
-
-impl Sink<DeadLetter> for LogDeadLetters {
-    fn write(&mut self, records: &[DeadLetter]) -> Result<u64, RunError> {
-        let mut written = 0;
-        for letter in records {
-            if !encode_new(letter, &mut self.already, &mut self.buffer)? {
-                continue;
-            }
-            let key = letter.key.as_deref().unwrap_or(letter.source.as_bytes());
-            let timestamp = Timestamp(letter.timestamp_ms.unwrap_or(0));
-            self.log.produce(&self.topic, Some(key), self.buffer.clone(), timestamp)?;
-            written += 1;
-        }
-        Ok(written)
-    }
-
-    fn checkpoint(&mut self) -> Result<SinkPosition, RunError> {
-        self.log.flush()?;
-        let ends = self.log.end_offsets(&self.topic)?;
-        let offsets = ends.into_iter().enumerate().map(|(p, o)| (p as u32, o)).collect();
-        Ok(SinkPosition::Topic { offsets, pending: pending(&self.already) })
-    }
-
-    fn finish(&mut self) -> Result<(), RunError> {
-        self.log.flush()?;
-        Ok(())
+        Ok(self.sink.flush()?)
     }
 }
 
