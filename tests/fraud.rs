@@ -32,14 +32,19 @@ fn alerts_are_raised_and_tailed_for_analysts() {
     let source = format!("source={{kind=\"embedded\", dir=\"{}\"}}", dir.path().display());
     let pipeline = format!("{}/pipelines/fraud.toml", env!("CARGO_MANIFEST_DIR"));
     let models = format!("model.dir=\"{}/models\"", env!("CARGO_MANIFEST_DIR"));
-    // Without ONNX Runtime, a model is a clear error, not a crash.
+    // Without ONNX Runtime (none named, none in the cache), a model is a clear error, not a
+    // crash.
+    let empty_cache = tempfile::tempdir().expect("a folder");
     let output = Command::new(env!("CARGO_BIN_EXE_arus"))
         .args(["run", &pipeline, "--set", &source, "--set", &models])
         .env_remove("ORT_DYLIB_PATH")
+        .env("ARUS_CACHE", empty_cache.path())
         .output()
         .expect("arus runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("ORT_DYLIB_PATH"), "{stderr}");
+    assert!(stderr.contains("no ONNX Runtime"), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "the user's to fix: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // The rules and the model (ONNX Runtime from ORT_DYLIB_PATH, installed by the test command).
     if arus_connectors::service_address("ORT_DYLIB_PATH").is_none() {
@@ -47,6 +52,14 @@ fn alerts_are_raised_and_tailed_for_analysts() {
     }
     let (ok, _, stderr) = arus(&["run", &pipeline, "--workers", "2", "--set", &source, "--set", &models]);
     assert!(ok, "{stderr}");
+    // Not named, the runtime the test command installed into the cache is found there.
+    let output = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["run", &pipeline, "--set", &source, "--set", &models])
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .expect("arus runs");
+    let found = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && found.contains(" alerts to fraud.alerts"), "{found}");
     let raised: u64 = stderr
         .split(" alerts to fraud.alerts")
         .next()

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use tonic::{Code, Request, Response, Status};
 
-use crate::{Checked, Failure, Gateway, trace_id};
+use crate::Gateway;
+use crate::error::trace_id;
+use crate::routes::eligibility::{Checked, Failure};
 
 /// The generated messages, client and server.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -57,7 +59,7 @@ impl EligibilityService {
             })?;
         }
         let question = request.into_inner();
-        let checked = crate::check_eligibility(
+        let checked = crate::routes::eligibility::check_eligibility(
             &self.gateway,
             given(question.member_id),
             given(question.service_date),

@@ -1,0 +1,97 @@
+//! Errors in the seed's format (`{"error": {"code", "message", "details", "traceId"}}`), the
+//! trace id a caller quotes, and the errors every route shares.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::commands::Invalid;
+
+/// A trace id per request, for the caller to quote: the process's start and a counter.
+pub(crate) fn trace_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START
+        .get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    format!("{start:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An error in the seed's format.
+pub(crate) struct ApiError {
+    /// The HTTP status.
+    pub(crate) status: StatusCode,
+    /// The machine-readable code (`INVALID_PARAMETER`, `MEMBER_NOT_FOUND`, …).
+    pub(crate) code: &'static str,
+    /// In words, never echoing what was sent.
+    pub(crate) message: String,
+    /// Per field, what is wrong.
+    pub(crate) details: Vec<Value>,
+}
+
+impl ApiError {
+    /// 400: `field` is missing or malformed.
+    pub(crate) fn invalid(field: &str, issue: impl Into<String>) -> Self {
+        let issue = issue.into();
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "INVALID_PARAMETER",
+            message: format!("{field}: {issue}"),
+            details: vec![json!({ "field": field, "issue": issue })],
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details, "traceId": trace_id() }
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "NOT_FOUND",
+        message: "no such route".to_owned(),
+        details: Vec::new(),
+    }
+}
+
+pub(crate) fn unavailable() -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "STORE_UNAVAILABLE",
+        message: "the state store does not answer; try again shortly".to_owned(),
+        details: Vec::new(),
+    }
+}
+
+pub(crate) fn member_not_found(member_id: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "MEMBER_NOT_FOUND",
+        message: format!("no member {member_id}"),
+        details: vec![json!({ "field": "memberId", "issue": "unknown" })],
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        let (status, code) = if invalid.semantic {
+            (StatusCode::UNPROCESSABLE_ENTITY, "INCONSISTENT_VALUES")
+        } else {
+            (StatusCode::BAD_REQUEST, "INVALID_PARAMETER")
+        };
+        ApiError {
+            status,
+            code,
+            message: format!("{}: {}", invalid.field, invalid.issue),
+            details: vec![json!({ "field": invalid.field, "issue": invalid.issue })],
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The REST routes, a module per resource, and the parameter checks they share.
+
+pub(crate) mod analytics;
+pub(crate) mod authorizations;
+pub(crate) mod claims;
+pub(crate) mod commands;
+pub(crate) mod eligibility;
+pub(crate) mod health;
+pub(crate) mod members;
+
+use arus_schemas::Date;
+
+use crate::Gateway;
+use crate::error::{ApiError, unavailable};
+
+/// An identifier as arus writes them: letters, digits, `-`, `_` and `.`, at most 64.
+pub(crate) fn identifier(field: &'static str, value: Option<String>) -> Result<String, ApiError> {
+    let value = value.ok_or_else(|| crate::commands::invalid(field, "is required"))?;
+    Ok(crate::commands::id(field, &value)?)
+}
+
+pub(crate) fn date(field: &'static str, value: Option<String>) -> Result<Date, ApiError> {
+    let value = value.ok_or_else(|| crate::commands::invalid(field, "is required"))?;
+    Ok(crate::commands::date(field, &value)?)
+}
+
+/// A record the jobs keep in the store, read and decoded; `None` when there is none.
+pub(crate) async fn stored<T: serde::de::DeserializeOwned + Send + 'static>(
+    gateway: &Gateway,
+    key: String,
+) -> Result<Option<T>, ApiError> {
+    let store = gateway.store.clone();
+    let found = tokio::task::spawn_blocking(move || store.get(&key))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+    found.map(|(_, bytes)| serde_json::from_slice(&bytes).map_err(|_| unavailable())).transpose()
+}
+
+/// Now, for the checks that compare with today.
+pub(crate) fn now() -> arus_schemas::Timestamp {
+    arus_schemas::Timestamp(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+    )
+}
