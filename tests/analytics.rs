@@ -83,6 +83,7 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
     let mut decisions = Vec::new();
     let mut counts = std::collections::BTreeMap::new();
     let mut paid_to_date = 0i64;
+    let mut paid_claims = std::collections::BTreeSet::new();
     let log = EmbeddedLog::open(log_dir.path()).expect("the log");
     for topic in ["claims.events", "payment.events", "member.events", "accumulator.updates"] {
         for (partition, end) in log.end_offsets(topic).expect("offsets").into_iter().enumerate() {
@@ -95,7 +96,11 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
                         expected.paid += a.total_plan_paid_idr.0;
                         decisions.push(a);
                     }
-                    Event::PaymentInitiated(_) | Event::PaymentCompleted(_) | Event::PaymentFailed(_) => {
+                    Event::PaymentCompleted(p) => {
+                        paid_claims.insert(p.claim_id);
+                        *counts.entry("payments").or_insert(0u64) += 1
+                    }
+                    Event::PaymentInitiated(_) | Event::PaymentFailed(_) => {
                         *counts.entry("payments").or_insert(0u64) += 1
                     }
                     Event::MemberCreated(_) => *counts.entry("members").or_insert(0u64) += 1,
@@ -310,7 +315,59 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
         .collect();
     assert!(!listed.is_empty() && listed.len() == denied.len().min(5), "{body}");
     assert!(body["data"].as_array().expect("claims").iter().all(|c| c["status"] == "DENIED"), "{body}");
+    // The seed's statuses: each filter gives exactly the member's claims it names.
+    let (member, theirs) = by_member.iter().max_by_key(|(_, v)| v.len()).expect("a member");
+    let ids = |body: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        body["data"]
+            .as_array()
+            .expect("claims")
+            .iter()
+            .filter_map(|c| c["claimId"].as_str().map(str::to_owned))
+            .collect()
+    };
+    use arus_schemas::events::ClaimStatus;
+    for (status, wanted) in [
+        (
+            "approved",
+            &(|a: &arus_schemas::events::ClaimAdjudicated| {
+                matches!(a.status, ClaimStatus::APPROVED | ClaimStatus::PARTIALLY_APPROVED)
+            }) as &dyn Fn(&arus_schemas::events::ClaimAdjudicated) -> bool,
+        ),
+        ("denied", &|a| a.status == ClaimStatus::DENIED),
+        ("pending", &|a| a.status == ClaimStatus::PENDED),
+        ("paid", &|a| paid_claims.contains(&a.claim_id)),
+    ] {
+        let (code, body) = get(&format!("/api/v1/members/{member}/claims?status={status}"));
+        assert_eq!(code, 200, "{status}: {body}");
+        let want: std::collections::BTreeSet<String> =
+            theirs.iter().filter(|a| wanted(a)).map(|a| a.claim_id.clone()).collect();
+        assert_eq!(ids(&body), want, "status={status}");
+    }
+    assert!(theirs.iter().any(|a| paid_claims.contains(&a.claim_id)), "the member has a paid claim");
+    // Pages of two, each following the one before's links.next, give every claim once, newest
+    // first; the last page has no next.
+    let (mut paged, mut pages, mut path) = (Vec::new(), 0, Some(format!("/api/v1/members/{member}/claims?limit=2")));
+    while let Some(next) = path {
+        let (code, body) = get(&next);
+        assert_eq!(code, 200, "{next}: {body}");
+        let page = body["data"].as_array().expect("claims");
+        assert_eq!(body["meta"]["count"].as_u64(), Some(page.len() as u64), "{body}");
+        assert!(page.len() <= 2, "{body}");
+        paged.extend(
+            page.iter()
+                .map(|c| (c["decidedDate"].as_str().map(str::to_owned), c["claimId"].as_str().map(str::to_owned))),
+        );
+        path = body["links"]["next"].as_str().map(str::to_owned);
+        pages += 1;
+        assert!(pages <= theirs.len() + 1, "paging ends");
+    }
+    let mut newest_first = paged.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(paged, newest_first, "newest first across pages");
+    let all: std::collections::BTreeSet<String> = paged.into_iter().filter_map(|(_, id)| id).collect();
+    assert_eq!(all.len(), theirs.len(), "every claim once");
     for (path, field) in [
+        ("/api/v1/members/M1/claims?cursor=nonsense", "cursor"),
         ("/api/v1/members/M1/claims?status=LOST", "status"),
         ("/api/v1/members/M1/claims?limit=0", "limit"),
         ("/api/v1/providers/P1/scorecard?from=2026-01-01", "to"),

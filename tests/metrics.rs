@@ -27,12 +27,15 @@ fn scrape(address: &str) -> String {
     body.to_owned()
 }
 
-/// The value of the first sample of `name`.
+/// The sum of the samples of `name` (its value, for a series without labels); `None` when it
+/// has none.
 fn value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.split(['{', ' ']).next() == Some(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    let samples: Vec<f64> = text
+        .lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
 }
 
 /// `promtool check metrics` of a scrape, where promtool is installed (required with
@@ -188,7 +191,7 @@ fn every_job_serves_its_metrics_while_it_runs() {
             "clickhouse.batch_rows=50".to_owned(),
         ];
         let analytics = [topics("analytics"), target.to_vec()].concat();
-        // Rows are inserted 50 at a time while following: the first table's count.
+        // Rows are inserted 50 at a time while following: the tables' counts together.
         let text = scrape_while_it_runs(&pipeline("analytics"), &analytics, "arus_sink_lines_total", 50.0);
         assert!(value(&text, "arus_source_records_total").is_some_and(|v| v > 50.0), "{text}");
     }

@@ -134,9 +134,10 @@ pub fn openapi_document() -> Value {
                 "summary": "A member's decided claims, newest first (ClickHouse)",
                 "parameters": [
                     { "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } },
-                    { "name": "status", "in": "query", "required": false, "schema": { "type": "string", "enum": ["APPROVED", "PARTIALLY_APPROVED", "DENIED", "PENDED"] } },
+                    { "name": "status", "in": "query", "required": false, "description": "the seed's pending, approved (partly included), denied, paid; or a decision status", "schema": { "type": "string", "enum": ["pending", "approved", "denied", "paid", "APPROVED", "PARTIALLY_APPROVED", "DENIED", "PENDED"] } },
                     { "name": "dateFrom", "in": "query", "required": false, "schema": { "type": "string", "format": "date" } },
                     { "name": "limit", "in": "query", "required": false, "description": "1 to 1000 (default 100)", "schema": { "type": "integer" } },
+                    { "name": "cursor", "in": "query", "required": false, "description": "where the page starts: the links.next of the page before", "schema": { "type": "string" } },
                 ],
                 "responses": responses("the claims"),
             }},

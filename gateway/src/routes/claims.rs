@@ -84,6 +84,37 @@ pub(crate) struct MemberClaimsQuery {
     status: Option<String>,
     date_from: Option<String>,
     limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The condition a `status` filter puts on a claim's lines: the seed's `pending`, `approved`
+/// (partly approved included), `denied` and `paid` (a completed payment), or one decision
+/// status as the events write it (`APPROVED`, `PARTIALLY_APPROVED`, `DENIED`, `PENDED`).
+fn status_condition(status: &str) -> Option<&'static str> {
+    Some(match status {
+        "pending" | "PENDED" => "AND status = 'PENDED'",
+        "approved" => "AND status IN ('APPROVED', 'PARTIALLY_APPROVED')",
+        "APPROVED" => "AND status = 'APPROVED'",
+        "PARTIALLY_APPROVED" => "AND status = 'PARTIALLY_APPROVED'",
+        "denied" | "DENIED" => "AND status = 'DENIED'",
+        "paid" => "AND claim_id IN (SELECT claim_id FROM payments FINAL WHERE kind = 'COMPLETED')",
+        _ => return None,
+    })
+}
+
+/// Where a page of a member's claims ends, as the next page's `cursor`: the last claim's
+/// decision date and id (`YYYY-MM-DD~<claimId>`; the claims are newest first).
+fn cursor_of(decided: Date, claim_id: &str) -> String {
+    format!("{decided}~{claim_id}")
+}
+
+/// A `cursor` read back: the decision date and claim id the next page comes after.
+fn parse_cursor(text: &str) -> Result<(Date, String), ApiError> {
+    let bad = || ApiError::invalid("cursor", "is not a cursor this route gave (links.next)");
+    let (date, claim_id) = text.split_once('~').ok_or_else(bad)?;
+    let date = crate::commands::date("cursor", date).map_err(|_| bad())?;
+    let claim_id = identifier("cursor", Some(claim_id.to_owned())).map_err(|_| bad())?;
+    Ok((date, claim_id))
 }
 
 /// A claim in a member's history.
@@ -109,12 +140,13 @@ pub(crate) async fn member_claims(
     let member_id = identifier("memberId", Some(member_id))?;
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let status = match query.status.as_deref() {
-        None => None,
-        Some(s @ ("APPROVED" | "PARTIALLY_APPROVED" | "DENIED" | "PENDED")) => Some(s.to_owned()),
-        Some(_) => return Err(ApiError::invalid("status", "must be APPROVED, PARTIALLY_APPROVED, DENIED or PENDED")),
+        None => "",
+        Some(text) => status_condition(text)
+            .ok_or_else(|| ApiError::invalid("status", "must be pending, approved, denied or paid"))?,
     };
-    let date_from = match query.date_from {
-        Some(text) => crate::commands::date("dateFrom", &text)?,
+    let after = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let date_from = match &query.date_from {
+        Some(text) => crate::commands::date("dateFrom", text)?,
         None => Date(0),
     };
     let limit: u32 = match query.limit {
@@ -126,19 +158,24 @@ pub(crate) async fn member_claims(
             .ok_or_else(|| ApiError::invalid("limit", "must be 1 to 1000"))?,
     };
     let client = gateway.clickhouse.clone().ok_or_else(analytics_unavailable)?;
-    // Two fixed texts: with or without the status condition. (The aggregates' aliases differ
-    // from the columns': ClickHouse would read an alias in WHERE.)
+    // Fixed texts only: the status condition one of `status_condition`'s, the values bound.
+    // (The aggregates' aliases differ from the columns': ClickHouse would read an alias in
+    // WHERE.) A page after a cursor starts past the claim it names, newest first.
     let sql = format!(
         "SELECT claim_id, any(decided_date) AS decided, any(provider_id) AS provider, any(status) AS claim_status, \
          count() AS lines, sum(billed_idr) AS billed, sum(deductible_idr + copay_idr + coinsurance_idr) AS member_share, \
          sum(plan_paid_idr) AS paid FROM claim_lines_by_member FINAL \
-         WHERE member_id = ? AND decided_date >= toDate(?) {} \
+         WHERE member_id = ? AND decided_date >= toDate(?) {status} {} \
          GROUP BY claim_id ORDER BY decided DESC, claim_id DESC LIMIT ?",
-        if status.is_some() { "AND status = ?" } else { "" }
+        if after.is_some() {
+            "AND (decided_date < toDate(?) OR (decided_date = toDate(?) AND claim_id < ?))"
+        } else {
+            ""
+        }
     );
     let mut request = client.query(&sql).bind(member_id.as_str()).bind(date_from.to_string());
-    if let Some(status) = &status {
-        request = request.bind(status.as_str());
+    if let Some((date, claim_id)) = &after {
+        request = request.bind(date.to_string()).bind(date.to_string()).bind(claim_id.as_str());
     }
     let claims: Vec<HistoryRow> = request.bind(limit).fetch_all().await.map_err(|_| analytics_unavailable())?;
     let data: Vec<Value> = claims
@@ -156,9 +193,24 @@ pub(crate) async fn member_claims(
             })
         })
         .collect();
+    // The query as asked, for the links: the page's own, and the next when this one is full.
+    let mut asked = vec![format!("limit={limit}")];
+    if let Some(text) = &query.status {
+        asked.push(format!("status={text}"));
+    }
+    if let Some(text) = &query.date_from {
+        asked.push(format!("dateFrom={text}"));
+    }
+    let link = |cursor: Option<&str>| {
+        let cursor = cursor.map(|c| format!("&cursor={c}")).unwrap_or_default();
+        format!("/api/v1/members/{member_id}/claims?{}{cursor}", asked.join("&"))
+    };
+    let next = (claims.len() == limit as usize)
+        .then(|| claims.last().map(|c| link(Some(&cursor_of(Date(i32::from(c.decided)), &c.claim_id)))))
+        .flatten();
     Ok(Json(json!({
         "data": data,
         "meta": { "traceId": trace_id(), "count": data.len(), "limit": limit },
-        "links": { "self": format!("/api/v1/members/{member_id}/claims") },
+        "links": { "self": link(query.cursor.as_deref()), "next": next },
     })))
 }
