@@ -1,4 +1,4 @@
-//! Errors in the seed's format (`{"error": {"code", "message", "details", "traceId"}}`), the
+//! Errors in the seed's format (`{"error": {"code", "message", "details", "trace_id"}}`), the
 //! trace id a caller quotes, and the errors every route shares.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +47,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({
-            "error": { "code": self.code, "message": self.message, "details": self.details, "traceId": trace_id() }
+            "error": { "code": self.code, "message": self.message, "details": self.details, "trace_id": trace_id() }
         });
         (self.status, Json(body)).into_response()
     }

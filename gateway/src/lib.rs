@@ -3,7 +3,7 @@
 //! same check for partners as `POST /api/partner/v1/eligibility/verify` with a JSON body.
 //!
 //! Responses follow the seed's format: `{"data": …, "meta": {"traceId": …}, "links": {"self": …}}`;
-//! errors `{"error": {"code", "message", "details", "traceId"}}` with 400 for a malformed or
+//! errors `{"error": {"code", "message", "details", "trace_id"}}` (the seed's names) with 400 for a malformed or
 //! missing parameter, 404 for an unknown member, 503 when the store cannot be read. A client's
 //! mistake never gets a 500. `GET /health` says the process is up, `GET /ready` that the store
 //! answers, `GET /metrics` the rate, errors and latency of each route (Prometheus text).

@@ -180,12 +180,12 @@ pub fn openapi_document() -> Value {
             "required": ["error"],
             "properties": { "error": {
                 "type": "object",
-                "required": ["code", "message", "details", "traceId"],
+                "required": ["code", "message", "details", "trace_id"],
                 "properties": {
                     "code": { "type": "string" },
                     "message": { "type": "string" },
                     "details": { "type": "array", "items": { "type": "object" } },
-                    "traceId": { "type": "string" },
+                    "trace_id": { "type": "string" },
                 },
             }},
         }}},

@@ -131,7 +131,7 @@ async fn one_rate_limit_per_caller_across_rest_and_grpc() {
     let body: serde_json::Value =
         serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or("")).expect("a JSON error");
     assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
-    assert!(body["error"]["traceId"].is_string());
+    assert!(body["error"]["trace_id"].is_string());
 
     // Health, readiness and metrics are not limited; the refusal is counted.
     assert_eq!(get("/health").await.expect("REST").0, 200);

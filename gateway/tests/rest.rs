@@ -92,7 +92,7 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
         assert_eq!(got, status, "{path}: {body}");
         assert_eq!(body["error"]["code"], code, "{path}: {body}");
         assert_eq!(body["error"]["details"][0]["field"], field, "{path}: {body}");
-        assert!(body["error"]["traceId"].is_string() && body["error"]["message"].is_string(), "{body}");
+        assert!(body["error"]["trace_id"].is_string() && body["error"]["message"].is_string(), "{body}");
     }
     // The member's record: relationship, subscriber, coverage changes; never personal data.
     let (status, body) = get(address, "/api/v1/members/M1");
