@@ -24,13 +24,14 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::spec::{ProviderWindowsSpec, SinkKind, SinkSpec};
-use super::{Claim, ClaimError, LateClaim, ProviderWindow, ProviderWindowsConfig, parse_claim};
+use super::{Claim, ClaimError, LateClaim, ProviderWindow, ProviderWindowsConfig, claim_from_event, claim_of};
 use crate::runtime::checkpoint::{CheckpointError, Coordinator, SinkPosition, SourceState};
-use crate::runtime::input::{ClaimReader, Input};
+use crate::runtime::input::{Input, Record, RecordReader};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::sinks::{self, DeadLetter, FileSink, LineFile, Sink, TopicDeadLetters, WorkerContext};
 use crate::runtime::spec::SourceSpec;
 use crate::runtime::{Cluster, RunError, Shared, fail, finish, report, timely_config};
+use arus_schemas::Event;
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -197,6 +198,38 @@ fn run_input(
     Ok(report)
 }
 
+/// The next claim a reader has.
+enum Next {
+    /// A claim, and its partition.
+    Claim(u32, Claim),
+    /// A record that should have been a claim and is not: why, and the record.
+    Refused(ClaimError, Vec<u8>),
+    /// Nothing more (for now, following).
+    None,
+}
+
+/// The next record of `reader` that is a claim, or should have been one (the topic's other
+/// events are passed over).
+fn next_claim(reader: &mut dyn RecordReader) -> Result<Next, RunError> {
+    loop {
+        return Ok(match reader.next()? {
+            None => Next::None,
+            Some(Record::Bytes(partition, bytes)) => match claim_of(bytes) {
+                Some(Ok(claim)) => Next::Claim(partition, claim),
+                Some(Err(error)) => Next::Refused(error, bytes.to_vec()),
+                None => continue,
+            },
+            Some(Record::Event(partition, event)) => match *event {
+                Event::ClaimSubmitted(event) => match claim_from_event(&event) {
+                    Ok(claim) => Next::Claim(partition, claim),
+                    Err(error) => Next::Refused(error, serde_json::to_vec(&event).unwrap_or_default()),
+                },
+                _ => continue,
+            },
+        });
+    }
+}
+
 /// Settings every source shares.
 #[derive(Clone, Copy)]
 struct SourceSettings {
@@ -210,7 +243,7 @@ struct SourceSettings {
 /// tells the coordinator where it is each time it moves on, and starts where `restored` says.
 fn claims_source<'scope>(
     scope: timely::dataflow::Scope<'scope, Time>,
-    reader: Option<Box<dyn ClaimReader>>,
+    reader: Option<Box<dyn RecordReader>>,
     partitions: Vec<u32>,
     settings: SourceSettings,
     restored: Option<SourceState>,
@@ -237,7 +270,7 @@ fn claims_source<'scope>(
         let mut reader = reader.filter(|_| !restored.as_ref().is_some_and(|s| s.finished));
         let restored = restored.clone();
         let state =
-            move |reader: &Option<Box<dyn ClaimReader>>, watermarks: &Watermarks, next: Time, finished: bool| {
+            move |reader: &Option<Box<dyn RecordReader>>, watermarks: &Watermarks, next: Time, finished: bool| {
                 SourceState {
                     positions: reader.as_ref().map_or_else(
                         || restored.as_ref().map(|s| s.positions.clone()).unwrap_or_default(),
@@ -280,30 +313,29 @@ fn claims_source<'scope>(
                 let mut claims_session = claims_output.session(&*claims_capability);
                 let mut dead_session = dead_output.session(&*dead_capability);
                 for _ in 0..settings.batch {
-                    let (partition, bytes) = match input.next() {
-                        Ok(Some(record)) => record,
-                        Ok(None) => {
-                            // The end, or (following) nothing more for now.
-                            finished = input.finished();
-                            break;
-                        }
+                    let next = match next_claim(&mut **input) {
+                        Ok(next) => next,
                         Err(error) => {
                             fail(&shared, error);
                             failed = true;
                             break;
                         }
                     };
-                    match parse_claim(bytes) {
-                        Ok(claim) => {
+                    match next {
+                        Next::Claim(partition, claim) => {
                             watermarks.observe(partition, claim.1);
                             claims_session.give(claim);
                             records += 1;
                         }
-                        Err(error) => {
-                            let original = bytes.to_vec();
+                        Next::Refused(error, original) => {
                             let letter = input.dead_letter(error_kind(&error), error.to_string(), &original);
                             dead_session.give(letter);
                             dead += 1;
+                        }
+                        Next::None => {
+                            // The end, or (following) nothing more for now.
+                            finished = input.finished();
+                            break;
                         }
                     }
                 }
@@ -466,51 +498,4 @@ fn dead_letter_line(letter: &DeadLetter, out: &mut String) -> bool {
     out.push_str(&line.to_string());
     out.push('\n');
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A reader reopened where another stopped, mid-turn, goes on with exactly the records the
-    /// first would have read next: what makes batches after a restore the same as before.
-    #[test]
-    fn a_reopened_log_reader_goes_on_in_the_same_order() {
-        let log = EmbeddedLog::new();
-        log.create_topic("t", 3).expect("topic");
-        for i in 0..60u32 {
-            let key = format!("k{i}");
-            log.produce("t", Some(key.as_bytes()), i.to_string().into_bytes(), arus_schemas::Timestamp(0))
-                .expect("produce");
-        }
-        let ends = log.end_offsets("t").expect("ends");
-        let input = Input::Embedded { log: Arc::new(log), topic: "t".to_owned(), group: "g".to_owned(), ends };
-        let read_all = |reader: &mut Box<dyn ClaimReader>| {
-            let mut values = Vec::new();
-            while let Some((_, bytes)) = reader.next().expect("read") {
-                values.push(String::from_utf8_lossy(bytes).into_owned());
-            }
-            values
-        };
-        // Batches of 7 over 3 partitions: turns of 3 that end mid-batch.
-        let mut whole = input.reader(0, 1, 7, None).expect("open").expect("a reader");
-        let everything = read_all(&mut whole);
-        assert_eq!(everything.len(), 60);
-        for stop in [1, 4, 7, 23, 59] {
-            let mut first = input.reader(0, 1, 7, None).expect("open").expect("a reader");
-            for _ in 0..stop {
-                first.next().expect("read");
-            }
-            let state = SourceState {
-                positions: first.positions(),
-                lines: 0,
-                watermarks: Watermarks::new(0),
-                next: 0,
-                finished: false,
-                turn: first.turn(),
-            };
-            let mut second = input.reader(0, 1, 7, Some(&state)).expect("open").expect("a reader");
-            assert_eq!(read_all(&mut second), everything[stop..], "reopened after {stop} records");
-        }
-    }
 }

@@ -69,6 +69,34 @@ pub fn parse_claim(line: &[u8]) -> Result<Claim, ClaimError> {
     Ok((claim.provider_id.into_owned(), time, (claim.member_id.into_owned(), cents)))
 }
 
+/// A claim from a `ClaimSubmitted` event, as its claim line would give it: provider, the
+/// submission time (in whole seconds, a line's `service_ts`), member, and the total charge in
+/// cents.
+pub fn claim_from_event(claim: &arus_schemas::events::ClaimSubmitted) -> Result<Claim, ClaimError> {
+    let seconds = claim.event_time.0.div_euclid(1000);
+    if !(0..=253_402_300_799).contains(&seconds) {
+        return Err(ClaimError::Timestamp(seconds));
+    }
+    let total = claim.total_charge_idr.0;
+    let cents = total.checked_mul(100).ok_or_else(|| ClaimError::Amount(total.to_string()))?;
+    Ok((claim.provider_id.clone(), seconds as u64 * 1000, (claim.member_id.clone(), cents)))
+}
+
+/// What a source's record is to the job: a claim line (JSON), a `ClaimSubmitted` event in the
+/// contract's wire format, or another event of the topic (`None`: passed over). A record in
+/// the wire format that does not decode goes to the line parser as it is (and to the dead
+/// letters if it is no claim).
+pub fn claim_of(bytes: &[u8]) -> Option<Result<Claim, ClaimError>> {
+    if bytes.first() == Some(&0) {
+        match arus_schemas::wire::decode(bytes) {
+            Ok(arus_schemas::Event::ClaimSubmitted(claim)) => return Some(claim_from_event(&claim)),
+            Ok(_) => return None,
+            Err(_) => {}
+        }
+    }
+    Some(parse_claim(bytes))
+}
+
 /// The fast path for lines in exactly the shape writers produce: the five keys in order, no
 /// whitespace, strings without escapes, numbers without exponents. `None` for anything else,
 /// which the full JSON parser then reads (or refuses) — so both paths give the same result for
@@ -374,6 +402,52 @@ fn push_csv_field(field: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `ClaimSubmitted` event gives the claim its claim line gives (the line as writers of
+    /// flat claims make it), read from the event or from its wire bytes; other events are no
+    /// claims; a time before 1970 is refused either way.
+    #[test]
+    fn an_event_gives_the_claim_its_line_gives() {
+        use arus_generator::{GeneratorConfig, Output, generate};
+        let mut claims = Vec::new();
+        let mut others = Vec::new();
+        let config = GeneratorConfig { claims: 300, days: 10, ..GeneratorConfig::default() };
+        generate(&config, |output| -> Result<(), std::convert::Infallible> {
+            match output {
+                Output::Event(arus_schemas::Event::ClaimSubmitted(c)) => claims.push(c),
+                Output::Event(other) if others.len() < 20 => others.push(other),
+                _ => {}
+            }
+            Ok(())
+        })
+        .expect("generate");
+        assert!(claims.len() >= 300);
+        let line = |c: &arus_schemas::events::ClaimSubmitted| {
+            serde_json::json!({
+                "claim_id": c.claim_id,
+                "member_id": c.member_id,
+                "provider_id": c.provider_id,
+                "billed_amount": c.total_charge_idr.0,
+                "service_ts": c.event_time.0.div_euclid(1000),
+            })
+            .to_string()
+        };
+        for mut claim in claims {
+            let from_line = parse_claim(line(&claim).as_bytes()).expect("a claim line");
+            assert_eq!(claim_from_event(&claim).expect("a claim"), from_line);
+            let wire = arus_schemas::wire::encode(&arus_schemas::Event::ClaimSubmitted(claim.clone())).expect("wire");
+            assert_eq!(claim_of(&wire).expect("a claim").expect("valid"), from_line);
+            claim.event_time = arus_schemas::Timestamp(-1_000);
+            assert_eq!(
+                claim_from_event(&claim).map_err(|e| e.to_string()),
+                parse_claim(line(&claim).as_bytes()).map_err(|e| e.to_string())
+            );
+        }
+        for other in others {
+            assert!(claim_of(&arus_schemas::wire::encode(&other).expect("wire")).is_none(), "{other:?}");
+        }
+        assert!(matches!(claim_of(b"{\"not\": 1}"), Some(Err(ClaimError::Json(_)))));
+    }
 
     #[test]
     fn amounts_are_read_exactly() {

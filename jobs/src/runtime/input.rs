@@ -1,7 +1,7 @@
 //! The transports a job reads: a JSON-lines or Avro file (one partition), some partitions of a
 //! Kafka topic, or of an embedded log topic — each opened once per process ([`Input`]) and read
 //! by a worker in its share of the partitions, always in the same order for the same starting
-//! positions ([`ClaimReader`]); and the loop every topic-reading job runs over its readers
+//! positions ([`RecordReader`]); and the loop every topic-reading job runs over its readers
 //! ([`read_events`]).
 
 use std::fs::File;
@@ -31,7 +31,7 @@ const TURN: Duration = Duration::from_millis(5);
 /// reader's index and partition. How many records were not events; `None` when a read failed (the run then fails
 /// with that error).
 pub(crate) fn read_events<R>(
-    readers: &mut [Box<dyn ClaimReader>],
+    readers: &mut [Box<dyn RecordReader>],
     batch: usize,
     shared: &Mutex<Shared<R>>,
     take: impl FnMut(usize, u32, arus_schemas::Event),
@@ -45,7 +45,7 @@ pub(crate) fn read_events<R>(
 /// adjudication job's own decisions on `claims.events`, on a rerun). Only records decoded
 /// or not even peeked at are counted as not events.
 pub(crate) fn read_events_peeked<R>(
-    readers: &mut [Box<dyn ClaimReader>],
+    readers: &mut [Box<dyn RecordReader>],
     batch: usize,
     shared: &Mutex<Shared<R>>,
     mut peeked: impl FnMut(usize, u32, &arus_schemas::wire::Peek<'_>) -> bool,
@@ -58,8 +58,8 @@ pub(crate) fn read_events_peeked<R>(
             if following && n > 0 && turn.elapsed() > TURN {
                 break;
             }
-            match reader.next_record() {
-                Ok(Some((partition, bytes))) => match arus_schemas::wire::peek(bytes) {
+            match reader.next() {
+                Ok(Some(Record::Bytes(partition, bytes))) => match arus_schemas::wire::peek(bytes) {
                     Ok(peek) if !peeked(i, partition, &peek) => {}
                     Ok(_) => match arus_schemas::wire::decode(bytes) {
                         Ok(event) => take(i, partition, event),
@@ -67,6 +67,8 @@ pub(crate) fn read_events_peeked<R>(
                     },
                     Err(_) => undecodable += 1,
                 },
+                // (An Avro file's events are decoded already; the topic jobs read topics.)
+                Ok(Some(Record::Event(partition, event))) => take(i, partition, *event),
                 Ok(None) => break,
                 Err(error) => {
                     fail(shared, error);
@@ -86,7 +88,7 @@ pub(crate) fn open_readers<R>(
     peers: usize,
     batch: usize,
     shared: &Mutex<Shared<R>>,
-) -> Vec<Box<dyn ClaimReader>> {
+) -> Vec<Box<dyn RecordReader>> {
     let mut readers = Vec::new();
     for input in inputs {
         match input.reader(worker, peers, batch, None) {
@@ -236,7 +238,7 @@ impl Input {
         peers: usize,
         batch: usize,
         restored: Option<&SourceState>,
-    ) -> Result<Option<Box<dyn ClaimReader>>, RunError> {
+    ) -> Result<Option<Box<dyn RecordReader>>, RunError> {
         let mine = self.partitions(worker, peers);
         if mine.is_empty() {
             return Ok(None);
@@ -262,7 +264,7 @@ impl Input {
                 let skip = from(0).unwrap_or(0);
                 let reader =
                     AvroContainerReader::open(path, topic, skip).map_err(|e| RunError::Invalid(e.to_string()))?;
-                Box::new(AvroClaimReader { path: path.clone(), reader, line: String::new(), eof: false })
+                Box::new(AvroEventReader { path: path.clone(), reader, eof: false })
             }
             Input::Kafka { config, topic, group, resume, follow, .. } => {
                 let positions: Vec<(u32, Option<u64>)> = mine.iter().map(|p| (*p, from(*p))).collect();
@@ -274,17 +276,9 @@ impl Input {
                 }
                 let now = Instant::now();
                 let last_seen = mine.iter().map(|p| (*p, now)).collect();
-                Box::new(KafkaReader {
-                    topic: topic.clone(),
-                    reader,
-                    last: None,
-                    follow: *follow,
-                    line: String::new(),
-                    last_seen,
-                })
+                Box::new(KafkaReader { topic: topic.clone(), reader, last: None, follow: *follow, last_seen })
             }
             Input::Embedded { log, topic, ends, .. } => Box::new(LogReader {
-                line: String::new(),
                 log: log.clone(),
                 topic: topic.clone(),
                 partitions: mine.iter().map(|p| (*p, from(*p).unwrap_or(0), ends[*p as usize])).collect(),
@@ -327,17 +321,21 @@ impl Input {
     }
 }
 
-/// Where a source's records come from: a transport yielding raw bytes from one partition or
-/// many, always in the same order for the same starting positions.
-pub(crate) trait ClaimReader {
-    /// The next record's partition and bytes, waiting for it; `None` when every partition has
-    /// been read to its end.
-    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError>;
-    /// The next record as it is on the topic (no claim conversion), for jobs that decode events
-    /// themselves; only topic readers have it.
-    fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
-        Err(RunError::Internal("a file of claims read as topic records".to_owned()))
-    }
+/// A record as a reader hands it out, with its partition.
+pub(crate) enum Record<'a> {
+    /// As the transport carries it: a file's line, a topic record's value.
+    Bytes(u32, &'a [u8]),
+    /// An event already decoded (an Avro container file holds events, not wire records).
+    Event(u32, Box<arus_schemas::Event>),
+}
+
+/// Where a source's records come from: a transport yielding its records from one partition or
+/// many, always in the same order for the same starting positions. Transport only: what the
+/// records mean is for the reader's caller to decide.
+pub(crate) trait RecordReader {
+    /// The next record, waiting for it; `None` when every partition has been read to its end
+    /// (or, following, nothing more has come for now).
+    fn next(&mut self) -> Result<Option<Record<'_>>, RunError>;
     /// Whether every partition has been read to its end for good (a followed topic never is).
     fn finished(&self) -> bool;
     /// Whether it follows its topic (waits a little for each next record).
@@ -375,8 +373,8 @@ struct JsonlReader {
     eof: bool,
 }
 
-impl ClaimReader for JsonlReader {
-    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+impl RecordReader for JsonlReader {
+    fn next(&mut self) -> Result<Option<Record<'_>>, RunError> {
         loop {
             self.line.clear();
             let read = self
@@ -393,7 +391,7 @@ impl ClaimReader for JsonlReader {
                 self.line.pop();
             }
             if !self.line.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Some((0, &self.line)));
+                return Ok(Some(Record::Bytes(0, &self.line)));
             }
         }
     }
@@ -429,74 +427,21 @@ impl ClaimReader for JsonlReader {
     }
 }
 
-/// A `ClaimSubmitted` event as the claim line the job reads: provider, member, total charge
-/// (whole rupiah), and the event time (when it was submitted) as the claim's time.
-fn claim_line(claim: &arus_schemas::events::ClaimSubmitted, line: &mut String) {
-    use std::fmt::Write;
-    line.clear();
-    let text = |s: &str| serde_json::Value::from(s).to_string();
-    let _ = write!(
-        line,
-        "{{\"claim_id\":{},\"member_id\":{},\"provider_id\":{},\"billed_amount\":{},\"service_ts\":{}}}",
-        text(&claim.claim_id),
-        text(&claim.member_id),
-        text(&claim.provider_id),
-        claim.total_charge_idr.0,
-        claim.event_time.0.div_euclid(1000)
-    );
-}
-
-/// What a topic record holds, for the claims job.
-enum WireClaim {
-    /// Not in the wire format: a claim line (or not; the parser says).
-    Json,
-    /// A `ClaimSubmitted` event, now a claim line.
-    Claim,
-    /// Another event of the topic: not a claim.
-    Other,
-}
-
-/// Reads records in the contract's wire format (magic byte 0): a `ClaimSubmitted` event becomes
-/// a claim line in `line`, other events are passed over. Anything else, an undecodable wire
-/// record included, goes to the parser as it is (and to the dead letters if it is no claim).
-fn wire_claim(value: &[u8], line: &mut String) -> WireClaim {
-    if value.first() != Some(&0) {
-        return WireClaim::Json;
-    }
-    match arus_schemas::wire::decode(value) {
-        Ok(arus_schemas::Event::ClaimSubmitted(claim)) => {
-            claim_line(&claim, line);
-            WireClaim::Claim
-        }
-        Ok(_) => WireClaim::Other,
-        Err(_) => WireClaim::Json,
-    }
-}
-
-/// The claims of an Avro container file of events (one partition, 0; positions are records).
-struct AvroClaimReader {
+/// The events of an Avro container file of a topic (one partition, 0; positions are records).
+struct AvroEventReader {
     path: PathBuf,
     reader: AvroContainerReader,
-    /// The current claim as a JSON line, for the one claim parser.
-    line: String,
     eof: bool,
 }
 
-impl ClaimReader for AvroClaimReader {
-    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
-        loop {
-            let event = self.reader.next_event().map_err(|e| RunError::Invalid(e.to_string()))?;
-            match event {
-                None => {
-                    self.eof = true;
-                    return Ok(None);
-                }
-                Some(arus_schemas::Event::ClaimSubmitted(claim)) => {
-                    claim_line(&claim, &mut self.line);
-                    return Ok(Some((0, self.line.as_bytes())));
-                }
-                Some(_) => continue,
+impl RecordReader for AvroEventReader {
+    fn next(&mut self) -> Result<Option<Record<'_>>, RunError> {
+        match self.reader.next_event().map_err(|e| RunError::Invalid(e.to_string()))? {
+            None => {
+                self.eof = true;
+                Ok(None)
             }
+            Some(event) => Ok(Some(Record::Event(0, Box::new(event)))),
         }
     }
 
@@ -534,14 +479,12 @@ struct KafkaReader {
     last: Option<arus_connectors::kafka::RawRecord>,
     /// Following, with this idle timeout.
     follow: Option<Duration>,
-    /// A `ClaimSubmitted` event turned into a claim line.
-    line: String,
     /// When each partition last had a record (following).
     last_seen: std::collections::BTreeMap<u32, Instant>,
 }
 
-impl ClaimReader for KafkaReader {
-    fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+impl RecordReader for KafkaReader {
+    fn next(&mut self) -> Result<Option<Record<'_>>, RunError> {
         self.last = match self.follow {
             None => self.reader.next_record()?,
             Some(_) => self.reader.next_available(Duration::from_millis(10))?,
@@ -550,29 +493,7 @@ impl ClaimReader for KafkaReader {
         if self.follow.is_some() {
             self.last_seen.insert(record.partition, Instant::now());
         }
-        Ok(Some((record.partition, &record.value)))
-    }
-
-    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
-        let kind = loop {
-            self.last = match self.follow {
-                None => self.reader.next_record()?,
-                Some(_) => self.reader.next_available(Duration::from_millis(10))?,
-            };
-            let Some(record) = &self.last else { return Ok(None) };
-            if self.follow.is_some() {
-                self.last_seen.insert(record.partition, Instant::now());
-            }
-            match wire_claim(&record.value, &mut self.line) {
-                WireClaim::Other => continue,
-                kind => break kind,
-            }
-        };
-        let record = self.last.as_ref().expect("just read");
-        Ok(Some(match kind {
-            WireClaim::Claim => (record.partition, self.line.as_bytes()),
-            _ => (record.partition, &record.value),
-        }))
+        Ok(Some(Record::Bytes(record.partition, &record.value)))
     }
 
     fn finished(&self) -> bool {
@@ -630,8 +551,6 @@ impl ClaimReader for KafkaReader {
 /// Some partitions of an embedded log topic, up to where they ended when the run began, taking
 /// turns like [`BoundedPartitionReader`].
 struct LogReader {
-    /// A `ClaimSubmitted` event turned into a claim line.
-    line: String,
     log: Arc<EmbeddedLog>,
     topic: String,
     /// Partition, next offset, end offset.
@@ -669,24 +588,10 @@ impl LogReader {
     }
 }
 
-impl ClaimReader for LogReader {
-    fn next_record(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
+impl RecordReader for LogReader {
+    fn next(&mut self) -> Result<Option<Record<'_>>, RunError> {
         let Some(partition) = self.next_raw()? else { return Ok(None) };
-        Ok(Some((partition, &self.last.as_ref().expect("just read").value)))
-    }
-
-    fn next(&mut self) -> Result<Option<(u32, &[u8])>, RunError> {
-        let (partition, kind) = loop {
-            let Some(partition) = self.next_raw()? else { return Ok(None) };
-            match wire_claim(&self.last.as_ref().expect("just read").value, &mut self.line) {
-                WireClaim::Other => continue,
-                kind => break (partition, kind),
-            }
-        };
-        Ok(Some(match kind {
-            WireClaim::Claim => (partition, self.line.as_bytes()),
-            _ => (partition, &self.last.as_ref().expect("just read").value),
-        }))
+        Ok(Some(Record::Bytes(partition, &self.last.as_ref().expect("just read").value)))
     }
 
     fn finished(&self) -> bool {
@@ -717,6 +622,53 @@ impl ClaimReader for LogReader {
             error,
             key: last.and_then(|r| r.key.clone()),
             original: original.to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader reopened where another stopped, mid-turn, goes on with exactly the records the
+    /// first would have read next: what makes batches after a restore the same as before.
+    #[test]
+    fn a_reopened_log_reader_goes_on_in_the_same_order() {
+        let log = EmbeddedLog::new();
+        log.create_topic("t", 3).expect("topic");
+        for i in 0..60u32 {
+            let key = format!("k{i}");
+            log.produce("t", Some(key.as_bytes()), i.to_string().into_bytes(), arus_schemas::Timestamp(0))
+                .expect("produce");
+        }
+        let ends = log.end_offsets("t").expect("ends");
+        let input = Input::Embedded { log: Arc::new(log), topic: "t".to_owned(), group: "g".to_owned(), ends };
+        let read_all = |reader: &mut Box<dyn RecordReader>| {
+            let mut values = Vec::new();
+            while let Some(Record::Bytes(_, bytes)) = reader.next().expect("read") {
+                values.push(String::from_utf8_lossy(bytes).into_owned());
+            }
+            values
+        };
+        // Batches of 7 over 3 partitions: turns of 3 that end mid-batch.
+        let mut whole = input.reader(0, 1, 7, None).expect("open").expect("a reader");
+        let everything = read_all(&mut whole);
+        assert_eq!(everything.len(), 60);
+        for stop in [1, 4, 7, 23, 59] {
+            let mut first = input.reader(0, 1, 7, None).expect("open").expect("a reader");
+            for _ in 0..stop {
+                first.next().expect("read");
+            }
+            let state = SourceState {
+                positions: first.positions(),
+                lines: 0,
+                watermarks: arus_operators::Watermarks::new(0),
+                next: 0,
+                finished: false,
+                turn: first.turn(),
+            };
+            let mut second = input.reader(0, 1, 7, Some(&state)).expect("open").expect("a reader");
+            assert_eq!(read_all(&mut second), everything[stop..], "reopened after {stop} records");
         }
     }
 }
