@@ -11,6 +11,8 @@
 //!   `redis`), and the contract's read models read from it.
 //! - [`transport`]: [`transport::TopicSink`], writing topics the same way on Kafka and on the
 //!   embedded log.
+//! - [`turns`]: the fixed order partitions are read in (turns of a quantum each), for the Kafka
+//!   reader and the embedded log's.
 
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
@@ -20,6 +22,7 @@ pub mod files;
 pub mod kafka;
 pub mod store;
 pub mod transport;
+pub mod turns;
 
 /// The address of a real service for an integration test, from the environment variable
 /// `var` (`KAFKA_BROKERS`, `REDIS_URL`, `CLICKHOUSE_URL`). `None` (the test then skips, saying

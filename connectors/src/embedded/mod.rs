@@ -12,6 +12,10 @@
 //! makes everything appended and committed so far durable against a process crash (a torn
 //! frame at the end of a file, from a crash mid-write, is dropped when the log is reopened).
 
+mod reader;
+
+pub use reader::LogPartitionReader;
+
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};

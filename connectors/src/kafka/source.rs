@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{KafkaConfig, KafkaError};
+use crate::turns::{PartitionBuffers, Turns};
 
 /// A record as read: transport only, decoding is the caller's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,15 +50,20 @@ pub enum Resume {
 
 /// Reads some partitions of a topic from given offsets until each is caught up.
 pub struct BoundedPartitionReader {
+    fetched: Fetched,
+    /// Whose turn it is ([`crate::turns`]).
+    turns: Turns,
+}
+
+/// The consumer and what it has fetched of each assigned partition.
+struct Fetched {
     consumer: BaseConsumer,
     /// Per assigned partition: whether it has been read to its end, records fetched but not yet
     /// handed out, and the offset of the next record to hand out (`None`: from the beginning,
     /// nothing handed out yet).
     partitions: BTreeMap<u32, PartitionState>,
-    /// Records per partition per turn.
+    /// Records per partition per turn (a partition's buffer holds a few turns' worth at most).
     quantum: usize,
-    /// The partition whose turn it is, and how many records it has had in this turn.
-    turn: (u32, usize),
     /// Following: a partition at its end is only caught up for now.
     follow: bool,
 }
@@ -201,15 +207,15 @@ impl BoundedPartitionReader {
             .iter()
             .map(|&(p, next)| (p, PartitionState { next, skip_below: next.unwrap_or(0), ..PartitionState::default() }))
             .collect();
-        let first = partitions.keys().next().copied().unwrap_or(0);
-        let turn = turn.filter(|(p, _)| partitions.contains_key(p)).unwrap_or((first, 0));
-        Ok(BoundedPartitionReader { consumer, partitions, quantum: quantum.max(1), turn, follow: false })
+        let turns = Turns::new(partitions.keys().copied().collect(), quantum, turn);
+        let fetched = Fetched { consumer, partitions, quantum: turns.quantum(), follow: false };
+        Ok(BoundedPartitionReader { fetched, turns })
     }
 
     /// Follows the partitions instead of stopping at their ends: records written later are
     /// read too, with [`next_available`](Self::next_available).
     pub fn following(mut self) -> Self {
-        self.follow = true;
+        self.fetched.follow = true;
         self
     }
 
@@ -217,29 +223,28 @@ impl BoundedPartitionReader {
     /// there (the order then depends on arrival), waiting up to `wait` for the broker; `None`
     /// when nothing came.
     pub fn next_available(&mut self, wait: Duration) -> Result<Option<RawRecord>, KafkaError> {
-        let keys: Vec<u32> = self.partitions.keys().copied().collect();
+        let keys = self.turns.partitions().to_vec();
         if keys.is_empty() {
             return Ok(None);
         }
         for attempt in 0..2 {
-            let start = keys.iter().position(|p| *p == self.turn.0).unwrap_or(0);
+            let (current, taken) = self.turns.turn();
+            let start = keys.iter().position(|p| *p == current).unwrap_or(0);
             for i in 0..=keys.len() {
                 let partition = keys[(start + i) % keys.len()];
-                if i == 0 && self.turn.1 >= self.quantum {
+                if i == 0 && taken >= self.turns.quantum() {
                     continue; // its turn is over
                 }
-                let state = self.partitions.get_mut(&partition).expect("listed above");
-                if let Some(record) = state.buffered.pop_front() {
-                    state.next = Some(record.offset as u64 + 1);
+                if let Some(record) = self.fetched.pop(partition) {
                     if i > 0 {
-                        self.turn = (partition, 0);
+                        self.turns.begin(partition);
                     }
-                    self.turn.1 += 1;
+                    self.turns.took_one();
                     return Ok(Some(record));
                 }
             }
             if attempt == 0 {
-                self.fetch(wait)?;
+                self.fetched.fetch(wait)?;
             }
         }
         Ok(None)
@@ -247,17 +252,17 @@ impl BoundedPartitionReader {
 
     /// Following: whether a partition is caught up (at its end, as far as the reader knows).
     pub fn caught_up(&self, partition: u32) -> bool {
-        self.partitions.get(&partition).is_some_and(|s| s.done && s.buffered.is_empty())
+        self.fetched.partitions.contains_key(&partition) && self.fetched.exhausted(partition)
     }
 
     /// Whose turn it is, and how many records that partition has had in it.
     pub fn turn(&self) -> (u32, usize) {
-        self.turn
+        self.turns.turn()
     }
 
     /// Partitions still to be read to their end.
     pub fn unfinished(&self) -> impl Iterator<Item = u32> + '_ {
-        self.partitions.iter().filter(|(_, s)| !s.done || !s.buffered.is_empty()).map(|(p, _)| *p)
+        self.fetched.partitions.keys().copied().filter(|p| !self.fetched.exhausted(*p))
     }
 
     /// Whether every partition has been read to its end.
@@ -267,36 +272,37 @@ impl BoundedPartitionReader {
 
     /// Per partition, the offset of the next record to hand out (`None`: the beginning).
     pub fn positions(&self) -> Vec<(u32, Option<u64>)> {
-        self.partitions.iter().map(|(p, s)| (*p, s.next)).collect()
+        self.fetched.partitions.iter().map(|(p, s)| (*p, s.next)).collect()
     }
 
     /// The next record in the reader's fixed order, waiting for it as long as it takes; `None`
     /// once every partition has been read to its end.
     pub fn next_record(&mut self) -> Result<Option<RawRecord>, KafkaError> {
-        loop {
-            let (partition, taken) = self.turn;
-            let Some(state) = self.partitions.get_mut(&partition) else { return Ok(None) };
-            if taken < self.quantum
-                && let Some(record) = state.buffered.pop_front()
-            {
-                state.next = Some(record.offset as u64 + 1);
-                self.turn.1 += 1;
-                return Ok(Some(record));
-            }
-            if taken >= self.quantum || state.done {
-                // This partition's turn is over: the next unfinished one, in order.
-                let unfinished: Vec<u32> = self.unfinished().collect();
-                let Some(next) = unfinished.iter().find(|p| **p > partition).or_else(|| unfinished.first()).copied()
-                else {
-                    return Ok(None);
-                };
-                self.turn = (next, 0);
-                continue;
-            }
-            self.fetch(Duration::from_millis(100))?;
-        }
+        self.turns.next(&mut self.fetched)
+    }
+}
+
+impl PartitionBuffers for Fetched {
+    type Record = RawRecord;
+    type Error = KafkaError;
+
+    fn pop(&mut self, partition: u32) -> Option<RawRecord> {
+        let state = self.partitions.get_mut(&partition)?;
+        let record = state.buffered.pop_front()?;
+        state.next = Some(record.offset as u64 + 1);
+        Some(record)
     }
 
+    fn exhausted(&self, partition: u32) -> bool {
+        self.partitions.get(&partition).is_none_or(|s| s.done && s.buffered.is_empty())
+    }
+
+    fn fill(&mut self, _partition: u32) -> Result<(), KafkaError> {
+        self.fetch(Duration::from_millis(100))
+    }
+}
+
+impl Fetched {
     /// Buffers what the consumer has, waiting up to `timeout` for the first message.
     fn fetch(&mut self, timeout: Duration) -> Result<(), KafkaError> {
         let mut wait = timeout;

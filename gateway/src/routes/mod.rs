@@ -19,6 +19,7 @@ pub(crate) fn identifier(field: &'static str, value: Option<String>) -> Result<S
     Ok(crate::commands::id(field, &value)?)
 }
 
+/// A date, `YYYY-MM-DD`.
 pub(crate) fn date(field: &'static str, value: Option<String>) -> Result<Date, ApiError> {
     let value = value.ok_or_else(|| crate::commands::invalid(field, "is required"))?;
     Ok(crate::commands::date(field, &value)?)
@@ -30,11 +31,10 @@ pub(crate) async fn stored<T: serde::de::DeserializeOwned + Send + 'static>(
     key: String,
 ) -> Result<Option<T>, ApiError> {
     let store = gateway.store.clone();
-    let found = tokio::task::spawn_blocking(move || store.get(&key))
+    tokio::task::spawn_blocking(move || arus_connectors::store::read::json::<T>(&*store, &key))
         .await
         .map_err(|_| unavailable())?
-        .map_err(|_| unavailable())?;
-    found.map(|(_, bytes)| serde_json::from_slice(&bytes).map_err(|_| unavailable())).transpose()
+        .map_err(|_| unavailable())
 }
 
 /// Now, for the checks that compare with today.

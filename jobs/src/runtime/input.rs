@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arus_connectors::embedded::EmbeddedLog;
+use arus_connectors::embedded::{EmbeddedLog, LogPartitionReader};
 use arus_connectors::files::AvroContainerReader;
 use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, Resume};
 
@@ -278,18 +278,13 @@ impl Input {
                 let last_seen = mine.iter().map(|p| (*p, now)).collect();
                 Box::new(KafkaReader { topic: topic.clone(), reader, last: None, follow: *follow, last_seen })
             }
-            Input::Embedded { log, topic, ends, .. } => Box::new(LogReader {
-                log: log.clone(),
-                topic: topic.clone(),
-                partitions: mine.iter().map(|p| (*p, from(*p).unwrap_or(0), ends[*p as usize])).collect(),
-                quantum,
-                turn: restored
-                    .and_then(|s| s.turn)
-                    .and_then(|(p, taken)| mine.iter().position(|q| *q == p).map(|index| (index, taken)))
-                    .unwrap_or((0, 0)),
-                buffer: std::collections::VecDeque::new(),
-                last: None,
-            }),
+            Input::Embedded { log, topic, ends, .. } => {
+                let partitions: Vec<(u32, u64, u64)> =
+                    mine.iter().map(|p| (*p, from(*p).unwrap_or(0), ends[*p as usize])).collect();
+                let turn = restored.and_then(|s| s.turn);
+                let reader = LogPartitionReader::open(log.clone(), topic, &partitions, quantum, turn);
+                Box::new(LogReader { topic: topic.clone(), reader, last: None })
+            }
         }))
     }
 
@@ -549,65 +544,33 @@ impl RecordReader for KafkaReader {
 }
 
 /// Some partitions of an embedded log topic, up to where they ended when the run began, taking
-/// turns like [`BoundedPartitionReader`].
+/// turns as the Kafka reader does ([`arus_connectors::turns`]).
 struct LogReader {
-    log: Arc<EmbeddedLog>,
     topic: String,
-    /// Partition, next offset, end offset.
-    partitions: Vec<(u32, u64, u64)>,
-    quantum: usize,
-    /// Index into `partitions` whose turn it is, and records it has had.
-    turn: (usize, usize),
-    buffer: std::collections::VecDeque<arus_connectors::embedded::Record>,
+    reader: LogPartitionReader,
     last: Option<arus_connectors::embedded::Record>,
-}
-
-impl LogReader {
-    /// The next record in turn order (kept in `last`): its partition.
-    fn next_raw(&mut self) -> Result<Option<u32>, RunError> {
-        let n = self.partitions.len();
-        for _ in 0..=n {
-            let (index, taken) = self.turn;
-            let (partition, next, end) = self.partitions[index];
-            if taken < self.quantum && next < end {
-                if self.buffer.is_empty() {
-                    let want = (self.quantum - taken).min((end - next) as usize);
-                    self.buffer.extend(self.log.fetch(&self.topic, partition, next, want)?);
-                }
-                if let Some(record) = self.buffer.pop_front() {
-                    self.partitions[index].1 = record.offset + 1;
-                    self.turn.1 += 1;
-                    self.last = Some(record);
-                    return Ok(self.last.as_ref().map(|r| r.partition));
-                }
-            }
-            self.buffer.clear();
-            self.turn = ((index + 1) % n, 0);
-        }
-        Ok(None)
-    }
 }
 
 impl RecordReader for LogReader {
     fn next(&mut self) -> Result<Option<Record<'_>>, RunError> {
-        let Some(partition) = self.next_raw()? else { return Ok(None) };
-        Ok(Some(Record::Bytes(partition, &self.last.as_ref().expect("just read").value)))
+        self.last = self.reader.next_record()?;
+        Ok(self.last.as_ref().map(|r| Record::Bytes(r.partition, &r.value)))
     }
 
     fn finished(&self) -> bool {
-        self.partitions.iter().all(|(_, next, end)| next >= end)
+        self.reader.finished()
     }
 
     fn ended(&self) -> Vec<u32> {
-        self.partitions.iter().filter(|(_, next, end)| next >= end).map(|(p, _, _)| *p).collect()
+        self.reader.ended()
     }
 
     fn positions(&self) -> Vec<(u32, Option<u64>)> {
-        self.partitions.iter().map(|(p, next, _)| (*p, Some(*next))).collect()
+        self.reader.positions().into_iter().map(|(p, next)| (p, Some(next))).collect()
     }
 
     fn turn(&self) -> Option<(u32, usize)> {
-        Some((self.partitions[self.turn.0].0, self.turn.1))
+        Some(self.reader.turn())
     }
 
     fn dead_letter(&self, error_kind: &str, error: String, original: &[u8]) -> DeadLetter {
