@@ -1,10 +1,13 @@
-//! One way to write topics, whatever carries them: a [`TopicSink`] sends keyed records to
-//! topics, makes them durable, says how far they reached, and reads back what a topic holds
-//! after given offsets (what a rerun must not write again). Implemented by a Kafka cluster
-//! ([`KafkaTopics`](crate::kafka::KafkaTopics), feature `kafka`) and by the embedded log
-//! ([`LogTopics`]); the jobs' output writer, their dead-letter sinks and the gateway's command
-//! publisher all write through it. Transport only: what the bytes mean is the business of
-//! `arus-schemas`.
+//! One way to read and write topics, whatever carries them. A [`PartitionSource`] hands out
+//! the records of some partitions of a topic in the fixed order of [`crate::turns`], from given
+//! positions, saying where it is; a [`TopicSink`] sends keyed records to topics, makes them
+//! durable, says how far they reached, and reads back what a topic holds after given offsets
+//! (what a rerun must not write again). Both are implemented by a Kafka cluster (feature
+//! `kafka`: [`KafkaTopics`](crate::kafka::KafkaTopics), the
+//! [`BoundedPartitionReader`](crate::kafka::BoundedPartitionReader)) and by the embedded log
+//! ([`LogTopics`], [`LogPartitionReader`](crate::embedded::LogPartitionReader)); the jobs'
+//! readers, output writer and dead-letter sinks and the gateway's command publisher all go
+//! through them. Transport only: what the bytes mean is the business of `arus-schemas`.
 
 use std::sync::Arc;
 
@@ -22,6 +25,39 @@ pub enum TransportError {
     /// The embedded log failed or refused.
     #[error(transparent)]
     Log(#[from] LogError),
+}
+
+/// A record as a [`PartitionSource`] hands it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceRecord<'a> {
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition.
+    pub offset: u64,
+    /// The producer's timestamp (ms), where the transport keeps one.
+    pub timestamp_ms: Option<i64>,
+    /// Key.
+    pub key: Option<&'a [u8]>,
+    /// Value.
+    pub value: &'a [u8],
+}
+
+/// Reads some partitions of a topic from given positions, partitions taking turns
+/// ([`crate::turns`]): the same positions and turn give the same records in the same order.
+pub trait PartitionSource: Send {
+    /// The next record. Bounded, it waits for it and says `None` once every partition has
+    /// been read to its end; following, it waits a little and says `None` when nothing came.
+    fn next(&mut self) -> Result<Option<SourceRecord<'_>>, TransportError>;
+    /// The record [`next`](Self::next) handed out last.
+    fn last(&self) -> Option<SourceRecord<'_>>;
+    /// Per partition, the position of the next record (`None`: the beginning).
+    fn positions(&self) -> Vec<(u32, Option<u64>)>;
+    /// Whose turn it is, and how many records that partition has had in it.
+    fn turn(&self) -> (u32, usize);
+    /// Whether `partition` has been read as far as it goes (for now, following).
+    fn caught_up(&self, partition: u32) -> bool;
+    /// Whether every partition has been read to its end for good (never, following).
+    fn finished(&self) -> bool;
 }
 
 /// Writes keyed records to topics.

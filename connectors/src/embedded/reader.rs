@@ -5,12 +5,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::{EmbeddedLog, LogError, Record};
+use crate::transport::{PartitionSource, SourceRecord, TransportError};
 use crate::turns::{PartitionBuffers, Turns};
 
 /// Some partitions of a topic of an embedded log, read in turns up to given ends.
 pub struct LogPartitionReader {
     parts: Parts,
     turns: Turns,
+    /// The record handed out last.
+    last: Option<Record>,
 }
 
 /// What has been fetched of each partition, and how far to read.
@@ -49,7 +52,7 @@ impl LogPartitionReader {
             .map(|&(p, from, end)| (p, Part { next: from, fetched: from, end, buffer: VecDeque::new() }))
             .collect();
         let parts = Parts { log, topic: topic.to_owned(), partitions, quantum: turns.quantum() };
-        LogPartitionReader { parts, turns }
+        LogPartitionReader { parts, turns, last: None }
     }
 
     /// The next record in turn order; `None` once every partition is read to its end.
@@ -75,6 +78,39 @@ impl LogPartitionReader {
     /// Whose turn it is, and how many records that partition has had in it.
     pub fn turn(&self) -> (u32, usize) {
         self.turns.turn()
+    }
+}
+
+impl PartitionSource for LogPartitionReader {
+    fn next(&mut self) -> Result<Option<SourceRecord<'_>>, TransportError> {
+        self.last = self.next_record()?;
+        Ok(self.last())
+    }
+
+    fn last(&self) -> Option<SourceRecord<'_>> {
+        self.last.as_ref().map(|r| SourceRecord {
+            partition: r.partition,
+            offset: r.offset,
+            timestamp_ms: Some(r.timestamp.0),
+            key: r.key.as_deref(),
+            value: &r.value,
+        })
+    }
+
+    fn positions(&self) -> Vec<(u32, Option<u64>)> {
+        LogPartitionReader::positions(self).into_iter().map(|(p, next)| (p, Some(next))).collect()
+    }
+
+    fn turn(&self) -> (u32, usize) {
+        self.turns.turn()
+    }
+
+    fn caught_up(&self, partition: u32) -> bool {
+        self.parts.partitions.get(&partition).is_some_and(|p| p.next >= p.end)
+    }
+
+    fn finished(&self) -> bool {
+        LogPartitionReader::finished(self)
     }
 }
 

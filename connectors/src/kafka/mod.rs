@@ -14,7 +14,10 @@ mod topics;
 pub use admin::{create_topics, delete_topics};
 pub use config::{KafkaConfig, KafkaConfigError};
 pub use sink::{KafkaSink, SinkReport};
-pub use source::{BoundedPartitionReader, RawRecord, Resume, commit_positions, committed_positions, partition_count};
+pub use source::{
+    BoundedPartitionReader, KafkaPartitionSource, RawRecord, Resume, commit_positions, committed_positions,
+    partition_count,
+};
 pub use topics::KafkaTopics;
 
 /// A Kafka operation that failed.

@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{KafkaConfig, KafkaError};
+use crate::transport::{PartitionSource, SourceRecord, TransportError};
 use crate::turns::{PartitionBuffers, Turns};
 
 /// A record as read: transport only, decoding is the caller's.
@@ -279,6 +280,59 @@ impl BoundedPartitionReader {
     /// once every partition has been read to its end.
     pub fn next_record(&mut self) -> Result<Option<RawRecord>, KafkaError> {
         self.turns.next(&mut self.fetched)
+    }
+}
+
+/// A [`BoundedPartitionReader`] as a [`PartitionSource`]: bounded, or following (each
+/// [`next`](PartitionSource::next) waiting 10 ms at most for a record).
+pub struct KafkaPartitionSource {
+    reader: BoundedPartitionReader,
+    follow: bool,
+    last: Option<RawRecord>,
+}
+
+impl KafkaPartitionSource {
+    /// A source over `reader` (made [`following`](BoundedPartitionReader::following) when `follow`).
+    pub fn new(reader: BoundedPartitionReader, follow: bool) -> Self {
+        let reader = if follow { reader.following() } else { reader };
+        KafkaPartitionSource { reader, follow, last: None }
+    }
+}
+
+impl PartitionSource for KafkaPartitionSource {
+    fn next(&mut self) -> Result<Option<SourceRecord<'_>>, TransportError> {
+        self.last = if self.follow {
+            self.reader.next_available(Duration::from_millis(10))?
+        } else {
+            self.reader.next_record()?
+        };
+        Ok(self.last())
+    }
+
+    fn last(&self) -> Option<SourceRecord<'_>> {
+        self.last.as_ref().map(|r| SourceRecord {
+            partition: r.partition,
+            offset: r.offset as u64,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.as_deref(),
+            value: &r.value,
+        })
+    }
+
+    fn positions(&self) -> Vec<(u32, Option<u64>)> {
+        self.reader.positions()
+    }
+
+    fn turn(&self) -> (u32, usize) {
+        self.reader.turn()
+    }
+
+    fn caught_up(&self, partition: u32) -> bool {
+        self.reader.caught_up(partition)
+    }
+
+    fn finished(&self) -> bool {
+        !self.follow && self.reader.finished()
     }
 }
 

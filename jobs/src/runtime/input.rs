@@ -2,7 +2,8 @@
 //! Kafka topic, or of an embedded log topic — each opened once per process ([`Input`]) and read
 //! by a worker in its share of the partitions, always in the same order for the same starting
 //! positions ([`RecordReader`]); and the loop every topic-reading job runs over its readers
-//! ([`read_events`]).
+//! ([`read_events`]). A topic, on the broker or in the embedded log, is read through the
+//! connectors' `PartitionSource` by one `TopicReader`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek};
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use arus_connectors::embedded::{EmbeddedLog, LogPartitionReader};
 use arus_connectors::files::AvroContainerReader;
-use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, Resume};
+use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaPartitionSource, Resume};
+use arus_connectors::transport::PartitionSource;
 
 use super::checkpoint::{OnComplete, SourceState};
 use super::sinks::DeadLetter;
@@ -269,21 +271,17 @@ impl Input {
             Input::Kafka { config, topic, group, resume, follow, .. } => {
                 let positions: Vec<(u32, Option<u64>)> = mine.iter().map(|p| (*p, from(*p))).collect();
                 let turn = restored.and_then(|s| s.turn);
-                let mut reader =
+                let reader =
                     BoundedPartitionReader::open_at_turn(config, group, topic, &positions, quantum, turn, *resume)?;
-                if follow.is_some() {
-                    reader = reader.following();
-                }
-                let now = Instant::now();
-                let last_seen = mine.iter().map(|p| (*p, now)).collect();
-                Box::new(KafkaReader { topic: topic.clone(), reader, last: None, follow: *follow, last_seen })
+                let source = KafkaPartitionSource::new(reader, follow.is_some());
+                Box::new(TopicReader::new(topic, Box::new(source), *follow))
             }
             Input::Embedded { log, topic, ends, .. } => {
                 let partitions: Vec<(u32, u64, u64)> =
                     mine.iter().map(|p| (*p, from(*p).unwrap_or(0), ends[*p as usize])).collect();
                 let turn = restored.and_then(|s| s.turn);
-                let reader = LogPartitionReader::open(log.clone(), topic, &partitions, quantum, turn);
-                Box::new(LogReader { topic: topic.clone(), reader, last: None })
+                let source = LogPartitionReader::open(log.clone(), topic, &partitions, quantum, turn);
+                Box::new(TopicReader::new(topic, Box::new(source), None))
             }
         }))
     }
@@ -467,36 +465,41 @@ impl RecordReader for AvroEventReader {
     }
 }
 
-/// Some partitions of a Kafka topic.
-struct KafkaReader {
+/// Some partitions of a topic, on the broker or in the embedded log, read through their
+/// [`PartitionSource`]; following, each partition remembers when it last had a record, so that
+/// one quiet for the idle timeout no longer holds the watermark back.
+struct TopicReader {
     topic: String,
-    reader: BoundedPartitionReader,
-    last: Option<arus_connectors::kafka::RawRecord>,
+    source: Box<dyn PartitionSource>,
     /// Following, with this idle timeout.
     follow: Option<Duration>,
     /// When each partition last had a record (following).
     last_seen: std::collections::BTreeMap<u32, Instant>,
 }
 
-impl RecordReader for KafkaReader {
+impl TopicReader {
+    fn new(topic: &str, source: Box<dyn PartitionSource>, follow: Option<Duration>) -> Self {
+        let now = Instant::now();
+        let last_seen = source.positions().into_iter().map(|(p, _)| (p, now)).collect();
+        TopicReader { topic: topic.to_owned(), source, follow, last_seen }
+    }
+}
+
+impl RecordReader for TopicReader {
     fn next(&mut self) -> Result<Option<Record<'_>>, RunError> {
-        self.last = match self.follow {
-            None => self.reader.next_record()?,
-            Some(_) => self.reader.next_available(Duration::from_millis(10))?,
-        };
-        let Some(record) = &self.last else { return Ok(None) };
+        let Some(record) = self.source.next()? else { return Ok(None) };
         if self.follow.is_some() {
             self.last_seen.insert(record.partition, Instant::now());
         }
-        Ok(Some(Record::Bytes(record.partition, &record.value)))
+        Ok(Some(Record::Bytes(record.partition, record.value)))
     }
 
     fn finished(&self) -> bool {
-        self.follow.is_none() && self.reader.finished()
+        self.source.finished()
     }
 
     fn caught_up(&self) -> bool {
-        self.reader.finished()
+        self.source.positions().iter().all(|(p, _)| self.source.caught_up(*p))
     }
 
     fn following(&self) -> bool {
@@ -509,81 +512,32 @@ impl RecordReader for KafkaReader {
             Some(idle) => self
                 .last_seen
                 .iter()
-                .filter(|(p, seen)| self.reader.caught_up(**p) && seen.elapsed() >= idle)
+                .filter(|(p, seen)| self.source.caught_up(**p) && seen.elapsed() >= idle)
                 .map(|(p, _)| *p)
                 .collect(),
-            None => {
-                let unfinished: Vec<u32> = self.reader.unfinished().collect();
-                self.reader.positions().into_iter().map(|(p, _)| p).filter(|p| !unfinished.contains(p)).collect()
-            }
+            None => self.source.positions().into_iter().map(|(p, _)| p).filter(|p| self.source.caught_up(*p)).collect(),
         }
     }
 
     fn positions(&self) -> Vec<(u32, Option<u64>)> {
-        self.reader.positions()
+        self.source.positions()
     }
 
     fn turn(&self) -> Option<(u32, usize)> {
-        Some(self.reader.turn())
+        Some(self.source.turn())
     }
 
     fn dead_letter(&self, error_kind: &str, error: String, original: &[u8]) -> DeadLetter {
-        let last = self.last.as_ref();
-        DeadLetter {
-            source: self.topic.clone(),
-            partition: last.map(|r| r.partition),
-            offset: last.map(|r| r.offset as u64),
-            line: None,
-            timestamp_ms: last.and_then(|r| r.timestamp_ms),
-            error_kind: error_kind.to_owned(),
-            error,
-            key: last.and_then(|r| r.key.clone()),
-            original: original.to_vec(),
-        }
-    }
-}
-
-/// Some partitions of an embedded log topic, up to where they ended when the run began, taking
-/// turns as the Kafka reader does ([`arus_connectors::turns`]).
-struct LogReader {
-    topic: String,
-    reader: LogPartitionReader,
-    last: Option<arus_connectors::embedded::Record>,
-}
-
-impl RecordReader for LogReader {
-    fn next(&mut self) -> Result<Option<Record<'_>>, RunError> {
-        self.last = self.reader.next_record()?;
-        Ok(self.last.as_ref().map(|r| Record::Bytes(r.partition, &r.value)))
-    }
-
-    fn finished(&self) -> bool {
-        self.reader.finished()
-    }
-
-    fn ended(&self) -> Vec<u32> {
-        self.reader.ended()
-    }
-
-    fn positions(&self) -> Vec<(u32, Option<u64>)> {
-        self.reader.positions().into_iter().map(|(p, next)| (p, Some(next))).collect()
-    }
-
-    fn turn(&self) -> Option<(u32, usize)> {
-        Some(self.reader.turn())
-    }
-
-    fn dead_letter(&self, error_kind: &str, error: String, original: &[u8]) -> DeadLetter {
-        let last = self.last.as_ref();
+        let last = self.source.last();
         DeadLetter {
             source: self.topic.clone(),
             partition: last.map(|r| r.partition),
             offset: last.map(|r| r.offset),
             line: None,
-            timestamp_ms: last.map(|r| r.timestamp.0),
+            timestamp_ms: last.and_then(|r| r.timestamp_ms),
             error_kind: error_kind.to_owned(),
             error,
-            key: last.and_then(|r| r.key.clone()),
+            key: last.and_then(|r| r.key.map(<[u8]>::to_vec)),
             original: original.to_vec(),
         }
     }
