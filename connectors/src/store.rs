@@ -173,6 +173,14 @@ impl StateStore for MemoryStore {
     }
 }
 
+/// `url` with any user and password replaced by `***` (`redis://***@host:6379/`), to show.
+pub fn without_credentials(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
 /// State in Redis: each key a hash of its version (`v`) and value (`d`), written by a script
 /// that compares versions on the server, so concurrent writers cannot move a key backwards.
 #[cfg(feature = "redis")]
@@ -203,9 +211,11 @@ const MANY: usize = 512;
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`), keys prefixed with `prefix`.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError(format!("{url}: {e}")))?;
+        // Errors name the server, never its credentials.
+        let shown = without_credentials(url);
+        let client = redis::Client::open(url).map_err(|e| StoreError(format!("{shown}: {e}")))?;
         let connections = (0..CONNECTIONS)
-            .map(|_| client.get_connection().map(Mutex::new).map_err(|e| StoreError(format!("{url}: {e}"))))
+            .map(|_| client.get_connection().map(Mutex::new).map_err(|e| StoreError(format!("{shown}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let script = redis::Script::new(
             "local ttl = ARGV[2 * #KEYS + 1] \
@@ -513,5 +523,17 @@ mod tests {
         assert!(store.send_many_versioned(Vec::new()).answer().expect("nothing").is_empty());
         let err = RedisStore::connect("redis://127.0.0.1:1/", "x").err().expect("nothing listens there");
         assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_are_never_shown() {
+        assert_eq!(without_credentials("redis://:s3cret@cache:6379/0"), "redis://***@cache:6379/0");
+        assert_eq!(without_credentials("rediss://user:pw@h/"), "rediss://***@h/");
+        assert_eq!(without_credentials("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
     }
 }
