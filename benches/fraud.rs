@@ -1,5 +1,5 @@
 //! Fraud: claims through the rules and their event-time windows per second, and claims scored per second through ONNX
-//! Runtime (`ORT_DYLIB_PATH`), batched and one at a time (as the job scores today). `cargo
+//! Runtime (`ORT_DYLIB_PATH`, or the one in the cache), batched and one at a time (as the job scores today). `cargo
 //! bench --bench fraud`. Figures in benches/README.md.
 
 use std::time::Instant;
@@ -49,8 +49,8 @@ fn main() {
         events.len(),
         claims as u128 * 1_000 / took.as_millis().max(1)
     );
-    if std::env::var("ORT_DYLIB_PATH").is_err() {
-        eprintln!("ORT_DYLIB_PATH not set: source ~/.cache/arus/services.env for the model figures");
+    if let Err(missing) = arus_models::runtime_library() {
+        eprintln!("{missing}: no model figures (deploy/local/onnxruntime.sh installs it)");
         return;
     }
     let (version, path) =

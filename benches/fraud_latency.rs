@@ -9,8 +9,9 @@
 //! partition; the producer notes when it sent the first such claim. The latency of an alert is
 //! from then to the alert read back from `fraud.alerts` — through the broker both ways, an
 //! upper bound on the job's own share. Reported: p50, p99, max over the alerts of windows that
-//! closed while claims were coming. Needs `KAFKA_BROKERS` and `ORT_DYLIB_PATH` (`source
-//! ~/.cache/arus/services.env`); run with `cargo bench --bench fraud_latency`.
+//! closed while claims were coming. Needs `KAFKA_BROKERS` and ONNX Runtime (`ORT_DYLIB_PATH`,
+//! or the cache's; `source ~/.cache/arus/services.env`); run with `cargo bench --bench
+//! fraud_latency`.
 
 mod common;
 
@@ -38,8 +39,8 @@ const LATENESS_MS: i64 = 10_000;
 const RUN: Duration = Duration::from_secs(45);
 
 fn main() {
-    let (Ok(brokers), Ok(_)) = (std::env::var("KAFKA_BROKERS"), std::env::var("ORT_DYLIB_PATH")) else {
-        eprintln!("KAFKA_BROKERS and ORT_DYLIB_PATH not set: source ~/.cache/arus/services.env first");
+    let (Ok(brokers), Ok(_)) = (std::env::var("KAFKA_BROKERS"), arus_models::runtime_library()) else {
+        eprintln!("KAFKA_BROKERS not set, or no ONNX Runtime: source ~/.cache/arus/services.env first");
         return;
     };
     let config = KafkaConfig::new(brokers.clone());
