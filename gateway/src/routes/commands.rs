@@ -100,17 +100,37 @@ pub(crate) async fn publish(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
+/// A command as it came: a retry of one already answered (with that answer), or a new one.
+enum Received<T> {
+    Retry(Response),
+    New(Option<String>, T),
+}
+
+/// What every command does first: its `Idempotency-Key` checked, the answer kept for it if it
+/// is a retry, its body otherwise.
+async fn received<T>(
+    gateway: &Gateway,
+    headers: &axum::http::HeaderMap,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<Received<T>, ApiError> {
+    let key = idempotency_key(headers)?;
+    if let Some(answer) = replayed(gateway, key.as_deref()).await? {
+        return Ok(Received::Retry(answer));
+    }
+    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    Ok(Received::New(key, request))
+}
+
 /// `POST /api/v1/members`: a `MemberCreated` on `member.events`.
 pub(crate) async fn create_member(
     State(gateway): State<Gateway>,
     headers: axum::http::HeaderMap,
     body: Result<Json<NewMember>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
-    if let Some(answer) = replayed(&gateway, key.as_deref()).await? {
-        return Ok(answer);
-    }
-    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let (key, request) = match received(&gateway, &headers, body).await? {
+        Received::Retry(answer) => return Ok(answer),
+        Received::New(key, request) => (key, request),
+    };
     let event = request.event(now())?;
     let location = format!("/api/v1/members/{}", event.member_id);
     publish(&gateway, arus_schemas::Event::MemberCreated(event), location, key).await
@@ -124,11 +144,10 @@ pub(crate) async fn change_coverage(
     body: Result<Json<CoverageCommand>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
-    let key = idempotency_key(&headers)?;
-    if let Some(answer) = replayed(&gateway, key.as_deref()).await? {
-        return Ok(answer);
-    }
-    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let (key, request) = match received(&gateway, &headers, body).await? {
+        Received::Retry(answer) => return Ok(answer),
+        Received::New(key, request) => (key, request),
+    };
     let known =
         member_record(&gateway, &member_id).await?.and_then(|view| Some((view.created?.0, view.subscriber_id?)));
     let event = request.event(&member_id, known, now())?;
@@ -142,11 +161,10 @@ pub(crate) async fn submit_claim(
     headers: axum::http::HeaderMap,
     body: Result<Json<crate::commands::ClaimCommand>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
-    if let Some(answer) = replayed(&gateway, key.as_deref()).await? {
-        return Ok(answer);
-    }
-    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let (key, request) = match received(&gateway, &headers, body).await? {
+        Received::Retry(answer) => return Ok(answer),
+        Received::New(key, request) => (key, request),
+    };
     let event = request.event(now())?;
     let location = format!("/api/v1/claims/{}", event.claim_id);
     publish(&gateway, arus_schemas::Event::ClaimSubmitted(event), location, key).await
@@ -158,11 +176,10 @@ pub(crate) async fn request_authorization(
     headers: axum::http::HeaderMap,
     body: Result<Json<crate::commands::AuthorizationCommand>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
-    if let Some(answer) = replayed(&gateway, key.as_deref()).await? {
-        return Ok(answer);
-    }
-    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let (key, request) = match received(&gateway, &headers, body).await? {
+        Received::Retry(answer) => return Ok(answer),
+        Received::New(key, request) => (key, request),
+    };
     let event = request.event(now())?;
     let location = format!("/api/v1/authorizations/{}", event.auth_id);
     publish(&gateway, arus_schemas::Event::AuthRequested(event), location, key).await
