@@ -5,7 +5,7 @@ use std::io::Write;
 
 use arus_jobs::provider_windows::job as runner;
 use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
-use arus_jobs::runtime::Cluster;
+use arus_jobs::runtime::RunContext;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// The allocator the `arus` binary uses, so the figures are the binary's.
@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(CLAIMS));
     for workers in [1, 2] {
         group.bench_function(format!("{workers}_workers"), |b| {
-            b.iter(|| runner::run(&spec, &Cluster::Local { workers }).expect("run"))
+            b.iter(|| runner::run(&spec, &RunContext::local(workers, "provider-windows")).expect("run"))
         });
     }
     group.finish();

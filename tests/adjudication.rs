@@ -319,3 +319,95 @@ fn following_the_broker_new_claims_are_decided_as_they_come() {
     assert!(job.0.as_mut().expect("running").try_wait().expect("status").is_none(), "the job still follows");
     job.kill();
 }
+
+/// Following the broker, SIGTERM stops the job cleanly: it exits 0 with its report, what it
+/// decided written and flushed, what it still held back undecided; a run after it decides the
+/// rest, and every claim ends up decided exactly once. (Without the stop, SIGTERM ends the
+/// process with the signal: no success, no report.)
+#[test]
+fn a_stopped_job_flushes_what_it_decided_and_a_restart_decides_the_rest() {
+    let (Some(brokers), Some(redis)) =
+        (arus_connectors::service_address("KAFKA_BROKERS"), arus_connectors::service_address("REDIS_URL"))
+    else {
+        return;
+    };
+    use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink};
+    let config = KafkaConfig::new(brokers.clone());
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-stop", &BROKER_TOPICS, 2);
+    let topics = &topics.1;
+    let events = generated(800);
+    let producer = KafkaSink::new(&config, "lz4").expect("producer");
+    for event in events.iter().filter(|e| topics.contains(&format!("{prefix}{}", e.topic()))) {
+        let bytes = wire::encode(event).expect("encode");
+        producer
+            .send(&format!("{prefix}{}", event.topic()), event.key().as_bytes(), &bytes, event.event_time().0)
+            .expect("send");
+    }
+    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+    let claims = events.iter().filter(|e| matches!(e, Event::ClaimSubmitted(_))).count();
+    let job = |follow: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arus"));
+        command
+            .args(["run", &pipeline(), "--workers", "2"])
+            .args(["--set", &format!("source.brokers={brokers}"), "--set", &format!("source.topic_prefix={prefix}")])
+            .args(["--set", &format!("store.url={redis}"), "--set", &format!("store.prefix={prefix}store:")]);
+        if follow {
+            command.args(["--set", "source.follow=true", "--set", "source.idle_timeout=1s"]);
+        }
+        command
+    };
+    // Every decision on claims.events: how many times each claim was decided.
+    let decided = || {
+        let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
+        let mut reader = BoundedPartitionReader::open(&config, "check", &topics[4], &from, 100).expect("read");
+        let mut decided = std::collections::BTreeMap::new();
+        while let Some(record) = reader.next_record().expect("read") {
+            if let Ok(Event::ClaimAdjudicated(a)) = wire::decode(&record.value) {
+                *decided.entry(a.claim_id).or_insert(0u32) += 1;
+            }
+        }
+        decided
+    };
+
+    let mut following = common::KillOnDrop(Some(job(true).stderr(Stdio::piped()).spawn().expect("arus runs")));
+    let mut decisions = BoundedPartitionReader::open(&config, "watch", &topics[4], &[(0, None), (1, None)], 100)
+        .expect("read")
+        .following();
+    // Its first decisions written: it is well under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no decision within two minutes");
+        if let Some(record) = decisions.next_available(std::time::Duration::from_millis(200)).expect("read")
+            && matches!(wire::decode(&record.value), Ok(Event::ClaimAdjudicated(_)))
+        {
+            break;
+        }
+    }
+    let child = following.0.as_mut().expect("running");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("status") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job did not stop within two minutes of SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50)); // between looks at its status
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    following.0 = None;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("stopped on request") && stderr.contains("claims decided"), "{stderr}");
+    let before = decided();
+    // (How many: whatever it had decided when the signal came; what it still held back, if
+    // anything, it left undecided.)
+    assert!(!before.is_empty() && before.len() <= claims, "{} of {claims} decided before the stop", before.len());
+    assert!(before.values().all(|n| *n == 1), "a claim decided twice before the stop");
+
+    // A run after it decides the rest; nothing is decided twice.
+    let output = job(false).output().expect("arus runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let after = decided();
+    assert_eq!(after.len(), claims, "every claim decided");
+    assert!(after.values().all(|n| *n == 1), "a claim decided twice");
+}

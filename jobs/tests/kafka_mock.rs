@@ -7,7 +7,7 @@ use std::time::Duration;
 use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink};
 use arus_jobs::provider_windows::job::run;
 use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
-use arus_jobs::runtime::Cluster;
+use arus_jobs::runtime::RunContext;
 use rdkafka::mocking::MockCluster;
 
 #[test]
@@ -42,7 +42,7 @@ fn dead_letters_are_written_in_transactions_committed_at_checkpoints() {
         "checkpoint.interval=\"0s\"".to_owned(),
     ];
     let spec = ProviderWindowsSpec::load(std::path::Path::new(&pipeline), &overrides).expect("spec");
-    let report = run(&spec, &Cluster::Local { workers: 2 }).expect("run");
+    let report = run(&spec, &RunContext::local(2, "provider-windows")).expect("run");
     assert_eq!((report.records, report.dead_letters), (500, 2));
     assert!(report.checkpoints >= 1);
 

@@ -1,12 +1,9 @@
 //! The metrics of a real run (embedded log in, CSV out, checkpoints on) say what the run did.
 
-use std::sync::Arc;
-
 use arus_connectors::embedded::EmbeddedLog;
-use arus_jobs::provider_windows::job::run_with;
+use arus_jobs::provider_windows::job::run;
 use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
-use arus_jobs::runtime::Cluster;
-use arus_jobs::runtime::metrics::Metrics;
+use arus_jobs::runtime::RunContext;
 
 #[test]
 fn a_run_reports_records_lines_lag_and_checkpoints() {
@@ -41,8 +38,9 @@ fn a_run_reports_records_lines_lag_and_checkpoints() {
         "checkpoint.interval=\"0s\"".to_owned(),
     ];
     let spec = ProviderWindowsSpec::load(std::path::Path::new(&pipeline), &overrides).expect("spec");
-    let metrics = Arc::new(Metrics::new("provider-windows"));
-    let report = run_with(&spec, &Cluster::Local { workers: 2 }, Some(metrics.clone())).expect("run");
+    let context = RunContext::local(2, "provider-windows");
+    let metrics = context.metrics.clone();
+    let report = run(&spec, &context).expect("run");
     let text = metrics.render();
     // The sample of `name` whose labels include `labels` (in any order).
     let sample = |name: &str, labels: &[&str]| -> f64 {

@@ -8,7 +8,7 @@ use arus_connectors::embedded::EmbeddedLog;
 use arus_generator::{GeneratorConfig, Output, generate};
 use arus_jobs::provider_windows::job::{run, run_on_log};
 use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
-use arus_jobs::runtime::Cluster;
+use arus_jobs::runtime::{Cluster, RunContext};
 use arus_schemas::{Event, wire};
 
 #[test]
@@ -46,7 +46,7 @@ fn claim_events_on_the_log_give_the_windows_of_the_flat_claims() {
     let from_flat = dir.path().join("from-flat.csv");
     let flat_spec =
         load(vec![format!("source.path={}", flat_path.display()), format!("sink.path={}", from_flat.display())]);
-    let flat_report = run(&flat_spec, &Cluster::Local { workers: 2 }).expect("run on the file");
+    let flat_report = run(&flat_spec, &RunContext::local(2, "provider-windows")).expect("run on the file");
     let from_log = dir.path().join("from-log.csv");
     let log_spec = load(vec![
         "source={kind=\"embedded\", dir=\"-\", topic=\"claims.events\"}".to_owned(),

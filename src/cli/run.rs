@@ -10,9 +10,9 @@ use arus_jobs::analytics::spec::AnalyticsSpec;
 use arus_jobs::eligibility::spec::EligibilitySpec;
 use arus_jobs::fraud::spec::FraudSpec;
 use arus_jobs::provider_windows::spec::ProviderWindowsSpec;
-use arus_jobs::runtime::Cluster;
 use arus_jobs::runtime::metrics::Metrics;
 use arus_jobs::runtime::spec::StoreSpec;
+use arus_jobs::runtime::{Cluster, RunContext, Shutdown};
 
 use super::generate::per_second;
 use super::thousands;
@@ -55,22 +55,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--metrics-addr {address}: cannot listen"))?;
         eprintln!("metrics: http://{bound}/metrics");
     }
-    match pipeline {
-        Pipeline::ProviderWindows(spec) => run_windows(&args, &spec, metrics),
-        Pipeline::Eligibility(spec) => run_eligibility(&args, &spec, metrics),
-        Pipeline::Adjudication(spec) => run_adjudication(&args, &spec, metrics),
-        Pipeline::Analytics(spec) => run_analytics(&args, &spec, metrics),
-        Pipeline::Fraud(spec) => run_fraud(&args, &spec, metrics),
+    // SIGTERM or Ctrl-C asks the job to stop: it flushes what it decided and reports; a second
+    // one ends the process at once.
+    let shutdown = Shutdown::new();
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, shutdown.flag())
+            .and_then(|_| signal_hook::flag::register(signal, shutdown.flag()))
+            .context("cannot handle SIGTERM and SIGINT")?;
     }
+    let context = RunContext { cluster: cluster(&args)?, metrics, shutdown: shutdown.clone() };
+    let result = match pipeline {
+        Pipeline::ProviderWindows(spec) => run_windows(&args, &spec, &context),
+        Pipeline::Eligibility(spec) => run_eligibility(&args, &spec, &context),
+        Pipeline::Adjudication(spec) => run_adjudication(&args, &spec, &context),
+        Pipeline::Analytics(spec) => run_analytics(&args, &spec, &context),
+        Pipeline::Fraud(spec) => run_fraud(&args, &spec, &context),
+    };
+    if result.is_ok() && shutdown.requested() {
+        eprintln!(
+            "stopped on request: what was decided is written and flushed; a restart goes on from the topics (or \
+             the last checkpoint)"
+        );
+    }
+    result
 }
 
 /// Runs the provider-windows job and prints what it did.
-fn run_windows(args: &RunArgs, spec: &ProviderWindowsSpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let cluster = cluster(args)?;
+fn run_windows(args: &RunArgs, spec: &ProviderWindowsSpec, context: &RunContext) -> anyhow::Result<()> {
     if let Some(checkpoint) = &spec.checkpoint {
         eprintln!("checkpoints: {} every {}", checkpoint.dir.display(), checkpoint.interval);
     }
-    let report = arus_jobs::provider_windows::job::run_with(spec, &cluster, Some(metrics))?;
+    let report = arus_jobs::provider_windows::job::run(spec, context)?;
     let path = &spec.sink.path;
     if let Some((epoch, at)) = report.resumed_from {
         eprintln!("resumed from checkpoint {epoch} (watermark {at} ms)");
@@ -120,8 +135,8 @@ fn cluster(args: &RunArgs) -> anyhow::Result<Cluster> {
 }
 
 /// Runs the eligibility job and prints what it did.
-fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let report = arus_jobs::eligibility::job::run_with(spec, &cluster(args)?, metrics)?;
+fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec, context: &RunContext) -> anyhow::Result<()> {
+    let report = arus_jobs::eligibility::job::run(spec, context)?;
     eprintln!(
         "{}: {} member and plan events in {:.2?} ({}/s on {} worker{}) into the {} store{}",
         args.pipeline.display(),
@@ -146,8 +161,8 @@ fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec, metrics: Arc<Metrics>
     Ok(())
 }
 
-fn run_adjudication(args: &RunArgs, spec: &AdjudicationSpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let report = arus_jobs::adjudication::job::run_with(spec, &cluster(args)?, metrics)?;
+fn run_adjudication(args: &RunArgs, spec: &AdjudicationSpec, context: &RunContext) -> anyhow::Result<()> {
+    let report = arus_jobs::adjudication::job::run(spec, context)?;
     eprintln!("{}", adjudication_summary(&report, args.workers));
     Ok(())
 }
@@ -185,8 +200,8 @@ pub fn adjudication_summary(report: &arus_jobs::adjudication::job::AdjudicationR
     )
 }
 
-fn run_analytics(args: &RunArgs, spec: &AnalyticsSpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let report = arus_jobs::analytics::run_with(spec, &cluster(args)?, metrics)?;
+fn run_analytics(args: &RunArgs, spec: &AnalyticsSpec, context: &RunContext) -> anyhow::Result<()> {
+    let report = arus_jobs::analytics::run(spec, context)?;
     eprintln!(
         "analytics: {} claim lines, {} providers and {} payment, accumulator, member and alert rows into ClickHouse {} \
          (database {}) in {} inserts, {:.2?} on {} worker{}",
@@ -203,8 +218,8 @@ fn run_analytics(args: &RunArgs, spec: &AnalyticsSpec, metrics: Arc<Metrics>) ->
     Ok(())
 }
 
-fn run_fraud(args: &RunArgs, spec: &FraudSpec, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let report = arus_jobs::fraud::job::run_with(spec, &cluster(args)?, metrics)?;
+fn run_fraud(args: &RunArgs, spec: &FraudSpec, context: &RunContext) -> anyhow::Result<()> {
+    let report = arus_jobs::fraud::job::run(spec, context)?;
     eprintln!(
         "fraud: {} events in {:.2?} on {} worker{}: {} alerts to fraud.alerts{}",
         thousands(report.events),

@@ -20,7 +20,7 @@ use crate::runtime::metrics::Metrics;
 use crate::runtime::sequenced::{
     Fold, READING, Sequenced, SequencedReport, Writes, record, run_fold_on_log, run_sequenced,
 };
-use crate::runtime::{Cluster, RunError};
+use crate::runtime::{Cluster, RunContext, RunError, Shutdown};
 
 /// What a run of the job did.
 pub type AdjudicationReport = SequencedReport;
@@ -49,21 +49,14 @@ pub(crate) fn adjudication_fold(threads: usize) -> Result<Box<dyn Fold>, RunErro
     Ok(Box::new(super::shards::Sharded::new(threads, || Box::new(AdjudicationFold::default()))?))
 }
 
-/// Runs the job with the store the spec names.
-pub fn run(spec: &AdjudicationSpec, cluster: &Cluster) -> Result<AdjudicationReport, RunError> {
-    run_with(spec, cluster, Arc::new(Metrics::new("adjudication")))
-}
-
-/// [`run`], keeping `metrics` up to date.
-pub fn run_with(
-    spec: &AdjudicationSpec,
-    cluster: &Cluster,
-    metrics: Arc<Metrics>,
-) -> Result<AdjudicationReport, RunError> {
+/// Runs the job with the store the spec names, until its input ends or `context` asks it to
+/// stop.
+pub fn run(spec: &AdjudicationSpec, context: &RunContext) -> Result<AdjudicationReport, RunError> {
     let lateness = spec.out_of_orderness.ms();
     let fold = adjudication_fold(spec.fold_threads)?;
-    let job = Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics };
-    run_sequenced(&spec.source, &spec.store, lateness, job, cluster)
+    let (metrics, shutdown) = (context.metrics.clone(), context.shutdown.clone());
+    let job = Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics, shutdown };
+    run_sequenced(&spec.source, &spec.store, lateness, job, &context.cluster)
 }
 
 /// Runs the job over topics of a log this process already has (as `arus demo` does), writing
@@ -84,8 +77,8 @@ pub fn run_on_log_folding(
     fold_threads: usize,
 ) -> Result<AdjudicationReport, RunError> {
     let fold = adjudication_fold(fold_threads)?;
-    let job =
-        Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics: Arc::new(Metrics::new("adjudication")) };
+    let metrics = Arc::new(Metrics::new("adjudication"));
+    let job = Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics, shutdown: Shutdown::new() };
     run_fold_on_log(log, cluster, store, job, READING)
 }
 

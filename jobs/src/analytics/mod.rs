@@ -23,8 +23,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::runtime::input::{open_inputs, open_readers, read_events};
-use crate::runtime::metrics::Metrics;
-use crate::runtime::{Cluster, RunError, Shared, fail, finish, timely_config};
+use crate::runtime::{RunContext, RunError, Shared, fail, finish, timely_config};
 use spec::AnalyticsSpec;
 
 /// The topics the job reads.
@@ -518,13 +517,10 @@ pub fn check_tables(clickhouse: &ClickHouse) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Runs the job.
-pub fn run(spec: &AnalyticsSpec, cluster: &Cluster) -> Result<AnalyticsReport, RunError> {
-    run_with(spec, cluster, Arc::new(Metrics::new("analytics")))
-}
-
-/// [`run`], keeping `metrics` up to date (rows inserted counted per table, as sink lines).
-pub fn run_with(spec: &AnalyticsSpec, cluster: &Cluster, metrics: Arc<Metrics>) -> Result<AnalyticsReport, RunError> {
+/// Runs the job until its input ends or `context` asks it to stop (rows inserted counted per
+/// table in its metrics, as sink lines).
+pub fn run(spec: &AnalyticsSpec, context: &RunContext) -> Result<AnalyticsReport, RunError> {
+    let (cluster, metrics, shutdown) = (&context.cluster, context.metrics.clone(), context.shutdown.clone());
     let leader = ClickHouse::connect(&spec.clickhouse.url, &spec.clickhouse.database).map_err(clickhouse_error)?;
     check_tables(&leader)?;
     let inputs = Arc::new(open_inputs(&spec.source, &TOPICS)?);
@@ -536,7 +532,7 @@ pub fn run_with(spec: &AnalyticsSpec, cluster: &Cluster, metrics: Arc<Metrics>) 
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
-        let (source_metrics, metrics) = (metrics.clone(), metrics.clone());
+        let (source_metrics, metrics, shutdown) = (metrics.clone(), metrics.clone(), shutdown.clone());
         let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
         let clickhouse = match ClickHouse::connect(&target.url, &target.database) {
             Ok(c) => Some(c),
@@ -553,6 +549,9 @@ pub fn run_with(spec: &AnalyticsSpec, cluster: &Cluster, metrics: Arc<Metrics>) 
                 let mut capability = (!readers.is_empty()).then_some(capability);
                 let shared = source_shared;
                 move |output| {
+                    if shutdown.requested() {
+                        capability = None; // stopped: the input ends here
+                    }
                     let Some(cap) = capability.as_mut() else { return };
                     let mut events = 0;
                     let failed = {

@@ -30,7 +30,7 @@ use super::spec::EligibilitySpec;
 use crate::runtime::input::{Input, embedded_inputs, open_inputs, open_readers, read_events};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::spec::TopicsSource;
-use crate::runtime::{Cluster, RunError, Shared, fail, finish, open_store, timely_config};
+use crate::runtime::{Cluster, RunContext, RunError, Shared, Shutdown, fail, finish, open_store, timely_config};
 
 /// The topics the job reads.
 pub const TOPICS: [&str; 2] = [BENEFIT_EVENTS, MEMBER_EVENTS];
@@ -51,35 +51,19 @@ pub struct EligibilityReport {
     pub elapsed: Duration,
 }
 
-/// Runs the job with the store the spec names.
-pub fn run(spec: &EligibilitySpec, cluster: &Cluster) -> Result<EligibilityReport, RunError> {
-    run_with(spec, cluster, Arc::new(Metrics::new("eligibility")))
+/// Runs the job with the store the spec names, until its input ends or `context` asks it to
+/// stop.
+pub fn run(spec: &EligibilitySpec, context: &RunContext) -> Result<EligibilityReport, RunError> {
+    run_with_store(spec, context, open_store(&spec.store)?)
 }
 
-/// [`run`], keeping `metrics` up to date.
-pub fn run_with(
-    spec: &EligibilitySpec,
-    cluster: &Cluster,
-    metrics: Arc<Metrics>,
-) -> Result<EligibilityReport, RunError> {
-    run_into(spec, cluster, open_store(&spec.store)?, metrics)
-}
-
-/// Runs the job into `store`.
+/// [`run`] into `store`.
 pub fn run_with_store(
     spec: &EligibilitySpec,
-    cluster: &Cluster,
+    context: &RunContext,
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
-    run_into(spec, cluster, store, Arc::new(Metrics::new("eligibility")))
-}
-
-fn run_into(
-    spec: &EligibilitySpec,
-    cluster: &Cluster,
-    store: Arc<dyn StateStore>,
-    metrics: Arc<Metrics>,
-) -> Result<EligibilityReport, RunError> {
+    let (cluster, metrics, shutdown) = (&context.cluster, context.metrics.clone(), &context.shutdown);
     let inputs = open_inputs(&spec.source, &TOPICS)?;
     let following = match &spec.source {
         TopicsSource::Kafka { follow: true, idle_timeout, .. } => Some(idle_timeout.duration()),
@@ -92,6 +76,7 @@ fn run_into(
         // Answers start once the store holds everything the topics held when the job began.
         let readiness = Arc::new(Readiness::default());
         let (source, answering_store, ready) = (spec.source.clone(), store.clone(), readiness.clone());
+        let stopping = shutdown.clone();
         let answering = std::thread::spawn(move || {
             while !ready.ready.load(Ordering::Acquire) {
                 if ready.over.load(Ordering::Acquire) {
@@ -99,19 +84,19 @@ fn run_into(
                 }
                 std::thread::park_timeout(Duration::from_millis(10));
             }
-            answer_requests(&source, &*answering_store, Some(idle))
+            answer_requests(&source, &*answering_store, Some(idle), &stopping)
         });
-        let report = run_inputs(inputs, cluster, store, readiness.clone(), metrics);
+        let report = run_inputs(inputs, cluster, store, readiness.clone(), metrics, shutdown);
         readiness.over.store(true, Ordering::Release);
         let mut report = report?;
         report.answered =
             answering.join().map_err(|_| RunError::Internal("the answering thread panicked".into()))??;
         return Ok(report);
     }
-    let mut report = run_inputs(inputs, cluster, store.clone(), Arc::default(), metrics)?;
-    if spec.answer_requests {
+    let mut report = run_inputs(inputs, cluster, store.clone(), Arc::default(), metrics, shutdown)?;
+    if spec.answer_requests && !shutdown.requested() {
         let started = Instant::now();
-        report.answered = answer_requests(&spec.source, &*store, None)?;
+        report.answered = answer_requests(&spec.source, &*store, None, shutdown)?;
         report.elapsed += started.elapsed();
     }
     Ok(report)
@@ -119,8 +104,14 @@ fn run_into(
 
 /// Answers the requests on the source's `eligibility.requests` from `store`, writing
 /// `EligibilityResponded` events to `eligibility.responses` next to it: those there now, or
-/// (`follow` with an idle timeout) also those that come, until none has come for that long.
-fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option<Duration>) -> Result<u64, RunError> {
+/// (`follow` with an idle timeout) also those that come, until none has come for that long or a
+/// stop is asked for.
+fn answer_requests(
+    source: &TopicsSource,
+    store: &dyn StateStore,
+    follow: Option<Duration>,
+    shutdown: &Shutdown,
+) -> Result<u64, RunError> {
     use arus_schemas::topics::names::{ELIGIBILITY_REQUESTS, ELIGIBILITY_RESPONSES};
     let (requests, responses) = match source {
         TopicsSource::Kafka { topic_prefix, .. } | TopicsSource::Embedded { topic_prefix, .. } => {
@@ -163,7 +154,7 @@ fn answer_requests(source: &TopicsSource, store: &dyn StateStore, follow: Option
                 Some(idle) => {
                     let mut reader = reader.following();
                     let mut last = Instant::now();
-                    while last.elapsed() < idle {
+                    while last.elapsed() < idle && !shutdown.requested() {
                         if let Some(record) = reader.next_available(Duration::from_millis(50))? {
                             answered += answer(&sink, &record.value)?;
                             last = Instant::now();
@@ -194,7 +185,7 @@ pub fn run_on_log(
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
     let inputs = embedded_inputs(&log, &TOPICS, "arus-eligibility")?;
-    run_inputs(inputs, cluster, store, Arc::default(), Arc::new(Metrics::new("eligibility")))
+    run_inputs(inputs, cluster, store, Arc::default(), Arc::new(Metrics::new("eligibility")), &Shutdown::new())
 }
 
 /// When the store holds everything the topics held when the job began: each worker's source
@@ -241,17 +232,18 @@ fn run_inputs(
     store: Arc<dyn StateStore>,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
+    shutdown: &Shutdown,
 ) -> Result<EligibilityReport, RunError> {
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
     let shared = Arc::new(Mutex::new(Shared::<EligibilityReport>::default()));
     let started = Instant::now();
-    let worker_shared = shared.clone();
+    let (worker_shared, worker_shutdown) = (shared.clone(), shutdown.clone());
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
         let store = store.clone();
-        let (source_metrics, metrics) = (metrics.clone(), metrics.clone());
+        let (source_metrics, metrics, shutdown) = (metrics.clone(), metrics.clone(), worker_shutdown.clone());
         let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
         if readers.is_empty() {
             readiness.caught_up(index, peers, 0);
@@ -265,6 +257,9 @@ fn run_inputs(
                 let shared = source_shared;
                 let readiness = source_readiness;
                 move |output| {
+                    if shutdown.requested() {
+                        capability = None; // stopped: the input ends here
+                    }
                     let Some(cap) = capability.as_mut() else { return };
                     let mut got = 0u64;
                     let read = {

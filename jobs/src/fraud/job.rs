@@ -15,7 +15,7 @@ use super::{Closed, FraudDetector, Step};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::sequenced::{Fold, READING, Sequenced, SequencedReport, Writes, run_fold_on_log, run_sequenced};
 use crate::runtime::spec::StoreSpec;
-use crate::runtime::{Cluster, RunError};
+use crate::runtime::{Cluster, RunContext, RunError, Shutdown};
 use arus_operators::Time;
 
 /// The topics the job reads.
@@ -235,17 +235,14 @@ impl Fold for FraudFold {
     }
 }
 
-/// Runs the job.
-pub fn run(spec: &FraudSpec, cluster: &Cluster) -> Result<FraudReport, RunError> {
-    run_with(spec, cluster, Arc::new(Metrics::new("fraud")))
-}
-
-/// [`run`], keeping `metrics` up to date.
-pub fn run_with(spec: &FraudSpec, cluster: &Cluster, metrics: Arc<Metrics>) -> Result<FraudReport, RunError> {
+/// Runs the job, until its input ends or `context` asks it to stop.
+pub fn run(spec: &FraudSpec, context: &RunContext) -> Result<FraudReport, RunError> {
     let lateness = spec.out_of_orderness.ms();
     let model = spec.model.as_ref().map(ModelWatch::open).transpose().map_err(|e| RunError::Invalid(e.to_string()))?;
-    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold: Box::new(FraudFold::new(model)), metrics };
-    run_sequenced(&spec.source, &StoreSpec::Memory, lateness, job, cluster)
+    let (metrics, shutdown) = (context.metrics.clone(), context.shutdown.clone());
+    let fold = Box::new(FraudFold::new(model));
+    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold, metrics, shutdown };
+    run_sequenced(&spec.source, &StoreSpec::Memory, lateness, job, &context.cluster)
 }
 
 /// Runs the rules (and a model, if given) over a log this process has (the demo), writing the
@@ -255,8 +252,8 @@ pub fn run_on_log(
     cluster: &Cluster,
     model: Option<ModelWatch>,
 ) -> Result<FraudReport, RunError> {
-    let metrics = Arc::new(Metrics::new("fraud"));
-    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold: Box::new(FraudFold::new(model)), metrics };
+    let (metrics, fold) = (Arc::new(Metrics::new("fraud")), Box::new(FraudFold::new(model)));
+    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold, metrics, shutdown: Shutdown::new() };
     run_fold_on_log(log, cluster, Arc::new(MemoryStore::new()), job, READING)
 }
 

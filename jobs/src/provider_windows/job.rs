@@ -30,7 +30,7 @@ use crate::runtime::input::{Input, Record, RecordReader};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::sinks::{self, DeadLetter, FileSink, LineFile, Sink, TopicDeadLetters, WorkerContext};
 use crate::runtime::spec::SourceSpec;
-use crate::runtime::{Cluster, RunError, Shared, fail, finish, report, timely_config};
+use crate::runtime::{Cluster, RunContext, RunError, Shared, Shutdown, fail, finish, report, timely_config};
 use arus_schemas::Event;
 
 /// What a run did.
@@ -67,20 +67,13 @@ fn dlq_topic(topic: &str) -> String {
 /// The names of the sinks, for checkpoints.
 const SINKS: [&str; 3] = ["csv", "late", "dead-letters"];
 
-/// Runs the pipeline to the end of its input.
-pub fn run(spec: &ProviderWindowsSpec, cluster: &Cluster) -> Result<RunReport, RunError> {
-    run_with(spec, cluster, None)
-}
-
-/// Runs the pipeline to the end of its input, keeping `metrics` up to date.
-pub fn run_with(
-    spec: &ProviderWindowsSpec,
-    cluster: &Cluster,
-    metrics: Option<Arc<Metrics>>,
-) -> Result<RunReport, RunError> {
+/// Runs the pipeline to the end of its input, or until `context` asks it to stop (a stopped
+/// run with checkpoints resumes from its last one: what it wrote after is cut back then).
+pub fn run(spec: &ProviderWindowsSpec, context: &RunContext) -> Result<RunReport, RunError> {
     // Fail before starting workers when the input is missing.
     let input = Input::open(&spec.source)?;
-    run_input(spec, cluster, metrics, input)
+    let metrics = Some(context.metrics.clone());
+    run_input(spec, &context.cluster, metrics, context.shutdown.clone(), input)
 }
 
 /// Runs the pipeline over a topic of an embedded log this process already has (as `arus demo`
@@ -90,13 +83,15 @@ pub fn run_on_log(spec: &ProviderWindowsSpec, cluster: &Cluster, log: Arc<Embedd
         return Err(RunError::Invalid("run_on_log needs an embedded source".to_owned()));
     };
     let ends = log.end_offsets(topic)?;
-    run_input(spec, cluster, None, Input::Embedded { log, topic: topic.clone(), group: group.clone(), ends })
+    let input = Input::Embedded { log, topic: topic.clone(), group: group.clone(), ends };
+    run_input(spec, cluster, None, Shutdown::new(), input)
 }
 
 fn run_input(
     spec: &ProviderWindowsSpec,
     cluster: &Cluster,
     metrics: Option<Arc<Metrics>>,
+    shutdown: Shutdown,
     input: Input,
 ) -> Result<RunReport, RunError> {
     let SinkSpec { kind: sink_kind, path: sink_path, late_path, .. } = spec.sink.clone();
@@ -158,8 +153,14 @@ fn run_input(
         worker.dataflow::<Time, _, _>(|scope| {
             let partitions = input.partitions(index, peers);
             let follow = matches!(&*input, Input::Kafka { follow: Some(_), .. });
-            let context =
-                WorkerContext { leader, coordinator: coordinator.clone(), metrics, shared: shared.clone(), follow };
+            let context = WorkerContext {
+                leader,
+                coordinator: coordinator.clone(),
+                metrics,
+                shared: shared.clone(),
+                follow,
+                shutdown: shutdown.clone(),
+            };
             let (claims, dead) = claims_source(scope, reader, partitions, settings, restored, &context);
             let checkpoints = coordinator.clone().map(|c| c as Arc<dyn StateCheckpoints>);
             let (changes, late) = super::build(claims, &job, checkpoints);
@@ -250,6 +251,7 @@ fn claims_source<'scope>(
     context: &WorkerContext<RunReport>,
 ) -> (timely::dataflow::StreamVec<'scope, Time, Claim>, timely::dataflow::StreamVec<'scope, Time, DeadLetter>) {
     let (coordinator, metrics, shared) = (context.coordinator.clone(), context.metrics.clone(), context.shared.clone());
+    let shutdown = context.shutdown.clone();
     let mut builder = OperatorBuilder::new("ClaimsSource".to_owned(), scope);
     let (claims_output, claims) = builder.new_output::<Vec<Claim>>();
     let (dead_output, dead) = builder.new_output::<Vec<DeadLetter>>();
@@ -345,13 +347,17 @@ fn claims_source<'scope>(
             if let Some(m) = &metrics {
                 m.source_batch(worker, records - before, dead, watermarks.current(), &input.positions());
             }
-            if failed || finished {
+            // Asked to stop: the input ends here, unfinished (no checkpoint says it was read
+            // to its end; a restart resumes from the last one).
+            let stopped = shutdown.requested();
+            if failed || finished || stopped {
                 report(&shared, |r| {
                     r.records += records;
                     r.dead_letters += dead_letters;
                 });
                 if let Some(c) = &coordinator
                     && !failed
+                    && !stopped
                 {
                     c.source_finished(worker, state(&reader, &watermarks, time + 1, true));
                 }

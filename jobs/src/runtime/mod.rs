@@ -47,6 +47,58 @@ pub enum Cluster {
     },
 }
 
+/// A request to stop a run early, shared between whoever may ask (a signal handler, a
+/// controller) and the run. A run asked to stop stops reading, writes out what it has decided
+/// and flushes its outputs, and returns its report: its sources' positions stay where a restart
+/// picks them up (a sequenced job drops what it still held back, undecided: a restart decides
+/// it in order; a checkpointed one resumes from its last checkpoint).
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown(Arc<std::sync::atomic::AtomicBool>);
+
+impl Shutdown {
+    /// Not requested yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The flag itself, for a signal handler to set.
+    pub fn flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.0.clone()
+    }
+
+    /// Asks the run to stop.
+    pub fn request(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether stopping has been asked for.
+    pub fn requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// What a run is given besides its spec: where it runs, what it reports, when it stops.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Its workers and processes.
+    pub cluster: Cluster,
+    /// Its metrics (served by whoever runs it, or not).
+    pub metrics: Arc<metrics::Metrics>,
+    /// A request to stop early.
+    pub shutdown: Shutdown,
+}
+
+impl RunContext {
+    /// `workers` threads in this process, metrics labelled `pipeline`, not asked to stop.
+    pub fn local(workers: usize, pipeline: &str) -> Self {
+        RunContext {
+            cluster: Cluster::Local { workers },
+            metrics: Arc::new(metrics::Metrics::new(pipeline)),
+            shutdown: Shutdown::new(),
+        }
+    }
+}
+
 /// Whose a failure is: what a user can do about it, and how the CLI exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Domain {

@@ -35,7 +35,7 @@ use timely::dataflow::operators::generic::operator::source;
 use super::input::{Input, embedded_inputs, open_inputs, open_readers, read_events_peeked};
 use super::metrics::Metrics;
 use super::spec::{StoreSpec, TopicsSource};
-use super::{Cluster, RunError, Shared, fail, finish, open_store, timely_config};
+use super::{Cluster, RunError, Shared, Shutdown, fail, finish, open_store, timely_config};
 
 /// Records read per reader per step.
 const BATCH: usize = 4_096;
@@ -275,6 +275,8 @@ pub(crate) struct Sequenced<'a> {
     pub fold: Box<dyn Fold>,
     /// The run's metrics.
     pub metrics: Arc<Metrics>,
+    /// A request to stop early.
+    pub shutdown: Shutdown,
 }
 
 /// Runs a job over its topics of `source` (the outputs next to them, records to `store`): the
@@ -286,7 +288,7 @@ pub(crate) fn run_sequenced(
     job: Sequenced<'_>,
     cluster: &Cluster,
 ) -> Result<SequencedReport, RunError> {
-    let Sequenced { topics, outputs, fold, metrics } = job;
+    let Sequenced { topics, outputs, fold, metrics, shutdown } = job;
     let store = open_store(store)?;
     let inputs = open_inputs(source, topics)?;
     // An embedded log is opened once: the outputs go to the inputs' log.
@@ -295,7 +297,7 @@ pub(crate) fn run_sequenced(
         _ => None,
     });
     let outputs = Outputs::open(source, log, outputs, metrics)?;
-    run_inputs(inputs, cluster, store, outputs, lateness, fold, READING)
+    run_inputs(inputs, cluster, store, outputs, lateness, Folding { fold, reading: READING, shutdown })
 }
 
 /// [`run_on_log`] for any fold, the sources reading as `reading` says ([`READING`]).
@@ -306,11 +308,11 @@ pub(crate) fn run_fold_on_log(
     job: Sequenced<'_>,
     reading: Reading,
 ) -> Result<SequencedReport, RunError> {
-    let Sequenced { topics, outputs, fold, metrics } = job;
+    let Sequenced { topics, outputs, fold, metrics, shutdown } = job;
     let inputs = embedded_inputs(&log, topics, "arus-sequenced")?;
     let source = TopicsSource::Embedded { dir: ".".into(), topic_prefix: String::new() };
     let outputs = Outputs::open(&source, Some(log), outputs, metrics)?;
-    run_inputs(inputs, cluster, store, outputs, 86_400_000, fold, reading)
+    run_inputs(inputs, cluster, store, outputs, 86_400_000, Folding { fold, reading, shutdown })
 }
 
 /// Records for the store, by key: the latest version of each, written together — serialized
@@ -644,6 +646,13 @@ impl SequencerThread {
             let mut released_below: Time = 0;
             for Step { events, below, end } in received {
                 ahead.taken(events.len());
+                if end && seq.shutdown.requested() {
+                    // Stopped early: what is still held back stays undecided (a restart decides
+                    // it in order, as a run that went on would have).
+                    pending.clear();
+                    seq.finish(&shared);
+                    return;
+                }
                 let mut late = Vec::new();
                 for event in events {
                     if event_time(&event) < released_below {
@@ -683,14 +692,7 @@ impl SequencerThread {
                     }
                 }
                 if end {
-                    match seq.writer.finish() {
-                        Ok(skipped) => seq.report.already_written = skipped,
-                        Err(error) => fail(&shared, error),
-                    }
-                    let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
-                    let undecodable = shared.report.undecodable;
-                    shared.report = std::mem::take(&mut seq.report);
-                    shared.report.undecodable += undecodable;
+                    seq.finish(&shared);
                     return;
                 }
             }
@@ -734,9 +736,23 @@ struct Sequencer {
     /// Decided events of the batch, in order, with where the store keeps them.
     decided: Vec<Decided>,
     metrics: Arc<Metrics>,
+    /// Asked to stop: what is still held at the end is dropped, undecided.
+    shutdown: Shutdown,
 }
 
 impl Sequencer {
+    /// The end: waits for the writer, and hands the report over.
+    fn finish(&mut self, shared: &Mutex<Shared<SequencedReport>>) {
+        match self.writer.finish() {
+            Ok(skipped) => self.report.already_written = skipped,
+            Err(error) => fail(shared, error),
+        }
+        let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let undecodable = shared.report.undecodable;
+        shared.report = std::mem::take(&mut self.report);
+        shared.report.undecodable += undecodable;
+    }
+
     /// Hands the batch's events and records to the writer.
     fn write_batch(&mut self) -> Result<(), RunError> {
         let writes: Vec<(String, u64, Box<dyn StoreRecord>)> =
@@ -788,17 +804,25 @@ impl Sequencer {
     }
 }
 
+/// How the sequencer folds: the fold, how the sources read, and when to stop early.
+struct Folding {
+    fold: Box<dyn Fold>,
+    reading: Reading,
+    shutdown: Shutdown,
+}
+
 /// Runs `fold` over `inputs` in event-time order, the sources reading `reading.batch` records
-/// per reader per step, at most about `reading.ahead` events ahead of the sequencer.
+/// per reader per step, at most about `reading.ahead` events ahead of the sequencer, until the
+/// inputs end or a stop is asked for.
 fn run_inputs(
     inputs: Vec<Input>,
     cluster: &Cluster,
     store: Arc<dyn StateStore>,
     outputs: Outputs,
     lateness: u64,
-    fold: Box<dyn Fold>,
-    reading: Reading,
+    folding: Folding,
 ) -> Result<SequencedReport, RunError> {
+    let Folding { fold, reading, shutdown } = folding;
     let metrics = outputs.metrics.clone();
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
@@ -814,12 +838,14 @@ fn run_inputs(
         writes: Default::default(),
         decided: Vec::new(),
         metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
     })));
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
         let ahead = worker_ahead.clone();
         let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
         let mut readers = open_readers(&inputs, index, peers, reading.batch, &shared);
         // The sequencer lives on worker 0.
         let mut sequencer = if index == 0 { sequencer.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
@@ -846,6 +872,9 @@ fn run_inputs(
                     }
                 }
                 move |output| {
+                    if shutdown.requested() {
+                        capability = None; // stopped: the input ends here
+                    }
                     let Some(cap) = capability.as_mut() else { return };
                     // Far enough ahead of the sequencer: wait to be woken (it takes what it has
                     // off the count as it receives it, so the count always comes down; a slow
@@ -1025,6 +1054,7 @@ mod tests {
                 outputs: &OUTPUT_TOPICS,
                 fold: adjudication_fold(1).unwrap(),
                 metrics: metrics.clone(),
+                shutdown: Shutdown::new(),
             };
             let report =
                 run_fold_on_log(log.clone(), &Cluster::Local { workers }, Arc::new(MemoryStore::new()), job, reading)

@@ -33,6 +33,8 @@ pub(crate) struct WorkerContext<R> {
     pub shared: Arc<std::sync::Mutex<Shared<R>>>,
     /// The source follows its topic: outputs are handed on as they are written.
     pub follow: bool,
+    /// A request to stop early (the sources end their input).
+    pub shutdown: super::Shutdown,
 }
 
 /// A record that could not be decoded or validated, with where it came from.
@@ -357,7 +359,7 @@ pub(crate) fn sink<T: ExchangeData + Ord, R: 'static>(
     count: fn(&mut R, u64),
     context: &WorkerContext<R>,
 ) {
-    let WorkerContext { leader, coordinator, metrics, shared, follow } = context;
+    let WorkerContext { leader, coordinator, metrics, shared, follow, .. } = context;
     let (leader, shared, metrics, follow) = (*leader, shared.clone(), metrics.clone(), *follow);
     let coordinator = coordinator.clone().filter(|_| leader);
     let mut pending: std::collections::BTreeMap<Time, Vec<T>> = Default::default();
