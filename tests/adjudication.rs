@@ -140,6 +140,37 @@ const BROKER_TOPICS: [&str; 7] = [
     "accumulator.updates",
 ];
 
+/// `events` produced to the topics of `topics` (their names under `prefix`) that are there,
+/// delivered.
+fn produce(producer: &arus_connectors::kafka::KafkaSink, prefix: &str, topics: &[String], events: &[Event]) {
+    for event in events {
+        let topic = format!("{prefix}{}", event.topic());
+        if !topics.contains(&topic) {
+            continue;
+        }
+        let bytes = wire::encode(event).expect("encode");
+        producer.send(&topic, event.key().as_bytes(), &bytes, event.event_time().0).expect("send");
+    }
+    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+}
+
+/// How many times each claim was decided on `topic` (two partitions) of the broker.
+fn decisions_per_claim(
+    config: &arus_connectors::kafka::KafkaConfig,
+    topic: &str,
+) -> std::collections::BTreeMap<String, u32> {
+    let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
+    let mut reader =
+        arus_connectors::kafka::BoundedPartitionReader::open(config, "check", topic, &from, 100).expect("read back");
+    let mut decided = std::collections::BTreeMap::new();
+    while let Some(record) = reader.next_record().expect("read") {
+        if let Ok(Event::ClaimAdjudicated(a)) = wire::decode(&record.value) {
+            *decided.entry(a.claim_id).or_insert(0u32) += 1;
+        }
+    }
+    decided
+}
+
 #[test]
 fn against_the_broker_and_redis_every_claim_is_decided_once() {
     let (Some(brokers), Some(redis)) =
@@ -153,16 +184,7 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     let topics = &topics.1;
 
     let events = generated(1_500);
-    let producer = KafkaSink::new(&config, "lz4").expect("producer");
-    for event in &events {
-        let topic = format!("{prefix}{}", event.topic());
-        if !topics.contains(&topic) {
-            continue;
-        }
-        let bytes = wire::encode(event).expect("encode");
-        producer.send(&topic, event.key().as_bytes(), &bytes, event.event_time().0).expect("send");
-    }
-    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+    produce(&KafkaSink::new(&config, "lz4").expect("producer"), &prefix, topics, &events);
     let claims: Vec<&arus_schemas::events::ClaimSubmitted> = events
         .iter()
         .filter_map(|e| match e {
@@ -189,24 +211,7 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     assert!(stderr.replace(',', "").contains(&format!("{} claims decided", claims.len())), "{stderr}");
 
     // Every claim decided exactly once on claims.events.
-    let read_decisions = || {
-        let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
-        let mut reader = arus_connectors::kafka::BoundedPartitionReader::open(
-            &config,
-            "check",
-            &format!("{prefix}claims.events"),
-            &from,
-            100,
-        )
-        .expect("read back");
-        let mut decided = std::collections::BTreeMap::new();
-        while let Some(record) = reader.next_record().expect("read") {
-            if let Ok(Event::ClaimAdjudicated(a)) = wire::decode(&record.value) {
-                *decided.entry(a.claim_id).or_insert(0u32) += 1;
-            }
-        }
-        decided
-    };
+    let read_decisions = || decisions_per_claim(&config, &format!("{prefix}claims.events"));
     let decided = read_decisions();
     assert_eq!(decided.len(), claims.len());
     assert!(decided.values().all(|n| *n == 1), "a claim decided twice");
@@ -244,10 +249,7 @@ fn following_the_broker_new_claims_are_decided_as_they_come() {
             .send(&format!("{prefix}{}", event.topic()), event.key().as_bytes(), &bytes, event.event_time().0)
             .expect("send");
     };
-    for event in events.iter().filter(|e| topics.contains(&format!("{prefix}{}", e.topic()))) {
-        send(event);
-    }
-    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+    produce(&producer, &prefix, topics, &events);
     let claims: Vec<&arus_schemas::events::ClaimSubmitted> = events
         .iter()
         .filter_map(|e| match e {
@@ -336,14 +338,7 @@ fn a_stopped_job_flushes_what_it_decided_and_a_restart_decides_the_rest() {
     let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-stop", &BROKER_TOPICS, 2);
     let topics = &topics.1;
     let events = generated(800);
-    let producer = KafkaSink::new(&config, "lz4").expect("producer");
-    for event in events.iter().filter(|e| topics.contains(&format!("{prefix}{}", e.topic()))) {
-        let bytes = wire::encode(event).expect("encode");
-        producer
-            .send(&format!("{prefix}{}", event.topic()), event.key().as_bytes(), &bytes, event.event_time().0)
-            .expect("send");
-    }
-    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+    produce(&KafkaSink::new(&config, "lz4").expect("producer"), &prefix, topics, &events);
     let claims = events.iter().filter(|e| matches!(e, Event::ClaimSubmitted(_))).count();
     let job = |follow: bool| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_arus"));
@@ -356,18 +351,7 @@ fn a_stopped_job_flushes_what_it_decided_and_a_restart_decides_the_rest() {
         }
         command
     };
-    // Every decision on claims.events: how many times each claim was decided.
-    let decided = || {
-        let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
-        let mut reader = BoundedPartitionReader::open(&config, "check", &topics[4], &from, 100).expect("read");
-        let mut decided = std::collections::BTreeMap::new();
-        while let Some(record) = reader.next_record().expect("read") {
-            if let Ok(Event::ClaimAdjudicated(a)) = wire::decode(&record.value) {
-                *decided.entry(a.claim_id).or_insert(0u32) += 1;
-            }
-        }
-        decided
-    };
+    let decided = || decisions_per_claim(&config, &topics[4]);
 
     let mut following = common::KillOnDrop(Some(job(true).stderr(Stdio::piped()).spawn().expect("arus runs")));
     let mut decisions = BoundedPartitionReader::open(&config, "watch", &topics[4], &[(0, None), (1, None)], 100)
