@@ -20,7 +20,7 @@ pub struct AdjudicationSpec {
     pub store: StoreSpec,
     /// How far behind the latest event time of each partition an event may come and still be
     /// decided in event-time order (`1d`, `2h`…); a later one is decided when it comes.
-    #[serde(default = "default_out_of_orderness")]
+    #[serde(default = "crate::runtime::spec::default_out_of_orderness")]
     pub out_of_orderness: TimeSpan,
     /// Threads the decisions are folded on, families spread over them (1 to 16; the same
     /// decisions whatever the number).
@@ -30,11 +30,6 @@ pub struct AdjudicationSpec {
 
 fn default_fold_threads() -> usize {
     super::job::FOLD_THREADS
-}
-
-/// A day: the default hold-back of the sequenced jobs (adjudication, fraud).
-pub(crate) fn default_out_of_orderness() -> TimeSpan {
-    TimeSpan::from_ms(86_400_000)
 }
 
 impl AdjudicationSpec {

@@ -15,7 +15,7 @@ pub struct FraudSpec {
     /// Where the topics are.
     pub source: TopicsSource,
     /// As the adjudication job's.
-    #[serde(default = "crate::adjudication::spec::default_out_of_orderness")]
+    #[serde(default = "crate::runtime::spec::default_out_of_orderness")]
     pub out_of_orderness: TimeSpan,
     /// Score every claim with the newest model in a folder, too.
     #[serde(default)]

@@ -258,6 +258,11 @@ impl TimeSpan {
     }
 }
 
+/// A day: the default hold-back of the sequenced jobs (adjudication, fraud).
+pub(crate) fn default_out_of_orderness() -> TimeSpan {
+    TimeSpan::from_ms(86_400_000)
+}
+
 /// Units of a [`TimeSpan`], largest first.
 const UNITS: [(&str, u64); 5] = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
 
