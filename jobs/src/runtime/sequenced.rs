@@ -210,7 +210,7 @@ impl Outputs {
             }
         };
         for topic in topics {
-            let partitions = arus_schemas::topics::TOPICS.iter().find(|t| t.name == *topic).map_or(1, |t| t.partitions);
+            let partitions = arus_schemas::topics::topic_spec(topic).map_or(1, |t| t.partitions);
             sink.ensure_topic(&format!("{prefix}{topic}"), partitions)?;
         }
         let unread = Some(topics.iter().map(|t| format!("{prefix}{t}")).collect());
