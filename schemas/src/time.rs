@@ -168,7 +168,7 @@ impl FromStr for Date {
     /// Parses `YYYY-MM-DD`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let err = || TimeParseError { what: "date", text: text.to_owned(), expected: "YYYY-MM-DD" };
-        if text.len() != 10 || &text[4..5] != "-" || &text[7..8] != "-" {
+        if text.len() != 10 || !text.is_ascii() || &text[4..5] != "-" || &text[7..8] != "-" {
             return Err(err());
         }
         let year = digits(text, 0..4).ok_or_else(err)? as i32;
@@ -297,7 +297,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed_text() {
-        for bad in ["2026-1-01", "2026-02-30", "20260101", "2026-01-0x", "", "2026-01-01 "] {
+        // Ten bytes that are not ten characters (a date from outside is not always ASCII).
+        for bad in ["2026-1-01", "2026-02-30", "20260101", "2026-01-0x", "", "2026-01-01 ", "2026é01-1", "202é-01-1"]
+        {
             assert!(bad.parse::<Date>().is_err(), "{bad:?} parsed");
         }
         for bad in
