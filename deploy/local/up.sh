@@ -10,6 +10,7 @@ source "$here/lib.sh"
 "$here/clickhouse.sh"
 ort_lib="$("$here/onnxruntime.sh")"
 promtool="$("$here/promtool.sh")"
+schemathesis="$("$here/schemathesis.sh")"
 "$here/kafka.sh"
 
 cat >"$ARUS_CACHE/services.env" <<ENV
@@ -18,5 +19,6 @@ export REDIS_URL=redis://127.0.0.1:${REDIS_PORT:-6379}/
 export CLICKHOUSE_URL=http://127.0.0.1:${CLICKHOUSE_HTTP_PORT:-8123}
 export ORT_DYLIB_PATH=$ort_lib
 export PROMTOOL=$promtool
+export SCHEMATHESIS=$schemathesis
 ENV
 say "services up; addresses in $ARUS_CACHE/services.env"

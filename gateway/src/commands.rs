@@ -12,6 +12,8 @@ use arus_schemas::events::{
 };
 use arus_schemas::{Date, Event, Idr, Timestamp, wire};
 
+use crate::openapi::{Id, IsoDate};
+
 /// Where commands' events go.
 pub trait Publisher: Send + Sync {
     /// Publishes an event to its topic, durably (acknowledged) before returning.
@@ -66,36 +68,119 @@ pub(crate) fn invalid(field: &'static str, issue: impl Into<String>) -> Invalid 
     Invalid { field, issue: issue.into(), semantic: false }
 }
 
+// The request types below are all `Option`s in Rust, so that a missing field gets a clear 400
+// naming it; their `#[schema]` says what the server requires and enforces (the OpenAPI
+// document is made from them). What a schema cannot say — fields that must agree with each
+// other or with today — is refused with 422.
+
 /// `POST /api/v1/members`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "relationship": "SUBSCRIBER", "nik": "3171014703900012", "fullName": "Siti Aminah",
+    "dateOfBirth": "1990-03-07", "sex": "FEMALE", "provinceCode": "31", "regencyCode": "3171", "city": "Jakarta"
+}))]
 pub struct NewMember {
+    /// The new member's id (default: a fresh one).
+    #[schema(value_type = Option<Id>)]
     member_id: Option<String>,
+    /// The family; required for a spouse or child, fresh for a new subscriber by default.
+    #[schema(value_type = Option<Id>)]
     family_id: Option<String>,
+    /// The family's subscriber; required for a spouse or child.
+    #[schema(value_type = Option<Id>)]
     subscriber_id: Option<String>,
+    #[schema(value_type = Relationship, required = true)]
     relationship: Option<String>,
+    /// The NIK (16 digits); it must encode the date of birth, sex, province and regency given.
+    #[schema(value_type = String, required = true, pattern = "^[0-9]{16}$")]
     nik: Option<String>,
+    #[schema(schema_with = text_100, required = true)]
     full_name: Option<String>,
+    #[schema(value_type = IsoDate, required = true)]
     date_of_birth: Option<String>,
+    #[schema(value_type = Sex, required = true)]
     sex: Option<String>,
+    #[schema(value_type = String, required = true, pattern = "^[0-9]{2}$")]
     province_code: Option<String>,
+    /// The regency: the NIK's first four digits.
+    #[schema(value_type = String, required = true, pattern = "^[0-9]{4}$")]
     regency_code: Option<String>,
+    #[schema(schema_with = text_100, required = true)]
     city: Option<String>,
+    #[schema(schema_with = text_20)]
     phone: Option<String>,
+    #[schema(schema_with = email)]
     email: Option<String>,
 }
 
 /// `POST /api/v1/members/{memberId}/coverage`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({ "changeType": "ENROLLED", "planId": "SILVER-2026", "effectiveDate": "2026-01-01" }))]
 pub struct CoverageCommand {
+    #[schema(value_type = CoverageChangeType, required = true)]
     change_type: Option<String>,
+    #[schema(value_type = Id, required = true)]
     plan_id: Option<String>,
+    #[schema(value_type = IsoDate, required = true)]
     effective_date: Option<String>,
+    /// The last covered day; not before the effective date.
+    #[schema(value_type = Option<IsoDate>)]
     end_date: Option<String>,
+    #[schema(schema_with = text_40)]
     reason: Option<String>,
+    /// With `subscriberId`, for a member the store does not know yet.
+    #[schema(value_type = Option<Id>)]
     family_id: Option<String>,
+    #[schema(value_type = Option<Id>)]
     subscriber_id: Option<String>,
+}
+
+/// A whole number as JSON may write it: `3`, or `3.0` (JSON Schema's integers include it).
+fn whole<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    // Beyond 2^53 a float is no longer exact: those are refused, not rounded.
+    let exact = |f: f64| (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).then_some(f as i64);
+    number
+        .as_i64()
+        .or_else(|| number.as_f64().and_then(exact))
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("not a whole number"))
+}
+
+/// Free text: 1 to `max` characters (after trimming), at least one not blank, no control
+/// characters.
+fn text_schema(max: usize) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"))
+        .build()
+}
+
+fn text_100() -> utoipa::openapi::Object {
+    text_schema(100)
+}
+
+fn text_40() -> utoipa::openapi::Object {
+    text_schema(40)
+}
+
+fn text_20() -> utoipa::openapi::Object {
+    text_schema(20)
+}
+
+/// An e-mail address: free text with an `@`.
+fn email() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(254))
+        .pattern(Some(r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$"))
+        .build()
 }
 
 /// An id: letters, digits, `-`, `_`, `.`, 1 to 64.
@@ -118,7 +203,7 @@ pub(crate) fn id(field: &'static str, value: &str) -> Result<String, Invalid> {
 }
 
 pub(crate) fn date(field: &'static str, value: &str) -> Result<Date, Invalid> {
-    value.parse().map_err(|_| invalid(field, format!("{value:?} is not a date YYYY-MM-DD")))
+    value.parse().map_err(|_| invalid(field, "is not a date YYYY-MM-DD"))
 }
 
 fn text(field: &'static str, value: &str, max: usize) -> Result<String, Invalid> {
@@ -154,7 +239,7 @@ impl NewMember {
             "SUBSCRIBER" => Relationship::SUBSCRIBER,
             "SPOUSE" => Relationship::SPOUSE,
             "CHILD" => Relationship::CHILD,
-            other => return Err(invalid("relationship", format!("{other:?} is not SUBSCRIBER, SPOUSE or CHILD"))),
+            _ => return Err(invalid("relationship", "must be SUBSCRIBER, SPOUSE or CHILD")),
         };
         let member_id = match &self.member_id {
             Some(m) => id("memberId", m)?,
@@ -165,25 +250,33 @@ impl NewMember {
                 self.family_id.as_deref().map(|f| id("familyId", f)).transpose()?.unwrap_or_else(|| fresh_id("F", now)),
                 member_id.clone(),
             ),
-            _ => (
-                id("familyId", required("familyId", &self.family_id)?)?,
-                id("subscriberId", required("subscriberId", &self.subscriber_id)?)?,
-            ),
+            // Well-formed on their own, but a spouse or child belongs to a family.
+            _ => match (&self.family_id, &self.subscriber_id) {
+                (Some(family), Some(subscriber)) => (id("familyId", family)?, id("subscriberId", subscriber)?),
+                _ => {
+                    return Err(Invalid {
+                        field: "familyId",
+                        issue: "and subscriberId are required for a spouse or child".to_owned(),
+                        semantic: true,
+                    });
+                }
+            },
         };
         let nik = digits("nik", required("nik", &self.nik)?, 16)?;
         let date_of_birth = date("dateOfBirth", required("dateOfBirth", &self.date_of_birth)?)?;
         let sex = match required("sex", &self.sex)? {
             "MALE" => Sex::MALE,
             "FEMALE" => Sex::FEMALE,
-            other => return Err(invalid("sex", format!("{other:?} is not MALE or FEMALE"))),
+            _ => return Err(invalid("sex", "must be MALE or FEMALE")),
         };
         let province_code = digits("provinceCode", required("provinceCode", &self.province_code)?, 2)?;
         let regency_code = digits("regencyCode", required("regencyCode", &self.regency_code)?, 4)?;
         let today = Date(now.0.div_euclid(86_400_000) as i32);
-        let parts =
-            arus_schemas::nik::parse_nik(&nik, today).ok_or_else(|| invalid("nik", "is not a well-formed NIK"))?;
         let inconsistent =
             |field: &'static str, issue: &str| Invalid { field, issue: issue.to_owned(), semantic: true };
+        // Sixteen digits, but not every sixteen digits encode a birth date and a sequence.
+        let parts = arus_schemas::nik::parse_nik(&nik, today)
+            .ok_or_else(|| inconsistent("nik", "does not encode a date of birth and a sequence number"))?;
         if parts.date_of_birth != date_of_birth || parts.sex != sex {
             return Err(inconsistent("nik", "does not encode the date of birth and sex given"));
         }
@@ -228,12 +321,7 @@ impl CoverageCommand {
             "PLAN_CHANGED" => CoverageChangeType::PLAN_CHANGED,
             "TERMINATED" => CoverageChangeType::TERMINATED,
             "REINSTATED" => CoverageChangeType::REINSTATED,
-            other => {
-                return Err(invalid(
-                    "changeType",
-                    format!("{other:?} is not ENROLLED, PLAN_CHANGED, TERMINATED or REINSTATED"),
-                ));
-            }
+            _ => return Err(invalid("changeType", "must be ENROLLED, PLAN_CHANGED, TERMINATED or REINSTATED")),
         };
         let effective_date = date("effectiveDate", required("effectiveDate", &self.effective_date)?)?;
         let end_date = self.end_date.as_deref().map(|d| date("endDate", d)).transpose()?;
@@ -243,7 +331,13 @@ impl CoverageCommand {
         let (family_id, subscriber_id) = match (&self.family_id, &self.subscriber_id, known) {
             (Some(f), Some(s), _) => (id("familyId", f)?, id("subscriberId", s)?),
             (_, _, Some(known)) => known,
-            _ => return Err(invalid("familyId", "is required for a member the store does not know yet")),
+            _ => {
+                return Err(Invalid {
+                    field: "familyId",
+                    issue: "and subscriberId are required for a member the store does not know yet".to_owned(),
+                    semantic: true,
+                });
+            }
         };
         Ok(CoverageChanged {
             event_id: fresh_id("E", now),
@@ -261,26 +355,51 @@ impl CoverageCommand {
 }
 
 /// One line of `POST /api/v1/claims`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimLineCommand {
+    #[schema(value_type = Id, required = true)]
     procedure_code: Option<String>,
+    /// ICD-10, such as `J06.9`.
+    #[schema(value_type = String, required = true, pattern = "^[A-Z][A-Za-z0-9]{2}([.][A-Za-z0-9]{1,4})?$")]
     diagnosis_code: Option<String>,
+    /// Not after today.
+    #[schema(value_type = IsoDate, required = true)]
     service_date: Option<String>,
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 999)]
+    #[serde(default, deserialize_with = "whole")]
     units: Option<i64>,
+    /// Whole rupiah.
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(default, deserialize_with = "whole")]
     charge_amount_idr: Option<i64>,
+    /// Time-based codes: minutes of service.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1440)]
+    #[serde(default, deserialize_with = "whole")]
     minutes: Option<i64>,
 }
 
 /// `POST /api/v1/claims` and `POST /api/partner/v1/claims/submit`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "memberId": "M1", "providerId": "P1", "claimType": "PROFESSIONAL",
+    "lines": [{ "procedureCode": "80053", "diagnosisCode": "J06.9", "serviceDate": "2026-01-20", "units": 1, "chargeAmountIdr": 1000000 }]
+}))]
 pub struct ClaimCommand {
+    #[schema(value_type = Id, required = true)]
     member_id: Option<String>,
+    #[schema(value_type = Id, required = true)]
     provider_id: Option<String>,
+    #[schema(value_type = ClaimType, required = true)]
     claim_type: Option<String>,
+    /// The prior authorization the claim is under.
+    #[schema(value_type = Option<Id>)]
     auth_id: Option<String>,
+    /// The claim this one corrects.
+    #[schema(value_type = Option<Id>)]
     original_claim_id: Option<String>,
+    #[schema(value_type = Vec<ClaimLineCommand>, required = true, min_items = 1, max_items = 100)]
     lines: Option<Vec<ClaimLineCommand>>,
 }
 
@@ -301,11 +420,7 @@ fn icd10(field: &'static str, value: &str) -> Result<String, Invalid> {
             Some(b'.') => bytes.len() > 4 && bytes[4..].iter().all(u8::is_ascii_alphanumeric),
             Some(_) => false,
         };
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(invalid(field, format!("{value:?} is not an ICD-10 code such as J06.9")))
-    }
+    if ok { Ok(value.to_owned()) } else { Err(invalid(field, "is not an ICD-10 code such as J06.9")) }
 }
 
 impl ClaimCommand {
@@ -317,9 +432,7 @@ impl ClaimCommand {
             "PROFESSIONAL" => ClaimType::PROFESSIONAL,
             "INSTITUTIONAL" => ClaimType::INSTITUTIONAL,
             "PHARMACY" => ClaimType::PHARMACY,
-            other => {
-                return Err(invalid("claimType", format!("{other:?} is not PROFESSIONAL, INSTITUTIONAL or PHARMACY")));
-            }
+            _ => return Err(invalid("claimType", "must be PROFESSIONAL, INSTITUTIONAL or PHARMACY")),
         };
         let commands = self.lines.as_ref().filter(|l| !l.is_empty()).ok_or_else(|| invalid("lines", "is required"))?;
         if commands.len() > MAX_LINES {
@@ -392,15 +505,29 @@ impl ClaimCommand {
 }
 
 /// `POST /api/v1/authorizations`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "memberId": "M1", "providerId": "P1", "procedureCode": "70551", "diagnosisCode": "G43.9",
+    "requestedUnits": 1, "serviceDateFrom": "2026-02-01", "serviceDateTo": "2026-02-28"
+}))]
 pub struct AuthorizationCommand {
+    #[schema(value_type = Id, required = true)]
     member_id: Option<String>,
+    #[schema(value_type = Id, required = true)]
     provider_id: Option<String>,
+    #[schema(value_type = Id, required = true)]
     procedure_code: Option<String>,
+    /// ICD-10, such as `J06.9`.
+    #[schema(value_type = String, required = true, pattern = "^[A-Z][A-Za-z0-9]{2}([.][A-Za-z0-9]{1,4})?$")]
     diagnosis_code: Option<String>,
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 999)]
+    #[serde(default, deserialize_with = "whole")]
     requested_units: Option<i64>,
+    #[schema(value_type = IsoDate, required = true)]
     service_date_from: Option<String>,
+    /// On or after `serviceDateFrom`, at most 366 days after it.
+    #[schema(value_type = IsoDate, required = true)]
     service_date_to: Option<String>,
 }
 

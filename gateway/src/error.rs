@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::commands::Invalid;
 
@@ -28,7 +29,49 @@ pub(crate) struct ApiError {
     /// In words, never echoing what was sent.
     pub(crate) message: String,
     /// Per field, what is wrong.
-    pub(crate) details: Vec<Value>,
+    pub(crate) details: Vec<Detail>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What went wrong.
+    pub(crate) error: ErrorDetail,
+}
+
+/// What went wrong, in the seed's field names.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Machine-readable: `INVALID_PARAMETER`, `MEMBER_NOT_FOUND`, `RATE_LIMITED`, …
+    pub(crate) code: &'static str,
+    /// In words; never echoes a submitted value.
+    pub(crate) message: String,
+    /// Per field, what is wrong.
+    pub(crate) details: Vec<Detail>,
+    /// The request's trace id, to quote.
+    pub(crate) trace_id: String,
+}
+
+/// One thing wrong: a field and its issue, or when to come back.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Detail {
+    /// The field (or parameter, or header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) field: Option<String>,
+    /// What is wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) issue: Option<String>,
+    /// Past a rate limit: milliseconds until a request is admitted again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retry_after_ms: Option<u64>,
+}
+
+impl Detail {
+    /// `field` and what is wrong with it.
+    pub(crate) fn field(field: &str, issue: impl Into<String>) -> Self {
+        Detail { field: Some(field.to_owned()), issue: Some(issue.into()), retry_after_ms: None }
+    }
 }
 
 impl ApiError {
@@ -39,16 +82,16 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "INVALID_PARAMETER",
             message: format!("{field}: {issue}"),
-            details: vec![json!({ "field": field, "issue": issue })],
+            details: vec![Detail::field(field, issue)],
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": { "code": self.code, "message": self.message, "details": self.details, "trace_id": trace_id() }
-        });
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code, message: self.message, details: self.details, trace_id: trace_id() },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -58,6 +101,15 @@ pub(crate) async fn not_found() -> ApiError {
         status: StatusCode::NOT_FOUND,
         code: "NOT_FOUND",
         message: "no such route".to_owned(),
+        details: Vec::new(),
+    }
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "METHOD_NOT_ALLOWED",
+        message: "this route does not take that method (see /openapi.json)".to_owned(),
         details: Vec::new(),
     }
 }
@@ -76,7 +128,7 @@ pub(crate) fn member_not_found(member_id: &str) -> ApiError {
         status: StatusCode::NOT_FOUND,
         code: "MEMBER_NOT_FOUND",
         message: format!("no member {member_id}"),
-        details: vec![json!({ "field": "memberId", "issue": "unknown" })],
+        details: vec![Detail::field("memberId", "unknown")],
     }
 }
 
@@ -91,7 +143,7 @@ impl From<Invalid> for ApiError {
             status,
             code,
             message: format!("{}: {}", invalid.field, invalid.issue),
-            details: vec![json!({ "field": invalid.field, "issue": invalid.issue })],
+            details: vec![Detail::field(invalid.field, invalid.issue)],
         }
     }
 }

@@ -21,9 +21,11 @@
 //! - `error`: the error body, trace ids; `limit`: rate limits; `metrics`: RED per route;
 //!   `openapi`: the OpenAPI document.
 
+mod body;
 pub mod commands;
 mod error;
 pub mod grpc;
+mod idempotency;
 mod limit;
 mod metrics;
 mod openapi;
@@ -41,19 +43,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::json;
 
-use error::{ApiError, not_found};
-use metrics::{Red, metrics, record};
-use openapi::openapi;
-use routes::analytics::{daily_claims, scorecard};
-use routes::authorizations::authorization;
-use routes::claims::{claim, member_claims};
-use routes::commands::{change_coverage, create_member, request_authorization, submit_claim};
-use routes::eligibility::{benefits_summary, eligibility, verify};
-use routes::health::{health, ready};
-use routes::members::{accumulators, member};
+use error::{ApiError, Detail, method_not_allowed, not_found};
+use metrics::{Red, record};
 
 /// What the handlers (REST and gRPC) share.
 #[derive(Clone)]
@@ -114,7 +106,7 @@ fn rate_limited(wait: std::time::Duration) -> ApiError {
         status: StatusCode::TOO_MANY_REQUESTS,
         code: "RATE_LIMITED",
         message: format!("too many requests from this address; retry in {} ms", wait.as_millis().max(1)),
-        details: vec![json!({ "retryAfterMs": wait.as_millis().max(1) as u64 })],
+        details: vec![Detail { field: None, issue: None, retry_after_ms: Some(wait.as_millis().max(1) as u64) }],
     }
 }
 
@@ -123,28 +115,13 @@ pub fn router_with(store: Arc<dyn StateStore>, publisher: Option<Arc<dyn Publish
     routes(Gateway { store, metrics: Arc::new(Red::default()), publisher, limiter: None, clickhouse: None })
 }
 
+/// The routes of [`openapi::api`] (each documented where it is registered), with the
+/// answers for unknown routes and methods, rate limits and metrics.
 fn routes(gateway: Gateway) -> Router {
-    Router::new()
-        .route("/api/v1/eligibility", get(eligibility))
-        .route("/api/v1/members", axum::routing::post(create_member))
-        .route("/api/v1/benefits/summary", get(benefits_summary))
-        .route("/api/v1/members/{member_id}", get(member))
-        .route("/api/v1/members/{member_id}/coverage", axum::routing::post(change_coverage))
-        .route("/api/v1/members/{member_id}/accumulators", get(accumulators))
-        .route("/api/v1/claims/{claim_id}", get(claim))
-        .route("/api/v1/claims", axum::routing::post(submit_claim))
-        .route("/api/partner/v1/claims/submit", axum::routing::post(submit_claim))
-        .route("/api/v1/authorizations", axum::routing::post(request_authorization))
-        .route("/api/v1/authorizations/{auth_id}", get(authorization))
-        .route("/api/v1/analytics/claims/daily", get(daily_claims))
-        .route("/api/v1/providers/{provider_id}/scorecard", get(scorecard))
-        .route("/api/v1/members/{member_id}/claims", get(member_claims))
-        .route("/api/partner/v1/eligibility/verify", axum::routing::post(verify))
-        .route("/openapi.json", get(openapi))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+    let (router, _document) = openapi::api().split_for_parts();
+    router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), limit))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), record))
         .with_state(gateway)

@@ -69,6 +69,10 @@ pub(crate) async fn record(
     response
 }
 
+/// Requests, errors and latency per route.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "requests, errors and latency per route (Prometheus text format)", content_type = "text/plain", body = String),
+))]
 pub(crate) async fn metrics(State(gateway): State<Gateway>) -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], gateway.metrics.render())
 }

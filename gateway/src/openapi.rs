@@ -1,193 +1,180 @@
-//! The OpenAPI 3 document of the routes (`GET /openapi.json`).
+//! The OpenAPI 3.1 document (`GET /openapi.json`), generated from the handlers: each route is
+//! registered in [`api`] together with its `#[utoipa::path]` (parameters, body, responses and
+//! the types they are made of), so the server cannot serve a route the document does not
+//! describe, or answer a success the document has no schema for.
 
-use axum::Json;
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-/// The OpenAPI 3 document of the routes above.
-pub(crate) async fn openapi() -> Json<Value> {
-    Json(openapi_document())
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+use utoipa::{IntoResponses, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::Gateway;
+use crate::error::ErrorBody;
+use crate::routes::{analytics, authorizations, claims, commands, eligibility, health, members};
+
+/// The document's frame: what the routes add their paths and schemas to.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "arus gateway",
+        description = "Eligibility, claims, members and authorizations over the state the arus jobs materialize; commands in as events."
+    ),
+    components(schemas(ErrorBody, Id, IsoDate, crate::routes::claims::StatusFilter, crate::routes::analytics::GroupBy)),
+    tags(
+        (name = "eligibility", description = "Coverage on a date: one store read"),
+        (name = "members", description = "Members, their coverage and accumulators"),
+        (name = "claims", description = "Decisions and a member's history"),
+        (name = "authorizations", description = "Prior authorizations"),
+        (name = "commands", description = "Commands in: each becomes an event, answered 202"),
+        (name = "analytics", description = "Aggregates from ClickHouse"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+struct Document;
+
+/// Every route with its documentation: the router the gateway serves and the document are
+/// both made from this one list.
+pub(crate) fn api() -> OpenApiRouter<Gateway> {
+    OpenApiRouter::with_openapi(Document::openapi())
+        .routes(routes!(eligibility::eligibility))
+        .routes(routes!(eligibility::verify))
+        .routes(routes!(eligibility::benefits_summary))
+        .routes(routes!(members::member))
+        .routes(routes!(members::accumulators))
+        .routes(routes!(claims::claim))
+        .routes(routes!(claims::member_claims))
+        .routes(routes!(authorizations::authorization))
+        .routes(routes!(commands::create_member))
+        .routes(routes!(commands::change_coverage))
+        .routes(routes!(commands::submit_claim))
+        .routes(routes!(commands::submit_partner_claim))
+        .routes(routes!(commands::request_authorization))
+        .routes(routes!(analytics::daily_claims))
+        .routes(routes!(analytics::scorecard))
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(crate::metrics::metrics))
+        .routes(routes!(openapi))
 }
 
-/// The OpenAPI 3 document: what the server serves, no more (a test walks its paths).
-pub fn openapi_document() -> Value {
-    let error = json!({ "$ref": "#/components/schemas/Error" });
-    let limited = json!({
-        "description": "past the caller's rate limit; Retry-After says when to come back",
-        "headers": { "Retry-After": { "schema": { "type": "integer" }, "description": "seconds" } },
-        "content": { "application/json": { "schema": error } },
-    });
-    let responses = |ok: &str| {
-        json!({
-            "200": { "description": ok },
-            "400": { "description": "a parameter is missing or malformed", "content": { "application/json": { "schema": error } } },
-            "404": { "description": "no such member", "content": { "application/json": { "schema": error } } },
-            "429": limited.clone(),
-            "503": { "description": "the state store does not answer", "content": { "application/json": { "schema": error } } },
-        })
-    };
-    // What a command answers: 202 once its event is published, or why not.
-    let accepted = |disagree: &str| {
-        json!({
-            "202": { "description": "published: the event's id, and the member's or the new resource's" },
-            "400": { "description": "a field is missing or malformed", "content": { "application/json": { "schema": error } } },
-            "422": { "description": disagree, "content": { "application/json": { "schema": error } } },
-            "429": limited.clone(),
-            "503": { "description": "no event bus, or it does not answer", "content": { "application/json": { "schema": error } } },
-        })
-    };
-    let query = |name: &str, description: &str, format: Option<&str>| {
-        let mut schema = json!({ "type": "string" });
-        if let Some(format) = format {
-            schema["format"] = format.into();
-        }
-        json!({ "name": name, "in": "query", "required": true, "description": description, "schema": schema })
-    };
-    let idempotency = json!({
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": false,
-        "description": "a retry with the same key gets the first answer again, and publishes nothing",
-        "schema": { "type": "string" },
-    });
-    json!({
-        "openapi": "3.0.3",
-        "info": { "title": "arus gateway", "version": env!("CARGO_PKG_VERSION") },
-        "paths": {
-            "/api/v1/eligibility": { "get": {
-                "summary": "Whether a member is covered for a service on a date",
-                "parameters": [
-                    query("memberId", "member id", None),
-                    query("serviceDate", "date of service, YYYY-MM-DD", Some("date")),
-                    query("serviceType", "procedure code or service category", None),
-                ],
-                "responses": responses("the answer: eligible, status, plan, coverage span, benefits, prior authorization, reason"),
-            }},
-            "/api/partner/v1/eligibility/verify": { "post": {
-                "summary": "The eligibility check for partner systems, its parameters in a JSON body",
-                "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                    "type": "object",
-                    "required": ["memberId", "serviceDate", "serviceType"],
-                    "properties": {
-                        "memberId": { "type": "string" },
-                        "serviceDate": { "type": "string", "format": "date" },
-                        "serviceType": { "type": "string" },
-                    },
-                }}}},
-                "responses": responses("the answer, as GET /api/v1/eligibility gives it"),
-            }},
-            "/api/v1/members": { "post": {
-                "summary": "Record a new member: a MemberCreated on member.events",
-                "parameters": [idempotency.clone()],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
-                    "required": ["relationship", "nik", "fullName", "dateOfBirth", "sex", "provinceCode", "regencyCode", "city"] } } } },
-                "responses": accepted("fields that do not agree (the NIK and the date of birth, say)"),
-            }},
-            "/api/v1/members/{memberId}/coverage": { "post": {
-                "summary": "Change a member's coverage: a CoverageChanged on member.events",
-                "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }, idempotency.clone()],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
-                    "required": ["changeType", "planId", "effectiveDate"] } } } },
-                "responses": accepted("fields that do not agree"),
-            }},
-            "/api/v1/benefits/summary": { "get": {
-                "summary": "The plan and benefits in force for a member on a date",
-                "parameters": [query("memberId", "member id", None), query("asOf", "the date, YYYY-MM-DD", Some("date"))],
-                "responses": responses("plan, coverage span and benefits"),
-            }},
-            "/api/v1/members/{memberId}": { "get": {
-                "summary": "A member's relationship, subscriber and coverage changes",
-                "parameters": [{ "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } }],
-                "responses": responses("the member's coverage record"),
-            }},
-            "/api/v1/claims/{claimId}": { "get": {
-                "summary": "A claim's decision: status, per-line amounts and adjustments (group and CARC), the explanation, payment state",
-                "parameters": [{ "name": "claimId", "in": "path", "required": true, "schema": { "type": "string" } }],
-                "responses": responses("the decision"),
-            }},
-            "/api/v1/members/{memberId}/accumulators": { "get": {
-                "summary": "Deductible and out-of-pocket met (member and family) and plan paid to date, for a year",
-                "parameters": [
-                    { "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } },
-                    { "name": "year", "in": "query", "required": false, "description": "YYYY (default: this year)", "schema": { "type": "integer" } },
-                ],
-                "responses": responses("the accumulators"),
-            }},
-            "/api/v1/analytics/claims/daily": { "get": {
-                "summary": "Per day of decision and province, provider or plan: claims, lines, billed, allowed, member share, paid (ClickHouse)",
-                "parameters": [
-                    query("from", "first day, YYYY-MM-DD", Some("date")),
-                    query("to", "last day, YYYY-MM-DD (at most 366 days after from)", Some("date")),
-                    { "name": "groupBy", "in": "query", "required": false, "description": "province, provider (default) or plan", "schema": { "type": "string", "enum": ["province", "provider", "plan"] } },
-                ],
-                "responses": responses("rows by day and group"),
-            }},
-            "/api/v1/providers/{providerId}/scorecard": { "get": {
-                "summary": "A provider week by week: claims, lines, denials (rate in basis points), billed, allowed, paid, members (ClickHouse)",
-                "parameters": [
-                    { "name": "providerId", "in": "path", "required": true, "schema": { "type": "string" } },
-                    query("from", "first day, YYYY-MM-DD", Some("date")),
-                    query("to", "last day, YYYY-MM-DD", Some("date")),
-                ],
-                "responses": responses("the weeks"),
-            }},
-            "/api/v1/members/{memberId}/claims": { "get": {
-                "summary": "A member's decided claims, newest first (ClickHouse)",
-                "parameters": [
-                    { "name": "memberId", "in": "path", "required": true, "schema": { "type": "string" } },
-                    { "name": "status", "in": "query", "required": false, "description": "the seed's pending, approved (partly included), denied, paid; or a decision status", "schema": { "type": "string", "enum": ["pending", "approved", "denied", "paid", "APPROVED", "PARTIALLY_APPROVED", "DENIED", "PENDED"] } },
-                    { "name": "dateFrom", "in": "query", "required": false, "schema": { "type": "string", "format": "date" } },
-                    { "name": "limit", "in": "query", "required": false, "description": "1 to 1000 (default 100)", "schema": { "type": "integer" } },
-                    { "name": "cursor", "in": "query", "required": false, "description": "where the page starts: the links.next of the page before", "schema": { "type": "string" } },
-                ],
-                "responses": responses("the claims"),
-            }},
-            "/api/v1/claims": { "post": {
-                "summary": "Submit a claim: a ClaimSubmitted on claims.events, decided by the adjudication job",
-                "parameters": [idempotency.clone()],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
-                    "required": ["memberId", "providerId", "claimType", "lines"] } } } },
-                "responses": accepted("fields that do not agree (a service date after today, say)"),
-            }},
-            "/api/partner/v1/claims/submit": { "post": {
-                "summary": "Submit a claim, for partner systems (as POST /api/v1/claims)",
-                "parameters": [idempotency.clone()],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
-                    "required": ["memberId", "providerId", "claimType", "lines"] } } } },
-                "responses": accepted("fields that do not agree (a service date after today, say)"),
-            }},
-            "/api/v1/authorizations": { "post": {
-                "summary": "Request a prior authorization: an AuthRequested on auth.events",
-                "parameters": [idempotency.clone()],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
-                    "required": ["memberId", "providerId", "procedureCode", "diagnosisCode", "requestedUnits", "serviceDateFrom", "serviceDateTo"] } } } },
-                "responses": accepted("fields that do not agree (a service date after today, say)"),
-            }},
-            "/api/v1/authorizations/{authId}": { "get": {
-                "summary": "Where an authorization stands: requested, approved (units approved and used), denied",
-                "parameters": [{ "name": "authId", "in": "path", "required": true, "schema": { "type": "string" } }],
-                "responses": responses("the authorization"),
-            }},
-            "/health": { "get": { "summary": "The process is up", "responses": { "200": { "description": "up" } } } },
-            "/ready": { "get": { "summary": "The state store answers", "responses": {
-                "200": { "description": "ready" },
-                "503": { "description": "the store does not answer", "content": { "application/json": { "schema": error } } },
-            } } },
-            "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3" } } } },
-            "/metrics": { "get": { "summary": "Requests, errors and latency per route (Prometheus text)", "responses": { "200": { "description": "metrics" } } } },
-        },
-        "components": { "schemas": { "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": { "error": {
-                "type": "object",
-                "required": ["code", "message", "details", "trace_id"],
-                "properties": {
-                    "code": { "type": "string" },
-                    "message": { "type": "string" },
-                    "details": { "type": "array", "items": { "type": "object" } },
-                    "trace_id": { "type": "string" },
-                },
-            }},
-        }}},
-    })
+/// The document, as JSON text: made once per process.
+fn document_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| api().into_openapi().to_json().expect("the OpenAPI document serializes"))
+}
+
+/// The OpenAPI 3.1 document, as JSON (a test walks its paths).
+pub fn openapi_document() -> serde_json::Value {
+    serde_json::from_str(document_text()).expect("the OpenAPI document is JSON")
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses(
+    (status = 200, description = "the OpenAPI 3.1 document of these routes", content_type = "application/json", body = Object),
+))]
+pub(crate) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document_text()).into_response()
+}
+
+/// An identifier as arus writes them: letters, digits, `-`, `_` and `.`, 1 to 64 of them.
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "M000123")]
+#[allow(dead_code)]
+pub(crate) struct Id(String);
+
+/// A calendar date, `YYYY-MM-DD`.
+#[derive(ToSchema)]
+#[schema(format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", example = "2026-03-01")]
+#[allow(dead_code)]
+pub(crate) struct IsoDate(String);
+
+/// An error answer: `{"error": …}`, described by `description`.
+fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+        .build()
+        .into()
+}
+
+/// 429, with when to come back.
+fn rate_limited() -> RefOr<utoipa::openapi::Response> {
+    let seconds = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .minimum(Some(1))
+        .build();
+    ResponseBuilder::new()
+        .description("past the caller's rate limit; Retry-After says when to come back")
+        .header(
+            "Retry-After",
+            utoipa::openapi::HeaderBuilder::new().schema(Some(seconds)).description(Some("seconds")).build(),
+        )
+        .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+        .build()
+        .into()
+}
+
+/// The failures every query shares: a malformed parameter, a rate limit, the store away.
+pub(crate) struct ReadErrors;
+
+impl IntoResponses for ReadErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        BTreeMap::from([
+            ("400".to_owned(), error("a parameter is missing or malformed")),
+            ("429".to_owned(), rate_limited()),
+            ("503".to_owned(), error("the state store (or ClickHouse) does not answer; try again shortly")),
+        ])
+    }
+}
+
+/// The failures every command shares: a malformed or inconsistent body, a rate limit, the
+/// event bus away.
+pub(crate) struct CommandErrors;
+
+impl IntoResponses for CommandErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        BTreeMap::from([
+            ("400".to_owned(), error("a field is missing or malformed, or the Idempotency-Key is")),
+            ("409".to_owned(), error("the first request with this Idempotency-Key is still being processed")),
+            ("415".to_owned(), error("the body is not declared JSON (Content-Type: application/json)")),
+            (
+                "422".to_owned(),
+                error(
+                    "well-formed fields that do not agree (a service date after today, say), or an Idempotency-Key reused for another request",
+                ),
+            ),
+            ("429".to_owned(), rate_limited()),
+            ("503".to_owned(), error("no event bus, or it does not answer: nothing was recorded, try again")),
+        ])
+    }
+}
+
+/// The `Idempotency-Key` header every command takes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub(crate) struct IdempotencyKey {
+    /// A retry with the same key within a day gets the first answer again, and publishes
+    /// nothing.
+    #[param(rename = "Idempotency-Key", value_type = Option<Id>)]
+    key: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::openapi::path::ParameterIn;
+
+    #[test]
+    fn the_header_parameter_is_where_commands_read_it() {
+        let params = <IdempotencyKey as utoipa::IntoParams>::into_params(|| None);
+        assert_eq!(params.len(), 1);
+        assert_eq!(params[0].name, "Idempotency-Key");
+        assert!(matches!(params[0].parameter_in, ParameterIn::Header));
+    }
 }

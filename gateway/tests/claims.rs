@@ -8,70 +8,11 @@ use std::sync::Arc;
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::MemoryStore;
 use arus_jobs::eligibility::EligibilityState;
-use arus_schemas::events::{
-    ClaimLine, ClaimSubmitted, ClaimType, ContractUpdated, FeeScheduleEntry, NetworkStatus, ProviderOnboarded,
-    ProviderType,
-};
-use arus_schemas::{Event, Idr, Timestamp, wire};
+use arus_schemas::wire;
 use serde_json::Value;
 
 fn get(address: std::net::SocketAddr, path: &str) -> (u16, Value) {
     common::request_json(address, "GET", path, "", "")
-}
-
-fn provider_and_claim() -> Vec<Event> {
-    vec![
-        Event::ProviderOnboarded(ProviderOnboarded {
-            event_id: "prov".to_owned(),
-            event_time: Timestamp(0),
-            provider_id: "P1".to_owned(),
-            name: "Klinik".to_owned(),
-            provider_type: ProviderType::CLINIC,
-            province_code: "31".to_owned(),
-            regency_code: "3171".to_owned(),
-            city: "Jakarta".to_owned(),
-            latitude_e6: 0,
-            longitude_e6: 0,
-            network_status: NetworkStatus::IN_NETWORK,
-            specialties: vec![],
-        }),
-        Event::ContractUpdated(ContractUpdated {
-            event_id: "contract".to_owned(),
-            event_time: Timestamp(0),
-            provider_id: "P1".to_owned(),
-            contract_id: "K1".to_owned(),
-            network_status: NetworkStatus::IN_NETWORK,
-            effective_date: common::date("2025-01-01"),
-            end_date: None,
-            fee_schedule: vec![FeeScheduleEntry {
-                procedure_code: "80053".to_owned(),
-                contracted_amount_idr: Idr(800_000),
-            }],
-        }),
-        Event::ClaimSubmitted(ClaimSubmitted {
-            event_id: "claim".to_owned(),
-            event_time: common::date("2026-01-21").start(),
-            claim_id: "C1".to_owned(),
-            member_id: "M1".to_owned(),
-            provider_id: "P1".to_owned(),
-            claim_type: ClaimType::PROFESSIONAL,
-            service_date: common::date("2026-01-20"),
-            auth_id: None,
-            diagnosis_codes: vec!["J06.9".to_owned()],
-            lines: vec![ClaimLine {
-                line_number: 1,
-                procedure_code: "80053".to_owned(),
-                diagnosis_code: "J06.9".to_owned(),
-                service_date: common::date("2026-01-20"),
-                units: 1,
-                charge_amount_idr: Idr(1_000_000),
-                minutes: None,
-            }],
-            total_charge_idr: Idr(1_000_000),
-            currency: "IDR".to_owned(),
-            original_claim_id: None,
-        }),
-    ]
 }
 
 #[test]
@@ -80,7 +21,7 @@ fn a_decided_claim_and_the_members_accumulators_are_served() {
     log.create_all_topics().expect("topics");
     let store = Arc::new(MemoryStore::new());
     let mut state = EligibilityState::new();
-    for event in common::events().into_iter().chain(provider_and_claim()) {
+    for event in common::events().into_iter().chain(common::provider_and_claim()) {
         state.apply_to(&event, &*store).expect("store");
         let bytes = wire::encode(&event).expect("encode");
         log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
@@ -162,7 +103,7 @@ fn claims_and_authorizations_submitted_over_rest_are_decided() {
     log.create_all_topics().expect("topics");
     let store = Arc::new(MemoryStore::new());
     let mut state = EligibilityState::new();
-    for event in common::events().into_iter().chain(provider_and_claim()) {
+    for event in common::events().into_iter().chain(common::provider_and_claim()) {
         state.apply_to(&event, &*store).expect("store");
         let bytes = wire::encode(&event).expect("encode");
         log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
@@ -205,7 +146,9 @@ fn claims_and_authorizations_submitted_over_rest_are_decided() {
     // Mistakes are refused clearly, and publish nothing.
     let future = today.add_days(3);
     for (body, status, field) in [
-        (claim.replace("1000000", "1000000.5"), 400, "body"),
+        // Money is whole rupiah: a fraction is refused, naming the field.
+        (claim.replace("1000000", "1000000.5"), 400, "lines[0].chargeAmountIdr"),
+        ("{not json".to_owned(), 400, "body"),
         (claim.replace("J06.9", "flu"), 400, "lines.diagnosisCode"),
         (claim.replace(&served_on.to_string(), &future.to_string()), 422, "lines.serviceDate"),
         (claim.replace(r#""units":1"#, r#""units":0"#), 400, "lines.units"),

@@ -54,11 +54,12 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
     assert_eq!((created.member_id.as_str(), created.subscriber_id.as_str()), (member_id.as_str(), member_id.as_str()));
     assert_eq!(created.event_id, body["data"]["eventId"]);
 
-    // Coverage for a member the store does not know yet needs the family and subscriber.
+    // Coverage for a member the store does not know yet needs the family and subscriber: a
+    // well-formed request that does not agree with the store (422, not a malformed 400).
     let path = format!("/api/v1/members/{member_id}/coverage");
     let enrol = r#"{"changeType":"ENROLLED","planId":"SILVER-2026","effectiveDate":"2026-01-01"}"#;
     let (status, body) = request(address, "POST", &path, enrol);
-    assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (400, Some("familyId")), "{body}");
+    assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (422, Some("familyId")), "{body}");
     // Once the job has folded the MemberCreated in, the store knows them.
     let mut state = EligibilityState::new();
     for event in member_events(&log) {
@@ -83,14 +84,16 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
     );
     assert_eq!((status, body["data"]["status"].as_str()), (200, Some("ACTIVE")), "{body}");
 
-    // Mistakes: 400 for what is malformed, 422 for what does not fit together; nothing published.
+    // Mistakes: 400 for what is malformed (what the OpenAPI schema rules out), 422 for what
+    // does not fit together (a spouse without a family, say); nothing published.
     let before = member_events(&log).len();
     for (body, status, field) in [
         (MEMBER.replace("3171014703900012", "31710147039"), 400, "nik"),
         (MEMBER.replace("\"1990-03-07\"", "\"1990-03-08\""), 422, "nik"),
         (MEMBER.replace("\"FEMALE\"", "\"MALE\""), 422, "nik"),
         (MEMBER.replace("\"3171\"", "\"3271\""), 422, "regencyCode"),
-        (MEMBER.replace("\"SUBSCRIBER\"", "\"SPOUSE\""), 400, "familyId"),
+        (MEMBER.replace("\"SUBSCRIBER\"", "\"SPOUSE\""), 422, "familyId"),
+        (MEMBER.replace("3171014703900012", "3171019903900012"), 422, "nik"),
         (MEMBER.replace("\"SUBSCRIBER\"", "\"COUSIN\""), 400, "relationship"),
         (MEMBER.replace(r#""fullName":"Siti Aminah","#, ""), 400, "fullName"),
         ("{not json".to_owned(), 400, "body"),
@@ -118,9 +121,71 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
     assert_eq!(again["data"], first["data"], "the same member and event ids");
     assert_eq!(again["meta"]["replayed"], true);
     assert_eq!(member_events(&log).len(), before + 1, "one event for two tries");
+    // The key bound to that request: another body with it is refused (IETF draft: 422) ...
+    let other = MEMBER.replace("Jakarta", "Bandung");
+    let (status, body) = request_with(address, "POST", "/api/v1/members", &other, key);
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")), "{body}");
+    assert!(!body.to_string().contains("Bandung"), "the body is not echoed: {body}");
+    // ... and a key is per route: the same key on another command is another request.
+    let (status, body) = request_with(address, "POST", &path, enrol, key);
+    assert_eq!(status, 202, "{body}");
+    assert!(body["meta"]["replayed"].is_null() && body["data"]["eventId"] != first["data"]["eventId"], "{body}");
+    assert_eq!(member_events(&log).len(), before + 2);
     let (status, body) =
         request_with(address, "POST", "/api/v1/members", MEMBER, "Idempotency-Key: no spaces allowed\r\n");
     assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (400, Some("Idempotency-Key")), "{body}");
+}
+
+/// A publisher that holds each event until the test lets it go, and can be told to fail.
+struct Gated {
+    entered: std::sync::mpsc::SyncSender<()>,
+    go: std::sync::Mutex<std::sync::mpsc::Receiver<bool>>,
+    inner: TopicPublisher,
+}
+
+impl arus_gateway::commands::Publisher for Gated {
+    fn publish(&self, event: &Event) -> Result<(), String> {
+        self.entered.send(()).map_err(|e| e.to_string())?;
+        let publish = self.go.lock().map_err(|e| e.to_string())?.recv().map_err(|e| e.to_string())?;
+        if publish { self.inner.publish(event) } else { Err("the bus is down".to_owned()) }
+    }
+}
+
+#[test]
+fn a_key_in_flight_is_409_and_a_failed_publish_frees_it() {
+    let log = Arc::new(EmbeddedLog::new());
+    log.create_all_topics().expect("topics");
+    let (entered, on_enter) = std::sync::mpsc::sync_channel(4);
+    let (go, gate) = std::sync::mpsc::sync_channel(4);
+    let publisher =
+        Arc::new(Gated { entered, go: std::sync::Mutex::new(gate), inner: TopicPublisher::log(log.clone()) });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        arus_gateway::serve_blocking_with(listener, Arc::new(MemoryStore::new()), Some(publisher))
+    });
+    let key = "Idempotency-Key: flight-1\r\n";
+
+    // The first try fails to publish: 503, and the key is free again.
+    let first = std::thread::spawn(move || request_with(address, "POST", "/api/v1/members", MEMBER, key));
+    on_enter.recv().expect("the first try is publishing");
+    go.send(false).expect("fail it");
+    let (status, body) = first.join().expect("the first try");
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("EVENT_BUS_UNAVAILABLE")), "{body}");
+
+    // The retry publishes; while it does, a third try with the key is told to wait (409).
+    let second = std::thread::spawn(move || request_with(address, "POST", "/api/v1/members", MEMBER, key));
+    on_enter.recv().expect("the retry is publishing");
+    let (status, body) = request_with(address, "POST", "/api/v1/members", MEMBER, key);
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("IDEMPOTENCY_KEY_IN_USE")), "{body}");
+    go.send(true).expect("let it publish");
+    let (status, published) = second.join().expect("the retry");
+    assert_eq!(status, 202, "{published}");
+    // Answered now: the next try gets that answer, and nothing reaches the publisher.
+    let (status, again) = request_with(address, "POST", "/api/v1/members", MEMBER, key);
+    assert_eq!((status, &again["data"]), (202, &published["data"]), "{again}");
+    assert!(on_enter.try_recv().is_err(), "a replay publishes nothing");
+    assert_eq!(member_events(&log).len(), 1);
 }
 
 #[test]

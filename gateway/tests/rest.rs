@@ -177,7 +177,7 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     assert_eq!(value(&format!("arus_gateway_request_duration_seconds_count{{{route}}}")), 10);
     assert_eq!(value(&format!("arus_gateway_request_duration_seconds_bucket{{{route},le=\"+Inf\"}}")), 10);
     assert_eq!(
-        value("arus_gateway_requests_total{route=\"/api/v1/members/{member_id}\",status=\"200\"}"),
+        value("arus_gateway_requests_total{route=\"/api/v1/members/{memberId}\",status=\"200\"}"),
         2,
         "labelled by the route's template, not the member"
     );

@@ -15,6 +15,7 @@ macro_rules! avro_enum {
         ///
         /// Variants are spelled exactly as the Avro enum's symbols.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[allow(non_camel_case_types, clippy::upper_case_acronyms, missing_docs)]
         pub enum $name { $($variant),+ }
 

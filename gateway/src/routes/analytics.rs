@@ -1,23 +1,62 @@
 //! Analytics from ClickHouse: daily claims by group, a provider's weekly scorecard.
 
 use arus_schemas::Date;
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::Gateway;
-use crate::error::*;
-use crate::routes::*;
+use crate::body::Body;
+use crate::commands::Invalid;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{Id, IsoDate, ReadErrors};
+use crate::routes::{date, identifier};
 
 /// The daily analytics query.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DailyQuery {
+    /// The first day.
+    #[param(value_type = IsoDate, required = true)]
     from: Option<String>,
+    /// The last day: on or after `from`, at most 366 days after it.
+    #[param(value_type = IsoDate, required = true)]
     to: Option<String>,
+    /// What a row is per, besides the day (default: provider).
+    #[param(value_type = Option<GroupBy>)]
     group_by: Option<String>,
+}
+
+/// What the daily rows are grouped by.
+#[derive(ToSchema)]
+#[allow(non_camel_case_types, dead_code)]
+pub(crate) enum GroupBy {
+    province,
+    provider,
+    plan,
+}
+
+/// A day of decisions for one group; amounts in whole rupiah. The group's field is the one
+/// `groupBy` names.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DailyClaims {
+    #[schema(format = Date)]
+    date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    province: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<String>,
+    claims: u64,
+    lines: u64,
+    billed_idr: i64,
+    allowed_idr: i64,
+    member_share_idr: i64,
+    plan_paid_idr: i64,
 }
 
 /// A row of the daily claims query.
@@ -36,12 +75,17 @@ pub(crate) struct DailyRow {
 /// Longest range one query may cover.
 pub(crate) const MAX_ANALYTICS_DAYS: i32 = 366;
 
-/// `GET /api/v1/analytics/claims/daily?from=&to=&groupBy=province|provider|plan`: per day of
-/// decision and group, claims, lines, billed, allowed, member share and paid, from ClickHouse.
+/// Per day of decision and province, provider or plan: claims, lines, billed, allowed, member
+/// share, paid (ClickHouse).
+#[utoipa::path(get, path = "/api/v1/analytics/claims/daily", tag = "analytics", params(DailyQuery), responses(
+    (status = 200, description = "rows by day and group", body = Body<Vec<DailyClaims>>),
+    (status = 422, description = "the range ends before it starts, or is longer than 366 days", body = ErrorBody),
+    ReadErrors,
+))]
 pub(crate) async fn daily_claims(
     State(gateway): State<Gateway>,
     query: Result<Query<DailyQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Body<Vec<DailyClaims>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let (from, to) = date_range(query.from, query.to)?;
     let group_by = query.group_by.unwrap_or_else(|| "provider".to_owned());
@@ -71,26 +115,30 @@ pub(crate) async fn daily_claims(
             message: "ClickHouse did not answer; try again shortly".to_owned(),
             details: Vec::new(),
         })?;
-    let data: Vec<Value> = rows
-        .iter()
+    let data = rows
+        .into_iter()
         .map(|r| {
-            json!({
-                "date": Date(i32::from(r.day)).to_string(),
-                group_by.as_str(): r.key,
-                "claims": r.claims,
-                "lines": r.lines,
-                "billedIdr": r.billed,
-                "allowedIdr": r.allowed,
-                "memberShareIdr": r.member_share,
-                "planPaidIdr": r.paid,
-            })
+            let key = |group: &str| (group_by == group).then(|| r.key.clone());
+            DailyClaims {
+                date: Date(i32::from(r.day)).to_string(),
+                province: key("province"),
+                provider: key("provider"),
+                plan: key("plan"),
+                claims: r.claims,
+                lines: r.lines,
+                billed_idr: r.billed,
+                allowed_idr: r.allowed,
+                member_share_idr: r.member_share,
+                plan_paid_idr: r.paid,
+            }
         })
         .collect();
-    Ok(Json(json!({
-        "data": data,
-        "meta": { "traceId": trace_id(), "from": from.to_string(), "to": to.to_string(), "groupBy": group_by },
-        "links": { "self": format!("/api/v1/analytics/claims/daily?from={from}&to={to}&groupBy={group_by}") },
-    })))
+    let link = format!("/api/v1/analytics/claims/daily?from={from}&to={to}&groupBy={group_by}");
+    let mut body = Body::new(data, link);
+    body.meta.from = Some(from.to_string());
+    body.meta.to = Some(to.to_string());
+    body.meta.group_by = Some(group_by);
+    Ok(body)
 }
 
 pub(crate) fn analytics_unavailable() -> ApiError {
@@ -106,20 +154,53 @@ pub(crate) fn analytics_unavailable() -> ApiError {
 pub(crate) fn date_range(from: Option<String>, to: Option<String>) -> Result<(Date, Date), ApiError> {
     let from = date("from", from)?;
     let to = date("to", to)?;
+    // Two well-formed dates that do not make a range: 422, as for commands.
+    let inconsistent = |issue: String| Invalid { field: "to", issue, semantic: true };
     if to < from {
-        return Err(ApiError::invalid("to", "is before from"));
+        return Err(inconsistent("is before from".to_owned()).into());
     }
     if to.days_since(from) >= MAX_ANALYTICS_DAYS {
-        return Err(ApiError::invalid("to", format!("the range is longer than {MAX_ANALYTICS_DAYS} days")));
+        return Err(inconsistent(format!("the range is longer than {MAX_ANALYTICS_DAYS} days")).into());
     }
     Ok((from, to))
 }
 
 /// The scorecard query.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RangeQuery {
+    /// The first day.
+    #[param(value_type = IsoDate, required = true)]
     from: Option<String>,
+    /// The last day: on or after `from`, at most 366 days after it.
+    #[param(value_type = IsoDate, required = true)]
     to: Option<String>,
+}
+
+/// A provider's week (from Monday); amounts in whole rupiah.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ScorecardWeek {
+    #[schema(format = Date)]
+    week_start: String,
+    claims: u64,
+    lines: u64,
+    denied_lines: u64,
+    /// Denied lines in basis points of all lines (10000: every line denied).
+    denial_rate_bp: u64,
+    billed_idr: i64,
+    allowed_idr: i64,
+    plan_paid_idr: i64,
+    /// Distinct members.
+    members: u64,
+}
+
+/// A provider's weeks.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Scorecard {
+    provider_id: String,
+    weeks: Vec<ScorecardWeek>,
 }
 
 /// A week of a provider's scorecard.
@@ -135,14 +216,20 @@ pub(crate) struct WeekRow {
     members: u64,
 }
 
-/// `GET /api/v1/providers/{providerId}/scorecard?from=&to=`: the provider's week by week
-/// (weeks from Monday): claims, lines, denied lines and rate, billed, allowed, paid, distinct
-/// members; from ClickHouse.
+/// A provider week by week (from Monday): claims, lines, denials (rate in basis points),
+/// billed, allowed, paid, distinct members (ClickHouse).
+#[utoipa::path(get, path = "/api/v1/providers/{providerId}/scorecard", tag = "analytics",
+    params(("providerId" = Id, Path, example = "P1", description = "the provider"), RangeQuery),
+    responses(
+        (status = 200, description = "the weeks", body = Body<Scorecard>),
+        (status = 422, description = "the range ends before it starts, or is longer than 366 days", body = ErrorBody),
+        ReadErrors,
+    ))]
 pub(crate) async fn scorecard(
     State(gateway): State<Gateway>,
     Path(provider_id): Path<String>,
     query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Body<Scorecard>, ApiError> {
     let provider_id = identifier("providerId", Some(provider_id))?;
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let (from, to) = date_range(query.from, query.to)?;
@@ -162,26 +249,24 @@ pub(crate) async fn scorecard(
         .fetch_all()
         .await
         .map_err(|_| analytics_unavailable())?;
-    let data: Vec<Value> = weeks
+    let weeks = weeks
         .iter()
-        .map(|w| {
-            json!({
-                "weekStart": Date(i32::from(w.week)).to_string(),
-                "claims": w.claims,
-                "lines": w.lines,
-                "deniedLines": w.denied_lines,
-                // Basis points, in integers: 10000 = every line denied.
-                "denialRateBp": w.denied_lines * 10_000 / w.lines.max(1),
-                "billedIdr": w.billed,
-                "allowedIdr": w.allowed,
-                "planPaidIdr": w.paid,
-                "members": w.members,
-            })
+        .map(|w| ScorecardWeek {
+            week_start: Date(i32::from(w.week)).to_string(),
+            claims: w.claims,
+            lines: w.lines,
+            denied_lines: w.denied_lines,
+            // Basis points, in integers: 10000 = every line denied.
+            denial_rate_bp: w.denied_lines * 10_000 / w.lines.max(1),
+            billed_idr: w.billed,
+            allowed_idr: w.allowed,
+            plan_paid_idr: w.paid,
+            members: w.members,
         })
         .collect();
-    Ok(Json(json!({
-        "data": { "providerId": provider_id, "weeks": data },
-        "meta": { "traceId": trace_id(), "from": from.to_string(), "to": to.to_string() },
-        "links": { "self": format!("/api/v1/providers/{provider_id}/scorecard?from={from}&to={to}") },
-    })))
+    let link = format!("/api/v1/providers/{provider_id}/scorecard?from={from}&to={to}");
+    let mut body = Body::new(Scorecard { provider_id, weeks }, link);
+    body.meta.from = Some(from.to_string());
+    body.meta.to = Some(to.to_string());
+    Ok(body)
 }

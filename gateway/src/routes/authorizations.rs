@@ -1,40 +1,65 @@
 //! Authorizations: where one stands, as the adjudication job keeps it.
 
-use axum::Json;
+use arus_schemas::read_models::{AuthView, authorization_key};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::Gateway;
-use crate::error::*;
-use crate::routes::*;
+use crate::body::Body;
+use crate::error::{ApiError, Detail, ErrorBody};
+use crate::openapi::{Id, ReadErrors};
+use crate::routes::{identifier, stored};
 
-/// `GET /api/v1/authorizations/{authId}`: where an authorization stands (requested, approved
-/// with its units used, denied), as the adjudication job keeps it.
+/// Where an authorization stands.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Authorization {
+    auth_id: String,
+    member_id: String,
+    /// `REQUESTED`, `APPROVED` or `DENIED`.
+    status: String,
+    /// The procedure, once approved.
+    procedure_code: Option<String>,
+    approved_units: Option<i32>,
+    /// Units used by decided claims.
+    used_units: i32,
+    #[schema(format = Date)]
+    valid_from: Option<String>,
+    #[schema(format = Date)]
+    valid_to: Option<String>,
+}
+
+/// Where an authorization stands: requested, approved (units approved and used), denied.
+#[utoipa::path(get, path = "/api/v1/authorizations/{authId}", tag = "authorizations",
+    params(("authId" = Id, Path, example = "A1", description = "the authorization")),
+    responses(
+        (status = 200, description = "the authorization", body = Body<Authorization>),
+        (status = 404, description = "no such authorization", body = ErrorBody),
+        ReadErrors,
+    ))]
 pub(crate) async fn authorization(
     State(gateway): State<Gateway>,
     Path(auth_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Body<Authorization>, ApiError> {
     let auth_id = identifier("authId", Some(auth_id))?;
-    let view: arus_schemas::read_models::AuthView =
-        stored(&gateway, arus_schemas::read_models::authorization_key(&auth_id)).await?.ok_or_else(|| ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "AUTHORIZATION_NOT_FOUND",
-            message: format!("no authorization {auth_id}"),
-            details: vec![json!({ "field": "authId", "issue": "unknown" })],
-        })?;
-    Ok(Json(json!({
-        "data": {
-            "authId": auth_id,
-            "memberId": view.member_id,
-            "status": view.status,
-            "procedureCode": view.procedure_code,
-            "approvedUnits": view.approved_units,
-            "usedUnits": view.used_units,
-            "validFrom": view.valid_from.map(|d| d.to_string()),
-            "validTo": view.valid_to.map(|d| d.to_string()),
-        },
-        "meta": { "traceId": trace_id() },
-        "links": { "self": format!("/api/v1/authorizations/{auth_id}") },
-    })))
+    let view: AuthView = stored(&gateway, authorization_key(&auth_id)).await?.ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "AUTHORIZATION_NOT_FOUND",
+        message: format!("no authorization {auth_id}"),
+        details: vec![Detail::field("authId", "unknown")],
+    })?;
+    let link = format!("/api/v1/authorizations/{auth_id}");
+    let data = Authorization {
+        auth_id,
+        member_id: view.member_id,
+        status: view.status,
+        procedure_code: view.procedure_code,
+        approved_units: view.approved_units,
+        used_units: view.used_units,
+        valid_from: view.valid_from.map(|d| d.to_string()),
+        valid_to: view.valid_to.map(|d| d.to_string()),
+    };
+    Ok(Body::new(data, link))
 }

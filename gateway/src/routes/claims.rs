@@ -3,22 +3,82 @@
 
 use arus_connectors::store::read;
 use arus_schemas::Date;
-use axum::Json;
+use arus_schemas::events::{AdjustmentGroup, ClaimStatus};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::Gateway;
-use crate::error::*;
+use crate::body::Body;
+use crate::commands::Invalid;
+use crate::error::{ApiError, Detail, ErrorBody, unavailable};
+use crate::openapi::{Id, IsoDate, ReadErrors};
 use crate::routes::analytics::analytics_unavailable;
-use crate::routes::*;
+use crate::routes::identifier;
 
-/// `GET /api/v1/claims/{claimId}`: the claim's decision, explained, and where its payment is.
+/// A claim's decision, explained, and where its payment is; amounts in whole rupiah.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClaimDecision {
+    claim_id: String,
+    member_id: String,
+    provider_id: String,
+    status: ClaimStatus,
+    /// `ADJUDICATED`, `PAID`, `PAYMENT_FAILED` (retryable) or `REVERSED`.
+    state: String,
+    /// The plan decided under (none when the member was not covered).
+    plan_id: Option<String>,
+    plan_version: Option<i32>,
+    auth_id: Option<String>,
+    total_billed_idr: i64,
+    total_allowed_idr: i64,
+    total_member_share_idr: i64,
+    total_plan_paid_idr: i64,
+    lines: Vec<LineDecision>,
+    /// How the decision was reached, step by step.
+    explanation: Vec<String>,
+    payment_id: Option<String>,
+    /// Why it was reversed.
+    reversal: Option<String>,
+}
+
+/// One line of a decision.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LineDecision {
+    line_number: i32,
+    billed_idr: i64,
+    allowed_idr: i64,
+    deductible_idr: i64,
+    copay_idr: i64,
+    coinsurance_idr: i64,
+    plan_paid_idr: i64,
+    adjustments: Vec<AdjustmentView>,
+}
+
+/// An adjustment of a line: its X12 group and claim adjustment reason code (CARC).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AdjustmentView {
+    group: AdjustmentGroup,
+    carc: String,
+    amount_idr: i64,
+}
+
+/// A claim's decision: status, per-line amounts and adjustments (group and CARC), the
+/// explanation, payment state.
+#[utoipa::path(get, path = "/api/v1/claims/{claimId}", tag = "claims",
+    params(("claimId" = Id, Path, example = "C1", description = "the claim")),
+    responses(
+        (status = 200, description = "the decision", body = Body<ClaimDecision>),
+        (status = 404, description = "no such claim, or not decided yet", body = ErrorBody),
+        ReadErrors,
+    ))]
 pub(crate) async fn claim(
     State(gateway): State<Gateway>,
     Path(claim_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Body<ClaimDecision>, ApiError> {
     let claim_id = identifier("claimId", Some(claim_id))?;
     let store = gateway.store.clone();
     let id = claim_id.clone();
@@ -30,61 +90,80 @@ pub(crate) async fn claim(
             status: StatusCode::NOT_FOUND,
             code: "CLAIM_NOT_FOUND",
             message: format!("no decided claim {claim_id}"),
-            details: vec![json!({ "field": "claimId", "issue": "unknown or not decided yet" })],
+            details: vec![Detail::field("claimId", "unknown or not decided yet")],
         })?;
-    let a = &view.adjudication;
-    let lines: Vec<Value> = a
+    let a = view.adjudication;
+    let lines = a
         .lines
         .iter()
-        .map(|l| {
-            json!({
-                "lineNumber": l.line_number,
-                "billedIdr": l.billed_idr.0,
-                "allowedIdr": l.allowed_idr.0,
-                "deductibleIdr": l.deductible_idr.0,
-                "copayIdr": l.copay_idr.0,
-                "coinsuranceIdr": l.coinsurance_idr.0,
-                "planPaidIdr": l.plan_paid_idr.0,
-                "adjustments": l.adjustments.iter().map(|x| json!({
-                    "group": format!("{:?}", x.group),
-                    "carc": x.carc,
-                    "amountIdr": x.amount_idr.0,
-                })).collect::<Vec<_>>(),
-            })
+        .map(|l| LineDecision {
+            line_number: l.line_number,
+            billed_idr: l.billed_idr.0,
+            allowed_idr: l.allowed_idr.0,
+            deductible_idr: l.deductible_idr.0,
+            copay_idr: l.copay_idr.0,
+            coinsurance_idr: l.coinsurance_idr.0,
+            plan_paid_idr: l.plan_paid_idr.0,
+            adjustments: l
+                .adjustments
+                .iter()
+                .map(|x| AdjustmentView { group: x.group, carc: x.carc.clone(), amount_idr: x.amount_idr.0 })
+                .collect(),
         })
         .collect();
-    Ok(Json(json!({
-        "data": {
-            "claimId": a.claim_id,
-            "memberId": a.member_id,
-            "providerId": a.provider_id,
-            "status": format!("{:?}", a.status),
-            "state": view.state,
-            "planId": a.plan_id,
-            "planVersion": a.plan_version,
-            "authId": a.auth_id,
-            "totalBilledIdr": a.total_billed_idr.0,
-            "totalAllowedIdr": a.total_allowed_idr.0,
-            "totalMemberShareIdr": a.total_member_share_idr.0,
-            "totalPlanPaidIdr": a.total_plan_paid_idr.0,
-            "lines": lines,
-            "explanation": a.trace,
-            "paymentId": view.payment_id,
-            "reversal": view.reversal,
-        },
-        "meta": { "traceId": trace_id() },
-        "links": { "self": format!("/api/v1/claims/{claim_id}") },
-    })))
+    let data = ClaimDecision {
+        claim_id: a.claim_id,
+        member_id: a.member_id,
+        provider_id: a.provider_id,
+        status: a.status,
+        state: view.state,
+        plan_id: a.plan_id,
+        plan_version: a.plan_version,
+        auth_id: a.auth_id,
+        total_billed_idr: a.total_billed_idr.0,
+        total_allowed_idr: a.total_allowed_idr.0,
+        total_member_share_idr: a.total_member_share_idr.0,
+        total_plan_paid_idr: a.total_plan_paid_idr.0,
+        lines,
+        explanation: a.trace,
+        payment_id: view.payment_id,
+        reversal: view.reversal,
+    };
+    Ok(Body::new(data, format!("/api/v1/claims/{claim_id}")))
 }
 
 /// A member's claims query.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct MemberClaimsQuery {
+    /// The seed's `pending`, `approved` (partly approved included), `denied`, `paid`; or one
+    /// decision status as the events write it.
+    #[param(value_type = Option<StatusFilter>)]
     status: Option<String>,
+    /// Claims decided on this day or later.
+    #[param(value_type = Option<IsoDate>)]
     date_from: Option<String>,
+    /// The most claims on a page (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// Where the page starts: the `links.next` of the page before.
+    #[param(value_type = Option<String>)]
     cursor: Option<String>,
+}
+
+/// The claims a `status` filter keeps.
+#[derive(ToSchema)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms, dead_code)]
+pub(crate) enum StatusFilter {
+    pending,
+    approved,
+    denied,
+    paid,
+    APPROVED,
+    PARTIALLY_APPROVED,
+    DENIED,
+    PENDED,
 }
 
 /// The condition a `status` filter puts on a claim's lines: the seed's `pending`, `approved`
@@ -110,7 +189,12 @@ fn cursor_of(decided: Date, claim_id: &str) -> String {
 
 /// A `cursor` read back: the decision date and claim id the next page comes after.
 fn parse_cursor(text: &str) -> Result<(Date, String), ApiError> {
-    let bad = || ApiError::invalid("cursor", "is not a cursor this route gave (links.next)");
+    // Any text is a cursor's shape; one this route did not give is well formed but points
+    // nowhere (422).
+    let bad = || -> ApiError {
+        Invalid { field: "cursor", issue: "is not a cursor this route gave (links.next)".to_owned(), semantic: true }
+            .into()
+    };
     let (date, claim_id) = text.split_once('~').ok_or_else(bad)?;
     let date = crate::commands::date("cursor", date).map_err(|_| bad())?;
     let claim_id = identifier("cursor", Some(claim_id.to_owned())).map_err(|_| bad())?;
@@ -130,13 +214,35 @@ pub(crate) struct HistoryRow {
     paid: i64,
 }
 
-/// `GET /api/v1/members/{memberId}/claims?status=&dateFrom=&limit=`: the member's decided
-/// claims, newest first, from ClickHouse (history beyond what Redis keeps).
+/// A claim in a member's history; amounts in whole rupiah.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MemberClaim {
+    claim_id: String,
+    #[schema(format = Date)]
+    decided_date: String,
+    provider_id: String,
+    status: ClaimStatus,
+    lines: u64,
+    billed_idr: i64,
+    member_share_idr: i64,
+    plan_paid_idr: i64,
+}
+
+/// A member's decided claims, newest first, a page at a time, from ClickHouse (history
+/// beyond what Redis keeps).
+#[utoipa::path(get, path = "/api/v1/members/{memberId}/claims", tag = "claims",
+    params(("memberId" = Id, Path, example = "M1", description = "the member"), MemberClaimsQuery),
+    responses(
+        (status = 200, description = "a page of the member's claims; links.next when there are more", body = Body<Vec<MemberClaim>>),
+        (status = 422, description = "a cursor this route did not give", body = ErrorBody),
+        ReadErrors,
+    ))]
 pub(crate) async fn member_claims(
     State(gateway): State<Gateway>,
     Path(member_id): Path<String>,
     query: Result<Query<MemberClaimsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Body<Vec<MemberClaim>>, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let status = match query.status.as_deref() {
@@ -178,21 +284,21 @@ pub(crate) async fn member_claims(
         request = request.bind(date.to_string()).bind(date.to_string()).bind(claim_id.as_str());
     }
     let claims: Vec<HistoryRow> = request.bind(limit).fetch_all().await.map_err(|_| analytics_unavailable())?;
-    let data: Vec<Value> = claims
+    let data = claims
         .iter()
         .map(|c| {
-            json!({
-                "claimId": c.claim_id,
-                "decidedDate": Date(i32::from(c.decided)).to_string(),
-                "providerId": c.provider,
-                "status": c.claim_status,
-                "lines": c.lines,
-                "billedIdr": c.billed,
-                "memberShareIdr": c.member_share,
-                "planPaidIdr": c.paid,
+            Ok(MemberClaim {
+                claim_id: c.claim_id.clone(),
+                decided_date: Date(i32::from(c.decided)).to_string(),
+                provider_id: c.provider.clone(),
+                status: claim_status(&c.claim_status).ok_or_else(analytics_unavailable)?,
+                lines: c.lines,
+                billed_idr: c.billed,
+                member_share_idr: c.member_share,
+                plan_paid_idr: c.paid,
             })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ApiError>>()?;
     // The query as asked, for the links: the page's own, and the next when this one is full.
     let mut asked = vec![format!("limit={limit}")];
     if let Some(text) = &query.status {
@@ -208,9 +314,14 @@ pub(crate) async fn member_claims(
     let next = (claims.len() == limit as usize)
         .then(|| claims.last().map(|c| link(Some(&cursor_of(Date(i32::from(c.decided)), &c.claim_id)))))
         .flatten();
-    Ok(Json(json!({
-        "data": data,
-        "meta": { "traceId": trace_id(), "count": data.len(), "limit": limit },
-        "links": { "self": link(query.cursor.as_deref()), "next": next },
-    })))
+    let mut body = Body::new(data, link(query.cursor.as_deref()));
+    body.meta.count = Some(body.data.len());
+    body.meta.limit = Some(limit);
+    body.links.next = next;
+    Ok(body)
+}
+
+/// A decision status as ClickHouse keeps it (the events' symbol).
+fn claim_status(text: &str) -> Option<ClaimStatus> {
+    ClaimStatus::ALL.iter().copied().find(|s| s.as_str() == text)
 }

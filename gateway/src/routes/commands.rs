@@ -2,55 +2,81 @@
 //! their topics, answered `202 Accepted`; `Idempotency-Key` honoured.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
 
 use crate::Gateway;
-use crate::commands::{CoverageCommand, NewMember};
-use crate::error::*;
+use crate::body::{Accepted, Body};
+use crate::commands::{AuthorizationCommand, ClaimCommand, CoverageCommand, NewMember};
+use crate::error::{ApiError, Detail, trace_id, unavailable};
+use crate::idempotency;
+use crate::openapi::{CommandErrors, Id, IdempotencyKey};
 use crate::routes::members::member_record;
-use crate::routes::*;
+use crate::routes::{identifier, now};
 
-/// How long a command's answer is kept for retries with its `Idempotency-Key`.
-pub(crate) const IDEMPOTENCY_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3_600);
-
-/// The body a command with this `Idempotency-Key` was answered with, if any.
-pub(crate) async fn replayed(gateway: &Gateway, key: Option<&str>) -> Result<Option<Response>, ApiError> {
-    let Some(key) = key else { return Ok(None) };
-    let store = gateway.store.clone();
-    let store_key = format!("idempotency:{key}");
-    let stored = tokio::task::spawn_blocking(move || store.get(&store_key))
-        .await
-        .map_err(|_| unavailable())?
-        .map_err(|_| unavailable())?;
-    Ok(stored.and_then(|(_, bytes)| serde_json::from_slice::<Value>(&bytes).ok()).map(|body| {
-        let mut body = body;
-        body["meta"]["traceId"] = trace_id().into();
-        body["meta"]["replayed"] = true.into();
-        (StatusCode::ACCEPTED, Json(body)).into_response()
-    }))
+/// A command accepted: its event published.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CommandAccepted {
+    /// The event's id.
+    event_id: String,
+    /// The member the event is about.
+    member_id: String,
+    /// A claim submitted: its new id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claim_id: Option<String>,
+    /// An authorization requested: its new id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_id: Option<String>,
 }
 
-/// The `Idempotency-Key` header, validated.
-pub(crate) fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| crate::commands::valid_id(k))
-        .ok_or_else(|| ApiError::invalid("Idempotency-Key", "must be 1 to 64 letters, digits, '-', '_' or '.'"))?;
-    Ok(Some(key.to_owned()))
+/// A command's body read: its JSON (`Content-Type: application/json`) into `T`; the errors
+/// name the field, never the value sent.
+fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let json =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
+            |v| {
+                let v = v.trim().to_ascii_lowercase();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            },
+        );
+    if !json {
+        return Err(ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "UNSUPPORTED_MEDIA_TYPE",
+            message: "a command's body is JSON: send Content-Type: application/json".to_owned(),
+            details: vec![Detail::field("Content-Type", "must be application/json")],
+        });
+    }
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let path = e.path().to_string();
+        match e.inner().classify() {
+            serde_json::error::Category::Data if path != "." => {
+                ApiError::invalid(&path, "has the wrong type, or a value out of range")
+            }
+            serde_json::error::Category::Data => ApiError::invalid("body", "must be a JSON object"),
+            _ => ApiError::invalid("body", "is not JSON"),
+        }
+    })?;
+    // Nothing after the value but white space.
+    reader.end().map_err(|_| ApiError::invalid("body", "is not JSON"))?;
+    Ok(value)
 }
 
-/// Publishes a command's event; `202 Accepted` with its id. With an idempotency key, the
-/// answer is kept, and a retry with the same key gets it again without a second event.
-pub(crate) async fn publish(
+/// Publishes a command's event; `202 Accepted` with its id. With an `Idempotency-Key`, a
+/// retry of the same request gets the first answer again and publishes nothing (see
+/// [`idempotency`]).
+async fn publish(
     gateway: &Gateway,
     event: arus_schemas::Event,
     location: String,
-    key: Option<String>,
+    key: Option<idempotency::Key>,
 ) -> Result<Response, ApiError> {
     let publisher = gateway.publisher.clone().ok_or(ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -58,128 +84,146 @@ pub(crate) async fn publish(
         message: "this gateway takes no commands: it was started without an event bus".to_owned(),
         details: Vec::new(),
     })?;
+    let claimed = match key {
+        None => None,
+        Some(key) => match idempotency::claim(gateway, key).await? {
+            idempotency::Claim::Answered(mut answer) => {
+                answer["meta"]["traceId"] = trace_id().into();
+                answer["meta"]["replayed"] = true.into();
+                return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
+            }
+            idempotency::Claim::New(key, version) => Some((key, version)),
+        },
+    };
     let event_id = event.event_id().to_owned();
     let member_id = match &event {
         arus_schemas::Event::ClaimSubmitted(c) => c.member_id.clone(),
         arus_schemas::Event::AuthRequested(a) => a.member_id.clone(),
         other => other.key().to_owned(),
     };
-    let created = match &event {
-        arus_schemas::Event::ClaimSubmitted(c) => Some(("claimId", c.claim_id.clone())),
-        arus_schemas::Event::AuthRequested(a) => Some(("authId", a.auth_id.clone())),
-        _ => None,
+    let (claim_id, auth_id) = match &event {
+        arus_schemas::Event::ClaimSubmitted(c) => (Some(c.claim_id.clone()), None),
+        arus_schemas::Event::AuthRequested(a) => (None, Some(a.auth_id.clone())),
+        _ => (None, None),
     };
-    tokio::task::spawn_blocking(move || publisher.publish(&event)).await.map_err(|_| unavailable())?.map_err(|_| {
-        ApiError {
+    let published = tokio::task::spawn_blocking(move || publisher.publish(&event)).await;
+    if !matches!(published, Ok(Ok(()))) {
+        if let Some((key, version)) = &claimed {
+            idempotency::release(gateway, key, *version).await;
+        }
+        return Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "EVENT_BUS_UNAVAILABLE",
             message: "the event could not be published; nothing was recorded, try again".to_owned(),
             details: Vec::new(),
-        }
-    })?;
-    let mut data = json!({ "eventId": event_id, "memberId": member_id });
-    if let Some((field, id)) = created {
-        data[field] = id.into();
+        });
     }
-    let body = json!({
-        "data": data,
-        "meta": { "traceId": trace_id() },
-        "links": { "self": location },
-    });
-    if let Some(key) = key {
-        let store = gateway.store.clone();
-        let bytes = body.to_string().into_bytes();
-        // Kept once, for a day: the first answer for a key stands.
-        tokio::task::spawn_blocking(move || {
-            store.put_versioned_expiring(&format!("idempotency:{key}"), 1, &bytes, IDEMPOTENCY_KEPT)
-        })
-        .await
-        .map_err(|_| unavailable())?
-        .map_err(|_| unavailable())?;
+    let body = Body::new(CommandAccepted { event_id, member_id, claim_id, auth_id }, location);
+    if let Some((key, version)) = &claimed {
+        let answer = serde_json::to_value(&body).map_err(|_| unavailable())?;
+        idempotency::answered(gateway, key, *version, answer).await?;
     }
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok(Accepted(body).into_response())
 }
 
-/// A command as it came: a retry of one already answered (with that answer), or a new one.
-enum Received<T> {
-    Retry(Response),
-    New(Option<String>, T),
+/// What every command does first: its `Idempotency-Key` checked and bound to the route and
+/// the request, its body read.
+fn received<T: DeserializeOwned>(
+    route: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Option<idempotency::Key>, T), ApiError> {
+    let key = idempotency::key(headers, route, uri.path(), body)?;
+    Ok((key, parse(headers, body)?))
 }
 
-/// What every command does first: its `Idempotency-Key` checked, the answer kept for it if it
-/// is a retry, its body otherwise.
-async fn received<T>(
-    gateway: &Gateway,
-    headers: &axum::http::HeaderMap,
-    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
-) -> Result<Received<T>, ApiError> {
-    let key = idempotency_key(headers)?;
-    if let Some(answer) = replayed(gateway, key.as_deref()).await? {
-        return Ok(Received::Retry(answer));
-    }
-    let Json(request) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
-    Ok(Received::New(key, request))
-}
-
-/// `POST /api/v1/members`: a `MemberCreated` on `member.events`.
+/// Record a new member: a `MemberCreated` on `member.events`.
+#[utoipa::path(post, path = "/api/v1/members", tag = "commands", params(IdempotencyKey), request_body = NewMember,
+    responses(
+        (status = 202, description = "published: the event's id and the member's", body = Body<CommandAccepted>),
+        CommandErrors,
+    ))]
 pub(crate) async fn create_member(
     State(gateway): State<Gateway>,
-    headers: axum::http::HeaderMap,
-    body: Result<Json<NewMember>, axum::extract::rejection::JsonRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (key, request) = match received(&gateway, &headers, body).await? {
-        Received::Retry(answer) => return Ok(answer),
-        Received::New(key, request) => (key, request),
-    };
+    let (key, request): (_, NewMember) = received("members", &uri, &headers, &body)?;
     let event = request.event(now())?;
     let location = format!("/api/v1/members/{}", event.member_id);
     publish(&gateway, arus_schemas::Event::MemberCreated(event), location, key).await
 }
 
-/// `POST /api/v1/members/{memberId}/coverage`: a `CoverageChanged` on `member.events`.
+/// Change a member's coverage: a `CoverageChanged` on `member.events`.
+#[utoipa::path(post, path = "/api/v1/members/{memberId}/coverage", tag = "commands",
+    params(("memberId" = Id, Path, example = "M1", description = "the member"), IdempotencyKey), request_body = CoverageCommand,
+    responses(
+        (status = 202, description = "published: the event's id and the member's", body = Body<CommandAccepted>),
+        CommandErrors,
+    ))]
 pub(crate) async fn change_coverage(
     State(gateway): State<Gateway>,
     Path(member_id): Path<String>,
-    headers: axum::http::HeaderMap,
-    body: Result<Json<CoverageCommand>, axum::extract::rejection::JsonRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
-    let (key, request) = match received(&gateway, &headers, body).await? {
-        Received::Retry(answer) => return Ok(answer),
-        Received::New(key, request) => (key, request),
-    };
+    let (key, request): (_, CoverageCommand) = received("coverage", &uri, &headers, &body)?;
     let known =
         member_record(&gateway, &member_id).await?.and_then(|view| Some((view.created?.0, view.subscriber_id?)));
     let event = request.event(&member_id, known, now())?;
     publish(&gateway, arus_schemas::Event::CoverageChanged(event), format!("/api/v1/members/{member_id}"), key).await
 }
 
-/// `POST /api/v1/claims` (and the partner route): a `ClaimSubmitted` on `claims.events`, 202
-/// with the new claim's id; the adjudication job decides it.
+/// Submit a claim: a `ClaimSubmitted` on `claims.events`, decided by the adjudication job.
+#[utoipa::path(post, path = "/api/v1/claims", tag = "commands", params(IdempotencyKey), request_body = ClaimCommand,
+    responses(
+        (status = 202, description = "published: the event's id, the member's and the new claim's", body = Body<CommandAccepted>),
+        CommandErrors,
+    ))]
 pub(crate) async fn submit_claim(
     State(gateway): State<Gateway>,
-    headers: axum::http::HeaderMap,
-    body: Result<Json<crate::commands::ClaimCommand>, axum::extract::rejection::JsonRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (key, request) = match received(&gateway, &headers, body).await? {
-        Received::Retry(answer) => return Ok(answer),
-        Received::New(key, request) => (key, request),
-    };
+    let (key, request): (_, ClaimCommand) = received("claims", &uri, &headers, &body)?;
     let event = request.event(now())?;
     let location = format!("/api/v1/claims/{}", event.claim_id);
     publish(&gateway, arus_schemas::Event::ClaimSubmitted(event), location, key).await
 }
 
-/// `POST /api/v1/authorizations`: an `AuthRequested` on `auth.events`, 202 with its id.
+/// Submit a claim, for partner systems (as `POST /api/v1/claims`).
+#[utoipa::path(post, path = "/api/partner/v1/claims/submit", tag = "commands", params(IdempotencyKey), request_body = ClaimCommand,
+    responses(
+        (status = 202, description = "published: the event's id, the member's and the new claim's", body = Body<CommandAccepted>),
+        CommandErrors,
+    ))]
+pub(crate) async fn submit_partner_claim(
+    state: State<Gateway>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    submit_claim(state, uri, headers, body).await
+}
+
+/// Request a prior authorization: an `AuthRequested` on `auth.events`.
+#[utoipa::path(post, path = "/api/v1/authorizations", tag = "commands", params(IdempotencyKey), request_body = AuthorizationCommand,
+    responses(
+        (status = 202, description = "published: the event's id, the member's and the new authorization's", body = Body<CommandAccepted>),
+        CommandErrors,
+    ))]
 pub(crate) async fn request_authorization(
     State(gateway): State<Gateway>,
-    headers: axum::http::HeaderMap,
-    body: Result<Json<crate::commands::AuthorizationCommand>, axum::extract::rejection::JsonRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (key, request) = match received(&gateway, &headers, body).await? {
-        Received::Retry(answer) => return Ok(answer),
-        Received::New(key, request) => (key, request),
-    };
+    let (key, request): (_, AuthorizationCommand) = received("authorizations", &uri, &headers, &body)?;
     let event = request.event(now())?;
     let location = format!("/api/v1/authorizations/{}", event.auth_id);
     publish(&gateway, arus_schemas::Event::AuthRequested(event), location, key).await

@@ -4,40 +4,119 @@
 
 use arus_connectors::store::read;
 use arus_schemas::Date;
-use arus_schemas::events::EligibilityStatus;
+use arus_schemas::events::{Benefits, EligibilityStatus};
 use arus_schemas::read_models::Answer;
 use axum::Json;
 use axum::extract::{Query, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::Gateway;
+use crate::body::Body;
 use crate::commands::Invalid;
-use crate::error::*;
-use crate::routes::*;
+use crate::error::{ApiError, ErrorBody, member_not_found, unavailable};
+use crate::openapi::{Id, IsoDate, ReadErrors};
+use crate::routes::{date, identifier};
 
-/// The query of an eligibility check, all optional so that a missing one gets a clear 400.
-#[derive(Deserialize)]
+/// An eligibility question: all optional in Rust so that a missing one gets a clear 400.
+#[derive(Deserialize, ToSchema, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EligibilityQuery {
+    /// The member.
+    #[param(value_type = Id, required = true, example = "M1")]
+    #[schema(value_type = Id, required = true)]
     member_id: Option<String>,
+    /// The date of service.
+    #[param(value_type = IsoDate, required = true)]
+    #[schema(value_type = IsoDate, required = true)]
     service_date: Option<String>,
+    /// The procedure code or service category asked about.
+    #[param(value_type = Id, required = true, example = "80053")]
+    #[schema(value_type = Id, required = true)]
     service_type: Option<String>,
 }
 
+/// Whether a member is covered for a service on a date, and under what.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EligibilityAnswer {
+    member_id: String,
+    #[schema(format = Date)]
+    service_date: String,
+    service_type: String,
+    /// Covered for the service on the date.
+    eligible: bool,
+    /// Why (or why not).
+    status: EligibilityStatus,
+    /// The plan covered under.
+    plan_id: Option<String>,
+    /// First day of the unbroken coverage span the date falls in.
+    #[schema(format = Date)]
+    coverage_start: Option<String>,
+    /// Last covered day, when known.
+    #[schema(format = Date)]
+    coverage_end: Option<String>,
+    /// The service needs prior authorization under the plan.
+    requires_prior_auth: bool,
+    /// Why not eligible, in words.
+    reason: Option<String>,
+    /// The plan's benefits in force on the date.
+    benefits: Option<BenefitsView>,
+}
+
+/// A plan's benefits, in whole rupiah and basis points.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BenefitsView {
+    deductible_individual_idr: i64,
+    deductible_family_idr: i64,
+    oop_max_individual_idr: i64,
+    oop_max_family_idr: i64,
+    copay_idr: i64,
+    /// In-network coinsurance, basis points (10000 = all of it).
+    coinsurance_bp: i32,
+    annual_limit_idr: i64,
+}
+
+impl From<&Benefits> for BenefitsView {
+    fn from(b: &Benefits) -> Self {
+        BenefitsView {
+            deductible_individual_idr: b.deductible_individual_idr.0,
+            deductible_family_idr: b.deductible_family_idr.0,
+            oop_max_individual_idr: b.oop_max_individual_idr.0,
+            oop_max_family_idr: b.oop_max_family_idr.0,
+            copay_idr: b.copay_idr.0,
+            coinsurance_bp: b.coinsurance_bp,
+            annual_limit_idr: b.annual_limit_idr.0,
+        }
+    }
+}
+
+/// Whether a member is covered for a service on a date (one store read).
+#[utoipa::path(get, path = "/api/v1/eligibility", tag = "eligibility", params(EligibilityQuery), responses(
+    (status = 200, description = "the answer: eligible, status, plan, coverage span, benefits, prior authorization, reason", body = Body<EligibilityAnswer>),
+    (status = 404, description = "no such member", body = ErrorBody),
+    ReadErrors,
+))]
 pub(crate) async fn eligibility(
     State(gateway): State<Gateway>,
     query: Result<Query<EligibilityQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Body<EligibilityAnswer>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     check(&gateway, query).await
 }
 
-/// The partner route: the same check, its parameters in a JSON body.
+/// The eligibility check for partner systems, its parameters in a JSON body.
+#[utoipa::path(post, path = "/api/partner/v1/eligibility/verify", tag = "eligibility", request_body = EligibilityQuery, responses(
+    (status = 200, description = "the answer, as GET /api/v1/eligibility gives it", body = Body<EligibilityAnswer>),
+    (status = 404, description = "no such member", body = ErrorBody),
+    ReadErrors,
+))]
 pub(crate) async fn verify(
     State(gateway): State<Gateway>,
     body: Result<Json<EligibilityQuery>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Body<EligibilityAnswer>, ApiError> {
     let Json(query) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
     check(&gateway, query).await
 }
@@ -96,82 +175,87 @@ pub(crate) async fn check_eligibility(
     Ok(Checked { member_id, service_date, service_type, answer })
 }
 
-pub(crate) async fn check(gateway: &Gateway, query: EligibilityQuery) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn check(gateway: &Gateway, query: EligibilityQuery) -> Result<Body<EligibilityAnswer>, ApiError> {
     let Checked { member_id, service_date, service_type, answer } =
         check_eligibility(gateway, query.member_id, query.service_date, query.service_type).await?;
     let link =
         format!("/api/v1/eligibility?memberId={member_id}&serviceDate={service_date}&serviceType={service_type}");
-    Ok(Json(json!({
-        "data": answer_json(&member_id, service_date, &service_type, &answer),
-        "meta": { "traceId": trace_id() },
-        "links": { "self": link },
-    })))
-}
-
-pub(crate) fn answer_json(member_id: &str, date: Date, service_type: &str, answer: &Answer) -> Value {
     let text = |d: Option<Date>| d.map(|d| d.to_string());
-    json!({
-        "memberId": member_id,
-        "serviceDate": date.to_string(),
-        "serviceType": service_type,
-        "eligible": answer.eligible,
-        "status": format!("{:?}", answer.status),
-        "planId": answer.plan_id,
-        "coverageStart": text(answer.coverage_start),
-        "coverageEnd": text(answer.coverage_end),
-        "requiresPriorAuth": answer.requires_prior_auth,
-        "reason": answer.reason,
-        "benefits": answer.benefits.as_ref().map(|b| json!({
-            "deductibleIndividualIdr": b.deductible_individual_idr.0,
-            "deductibleFamilyIdr": b.deductible_family_idr.0,
-            "oopMaxIndividualIdr": b.oop_max_individual_idr.0,
-            "oopMaxFamilyIdr": b.oop_max_family_idr.0,
-            "copayIdr": b.copay_idr.0,
-            "coinsuranceBp": b.coinsurance_bp,
-            "annualLimitIdr": b.annual_limit_idr.0,
-        })),
-    })
+    let data = EligibilityAnswer {
+        service_date: service_date.to_string(),
+        eligible: answer.eligible,
+        status: answer.status,
+        coverage_start: text(answer.coverage_start),
+        coverage_end: text(answer.coverage_end),
+        requires_prior_auth: answer.requires_prior_auth,
+        benefits: answer.benefits.as_ref().map(BenefitsView::from),
+        plan_id: answer.plan_id,
+        reason: answer.reason,
+        member_id,
+        service_type,
+    };
+    Ok(Body::new(data, link))
 }
 
 /// The benefits summary query.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SummaryQuery {
+    /// The member.
+    #[param(value_type = Id, required = true, example = "M1")]
     member_id: Option<String>,
+    /// The date.
+    #[param(value_type = IsoDate, required = true)]
     as_of: Option<String>,
 }
 
-/// `GET /api/v1/benefits/summary?memberId=…&asOf=YYYY-MM-DD`: the plan and benefits in force
-/// for the member on the date.
+/// The plan and benefits in force for a member on a date.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BenefitsSummary {
+    member_id: String,
+    #[schema(format = Date)]
+    as_of: String,
+    /// Covered on the date.
+    covered: bool,
+    status: EligibilityStatus,
+    plan_id: Option<String>,
+    #[schema(format = Date)]
+    coverage_start: Option<String>,
+    #[schema(format = Date)]
+    coverage_end: Option<String>,
+    benefits: Option<BenefitsView>,
+}
+
+/// The plan and benefits in force for a member on a date.
+#[utoipa::path(get, path = "/api/v1/benefits/summary", tag = "eligibility", params(SummaryQuery), responses(
+    (status = 200, description = "plan, coverage span and benefits", body = Body<BenefitsSummary>),
+    (status = 404, description = "no such member", body = ErrorBody),
+    ReadErrors,
+))]
 pub(crate) async fn benefits_summary(
     State(gateway): State<Gateway>,
     query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Body<BenefitsSummary>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let member_id = identifier("memberId", query.member_id)?;
     let as_of = date("asOf", query.as_of)?;
-    let Json(answer) = check(
-        &gateway,
-        EligibilityQuery {
-            member_id: Some(member_id.clone()),
-            service_date: Some(as_of.to_string()),
-            service_type: Some("summary".to_owned()),
-        },
-    )
-    .await?;
-    let data = &answer["data"];
-    Ok(Json(json!({
-        "data": {
-            "memberId": member_id,
-            "asOf": as_of.to_string(),
-            "covered": data["status"] == "ACTIVE",
-            "status": data["status"],
-            "planId": data["planId"],
-            "coverageStart": data["coverageStart"],
-            "coverageEnd": data["coverageEnd"],
-            "benefits": data["benefits"],
-        },
-        "meta": { "traceId": trace_id() },
-        "links": { "self": format!("/api/v1/benefits/summary?memberId={member_id}&asOf={as_of}") },
-    })))
+    let checked =
+        check_eligibility(&gateway, Some(member_id.clone()), Some(as_of.to_string()), Some("summary".to_owned()))
+            .await?;
+    let answer = checked.answer;
+    let text = |d: Option<Date>| d.map(|d| d.to_string());
+    let link = format!("/api/v1/benefits/summary?memberId={member_id}&asOf={as_of}");
+    let data = BenefitsSummary {
+        member_id,
+        as_of: as_of.to_string(),
+        covered: answer.status == EligibilityStatus::ACTIVE,
+        status: answer.status,
+        plan_id: answer.plan_id,
+        coverage_start: text(answer.coverage_start),
+        coverage_end: text(answer.coverage_end),
+        benefits: answer.benefits.as_ref().map(BenefitsView::from),
+    };
+    Ok(Body::new(data, link))
 }

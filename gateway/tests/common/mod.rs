@@ -6,7 +6,9 @@
 use std::io::{Read, Write};
 
 use arus_schemas::events::{
-    Benefits, CoverageChangeType, CoverageChanged, MemberCreated, PlanCreated, PlanTier, Relationship, Sex,
+    Benefits, ClaimLine, ClaimSubmitted, ClaimType, ContractUpdated, CoverageChangeType, CoverageChanged,
+    FeeScheduleEntry, MemberCreated, NetworkStatus, PlanCreated, PlanTier, ProviderOnboarded, ProviderType,
+    Relationship, Sex,
 };
 use arus_schemas::{Date, Event, Idr, Timestamp};
 use serde_json::Value;
@@ -109,4 +111,60 @@ pub fn coverage(id: &str, change_type: CoverageChangeType, effective: &str) -> E
         end_date: None,
         reason: Some("VOLUNTARY".to_owned()),
     })
+}
+
+/// Provider P1 (in network, contracted for 80053) and claim C1 of member M1 for it.
+pub fn provider_and_claim() -> Vec<Event> {
+    vec![
+        Event::ProviderOnboarded(ProviderOnboarded {
+            event_id: "prov".to_owned(),
+            event_time: Timestamp(0),
+            provider_id: "P1".to_owned(),
+            name: "Klinik".to_owned(),
+            provider_type: ProviderType::CLINIC,
+            province_code: "31".to_owned(),
+            regency_code: "3171".to_owned(),
+            city: "Jakarta".to_owned(),
+            latitude_e6: 0,
+            longitude_e6: 0,
+            network_status: NetworkStatus::IN_NETWORK,
+            specialties: vec![],
+        }),
+        Event::ContractUpdated(ContractUpdated {
+            event_id: "contract".to_owned(),
+            event_time: Timestamp(0),
+            provider_id: "P1".to_owned(),
+            contract_id: "K1".to_owned(),
+            network_status: NetworkStatus::IN_NETWORK,
+            effective_date: date("2025-01-01"),
+            end_date: None,
+            fee_schedule: vec![FeeScheduleEntry {
+                procedure_code: "80053".to_owned(),
+                contracted_amount_idr: Idr(800_000),
+            }],
+        }),
+        Event::ClaimSubmitted(ClaimSubmitted {
+            event_id: "claim".to_owned(),
+            event_time: date("2026-01-21").start(),
+            claim_id: "C1".to_owned(),
+            member_id: "M1".to_owned(),
+            provider_id: "P1".to_owned(),
+            claim_type: ClaimType::PROFESSIONAL,
+            service_date: date("2026-01-20"),
+            auth_id: None,
+            diagnosis_codes: vec!["J06.9".to_owned()],
+            lines: vec![ClaimLine {
+                line_number: 1,
+                procedure_code: "80053".to_owned(),
+                diagnosis_code: "J06.9".to_owned(),
+                service_date: date("2026-01-20"),
+                units: 1,
+                charge_amount_idr: Idr(1_000_000),
+                minutes: None,
+            }],
+            total_charge_idr: Idr(1_000_000),
+            currency: "IDR".to_owned(),
+            original_claim_id: None,
+        }),
+    ]
 }
