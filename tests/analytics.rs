@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arus_connectors::clickhouse::{ClickHouse, Row};
 use arus_connectors::embedded::EmbeddedLog;
@@ -232,14 +233,26 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
     // The gateway answers from the same tables.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
-    let options = arus_gateway::Options { clickhouse: Some(clickhouse.client()), ..arus_gateway::Options::default() };
+    // Analytics are for the insurer's own callers: an internal token from a development issuer.
+    let issuer = arus_gateway::auth::DevIssuer::new("arus-test").expect("an issuer");
+    let audience = arus_gateway::auth::DEFAULT_AUDIENCE;
+    let token = issuer.token(audience, &arus_gateway::auth::dev_claims("internal", "ops"), Duration::from_secs(600));
+    let options = arus_gateway::Options {
+        clickhouse: Some(clickhouse.client()),
+        authenticator: Some(Arc::new(issuer.authenticator(audience))),
+        ..arus_gateway::Options::default()
+    };
     std::thread::spawn(move || {
         arus_gateway::serve(listener, Arc::new(arus_connectors::store::MemoryStore::new()), options)
     });
     let get = |path: &str| -> (u16, serde_json::Value) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(address).expect("connect");
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n").expect("request");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: arus\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("response");
         let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
@@ -366,17 +379,18 @@ fn claim_lines_reach_clickhouse_exactly_once_and_the_gateway_reads_them() {
     assert_eq!(paged, newest_first, "newest first across pages");
     let all: std::collections::BTreeSet<String> = paged.into_iter().filter_map(|(_, id)| id).collect();
     assert_eq!(all.len(), theirs.len(), "every claim once");
-    for (path, field) in [
-        ("/api/v1/members/M1/claims?cursor=nonsense", "cursor"),
-        ("/api/v1/members/M1/claims?status=LOST", "status"),
-        ("/api/v1/members/M1/claims?limit=0", "limit"),
-        ("/api/v1/providers/P1/scorecard?from=2026-01-01", "to"),
-        ("/api/v1/analytics/claims/daily?from=2026-02-01&to=2026-01-01", "to"),
-        ("/api/v1/analytics/claims/daily?from=2026-01-01&to=2026-01-31&groupBy=member", "groupBy"),
-        ("/api/v1/analytics/claims/daily?from=2026-01-01&to=2028-01-01", "to"),
-        ("/api/v1/analytics/claims/daily?to=2026-01-01", "from"),
+    // 400 for what is malformed; 422 for well-formed values that do not fit together.
+    for (path, status, field) in [
+        ("/api/v1/members/M1/claims?cursor=nonsense", 422, "cursor"),
+        ("/api/v1/members/M1/claims?status=LOST", 400, "status"),
+        ("/api/v1/members/M1/claims?limit=0", 400, "limit"),
+        ("/api/v1/providers/P1/scorecard?from=2026-01-01", 400, "to"),
+        ("/api/v1/analytics/claims/daily?from=2026-02-01&to=2026-01-01", 422, "to"),
+        ("/api/v1/analytics/claims/daily?from=2026-01-01&to=2026-01-31&groupBy=member", 400, "groupBy"),
+        ("/api/v1/analytics/claims/daily?from=2026-01-01&to=2028-01-01", 422, "to"),
+        ("/api/v1/analytics/claims/daily?to=2026-01-01", 400, "from"),
     ] {
-        let (status, body) = get(path);
-        assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (400, Some(field)), "{path}: {body}");
+        let (got, body) = get(path);
+        assert_eq!((got, body["error"]["details"][0]["field"].as_str()), (status, Some(field)), "{path}: {body}");
     }
 }

@@ -191,23 +191,45 @@ fn demo_serves_its_eligibility_answers_over_rest() {
         .expect("arus demo starts");
     let stdout = demo.stdout.take().expect("stdout");
     let _demo = common::KillOnDrop(Some(demo));
-    // The demo prints curl lines once it listens, then where every route is.
-    let urls: Vec<String> = std::io::BufReader::new(stdout)
+    // The demo prints development tokens and curl lines once it listens, then where every
+    // route is.
+    let lines: Vec<String> = std::io::BufReader::new(stdout)
         .lines()
         .map(|l| l.expect("a line"))
         .take_while(|l| !l.contains("every route:"))
-        .filter_map(|l| l.trim().strip_prefix("curl '").map(|u| u.trim_end_matches('\'').to_owned()))
         .collect();
-    assert_eq!(urls.len(), 3, "an eligibility, a claim and an accumulators example: {urls:?}");
-    let get = |url: &str| {
+    let tokens: std::collections::HashMap<String, String> = lines
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_whitespace().next()?.split_once('='))
+        .map(|(name, token)| (format!("${name}"), token.to_owned()))
+        .collect();
+    assert_eq!(tokens.len(), 2, "a member's and an internal token: {lines:?}");
+    // Each example: its token (when it names one) and its URL.
+    let urls: Vec<(Option<String>, String)> = lines
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("curl "))
+        .map(|l| {
+            let token = l.strip_prefix("-H \"Authorization: Bearer ").and_then(|t| t.split('"').next());
+            let url = l.rsplit('\'').nth(1).expect("a quoted URL").to_owned();
+            (token.map(|t| tokens[t].clone()), url)
+        })
+        .collect();
+    assert_eq!(urls.len(), 3, "an eligibility, a claim and an accumulators example: {lines:?}");
+    let get = |(token, url): &(Option<String>, String)| {
         let rest = url.strip_prefix("http://").expect("http");
         let (host, path) = rest.split_at(rest.find('/').expect("a path"));
         let mut stream = std::net::TcpStream::connect(host).expect("connect");
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n").expect("request");
+        let auth = token.as_ref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: arus\r\n{auth}Connection: close\r\n\r\n").expect("request");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("response");
         response
     };
+    assert!(urls[0].0.is_none() && urls[1].0.is_some() && urls[2].0.is_some(), "{urls:?}");
+    // Without its token, a claim is not shown.
+    let anonymous = get(&(None, urls[1].1.clone()));
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
     let eligibility = get(&urls[0]);
     assert!(eligibility.starts_with("HTTP/1.1 200"), "{eligibility}");
     assert!(eligibility.contains("\"status\":\"ACTIVE\"") && eligibility.contains("\"links\""), "{eligibility}");

@@ -156,9 +156,12 @@ fn eligibility_from_kafka_into_redis_answers_every_generated_claim() {
         &wrong[..wrong.len().min(5)]
     );
 
-    // The gateway over the same Redis.
+    // The gateway over the same Redis, accepting the OpenID provider's tokens (the
+    // eligibility check is public: asked here without one).
+    let Some(issuer) = arus_connectors::service_address("OIDC_ISSUER") else { return };
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_arus"))
         .args(["gateway", "--addr", "127.0.0.1:0", "--redis", &redis, "--prefix", &store_prefix])
+        .args(["--issuer", &issuer])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("arus gateway starts");

@@ -12,6 +12,8 @@ ort_lib="$("$here/onnxruntime.sh")"
 promtool="$("$here/promtool.sh")"
 schemathesis="$("$here/schemathesis.sh")"
 "$here/kafka.sh"
+oidc="$("$here/oidc.sh")"
+oidc_issuer="$(sed -n 1p <<<"$oidc")"; oidc_clients="$(sed -n 2p <<<"$oidc")"; oidc_provider="$(sed -n 3p <<<"$oidc")"; oidc_keys="$(sed -n 4p <<<"$oidc")"
 
 cat >"$ARUS_CACHE/services.env" <<ENV
 export KAFKA_BROKERS=127.0.0.1:${KAFKA_PORT:-9092}
@@ -20,5 +22,9 @@ export CLICKHOUSE_URL=http://127.0.0.1:${CLICKHOUSE_HTTP_PORT:-8123}
 export ORT_DYLIB_PATH=$ort_lib
 export PROMTOOL=$promtool
 export SCHEMATHESIS=$schemathesis
+export OIDC_ISSUER=$oidc_issuer
+export OIDC_CLIENTS=$oidc_clients
+export OIDC_PROVIDER=$oidc_provider
+export OIDC_KEYS=$oidc_keys
 ENV
 say "services up; addresses in $ARUS_CACHE/services.env"

@@ -18,9 +18,16 @@
 //!   command in, with idempotency keys), `analytics` (ClickHouse), `health`.
 //! - [`commands`]: validating commands and publishing their events ([`commands::Publisher`]).
 //! - [`grpc`]: `arus.eligibility.v1.Eligibility` over tonic, the same check as REST.
-//! - `error`: the error body, trace ids; `limit`: rate limits; `metrics`: RED per route;
-//!   `openapi`: the OpenAPI document.
+//! - [`auth`]: bearer tokens verified against the issuer's keys (discovered, cached,
+//!   rotated), the caller they name, and the development issuer; `access`: who may call what
+//!   (one table of scopes and roles, one middleware) and what a caller may see of a resource.
+//! - `body`: the success body every route answers with, typed; `error`: the error body, trace
+//!   ids; `idempotency`: `Idempotency-Key` bound to its caller, route and request; `limit`: rate
+//!   limits; `metrics`: RED per route; `openapi`: the OpenAPI document, generated from the
+//!   handlers, with the access table as each operation's security.
 
+mod access;
+pub mod auth;
 mod body;
 pub mod commands;
 mod error;
@@ -56,6 +63,8 @@ pub(crate) struct Gateway {
     limiter: Option<Arc<limit::Limiter>>,
     /// ClickHouse, for the analytics routes.
     clickhouse: Option<clickhouse::Client>,
+    /// Verifies bearer tokens; without it only the public routes answer.
+    authenticator: Option<Arc<auth::Authenticator>>,
 }
 
 /// How a gateway serves, beyond its store.
@@ -70,11 +79,9 @@ pub struct Options {
     pub grpc: Option<std::net::TcpListener>,
     /// ClickHouse (its database chosen), for `/api/v1/analytics/…`; without it they answer 503.
     pub clickhouse: Option<clickhouse::Client>,
-}
-
-/// The REST routes over `store`, without commands (they answer 503).
-pub fn router(store: Arc<dyn StateStore>) -> Router {
-    router_with(store, None)
+    /// Verifies bearer tokens (see `access` for who may call what). Without it only the
+    /// public routes answer: every other is 401.
+    pub authenticator: Option<Arc<auth::Authenticator>>,
 }
 
 /// Refuses an `/api/` request past its caller's rate limit: 429 with `Retry-After`.
@@ -110,11 +117,6 @@ fn rate_limited(wait: std::time::Duration) -> ApiError {
     }
 }
 
-/// The REST routes over `store`, commands published through `publisher`.
-pub fn router_with(store: Arc<dyn StateStore>, publisher: Option<Arc<dyn Publisher>>) -> Router {
-    routes(Gateway { store, metrics: Arc::new(Red::default()), publisher, limiter: None, clickhouse: None })
-}
-
 /// The routes of [`openapi::api`] (each documented where it is registered), with the
 /// answers for unknown routes and methods, rate limits and metrics.
 fn routes(gateway: Gateway) -> Router {
@@ -122,23 +124,10 @@ fn routes(gateway: Gateway) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), access::authorize))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), limit))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), record))
         .with_state(gateway)
-}
-
-/// Serves `router(store)` on `listener` until the process ends, on a runtime of its own.
-pub fn serve_blocking(listener: std::net::TcpListener, store: Arc<dyn StateStore>) -> std::io::Result<()> {
-    serve_blocking_with(listener, store, None)
-}
-
-/// Serves `router_with(store, publisher)` on `listener` until the process ends.
-pub fn serve_blocking_with(
-    listener: std::net::TcpListener,
-    store: Arc<dyn StateStore>,
-    publisher: Option<Arc<dyn Publisher>>,
-) -> std::io::Result<()> {
-    serve(listener, store, Options { publisher, ..Options::default() })
 }
 
 /// Serves REST on `listener` (and gRPC, per `options`) until the process ends, on a runtime
@@ -150,6 +139,7 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
         publisher: options.publisher,
         limiter: options.rate_limit.map(|limit| Arc::new(limit::Limiter::new(limit))),
         clickhouse: options.clickhouse,
+        authenticator: options.authenticator,
     };
     listener.set_nonblocking(true)?;
     if let Some(grpc) = &options.grpc {

@@ -65,7 +65,59 @@ pub(crate) fn api() -> OpenApiRouter<Gateway> {
 /// The document, as JSON text: made once per process.
 fn document_text() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
-    TEXT.get_or_init(|| api().into_openapi().to_json().expect("the OpenAPI document serializes"))
+    TEXT.get_or_init(|| {
+        let mut document = api().into_openapi();
+        secured(&mut document);
+        document.to_json().expect("the OpenAPI document serializes")
+    })
+}
+
+/// Who may call each operation, from the access table (`access::RULES`): the bearer scheme,
+/// each operation's requirement (optional on public routes, with the scope on the others),
+/// and the 401 and 403 answers.
+fn secured(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+    let components = document.components.get_or_insert_with(Default::default);
+    let mut bearer = Http::new(HttpAuthScheme::Bearer);
+    bearer.bearer_format = Some("JWT".to_owned());
+    bearer.description = Some(
+        "An access token (JWT, RS256 or ES256) from the configured OpenID issuer, for the audience \
+         api.healthinsurance.com; its arus_role and scopes decide what it may call"
+            .to_owned(),
+    );
+    components.security_schemes.insert("bearer".to_owned(), RefOr::T(SecurityScheme::Http(bearer)));
+    for (path, item) in document.paths.paths.iter_mut() {
+        for (method, operation) in operations(item) {
+            let Some(rule) = crate::access::rule_of(method, path) else { continue };
+            let scopes: Vec<&str> = rule.scope.into_iter().collect();
+            let mut requirements = vec![SecurityRequirement::new("bearer", scopes)];
+            if rule.public {
+                requirements.insert(0, SecurityRequirement::default());
+            }
+            operation.security = Some(requirements);
+            let responses = &mut operation.responses.responses;
+            responses.entry("401".to_owned()).or_insert_with(|| error("no bearer token where the route needs one, or one that does not verify (WWW-Authenticate says why)"));
+            if !rule.public {
+                responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| error("the token lacks the route's scope, or its role may not call it"));
+            }
+        }
+    }
+}
+
+/// An item's operations, with their methods upper case.
+fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<(&'static str, &mut utoipa::openapi::path::Operation)> {
+    [
+        ("GET", &mut item.get),
+        ("POST", &mut item.post),
+        ("PUT", &mut item.put),
+        ("DELETE", &mut item.delete),
+        ("PATCH", &mut item.patch),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_mut().map(|o| (method, o)))
+    .collect()
 }
 
 /// The OpenAPI 3.1 document, as JSON (a test walks its paths).

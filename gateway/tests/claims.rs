@@ -12,7 +12,7 @@ use arus_schemas::wire;
 use serde_json::Value;
 
 fn get(address: std::net::SocketAddr, path: &str) -> (u16, Value) {
-    common::request_json(address, "GET", path, "", "")
+    common::request_json(address, "GET", path, "", &common::internal())
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn a_decided_claim_and_the_members_accumulators_are_served() {
     assert_eq!(report.decided.get("APPROVED"), Some(&1), "{report:?}");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
-    std::thread::spawn(move || arus_gateway::serve_blocking(listener, store));
+    std::thread::spawn(move || arus_gateway::serve(listener, store, common::options()));
 
     let (status, body) = get(address, "/api/v1/claims/C1");
     assert_eq!(status, 200, "{body}");
@@ -94,7 +94,7 @@ fn a_decided_claim_and_the_members_accumulators_are_served() {
 }
 
 fn post(address: std::net::SocketAddr, path: &str, body: &str, headers: &str) -> (u16, Value) {
-    common::request_json(address, "POST", path, body, headers)
+    common::request_json(address, "POST", path, body, &format!("{}{headers}", common::internal()))
 }
 
 #[test]
@@ -111,7 +111,8 @@ fn claims_and_authorizations_submitted_over_rest_are_decided() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
     let (served, publisher) = (store.clone(), Arc::new(arus_gateway::commands::TopicPublisher::log(log.clone())));
-    std::thread::spawn(move || arus_gateway::serve_blocking_with(listener, served, Some(publisher)));
+    let options = arus_gateway::Options { publisher: Some(publisher), ..common::options() };
+    std::thread::spawn(move || arus_gateway::serve(listener, served, options));
 
     // A week ago: within timely filing of today's submission.
     let today = arus_schemas::Timestamp(
@@ -178,11 +179,11 @@ fn claims_and_authorizations_submitted_over_rest_are_decided() {
     )
     .expect("adjudication");
     assert_eq!(report.decided.values().sum::<u64>(), 3, "{report:?}");
-    let (status, body) = common::request_json(address, "GET", &format!("/api/v1/claims/{claim_id}"), "", "");
+    let (status, body) = get(address, &format!("/api/v1/claims/{claim_id}"));
     assert_eq!((status, body["data"]["status"].as_str()), (200, Some("APPROVED")), "{body}");
-    let (status, body) = common::request_json(address, "GET", &format!("/api/v1/authorizations/{auth_id}"), "", "");
+    let (status, body) = get(address, &format!("/api/v1/authorizations/{auth_id}"));
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["data"]["status"].as_str(), body["data"]["memberId"].as_str()), (Some("REQUESTED"), Some("M1")));
-    let (status, body) = common::request_json(address, "GET", "/api/v1/authorizations/A404", "", "");
+    let (status, body) = get(address, "/api/v1/authorizations/A404");
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("AUTHORIZATION_NOT_FOUND")));
 }

@@ -14,11 +14,11 @@ use arus_schemas::{Event, wire};
 use serde_json::Value;
 
 fn request(address: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    common::request_json(address, method, path, body, "")
+    common::request_json(address, method, path, body, &common::internal())
 }
 
 fn request_with(address: std::net::SocketAddr, method: &str, path: &str, body: &str, headers: &str) -> (u16, Value) {
-    common::request_json(address, method, path, body, headers)
+    common::request_json(address, method, path, body, &format!("{}{headers}", common::internal()))
 }
 
 fn member_events(log: &EmbeddedLog) -> Vec<Event> {
@@ -41,7 +41,8 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
     let (served, publisher) = (store.clone(), Arc::new(TopicPublisher::log(log.clone())));
-    std::thread::spawn(move || arus_gateway::serve_blocking_with(listener, served, Some(publisher)));
+    let options = arus_gateway::Options { publisher: Some(publisher), ..common::options() };
+    std::thread::spawn(move || arus_gateway::serve(listener, served, options));
 
     let (status, body) = request(address, "POST", "/api/v1/members", MEMBER);
     assert_eq!(status, 202, "{body}");
@@ -162,7 +163,8 @@ fn a_key_in_flight_is_409_and_a_failed_publish_frees_it() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
     std::thread::spawn(move || {
-        arus_gateway::serve_blocking_with(listener, Arc::new(MemoryStore::new()), Some(publisher))
+        let options = arus_gateway::Options { publisher: Some(publisher), ..common::options() };
+        arus_gateway::serve(listener, Arc::new(MemoryStore::new()), options)
     });
     let key = "Idempotency-Key: flight-1\r\n";
 
@@ -192,7 +194,7 @@ fn a_key_in_flight_is_409_and_a_failed_publish_frees_it() {
 fn a_gateway_without_an_event_bus_refuses_commands_clearly() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
-    std::thread::spawn(move || arus_gateway::serve_blocking(listener, Arc::new(MemoryStore::new())));
+    std::thread::spawn(move || arus_gateway::serve(listener, Arc::new(MemoryStore::new()), common::options()));
     let (status, body) = request(address, "POST", "/api/v1/members", MEMBER);
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("NO_EVENT_BUS")), "{body}");
 }

@@ -24,7 +24,7 @@ fn serve(rate_limit: Option<&str>) -> (std::net::SocketAddr, std::net::SocketAdd
     let options = arus_gateway::Options {
         rate_limit: rate_limit.map(|limit| limit.parse().expect("a limit")),
         grpc: Some(grpc),
-        ..arus_gateway::Options::default()
+        ..common::options()
     };
     std::thread::spawn(move || arus_gateway::serve(rest, store, options));
     addresses
@@ -85,7 +85,9 @@ async fn grpc_answers_as_rest_does_and_errors_are_grpc_codes() {
 
     // Counted in /metrics beside the REST routes.
     let (status, metrics) =
-        tokio::task::spawn_blocking(move || common::request_text(rest, "GET", "/metrics", "", "")).await.expect("REST");
+        tokio::task::spawn_blocking(move || common::request_text(rest, "GET", "/metrics", "", &common::internal()))
+            .await
+            .expect("REST");
     assert_eq!(status, 200);
     let route = "route=\"/arus.eligibility.v1.Eligibility/Check\"";
     assert!(metrics.contains(&format!("arus_gateway_requests_total{{{route},status=\"200\"}} 2")), "{metrics}");
@@ -99,8 +101,10 @@ async fn one_rate_limit_per_caller_across_rest_and_grpc() {
     let (rest, grpc) = serve(Some("3/h"));
     let mut client = EligibilityClient::connect(format!("http://{grpc}")).await.expect("connect");
     let path = "/api/v1/eligibility?memberId=M1&serviceDate=2026-03-01&serviceType=99213";
+    // Anonymous: the eligibility check is public, and /metrics takes an internal token.
     let get = move |path: &'static str| {
-        tokio::task::spawn_blocking(move || common::request_text(rest, "GET", path, "", "Accept: */*\r\n"))
+        let headers = if path == "/metrics" { common::internal() } else { "Accept: */*\r\n".to_owned() };
+        tokio::task::spawn_blocking(move || common::request_text(rest, "GET", path, "", &headers))
     };
     assert_eq!(get(path).await.expect("REST").0, 200);
     assert_eq!(get(path).await.expect("REST").0, 200);

@@ -13,17 +13,17 @@ use serde_json::Value;
 
 /// A GET: status and body text.
 fn get_text(address: std::net::SocketAddr, path: &str) -> (u16, String) {
-    common::request_text(address, "GET", path, "", "")
+    common::request_text(address, "GET", path, "", &common::internal())
 }
 
 /// A POST of a JSON body: status and JSON body.
 fn post(address: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
-    common::request_json(address, "POST", path, body, "")
+    common::request_json(address, "POST", path, body, &common::internal())
 }
 
 /// A GET: status and JSON body.
 fn get(address: std::net::SocketAddr, path: &str) -> (u16, Value) {
-    common::request_json(address, "GET", path, "", "")
+    common::request_json(address, "GET", path, "", &common::internal())
 }
 
 #[test]
@@ -36,7 +36,7 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
     let served = store.clone();
-    std::thread::spawn(move || arus_gateway::serve_blocking(listener, served));
+    std::thread::spawn(move || arus_gateway::serve(listener, served, common::options()));
 
     let (status, body) = get(address, "/api/v1/eligibility?memberId=M1&serviceDate=2026-03-01&serviceType=70551");
     assert_eq!(status, 200, "{body}");

@@ -442,6 +442,10 @@ pub struct AuthView {
     pub member_id: String,
     /// `REQUESTED`, `APPROVED`, `DENIED`.
     pub status: String,
+    /// The provider that requested it, when the request was seen (records written before
+    /// this field have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
     /// Procedure, once approved.
     pub procedure_code: Option<String>,
     /// Units approved.

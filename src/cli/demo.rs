@@ -192,18 +192,39 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let listener = std::net::TcpListener::bind(address)
             .map_err(|e| anyhow::anyhow!("--serve {address}: cannot listen: {e}"))?;
         let bound = listener.local_addr()?;
+        // Tokens from an issuer inside this process: development only, never a way in to a
+        // real gateway (`arus gateway` wants --issuer).
+        let issuer = arus_gateway::auth::DevIssuer::new(&format!("http://{bound}/dev-issuer"))
+            .map_err(|e| anyhow::anyhow!("the development issuer: {e}"))?;
+        let audience = arus_gateway::auth::DEFAULT_AUDIENCE;
+        let day = std::time::Duration::from_secs(12 * 3_600);
         out!();
-        out!("gateway on http://{bound} (Ctrl-C to stop); try:");
+        out!("gateway on http://{bound} (Ctrl-C to stop)");
+        out!("DEVELOPMENT ONLY: tokens from an issuer inside this process (a key made at start, valid 12 hours):");
+        if let Some((_, member, _)) = &claim_example {
+            let token = issuer.token(audience, &arus_gateway::auth::dev_claims("member", member), day);
+            out!("  export MEMBER_TOKEN={token}    # member {member}: its own data, its family's");
+        }
+        let token = issuer.token(audience, &arus_gateway::auth::dev_claims("internal", "demo"), day);
+        out!("  export INTERNAL_TOKEN={token}    # internal: every route, every scope");
+        out!("try (the eligibility check is public; the rest need a token):");
         if let Some((member, day)) = &example {
             out!("  curl 'http://{bound}/api/v1/eligibility?memberId={member}&serviceDate={day}&serviceType=99213'");
         }
         if let Some((claim, member, year)) = &claim_example {
-            out!("  curl 'http://{bound}/api/v1/claims/{claim}'");
-            out!("  curl 'http://{bound}/api/v1/members/{member}/accumulators?year={year}'");
+            out!("  curl -H \"Authorization: Bearer $INTERNAL_TOKEN\" 'http://{bound}/api/v1/claims/{claim}'");
+            out!(
+                "  curl -H \"Authorization: Bearer $MEMBER_TOKEN\" 'http://{bound}/api/v1/members/{member}/accumulators?year={year}'"
+            );
         }
         out!("  every route: http://{bound}/openapi.json");
         let publisher = std::sync::Arc::new(arus_gateway::commands::TopicPublisher::log(log.clone()));
-        arus_gateway::serve_blocking_with(listener, store, Some(publisher))?;
+        let options = arus_gateway::Options {
+            publisher: Some(publisher),
+            authenticator: Some(std::sync::Arc::new(issuer.authenticator(audience))),
+            ..arus_gateway::Options::default()
+        };
+        arus_gateway::serve(listener, store, options)?;
     }
     Ok(())
 }

@@ -36,6 +36,17 @@ pub struct GatewayArgs {
     /// The ClickHouse database (as `arus clickhouse migrate --database`).
     #[arg(long, default_value = "arus")]
     clickhouse_database: String,
+    /// The OpenID provider whose access tokens are accepted (its URL, as tokens name it in
+    /// `iss`); its keys are found through `/.well-known/openid-configuration`.
+    #[arg(long, value_name = "URL", required_unless_present = "insecure_dev_issuer")]
+    issuer: Option<String>,
+    /// The audience tokens must be for (`aud`).
+    #[arg(long, default_value = arus_gateway::auth::DEFAULT_AUDIENCE)]
+    audience: String,
+    /// Development only: accept tokens of an issuer inside this process (a key made at start)
+    /// and print one for an internal caller. Never on a gateway others reach.
+    #[arg(long, conflicts_with = "issuer")]
+    insecure_dev_issuer: bool,
 }
 
 /// Serves until stopped.
@@ -75,6 +86,21 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    arus_gateway::serve(listener, Arc::new(store), arus_gateway::Options { publisher, rate_limit, grpc, clickhouse })?;
+    let authenticator = match &args.issuer {
+        Some(issuer) => arus_gateway::auth::Authenticator::discover(issuer, &args.audience)
+            .map_err(|e| anyhow::anyhow!("--issuer {issuer}: {e}"))?,
+        None => {
+            let dev = arus_gateway::auth::DevIssuer::new("arus-insecure-dev-issuer").map_err(anyhow::Error::msg)?;
+            let claims = arus_gateway::auth::dev_claims("internal", "dev");
+            let token = dev.token(&args.audience, &claims, std::time::Duration::from_secs(12 * 3_600));
+            eprintln!(
+                "INSECURE DEVELOPMENT ISSUER: tokens are signed by a key made in this process; an internal token (12 hours):\n  {token}"
+            );
+            dev.authenticator(&args.audience)
+        }
+    };
+    let options =
+        arus_gateway::Options { publisher, rate_limit, grpc, clickhouse, authenticator: Some(Arc::new(authenticator)) };
+    arus_gateway::serve(listener, Arc::new(store), options)?;
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! Analytics from ClickHouse: daily claims by group, a provider's weekly scorecard.
 
 use arus_schemas::Date;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Gateway;
+use crate::access::{Access, is_provider_or_internal, not_yours};
 use crate::body::Body;
 use crate::commands::Invalid;
 use crate::error::{ApiError, ErrorBody};
@@ -222,15 +224,20 @@ pub(crate) struct WeekRow {
     params(("providerId" = Id, Path, example = "P1", description = "the provider"), RangeQuery),
     responses(
         (status = 200, description = "the weeks", body = Body<Scorecard>),
+        (status = 403, description = "another provider's scorecard", body = ErrorBody),
         (status = 422, description = "the range ends before it starts, or is longer than 366 days", body = ErrorBody),
         ReadErrors,
     ))]
 pub(crate) async fn scorecard(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     Path(provider_id): Path<String>,
     query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<Scorecard>, ApiError> {
     let provider_id = identifier("providerId", Some(provider_id))?;
+    if !is_provider_or_internal(&access, &provider_id) {
+        return Err(not_yours("provider's scorecard"));
+    }
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let (from, to) = date_range(query.from, query.to)?;
     let client = gateway.clickhouse.clone().ok_or_else(analytics_unavailable)?;

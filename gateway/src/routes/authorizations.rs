@@ -1,15 +1,19 @@
 //! Authorizations: where one stands, as the adjudication job keeps it.
 
 use arus_schemas::read_models::{AuthView, authorization_key};
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Gateway;
+use crate::access::Access;
+use crate::auth::Role;
 use crate::body::Body;
 use crate::error::{ApiError, Detail, ErrorBody};
 use crate::openapi::{Id, ReadErrors};
+use crate::routes::members::check_member;
 use crate::routes::{identifier, stored};
 
 /// Where an authorization stands.
@@ -41,15 +45,27 @@ pub(crate) struct Authorization {
     ))]
 pub(crate) async fn authorization(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     Path(auth_id): Path<String>,
 ) -> Result<Body<Authorization>, ApiError> {
     let auth_id = identifier("authId", Some(auth_id))?;
-    let view: AuthView = stored(&gateway, authorization_key(&auth_id)).await?.ok_or_else(|| ApiError {
+    let not_found = || ApiError {
         status: StatusCode::NOT_FOUND,
         code: "AUTHORIZATION_NOT_FOUND",
         message: format!("no authorization {auth_id}"),
         details: vec![Detail::field("authId", "unknown")],
-    })?;
+    };
+    let view: AuthView = stored(&gateway, authorization_key(&auth_id)).await?.ok_or_else(not_found)?;
+    // A provider sees the authorizations it requested, a member its own and its family's.
+    let visible = match access.caller().map(|c| &c.role) {
+        Some(Role::Internal) => true,
+        Some(Role::Provider(me)) => view.provider_id.as_deref() == Some(me.as_str()),
+        Some(Role::Member(_)) => check_member(&gateway, &access, &view.member_id).await.is_ok(),
+        _ => false,
+    };
+    if !visible {
+        return Err(not_found());
+    }
     let link = format!("/api/v1/authorizations/{auth_id}");
     let data = Authorization {
         auth_id,

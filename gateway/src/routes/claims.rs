@@ -4,18 +4,22 @@
 use arus_connectors::store::read;
 use arus_schemas::Date;
 use arus_schemas::events::{AdjustmentGroup, ClaimStatus};
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Gateway;
+use crate::access::Access;
+use crate::auth::Role;
 use crate::body::Body;
 use crate::commands::Invalid;
 use crate::error::{ApiError, Detail, ErrorBody, unavailable};
 use crate::openapi::{Id, IsoDate, ReadErrors};
 use crate::routes::analytics::analytics_unavailable;
 use crate::routes::identifier;
+use crate::routes::members::check_member;
 
 /// A claim's decision, explained, and where its payment is; amounts in whole rupiah.
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,21 +81,34 @@ pub(crate) struct AdjustmentView {
     ))]
 pub(crate) async fn claim(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     Path(claim_id): Path<String>,
 ) -> Result<Body<ClaimDecision>, ApiError> {
     let claim_id = identifier("claimId", Some(claim_id))?;
     let store = gateway.store.clone();
     let id = claim_id.clone();
+    let not_found = || ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "CLAIM_NOT_FOUND",
+        message: format!("no decided claim {claim_id}"),
+        details: vec![Detail::field("claimId", "unknown or not decided yet")],
+    };
     let view = tokio::task::spawn_blocking(move || read::claim(&*store, &id))
         .await
         .map_err(|_| unavailable())?
         .map_err(|_| unavailable())?
-        .ok_or_else(|| ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "CLAIM_NOT_FOUND",
-            message: format!("no decided claim {claim_id}"),
-            details: vec![Detail::field("claimId", "unknown or not decided yet")],
-        })?;
+        .ok_or_else(not_found)?;
+    // A provider sees the claims it submitted, a member its own and its family's; any other
+    // claim is answered as if there were none.
+    let visible = match access.caller().map(|c| &c.role) {
+        Some(Role::Internal) => true,
+        Some(Role::Provider(me)) => *me == view.adjudication.provider_id,
+        Some(Role::Member(_)) => check_member(&gateway, &access, &view.adjudication.member_id).await.is_ok(),
+        _ => false,
+    };
+    if !visible {
+        return Err(not_found());
+    }
     let a = view.adjudication;
     let lines = a
         .lines
@@ -235,15 +252,18 @@ pub(crate) struct MemberClaim {
     params(("memberId" = Id, Path, example = "M1", description = "the member"), MemberClaimsQuery),
     responses(
         (status = 200, description = "a page of the member's claims; links.next when there are more", body = Body<Vec<MemberClaim>>),
+        (status = 404, description = "no such member, or not one this token may see", body = ErrorBody),
         (status = 422, description = "a cursor this route did not give", body = ErrorBody),
         ReadErrors,
     ))]
 pub(crate) async fn member_claims(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     Path(member_id): Path<String>,
     query: Result<Query<MemberClaimsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<Vec<MemberClaim>>, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
+    check_member(&gateway, &access, &member_id).await?;
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let status = match query.status.as_deref() {
         None => "",

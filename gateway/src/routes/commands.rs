@@ -1,6 +1,7 @@
 //! Commands in: members, coverage changes, claims and authorization requests become events on
 //! their topics, answered `202 Accepted`; `Idempotency-Key` honoured.
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -11,6 +12,7 @@ use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
 use crate::Gateway;
+use crate::access::{Access, may_submit_for};
 use crate::body::{Accepted, Body};
 use crate::commands::{AuthorizationCommand, ClaimCommand, CoverageCommand, NewMember};
 use crate::error::{ApiError, Detail, trace_id, unavailable};
@@ -126,15 +128,17 @@ async fn publish(
     Ok(Accepted(body).into_response())
 }
 
-/// What every command does first: its `Idempotency-Key` checked and bound to the route and
-/// the request, its body read.
+/// What every command does first: its `Idempotency-Key` checked and bound to the caller, the
+/// route and the request, its body read.
 fn received<T: DeserializeOwned>(
     route: &str,
+    access: &Access,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Option<idempotency::Key>, T), ApiError> {
-    let key = idempotency::key(headers, route, uri.path(), body)?;
+    let scope = format!("{}:{route}", access.client().unwrap_or("-"));
+    let key = idempotency::key(headers, &scope, uri.path(), body)?;
     Ok((key, parse(headers, body)?))
 }
 
@@ -146,11 +150,12 @@ fn received<T: DeserializeOwned>(
     ))]
 pub(crate) async fn create_member(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (key, request): (_, NewMember) = received("members", &uri, &headers, &body)?;
+    let (key, request): (_, NewMember) = received("members", &access, &uri, &headers, &body)?;
     let event = request.event(now())?;
     let location = format!("/api/v1/members/{}", event.member_id);
     publish(&gateway, arus_schemas::Event::MemberCreated(event), location, key).await
@@ -165,13 +170,14 @@ pub(crate) async fn create_member(
     ))]
 pub(crate) async fn change_coverage(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     Path(member_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
-    let (key, request): (_, CoverageCommand) = received("coverage", &uri, &headers, &body)?;
+    let (key, request): (_, CoverageCommand) = received("coverage", &access, &uri, &headers, &body)?;
     let known =
         member_record(&gateway, &member_id).await?.and_then(|view| Some((view.created?.0, view.subscriber_id?)));
     let event = request.event(&member_id, known, now())?;
@@ -186,12 +192,14 @@ pub(crate) async fn change_coverage(
     ))]
 pub(crate) async fn submit_claim(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (key, request): (_, ClaimCommand) = received("claims", &uri, &headers, &body)?;
+    let (key, request): (_, ClaimCommand) = received("claims", &access, &uri, &headers, &body)?;
     let event = request.event(now())?;
+    may_submit_for(&access, &event.provider_id)?;
     let location = format!("/api/v1/claims/{}", event.claim_id);
     publish(&gateway, arus_schemas::Event::ClaimSubmitted(event), location, key).await
 }
@@ -204,11 +212,12 @@ pub(crate) async fn submit_claim(
     ))]
 pub(crate) async fn submit_partner_claim(
     state: State<Gateway>,
+    access: Extension<Access>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    submit_claim(state, uri, headers, body).await
+    submit_claim(state, access, uri, headers, body).await
 }
 
 /// Request a prior authorization: an `AuthRequested` on `auth.events`.
@@ -219,12 +228,14 @@ pub(crate) async fn submit_partner_claim(
     ))]
 pub(crate) async fn request_authorization(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (key, request): (_, AuthorizationCommand) = received("authorizations", &uri, &headers, &body)?;
+    let (key, request): (_, AuthorizationCommand) = received("authorizations", &access, &uri, &headers, &body)?;
     let event = request.event(now())?;
+    may_submit_for(&access, &event.provider_id)?;
     let location = format!("/api/v1/authorizations/{}", event.auth_id);
     publish(&gateway, arus_schemas::Event::AuthRequested(event), location, key).await
 }

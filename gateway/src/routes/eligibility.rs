@@ -6,12 +6,14 @@ use arus_connectors::store::read;
 use arus_schemas::Date;
 use arus_schemas::events::{Benefits, EligibilityStatus};
 use arus_schemas::read_models::Answer;
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Gateway;
+use crate::access::Access;
 use crate::body::Body;
 use crate::commands::Invalid;
 use crate::error::{ApiError, ErrorBody, member_not_found, unavailable};
@@ -51,15 +53,15 @@ pub(crate) struct EligibilityAnswer {
     status: EligibilityStatus,
     /// The plan covered under.
     plan_id: Option<String>,
-    /// First day of the unbroken coverage span the date falls in.
+    /// First day of the unbroken coverage span the date falls in (null for anonymous callers).
     #[schema(format = Date)]
     coverage_start: Option<String>,
-    /// Last covered day, when known.
+    /// Last covered day, when known (null for anonymous callers).
     #[schema(format = Date)]
     coverage_end: Option<String>,
     /// The service needs prior authorization under the plan.
     requires_prior_auth: bool,
-    /// Why not eligible, in words.
+    /// Why not eligible, in words (null for anonymous callers).
     reason: Option<String>,
     /// The plan's benefits in force on the date.
     benefits: Option<BenefitsView>,
@@ -93,7 +95,8 @@ impl From<&Benefits> for BenefitsView {
     }
 }
 
-/// Whether a member is covered for a service on a date (one store read).
+/// Whether a member is covered for a service on a date (one store read). Public: without a
+/// token, covered-or-not and the plan only (no coverage dates, no reason).
 #[utoipa::path(get, path = "/api/v1/eligibility", tag = "eligibility", params(EligibilityQuery), responses(
     (status = 200, description = "the answer: eligible, status, plan, coverage span, benefits, prior authorization, reason", body = Body<EligibilityAnswer>),
     (status = 404, description = "no such member", body = ErrorBody),
@@ -101,10 +104,11 @@ impl From<&Benefits> for BenefitsView {
 ))]
 pub(crate) async fn eligibility(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     query: Result<Query<EligibilityQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<EligibilityAnswer>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    check(&gateway, query).await
+    check(&gateway, query, &access).await
 }
 
 /// The eligibility check for partner systems, its parameters in a JSON body.
@@ -115,10 +119,12 @@ pub(crate) async fn eligibility(
 ))]
 pub(crate) async fn verify(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     body: Result<Json<EligibilityQuery>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Body<EligibilityAnswer>, ApiError> {
-    let Json(query) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
-    check(&gateway, query).await
+    let Json(query) =
+        body.map_err(|_| ApiError::invalid("body", "must be a JSON object of memberId, serviceDate, serviceType"))?;
+    check(&gateway, query, &access).await
 }
 
 /// Why a question got no answer, whether asked over REST or gRPC.
@@ -175,12 +181,18 @@ pub(crate) async fn check_eligibility(
     Ok(Checked { member_id, service_date, service_type, answer })
 }
 
-pub(crate) async fn check(gateway: &Gateway, query: EligibilityQuery) -> Result<Body<EligibilityAnswer>, ApiError> {
+pub(crate) async fn check(
+    gateway: &Gateway,
+    query: EligibilityQuery,
+    access: &Access,
+) -> Result<Body<EligibilityAnswer>, ApiError> {
     let Checked { member_id, service_date, service_type, answer } =
         check_eligibility(gateway, query.member_id, query.service_date, query.service_type).await?;
     let link =
         format!("/api/v1/eligibility?memberId={member_id}&serviceDate={service_date}&serviceType={service_type}");
-    let text = |d: Option<Date>| d.map(|d| d.to_string());
+    // Anonymous callers learn covered-or-not and the plan, nothing more about the member.
+    let named = access.caller().is_some();
+    let text = |d: Option<Date>| d.filter(|_| named).map(|d| d.to_string());
     let data = EligibilityAnswer {
         service_date: service_date.to_string(),
         eligible: answer.eligible,
@@ -190,7 +202,7 @@ pub(crate) async fn check(gateway: &Gateway, query: EligibilityQuery) -> Result<
         requires_prior_auth: answer.requires_prior_auth,
         benefits: answer.benefits.as_ref().map(BenefitsView::from),
         plan_id: answer.plan_id,
-        reason: answer.reason,
+        reason: answer.reason.filter(|_| named),
         member_id,
         service_type,
     };
@@ -221,8 +233,10 @@ pub(crate) struct BenefitsSummary {
     covered: bool,
     status: EligibilityStatus,
     plan_id: Option<String>,
+    /// Null for anonymous callers.
     #[schema(format = Date)]
     coverage_start: Option<String>,
+    /// Null for anonymous callers.
     #[schema(format = Date)]
     coverage_end: Option<String>,
     benefits: Option<BenefitsView>,
@@ -236,6 +250,7 @@ pub(crate) struct BenefitsSummary {
 ))]
 pub(crate) async fn benefits_summary(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<BenefitsSummary>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
@@ -245,7 +260,8 @@ pub(crate) async fn benefits_summary(
         check_eligibility(&gateway, Some(member_id.clone()), Some(as_of.to_string()), Some("summary".to_owned()))
             .await?;
     let answer = checked.answer;
-    let text = |d: Option<Date>| d.map(|d| d.to_string());
+    let named = access.caller().is_some();
+    let text = |d: Option<Date>| d.filter(|_| named).map(|d| d.to_string());
     let link = format!("/api/v1/benefits/summary?memberId={member_id}&asOf={as_of}");
     let data = BenefitsSummary {
         member_id,

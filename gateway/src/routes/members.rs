@@ -3,11 +3,13 @@
 use arus_connectors::store::read;
 use arus_schemas::events::{CoverageChangeType, Relationship};
 use arus_schemas::read_models::{Accumulators, MemberEligibility, accumulator_key};
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Gateway;
+use crate::access::{Access, may_see_member};
 use crate::body::Body;
 use crate::error::{ApiError, ErrorBody, member_not_found, unavailable};
 use crate::openapi::{Id, ReadErrors};
@@ -21,6 +23,18 @@ pub(crate) async fn member_record(gateway: &Gateway, member_id: &str) -> Result<
         .await
         .map_err(|_| unavailable())?
         .map_err(|_| unavailable())
+}
+
+/// Whether the caller may see member `member_id`'s data: 404 `MEMBER_NOT_FOUND` when not, the
+/// same as for a member nobody knows, so that a refusal tells nothing. Reads the member's
+/// record only when who the caller is does not settle it (a subscriber asking about its
+/// family).
+pub(crate) async fn check_member(gateway: &Gateway, access: &Access, member_id: &str) -> Result<(), ApiError> {
+    if may_see_member(access, member_id, None) {
+        return Ok(());
+    }
+    let record = member_record(gateway, member_id).await?;
+    if may_see_member(access, member_id, record.as_ref()) { Ok(()) } else { Err(member_not_found(member_id)) }
 }
 
 /// A member's coverage as the store holds it (no personal data: the store holds none).
@@ -61,10 +75,14 @@ pub(crate) struct CoverageEntry {
     ))]
 pub(crate) async fn member(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     Path(member_id): Path<String>,
 ) -> Result<Body<MemberCoverage>, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
-    let view = member_record(&gateway, &member_id).await?.ok_or_else(|| member_not_found(&member_id))?;
+    let view = member_record(&gateway, &member_id)
+        .await?
+        .filter(|view| may_see_member(&access, &member_id, Some(view)))
+        .ok_or_else(|| member_not_found(&member_id))?;
     let coverage = view
         .changes
         .iter()
@@ -135,10 +153,12 @@ pub(crate) struct FamilyMet {
     ))]
 pub(crate) async fn accumulators(
     State(gateway): State<Gateway>,
+    Extension(access): Extension<Access>,
     Path(member_id): Path<String>,
     query: Result<Query<YearQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<AccumulatorsView>, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
+    check_member(&gateway, &access, &member_id).await?;
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let year = match query.year {
         None => now().date().year(),

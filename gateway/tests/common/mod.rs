@@ -168,3 +168,32 @@ pub fn provider_and_claim() -> Vec<Event> {
         }),
     ]
 }
+
+/// The tests' development issuer: one per test process, its tokens accepted by
+/// [`authenticator`].
+pub fn issuer() -> &'static arus_gateway::auth::DevIssuer {
+    static ISSUER: std::sync::OnceLock<arus_gateway::auth::DevIssuer> = std::sync::OnceLock::new();
+    ISSUER.get_or_init(|| arus_gateway::auth::DevIssuer::new("arus-tests").expect("a development issuer"))
+}
+
+/// Verifies the tests' tokens.
+pub fn authenticator() -> std::sync::Arc<arus_gateway::auth::Authenticator> {
+    std::sync::Arc::new(issuer().authenticator(arus_gateway::auth::DEFAULT_AUDIENCE))
+}
+
+/// Options that verify the tests' tokens, and nothing else.
+pub fn options() -> arus_gateway::Options {
+    arus_gateway::Options { authenticator: Some(authenticator()), ..arus_gateway::Options::default() }
+}
+
+/// A token of the tests' issuer for `role` (`member`, `provider`, `partner`, `internal`) and
+/// id.
+pub fn token(role: &str, id: &str) -> String {
+    let claims = arus_gateway::auth::dev_claims(role, id);
+    issuer().token(arus_gateway::auth::DEFAULT_AUDIENCE, &claims, std::time::Duration::from_secs(600))
+}
+
+/// The header line of an internal caller's token (every scope).
+pub fn internal() -> String {
+    format!("Authorization: Bearer {}\r\n", token("internal", "ops"))
+}

@@ -138,6 +138,8 @@ pub struct Adjudicator {
     /// Per provider, contracts by effective date.
     contracts: HashMap<String, BTreeMap<Date, ContractUpdated>>,
     auths: HashMap<String, Auth>,
+    /// Who requested each authorization (the gateway shows a provider its own).
+    auth_requesters: HashMap<String, String>,
     /// Per member, authorization ids in arrival order.
     member_auths: HashMap<String, Vec<String>>,
     members_met: HashMap<(Name, i32), Accumulators>,
@@ -309,10 +311,12 @@ impl Adjudicator {
 
     /// Where an authorization stands.
     pub fn authorization(&self, auth_id: &str) -> Option<AuthView> {
+        let provider_id = self.auth_requesters.get(auth_id).cloned();
         Some(match self.auths.get(auth_id)? {
             Auth::Requested { member_id } => AuthView {
                 member_id: member_id.clone(),
                 status: "REQUESTED".to_owned(),
+                provider_id: provider_id.clone(),
                 procedure_code: None,
                 approved_units: None,
                 used_units: 0,
@@ -322,6 +326,7 @@ impl Adjudicator {
             Auth::Approved { approval, used_units } => AuthView {
                 member_id: approval.member_id.clone(),
                 status: "APPROVED".to_owned(),
+                provider_id: provider_id.clone(),
                 procedure_code: Some(approval.procedure_code.clone()),
                 approved_units: Some(approval.approved_units),
                 used_units: *used_units,
@@ -331,6 +336,7 @@ impl Adjudicator {
             Auth::Denied { member_id } => AuthView {
                 member_id: member_id.clone(),
                 status: "DENIED".to_owned(),
+                provider_id: provider_id.clone(),
                 procedure_code: None,
                 approved_units: None,
                 used_units: 0,
@@ -363,6 +369,7 @@ impl Adjudicator {
             }
             Event::AuthRequested(e) => {
                 self.auths.entry(e.auth_id.clone()).or_insert(Auth::Requested { member_id: e.member_id.clone() });
+                self.auth_requesters.entry(e.auth_id.clone()).or_insert_with(|| e.provider_id.clone());
                 self.member_auths.entry(e.member_id.clone()).or_default().push(e.auth_id.clone());
             }
             Event::AuthApproved(e) => {

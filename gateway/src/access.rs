@@ -1,0 +1,326 @@
+//! Who may call what: one table, [`RULES`], of each route's scope and roles, enforced by one
+//! middleware ([`authorize`]) before any handler runs; and the checks of what a caller may see
+//! of a resource once it is read (a member its own record and, as a subscriber, its family's; a
+//! provider its own claims), which the handlers call from here.
+//!
+//! No token: a public route answers (at the anonymous tier, with nothing personal beyond
+//! covered-or-not and the plan); any other is 401 with `WWW-Authenticate: Bearer` (RFC 6750).
+//! A token that does not verify: 401 `error="invalid_token"`. A scope missing: 403
+//! `error="insufficient_scope"` naming it. A role the route is not for: 403.
+
+use std::sync::Arc;
+
+use arus_schemas::read_models::MemberEligibility;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::Gateway;
+use crate::auth::{Authenticator, Caller, Rejected, Role};
+use crate::error::{ApiError, Detail};
+
+/// The roles a rule names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Member,
+    Provider,
+    Partner,
+    Internal,
+}
+
+impl Kind {
+    fn of(role: &Role) -> Kind {
+        match role {
+            Role::Member(_) => Kind::Member,
+            Role::Provider(_) => Kind::Provider,
+            Role::Partner(_) => Kind::Partner,
+            Role::Internal => Kind::Internal,
+        }
+    }
+}
+
+/// Who may call one route.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    /// The method, upper case.
+    pub(crate) method: &'static str,
+    /// The route's template, as the OpenAPI document has it.
+    pub(crate) route: &'static str,
+    /// Answered without a token.
+    pub(crate) public: bool,
+    /// The scope a token needs (`admin.all` stands for every scope).
+    pub(crate) scope: Option<&'static str>,
+    /// The roles a token may have.
+    pub(crate) roles: &'static [Kind],
+}
+
+use Kind::{Internal, Member, Partner, Provider};
+
+const ANYONE: &[Kind] = &[Member, Provider, Partner, Internal];
+
+const fn rule(
+    method: &'static str,
+    route: &'static str,
+    public: bool,
+    scope: Option<&'static str>,
+    roles: &'static [Kind],
+) -> Rule {
+    Rule { method, route, public, scope, roles }
+}
+
+/// Every route, who may call it (the table in `gateway/README.md`; a test checks that every
+/// operation of the OpenAPI document has its row).
+pub(crate) const RULES: &[Rule] = &[
+    rule("GET", "/api/v1/eligibility", true, None, ANYONE),
+    rule("GET", "/api/v1/benefits/summary", true, None, ANYONE),
+    rule("POST", "/api/partner/v1/eligibility/verify", false, Some("member.read"), &[Provider, Partner, Internal]),
+    rule("GET", "/api/v1/members/{memberId}", false, Some("member.read"), &[Member, Internal]),
+    rule("GET", "/api/v1/members/{memberId}/accumulators", false, Some("member.read"), &[Member, Internal]),
+    rule("GET", "/api/v1/members/{memberId}/claims", false, Some("claims.read"), &[Member, Internal]),
+    rule("GET", "/api/v1/claims/{claimId}", false, Some("claims.read"), &[Member, Provider, Internal]),
+    rule("GET", "/api/v1/authorizations/{authId}", false, Some("claims.read"), &[Member, Provider, Internal]),
+    rule("POST", "/api/v1/members", false, Some("member.write"), &[Internal]),
+    rule("POST", "/api/v1/members/{memberId}/coverage", false, Some("member.write"), &[Internal]),
+    rule("POST", "/api/v1/claims", false, Some("claims.write"), &[Provider, Internal]),
+    rule("POST", "/api/partner/v1/claims/submit", false, Some("claims.write"), &[Provider, Partner, Internal]),
+    rule("POST", "/api/v1/authorizations", false, Some("claims.write"), &[Provider, Internal]),
+    rule("GET", "/api/v1/analytics/claims/daily", false, Some("claims.read"), &[Internal]),
+    rule("GET", "/api/v1/providers/{providerId}/scorecard", false, Some("provider.read"), &[Provider, Internal]),
+    rule("GET", "/metrics", false, Some("admin.all"), &[Internal]),
+    rule("GET", "/health", true, None, ANYONE),
+    rule("GET", "/ready", true, None, ANYONE),
+    rule("GET", "/openapi.json", true, None, ANYONE),
+];
+
+/// The rule of `method` on `route`.
+pub(crate) fn rule_of(method: &str, route: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.method == method && r.route == route)
+}
+
+/// Who is calling, as the handlers see it.
+#[derive(Debug, Clone)]
+pub(crate) enum Access {
+    /// No token (public routes only).
+    Anonymous,
+    /// A verified token.
+    Caller(Arc<Caller>),
+}
+
+impl Access {
+    /// The caller, if there is a token.
+    pub(crate) fn caller(&self) -> Option<&Caller> {
+        match self {
+            Access::Anonymous => None,
+            Access::Caller(caller) => Some(caller),
+        }
+    }
+
+    /// Who a rate limit or an idempotency key belongs to: the client, or nobody.
+    pub(crate) fn client(&self) -> Option<&str> {
+        self.caller().map(|c| c.client_id.as_str())
+    }
+}
+
+/// Checks the caller against the route's rule; on its way, the request carries [`Access`].
+pub(crate) async fn authorize(State(gateway): State<Gateway>, mut request: Request, next: Next) -> Response {
+    let Some(route) = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+        // No route matched: the fallback answers (404, 405).
+        return next.run(request).await;
+    };
+    // A route without a rule is refused: the table fails closed.
+    let Some(rule) = rule_of(request.method().as_str(), &route) else {
+        return forbidden("NO_ACCESS_RULE", "this route has no access rule".to_owned(), None);
+    };
+    let token = match bearer(request.headers()) {
+        Ok(token) => token,
+        Err(rejected) => return unauthorized(Some(rejected)),
+    };
+    let access = match token {
+        None if rule.public => Access::Anonymous,
+        None => return unauthorized(None),
+        Some(token) => match verify(gateway.authenticator.clone(), token).await {
+            Ok(caller) => Access::Caller(Arc::new(caller)),
+            Err(rejected) => return unauthorized(Some(rejected)),
+        },
+    };
+    if let Some(caller) = access.caller() {
+        if let Some(scope) = rule.scope
+            && !caller.has_scope(scope)
+        {
+            let mut response = forbidden(
+                "INSUFFICIENT_SCOPE",
+                format!("this route needs the scope {scope}"),
+                Some(Detail::field("scope", format!("{scope} is required"))),
+            );
+            let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+            return response;
+        }
+        if !rule.roles.contains(&Kind::of(&caller.role)) {
+            return forbidden(
+                "ROLE_NOT_ALLOWED",
+                format!("this route is not for a {} token", caller.role.name()),
+                None,
+            );
+        }
+    }
+    request.extensions_mut().insert(access);
+    next.run(request).await
+}
+
+/// The bearer token of `Authorization`, if any; another scheme, or a malformed header, is
+/// refused rather than ignored.
+fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<String>, Rejected> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| Rejected("the Authorization header is not text"))?;
+    let (scheme, token) = text.split_once(' ').ok_or(Rejected("the Authorization header is not `Bearer <token>`"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(Rejected("the Authorization header is not `Bearer <token>`"));
+    }
+    Ok(Some(token.trim().to_owned()))
+}
+
+/// Verifies off the async threads only when the issuer's keys have to be fetched.
+async fn verify(authenticator: Option<Arc<Authenticator>>, token: String) -> Result<Caller, Rejected> {
+    let Some(authenticator) = authenticator else {
+        return Err(Rejected("this gateway verifies no tokens (it was started without an issuer)"));
+    };
+    match authenticator.verify_cached(&token) {
+        Ok(Some(caller)) => Ok(caller),
+        Err(rejected) => Err(rejected),
+        Ok(None) => tokio::task::spawn_blocking(move || authenticator.verify(&token))
+            .await
+            .unwrap_or(Err(Rejected("the token cannot be verified"))),
+    }
+}
+
+fn unauthorized(rejected: Option<Rejected>) -> Response {
+    let (message, challenge) = match &rejected {
+        // RFC 6750 §3.1: no error code when the request carried no token.
+        None => ("this route needs a bearer token".to_owned(), "Bearer realm=\"arus\"".to_owned()),
+        Some(Rejected(why)) => (
+            format!("the bearer token is not accepted: {why}"),
+            format!("Bearer realm=\"arus\", error=\"invalid_token\", error_description=\"{why}\""),
+        ),
+    };
+    let mut response =
+        ApiError { status: StatusCode::UNAUTHORIZED, code: "UNAUTHENTICATED", message, details: Vec::new() }
+            .into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn forbidden(code: &'static str, message: String, detail: Option<Detail>) -> Response {
+    ApiError { status: StatusCode::FORBIDDEN, code, message, details: detail.into_iter().collect() }.into_response()
+}
+
+/// 403 for a resource the caller may not see; the same whether it exists or not, so that a
+/// refusal tells nothing.
+pub(crate) fn not_yours(what: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::FORBIDDEN,
+        code: "NOT_YOURS",
+        message: format!("this token does not give access to this {what}"),
+        details: Vec::new(),
+    }
+}
+
+/// Whether the caller may see member `member_id`'s data: internal callers any member's; a
+/// member its own and, as the subscriber, its family's (`record`, when the store has one).
+pub(crate) fn may_see_member(access: &Access, member_id: &str, record: Option<&MemberEligibility>) -> bool {
+    match access.caller().map(|c| &c.role) {
+        Some(Role::Internal) => true,
+        Some(Role::Member(me)) => {
+            me == member_id || record.is_some_and(|r| r.subscriber_id.as_deref() == Some(me.as_str()))
+        }
+        _ => false,
+    }
+}
+
+/// Whether the caller may act as, or see what belongs to, provider `provider_id`: internal
+/// callers always; a provider as itself.
+pub(crate) fn is_provider_or_internal(access: &Access, provider_id: &str) -> bool {
+    match access.caller().map(|c| &c.role) {
+        Some(Role::Internal) => true,
+        Some(Role::Provider(me)) => me == provider_id,
+        _ => false,
+    }
+}
+
+/// A provider submits and requests only as itself: `provider_id` of a command must be the
+/// token's (partners and internal callers submit for any provider).
+pub(crate) fn may_submit_for(access: &Access, provider_id: &str) -> Result<(), ApiError> {
+    match access.caller().map(|c| &c.role) {
+        Some(Role::Provider(me)) if me != provider_id => Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "NOT_YOURS",
+            message: "a provider submits only as itself: providerId must be the token's provider".to_owned(),
+            details: vec![Detail::field("providerId", "is not the token's provider")],
+        }),
+        Some(_) => Ok(()),
+        None => Err(not_yours("command")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operation the gateway serves has exactly one rule, and every rule an operation.
+    #[test]
+    fn the_table_covers_every_operation_once() {
+        let document = crate::openapi_document();
+        let mut served: Vec<(String, String)> = document["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object().into_iter().flat_map(|m| m.keys()).map(|m| (m.to_uppercase(), path.clone()))
+            })
+            .collect();
+        served.sort();
+        let mut ruled: Vec<(String, String)> =
+            RULES.iter().map(|r| (r.method.to_owned(), r.route.to_owned())).collect();
+        ruled.sort();
+        let before = ruled.len();
+        ruled.dedup();
+        assert_eq!(ruled.len(), before, "a route with two rules");
+        assert_eq!(served, ruled);
+    }
+
+    /// What a member may see: itself, as subscriber its family, nobody else; internal callers
+    /// everyone; providers and partners no member's record.
+    #[test]
+    fn members_see_themselves_and_their_family() {
+        let caller = |role| {
+            Access::Caller(Arc::new(Caller { subject: "s".into(), client_id: "c".into(), role, scopes: vec![] }))
+        };
+        let record = |subscriber: &str| MemberEligibility {
+            member_id: "M3".to_owned(),
+            created: None,
+            subscriber_id: Some(subscriber.to_owned()),
+            date_of_death: None,
+            changes: Vec::new(),
+            spans: Vec::new(),
+            benefits: Vec::new(),
+            version: 1,
+        };
+        let (family, other) = (record("M1"), record("M2"));
+        let m1 = caller(Role::Member("M1".into()));
+        assert!(may_see_member(&m1, "M1", None));
+        assert!(may_see_member(&m1, "M3", Some(&family)));
+        assert!(!may_see_member(&m1, "M4", Some(&other)));
+        assert!(!may_see_member(&m1, "M4", None));
+        assert!(may_see_member(&caller(Role::Internal), "M4", None));
+        assert!(!may_see_member(&caller(Role::Provider("P1".into())), "M1", Some(&family)));
+        assert!(!may_see_member(&Access::Anonymous, "M1", None));
+        assert!(may_submit_for(&caller(Role::Provider("P1".into())), "P2").is_err());
+        assert!(may_submit_for(&caller(Role::Provider("P1".into())), "P1").is_ok());
+        assert!(may_submit_for(&caller(Role::Partner("X1".into())), "P2").is_ok());
+    }
+}
