@@ -52,6 +52,59 @@ impl Publisher for TopicPublisher {
     }
 }
 
+/// What the plausibility checks of commands allow, beyond their format.
+#[derive(Debug, Clone, Copy)]
+pub struct Plausible {
+    /// The insurer's offset from UTC, in minutes, for what "today" is (Asia/Jakarta, WIB:
+    /// +07:00, by default): a service date is never after today there.
+    pub utc_offset_minutes: i32,
+    /// Most one claim line may charge.
+    pub max_line_charge: Idr,
+    /// Most one claim may charge, all lines together.
+    pub max_claim_charge: Idr,
+}
+
+impl Default for Plausible {
+    fn default() -> Self {
+        Plausible {
+            utc_offset_minutes: 7 * 60,
+            max_line_charge: Idr(2_000_000_000),
+            max_claim_charge: Idr(10_000_000_000),
+        }
+    }
+}
+
+/// No service, coverage or authorization before this day is plausible.
+pub const EARLIEST_SERVICE: &str = "2000-01-01";
+
+/// A command's checks, at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks {
+    /// Now: the event's time.
+    pub now: Timestamp,
+    /// Today where the insurer is.
+    pub today: Date,
+    /// What is plausible.
+    pub plausible: Plausible,
+}
+
+impl Checks {
+    /// The checks at `now` under `plausible`.
+    pub fn at(now: Timestamp, plausible: Plausible) -> Self {
+        let local = now.0 + i64::from(plausible.utc_offset_minutes) * 60_000;
+        Checks { now, today: Date(local.div_euclid(86_400_000) as i32), plausible }
+    }
+
+    /// `day` of `field`, refused (422) before [`EARLIEST_SERVICE`].
+    fn not_before_2000(&self, field: &'static str, day: Date) -> Result<Date, Invalid> {
+        let earliest: Date = EARLIEST_SERVICE.parse().expect("a date");
+        if day < earliest {
+            return Err(Invalid { field, issue: format!("is before {EARLIEST_SERVICE}"), semantic: true });
+        }
+        Ok(day)
+    }
+}
+
 /// A field that is wrong, and how; `semantic` for well-formed values that do not fit together
 /// (422 rather than 400).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +287,8 @@ pub fn fresh_id(prefix: &str, now: Timestamp) -> String {
 impl NewMember {
     /// The `MemberCreated` event, or the first thing wrong with the request. The NIK must be
     /// well formed and agree with the date of birth, sex, province and regency given.
-    pub fn event(&self, now: Timestamp) -> Result<MemberCreated, Invalid> {
+    pub fn event(&self, checks: &Checks) -> Result<MemberCreated, Invalid> {
+        let now = checks.now;
         let relationship = match required("relationship", &self.relationship)? {
             "SUBSCRIBER" => Relationship::SUBSCRIBER,
             "SPOUSE" => Relationship::SPOUSE,
@@ -271,7 +325,7 @@ impl NewMember {
         };
         let province_code = digits("provinceCode", required("provinceCode", &self.province_code)?, 2)?;
         let regency_code = digits("regencyCode", required("regencyCode", &self.regency_code)?, 4)?;
-        let today = Date(now.0.div_euclid(86_400_000) as i32);
+        let today = checks.today;
         let inconsistent =
             |field: &'static str, issue: &str| Invalid { field, issue: issue.to_owned(), semantic: true };
         // Sixteen digits, but not every sixteen digits encode a birth date and a sequence.
@@ -314,8 +368,9 @@ impl CoverageCommand {
         &self,
         member_id: &str,
         known: Option<(String, String)>,
-        now: Timestamp,
+        checks: &Checks,
     ) -> Result<CoverageChanged, Invalid> {
+        let now = checks.now;
         let change_type = match required("changeType", &self.change_type)? {
             "ENROLLED" => CoverageChangeType::ENROLLED,
             "PLAN_CHANGED" => CoverageChangeType::PLAN_CHANGED,
@@ -323,7 +378,10 @@ impl CoverageCommand {
             "REINSTATED" => CoverageChangeType::REINSTATED,
             _ => return Err(invalid("changeType", "must be ENROLLED, PLAN_CHANGED, TERMINATED or REINSTATED")),
         };
-        let effective_date = date("effectiveDate", required("effectiveDate", &self.effective_date)?)?;
+        let effective_date = checks.not_before_2000(
+            "effectiveDate",
+            date("effectiveDate", required("effectiveDate", &self.effective_date)?)?,
+        )?;
         let end_date = self.end_date.as_deref().map(|d| date("endDate", d)).transpose()?;
         if end_date.is_some_and(|end| end < effective_date) {
             return Err(Invalid { field: "endDate", issue: "is before the effective date".to_owned(), semantic: true });
@@ -425,7 +483,8 @@ fn icd10(field: &'static str, value: &str) -> Result<String, Invalid> {
 
 impl ClaimCommand {
     /// The `ClaimSubmitted` event (a fresh claim id, the total summed), or the first thing wrong.
-    pub fn event(&self, now: Timestamp) -> Result<ClaimSubmitted, Invalid> {
+    pub fn event(&self, checks: &Checks) -> Result<ClaimSubmitted, Invalid> {
+        let now = checks.now;
         let member_id = id("memberId", required("memberId", &self.member_id)?)?;
         let provider_id = id("providerId", required("providerId", &self.provider_id)?)?;
         let claim_type = match required("claimType", &self.claim_type)? {
@@ -438,11 +497,14 @@ impl ClaimCommand {
         if commands.len() > MAX_LINES {
             return Err(invalid("lines", format!("at most {MAX_LINES} lines")));
         }
-        let today = now.date();
+        let today = checks.today;
         let mut lines = Vec::with_capacity(commands.len());
         let mut diagnosis_codes: Vec<String> = Vec::new();
         for (i, line) in commands.iter().enumerate() {
-            let service_date = date("lines.serviceDate", required("lines.serviceDate", &line.service_date)?)?;
+            let service_date = checks.not_before_2000(
+                "lines.serviceDate",
+                date("lines.serviceDate", required("lines.serviceDate", &line.service_date)?)?,
+            )?;
             if service_date > today {
                 return Err(Invalid {
                     field: "lines.serviceDate",
@@ -461,6 +523,17 @@ impl ClaimCommand {
                     "lines.chargeAmountIdr",
                     format!("line {}: must be a whole number of rupiah, 1 to {MAX_CHARGE_IDR}", i + 1),
                 ));
+            }
+            if charge > checks.plausible.max_line_charge.0 {
+                return Err(Invalid {
+                    field: "lines.chargeAmountIdr",
+                    issue: format!(
+                        "line {}: more than a line may charge ({} rupiah)",
+                        i + 1,
+                        checks.plausible.max_line_charge.0
+                    ),
+                    semantic: true,
+                });
             }
             let minutes = line
                 .minutes
@@ -485,6 +558,17 @@ impl ClaimCommand {
                 minutes,
             });
         }
+        let total: Idr = lines.iter().map(|l| l.charge_amount_idr).sum();
+        if total > checks.plausible.max_claim_charge {
+            return Err(Invalid {
+                field: "lines.chargeAmountIdr",
+                issue: format!(
+                    "the lines charge more than a claim may ({} rupiah)",
+                    checks.plausible.max_claim_charge.0
+                ),
+                semantic: true,
+            });
+        }
         let service_date = lines.iter().map(|l| l.service_date).min().unwrap_or(today);
         Ok(ClaimSubmitted {
             event_id: fresh_id("E", now),
@@ -496,7 +580,7 @@ impl ClaimCommand {
             service_date,
             auth_id: self.auth_id.as_deref().map(|a| id("authId", a)).transpose()?,
             diagnosis_codes,
-            total_charge_idr: lines.iter().map(|l| l.charge_amount_idr).sum(),
+            total_charge_idr: total,
             lines,
             currency: "IDR".to_owned(),
             original_claim_id: self.original_claim_id.as_deref().map(|c| id("originalClaimId", c)).transpose()?,
@@ -533,8 +617,12 @@ pub struct AuthorizationCommand {
 
 impl AuthorizationCommand {
     /// The `AuthRequested` event (a fresh authorization id), or the first thing wrong.
-    pub fn event(&self, now: Timestamp) -> Result<AuthRequested, Invalid> {
-        let from = date("serviceDateFrom", required("serviceDateFrom", &self.service_date_from)?)?;
+    pub fn event(&self, checks: &Checks) -> Result<AuthRequested, Invalid> {
+        let now = checks.now;
+        let from = checks.not_before_2000(
+            "serviceDateFrom",
+            date("serviceDateFrom", required("serviceDateFrom", &self.service_date_from)?)?,
+        )?;
         let to = date("serviceDateTo", required("serviceDateTo", &self.service_date_to)?)?;
         if to < from {
             return Err(Invalid {
@@ -566,5 +654,64 @@ impl AuthorizationCommand {
             service_date_from: from,
             service_date_to: to,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(service_date: &str, charges: &[i64]) -> ClaimCommand {
+        let lines = charges
+            .iter()
+            .map(|&charge| ClaimLineCommand {
+                procedure_code: Some("99213".to_owned()),
+                diagnosis_code: Some("J06.9".to_owned()),
+                service_date: Some(service_date.to_owned()),
+                units: Some(1),
+                charge_amount_idr: Some(charge),
+                minutes: None,
+            })
+            .collect();
+        ClaimCommand {
+            member_id: Some("M1".to_owned()),
+            provider_id: Some("P1".to_owned()),
+            claim_type: Some("PROFESSIONAL".to_owned()),
+            auth_id: None,
+            original_claim_id: None,
+            lines: Some(lines),
+        }
+    }
+
+    fn at(text: &str, plausible: Plausible) -> Checks {
+        Checks::at(text.parse().expect("a timestamp"), plausible)
+    }
+
+    /// 06:00 in Jakarta is 23:00 UTC the day before: a claim served this morning is not
+    /// "after today".
+    #[test]
+    fn today_is_the_insurers_not_utcs() {
+        let morning = at("2026-12-02T23:00:00Z", Plausible::default());
+        assert_eq!(morning.today.to_string(), "2026-12-03");
+        assert!(claim("2026-12-03", &[100_000]).event(&morning).is_ok());
+        let utc = at("2026-12-02T23:00:00Z", Plausible { utc_offset_minutes: 0, ..Plausible::default() });
+        let refused = claim("2026-12-03", &[100_000]).event(&utc).expect_err("after today in UTC");
+        assert_eq!((refused.field, refused.semantic), ("lines.serviceDate", true));
+    }
+
+    #[test]
+    fn implausible_claims_are_refused_as_inconsistent() {
+        let checks = at("2026-12-03T03:00:00Z", Plausible::default());
+        for (what, command, field) in [
+            ("a line over the line ceiling", claim("2026-12-01", &[2_000_000_001]), "lines.chargeAmountIdr"),
+            ("lines over the claim ceiling", claim("2026-12-01", &[2_000_000_000; 6]), "lines.chargeAmountIdr"),
+            ("a service before 2000", claim("1999-12-31", &[100_000]), "lines.serviceDate"),
+        ] {
+            let refused = command.event(&checks).expect_err(what);
+            assert_eq!((refused.field, refused.semantic), (field, true), "{what}: {refused:?}");
+            assert!(!refused.issue.contains("2000000001"), "{what}: the value is not echoed");
+        }
+        // At the ceilings exactly: plausible.
+        assert!(claim("2026-12-01", &[2_000_000_000; 5]).event(&checks).is_ok());
     }
 }

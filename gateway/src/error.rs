@@ -114,6 +114,20 @@ pub(crate) async fn method_not_allowed() -> ApiError {
     }
 }
 
+/// A body that could not be read: 413 past the size limit, 400 otherwise.
+pub(crate) fn body_refused(status: StatusCode) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError {
+            status,
+            code: "BODY_TOO_LARGE",
+            message: format!("the body is over {} bytes", crate::server::MAX_BODY),
+            details: Vec::new(),
+        }
+    } else {
+        ApiError::invalid("body", "could not be read")
+    }
+}
+
 pub(crate) fn unavailable() -> ApiError {
     ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,

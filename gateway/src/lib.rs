@@ -37,9 +37,11 @@ mod limit;
 mod metrics;
 mod openapi;
 mod routes;
+pub mod server;
 
 pub use limit::RateLimit;
 pub use openapi::openapi_document;
+pub use server::Limits;
 
 use std::sync::Arc;
 
@@ -65,6 +67,8 @@ pub(crate) struct Gateway {
     clickhouse: Option<clickhouse::Client>,
     /// Verifies bearer tokens; without it only the public routes answer.
     authenticator: Option<Arc<auth::Authenticator>>,
+    /// What commands may plausibly say, and where "today" is.
+    plausible: commands::Plausible,
 }
 
 /// How a gateway serves, beyond its store.
@@ -82,6 +86,11 @@ pub struct Options {
     /// Verifies bearer tokens (see `access` for who may call what). Without it only the
     /// public routes answer: every other is 401.
     pub authenticator: Option<Arc<auth::Authenticator>>,
+    /// Connection cap and timeouts.
+    pub limits: server::Limits,
+    /// What commands may plausibly say (charge ceilings), and the insurer's UTC offset for
+    /// "today".
+    pub plausible: commands::Plausible,
 }
 
 /// Refuses an `/api/` request past its caller's rate limit: 429 with `Retry-After`.
@@ -127,6 +136,8 @@ fn routes(gateway: Gateway) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), access::authorize))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), limit))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), record))
+        .layer(axum::middleware::from_fn(server::bounded))
+        .layer(axum::extract::DefaultBodyLimit::max(server::MAX_BODY))
         .with_state(gateway)
 }
 
@@ -140,6 +151,7 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
         limiter: options.rate_limit.map(|limit| Arc::new(limit::Limiter::new(limit))),
         clickhouse: options.clickhouse,
         authenticator: options.authenticator,
+        plausible: options.plausible,
     };
     listener.set_nonblocking(true)?;
     if let Some(grpc) = &options.grpc {
@@ -148,8 +160,7 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = routes(gateway.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let rest = async move { axum::serve(listener, app).await };
+        let rest = server::serve(listener, routes(gateway.clone()), options.limits);
         match options.grpc {
             None => rest.await,
             Some(grpc) => {

@@ -193,6 +193,7 @@ impl IntoResponses for CommandErrors {
         BTreeMap::from([
             ("400".to_owned(), error("a field is missing or malformed, or the Idempotency-Key is")),
             ("409".to_owned(), error("the first request with this Idempotency-Key is still being processed")),
+            ("413".to_owned(), error("the body is over 1 MiB")),
             ("415".to_owned(), error("the body is not declared JSON (Content-Type: application/json)")),
             (
                 "422".to_owned(),

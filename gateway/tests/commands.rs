@@ -68,6 +68,10 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
     }
     let (status, body) = request(address, "POST", &path, enrol);
     assert_eq!(status, 202, "{body}");
+    // The store knows the member now: recording it again is a conflict, and publishes nothing.
+    let again = MEMBER.replacen('{', &format!("{{\"memberId\":\"{member_id}\","), 1);
+    let (status, body) = request(address, "POST", "/api/v1/members", &again);
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("MEMBER_EXISTS")), "{body}");
     let events = member_events(&log);
     let Some(Event::CoverageChanged(change)) = events.last() else { panic!("a CoverageChanged") };
     assert_eq!(

@@ -43,6 +43,17 @@ pub struct GatewayArgs {
     /// The audience tokens must be for (`aud`).
     #[arg(long, default_value = arus_gateway::auth::DEFAULT_AUDIENCE)]
     audience: String,
+    /// Where "today" is for the commands' checks (a service date is never after today there):
+    /// `Asia/Jakarta` (WIB), `Asia/Pontianak`, `Asia/Makassar` (WITA), `Asia/Jayapura` (WIT),
+    /// `UTC`, or an offset such as `+07:00`.
+    #[arg(long, default_value = "Asia/Jakarta", value_parser = utc_offset_minutes)]
+    timezone: i32,
+    /// Most one claim line may charge, in rupiah; past it a claim is refused (422).
+    #[arg(long, value_name = "IDR", default_value_t = arus_gateway::commands::Plausible::default().max_line_charge.0)]
+    max_line_charge_idr: i64,
+    /// Most one claim may charge, all lines together, in rupiah.
+    #[arg(long, value_name = "IDR", default_value_t = arus_gateway::commands::Plausible::default().max_claim_charge.0)]
+    max_claim_charge_idr: i64,
     /// Development only: accept tokens of an issuer inside this process (a key made at start)
     /// and print one for an internal caller. Never on a gateway others reach.
     #[arg(long, conflicts_with = "issuer")]
@@ -99,8 +110,58 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             dev.authenticator(&args.audience)
         }
     };
-    let options =
-        arus_gateway::Options { publisher, rate_limit, grpc, clickhouse, authenticator: Some(Arc::new(authenticator)) };
+    let options = arus_gateway::Options {
+        publisher,
+        rate_limit,
+        grpc,
+        clickhouse,
+        authenticator: Some(Arc::new(authenticator)),
+        limits: arus_gateway::Limits::default(),
+        plausible: arus_gateway::commands::Plausible {
+            utc_offset_minutes: args.timezone,
+            max_line_charge: arus_schemas::Idr(args.max_line_charge_idr),
+            max_claim_charge: arus_schemas::Idr(args.max_claim_charge_idr),
+        },
+    };
     arus_gateway::serve(listener, Arc::new(store), options)?;
     Ok(())
+}
+
+/// `--timezone`: Indonesia's zones (none keeps daylight time), UTC, or `±HH:MM`; minutes east
+/// of UTC.
+fn utc_offset_minutes(text: &str) -> Result<i32, String> {
+    match text {
+        "Asia/Jakarta" | "Asia/Pontianak" | "WIB" => return Ok(7 * 60),
+        "Asia/Makassar" | "WITA" => return Ok(8 * 60),
+        "Asia/Jayapura" | "WIT" => return Ok(9 * 60),
+        "UTC" | "Z" => return Ok(0),
+        _ => {}
+    }
+    let bad = || format!("{text:?} is not Asia/Jakarta, Asia/Makassar, Asia/Jayapura, UTC or an offset such as +07:00");
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(bad()),
+    };
+    let (hours, minutes) = rest.split_once(':').ok_or_else(bad)?;
+    let (hours, minutes): (i32, i32) = (hours.parse().map_err(|_| bad())?, minutes.parse().map_err(|_| bad())?);
+    if hours > 14 || minutes > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (hours * 60 + minutes))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timezones_are_indonesias_utc_or_offsets() {
+        for (text, minutes) in [("Asia/Jakarta", 420), ("Asia/Makassar", 480), ("Asia/Jayapura", 540), ("UTC", 0)] {
+            assert_eq!(super::utc_offset_minutes(text), Ok(minutes), "{text}");
+        }
+        assert_eq!(super::utc_offset_minutes("+05:30"), Ok(330));
+        assert_eq!(super::utc_offset_minutes("-03:00"), Ok(-180));
+        for bad in ["Europe/Paris", "7", "+7", "+15:00", "+07:60", ""] {
+            assert!(super::utc_offset_minutes(bad).is_err(), "{bad}");
+        }
+    }
 }

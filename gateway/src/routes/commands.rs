@@ -4,6 +4,7 @@
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +15,8 @@ use utoipa::ToSchema;
 use crate::Gateway;
 use crate::access::{Access, may_submit_for};
 use crate::body::{Accepted, Body};
-use crate::commands::{AuthorizationCommand, ClaimCommand, CoverageCommand, NewMember};
-use crate::error::{ApiError, Detail, trace_id, unavailable};
+use crate::commands::{AuthorizationCommand, Checks, ClaimCommand, CoverageCommand, NewMember};
+use crate::error::{ApiError, Detail, body_refused, trace_id, unavailable};
 use crate::idempotency;
 use crate::openapi::{CommandErrors, Id, IdempotencyKey};
 use crate::routes::members::member_record;
@@ -135,11 +136,12 @@ fn received<T: DeserializeOwned>(
     access: &Access,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(Option<idempotency::Key>, T), ApiError> {
+    let body = body.map_err(|e| body_refused(e.status()))?;
     let scope = format!("{}:{route}", access.client().unwrap_or("-"));
-    let key = idempotency::key(headers, &scope, uri.path(), body)?;
-    Ok((key, parse(headers, body)?))
+    let key = idempotency::key(headers, &scope, uri.path(), &body)?;
+    Ok((key, parse(headers, &body)?))
 }
 
 /// Record a new member: a `MemberCreated` on `member.events`.
@@ -153,10 +155,19 @@ pub(crate) async fn create_member(
     Extension(access): Extension<Access>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (key, request): (_, NewMember) = received("members", &access, &uri, &headers, &body)?;
-    let event = request.event(now())?;
+    let (key, request): (_, NewMember) = received("members", &access, &uri, &headers, body)?;
+    let event = request.event(&Checks::at(now(), gateway.plausible))?;
+    // A member id the store knows already is another member's: 409, nothing published.
+    if member_record(&gateway, &event.member_id).await?.is_some_and(|record| record.created.is_some()) {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "MEMBER_EXISTS",
+            message: "a member with this id exists; a member is recorded once".to_owned(),
+            details: vec![Detail::field("memberId", "exists")],
+        });
+    }
     let location = format!("/api/v1/members/{}", event.member_id);
     publish(&gateway, arus_schemas::Event::MemberCreated(event), location, key).await
 }
@@ -174,13 +185,13 @@ pub(crate) async fn change_coverage(
     Path(member_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
-    let (key, request): (_, CoverageCommand) = received("coverage", &access, &uri, &headers, &body)?;
+    let (key, request): (_, CoverageCommand) = received("coverage", &access, &uri, &headers, body)?;
     let known =
         member_record(&gateway, &member_id).await?.and_then(|view| Some((view.created?.0, view.subscriber_id?)));
-    let event = request.event(&member_id, known, now())?;
+    let event = request.event(&member_id, known, &Checks::at(now(), gateway.plausible))?;
     publish(&gateway, arus_schemas::Event::CoverageChanged(event), format!("/api/v1/members/{member_id}"), key).await
 }
 
@@ -195,10 +206,10 @@ pub(crate) async fn submit_claim(
     Extension(access): Extension<Access>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (key, request): (_, ClaimCommand) = received("claims", &access, &uri, &headers, &body)?;
-    let event = request.event(now())?;
+    let (key, request): (_, ClaimCommand) = received("claims", &access, &uri, &headers, body)?;
+    let event = request.event(&Checks::at(now(), gateway.plausible))?;
     may_submit_for(&access, &event.provider_id)?;
     let location = format!("/api/v1/claims/{}", event.claim_id);
     publish(&gateway, arus_schemas::Event::ClaimSubmitted(event), location, key).await
@@ -215,7 +226,7 @@ pub(crate) async fn submit_partner_claim(
     access: Extension<Access>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     submit_claim(state, access, uri, headers, body).await
 }
@@ -231,10 +242,10 @@ pub(crate) async fn request_authorization(
     Extension(access): Extension<Access>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (key, request): (_, AuthorizationCommand) = received("authorizations", &access, &uri, &headers, &body)?;
-    let event = request.event(now())?;
+    let (key, request): (_, AuthorizationCommand) = received("authorizations", &access, &uri, &headers, body)?;
+    let event = request.event(&Checks::at(now(), gateway.plausible))?;
     may_submit_for(&access, &event.provider_id)?;
     let location = format!("/api/v1/authorizations/{}", event.auth_id);
     publish(&gateway, arus_schemas::Event::AuthRequested(event), location, key).await

@@ -161,7 +161,7 @@ pub(crate) async fn accumulators(
     check_member(&gateway, &access, &member_id).await?;
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let year = match query.year {
-        None => now().date().year(),
+        None => crate::commands::Checks::at(now(), gateway.plausible).today.year(),
         Some(text) => text
             .parse::<i32>()
             .ok()
