@@ -53,44 +53,55 @@ pub(crate) struct Rule {
     pub(crate) scope: Option<&'static str>,
     /// The roles a token may have.
     pub(crate) roles: &'static [Kind],
+    /// A member's data: every request is on the audit trail.
+    pub(crate) audited: bool,
 }
 
 use Kind::{Internal, Member, Partner, Provider};
 
 const ANYONE: &[Kind] = &[Member, Provider, Partner, Internal];
 
+/// Public or not, the scope, the roles, whether audited.
 const fn rule(
     method: &'static str,
     route: &'static str,
     public: bool,
     scope: Option<&'static str>,
     roles: &'static [Kind],
+    audited: bool,
 ) -> Rule {
-    Rule { method, route, public, scope, roles }
+    Rule { method, route, public, scope, roles, audited }
 }
 
 /// Every route, who may call it (the table in `gateway/README.md`; a test checks that every
 /// operation of the OpenAPI document has its row).
 pub(crate) const RULES: &[Rule] = &[
-    rule("GET", "/api/v1/eligibility", true, None, ANYONE),
-    rule("GET", "/api/v1/benefits/summary", true, None, ANYONE),
-    rule("POST", "/api/partner/v1/eligibility/verify", false, Some("member.read"), &[Provider, Partner, Internal]),
-    rule("GET", "/api/v1/members/{memberId}", false, Some("member.read"), &[Member, Internal]),
-    rule("GET", "/api/v1/members/{memberId}/accumulators", false, Some("member.read"), &[Member, Internal]),
-    rule("GET", "/api/v1/members/{memberId}/claims", false, Some("claims.read"), &[Member, Internal]),
-    rule("GET", "/api/v1/claims/{claimId}", false, Some("claims.read"), &[Member, Provider, Internal]),
-    rule("GET", "/api/v1/authorizations/{authId}", false, Some("claims.read"), &[Member, Provider, Internal]),
-    rule("POST", "/api/v1/members", false, Some("member.write"), &[Internal]),
-    rule("POST", "/api/v1/members/{memberId}/coverage", false, Some("member.write"), &[Internal]),
-    rule("POST", "/api/v1/claims", false, Some("claims.write"), &[Provider, Internal]),
-    rule("POST", "/api/partner/v1/claims/submit", false, Some("claims.write"), &[Provider, Partner, Internal]),
-    rule("POST", "/api/v1/authorizations", false, Some("claims.write"), &[Provider, Internal]),
-    rule("GET", "/api/v1/analytics/claims/daily", false, Some("claims.read"), &[Internal]),
-    rule("GET", "/api/v1/providers/{providerId}/scorecard", false, Some("provider.read"), &[Provider, Internal]),
-    rule("GET", "/metrics", false, Some("admin.all"), &[Internal]),
-    rule("GET", "/health", true, None, ANYONE),
-    rule("GET", "/ready", true, None, ANYONE),
-    rule("GET", "/openapi.json", true, None, ANYONE),
+    rule("GET", "/api/v1/eligibility", true, None, ANYONE, true),
+    rule("GET", "/api/v1/benefits/summary", true, None, ANYONE, true),
+    rule(
+        "POST",
+        "/api/partner/v1/eligibility/verify",
+        false,
+        Some("member.read"),
+        &[Provider, Partner, Internal],
+        true,
+    ),
+    rule("GET", "/api/v1/members/{memberId}", false, Some("member.read"), &[Member, Internal], true),
+    rule("GET", "/api/v1/members/{memberId}/accumulators", false, Some("member.read"), &[Member, Internal], true),
+    rule("GET", "/api/v1/members/{memberId}/claims", false, Some("claims.read"), &[Member, Internal], true),
+    rule("GET", "/api/v1/claims/{claimId}", false, Some("claims.read"), &[Member, Provider, Internal], true),
+    rule("GET", "/api/v1/authorizations/{authId}", false, Some("claims.read"), &[Member, Provider, Internal], true),
+    rule("POST", "/api/v1/members", false, Some("member.write"), &[Internal], true),
+    rule("POST", "/api/v1/members/{memberId}/coverage", false, Some("member.write"), &[Internal], true),
+    rule("POST", "/api/v1/claims", false, Some("claims.write"), &[Provider, Internal], true),
+    rule("POST", "/api/partner/v1/claims/submit", false, Some("claims.write"), &[Provider, Partner, Internal], true),
+    rule("POST", "/api/v1/authorizations", false, Some("claims.write"), &[Provider, Internal], true),
+    rule("GET", "/api/v1/analytics/claims/daily", false, Some("claims.read"), &[Internal], false),
+    rule("GET", "/api/v1/providers/{providerId}/scorecard", false, Some("provider.read"), &[Provider, Internal], false),
+    rule("GET", "/metrics", false, Some("admin.all"), &[Internal], false),
+    rule("GET", "/health", true, None, ANYONE, false),
+    rule("GET", "/ready", true, None, ANYONE, false),
+    rule("GET", "/openapi.json", true, None, ANYONE, false),
 ];
 
 /// The rule of `method` on `route`.
@@ -123,7 +134,8 @@ impl Access {
 }
 
 /// Checks the caller against the route's rule; on its way, the request carries [`Access`].
-pub(crate) async fn authorize(State(gateway): State<Gateway>, mut request: Request, next: Next) -> Response {
+/// A request to a route with a member's data is on the audit trail, however it ends.
+pub(crate) async fn authorize(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
     let Some(route) = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
         // No route matched: the fallback answers (404, 405).
         return next.run(request).await;
@@ -136,17 +148,57 @@ pub(crate) async fn authorize(State(gateway): State<Gateway>, mut request: Reque
         }
         return forbidden("NO_ACCESS_RULE", "this route has no access rule".to_owned(), None);
     };
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let (who, response) = decide(&gateway, rule, request, next).await;
+    if rule.audited
+        && let Some(auditor) = &gateway.auditor
+    {
+        let (subject, client, role) = match &who {
+            Who::Anonymous => ("anonymous", "anonymous", "anonymous"),
+            Who::Unverified => ("unverified", "unverified", "unverified"),
+            Who::Caller(caller) => (caller.subject.as_str(), caller.client_id.as_str(), caller.role.name()),
+        };
+        let trace_id = crate::error::trace_id();
+        auditor.record(arus_schemas::events::AccessAudited {
+            event_id: trace_id.clone(),
+            event_time: crate::routes::now(),
+            subject: subject.to_owned(),
+            client_id: client.to_owned(),
+            role: role.to_owned(),
+            method: method.as_str().to_owned(),
+            route: rule.route.to_owned(),
+            resource_ids: crate::audit::resource_ids(rule.route, &uri),
+            status: i32::from(response.status().as_u16()),
+            trace_id,
+        });
+    }
+    response
+}
+
+/// Who asked, as far as the token says.
+enum Who {
+    Anonymous,
+    Unverified,
+    Caller(Arc<Caller>),
+}
+
+/// The rule applied: the request answered, or refused.
+async fn decide(gateway: &Gateway, rule: &Rule, mut request: Request, next: Next) -> (Who, Response) {
     let token = match bearer(request.headers()) {
         Ok(token) => token,
-        Err(rejected) => return unauthorized(Some(rejected)),
+        Err(rejected) => return (Who::Unverified, unauthorized(Some(rejected))),
     };
     let access = match token {
         None if rule.public => Access::Anonymous,
-        None => return unauthorized(None),
+        None => return (Who::Anonymous, unauthorized(None)),
         Some(token) => match verify(gateway.authenticator.clone(), token).await {
             Ok(caller) => Access::Caller(Arc::new(caller)),
-            Err(rejected) => return unauthorized(Some(rejected)),
+            Err(rejected) => return (Who::Unverified, unauthorized(Some(rejected))),
         },
+    };
+    let who = match &access {
+        Access::Anonymous => Who::Anonymous,
+        Access::Caller(caller) => Who::Caller(caller.clone()),
     };
     if let Some(caller) = access.caller() {
         if let Some(scope) = rule.scope
@@ -161,18 +213,15 @@ pub(crate) async fn authorize(State(gateway): State<Gateway>, mut request: Reque
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
             }
-            return response;
+            return (who, response);
         }
         if !rule.roles.contains(&Kind::of(&caller.role)) {
-            return forbidden(
-                "ROLE_NOT_ALLOWED",
-                format!("this route is not for a {} token", caller.role.name()),
-                None,
-            );
+            let message = format!("this route is not for a {} token", caller.role.name());
+            return (who, forbidden("ROLE_NOT_ALLOWED", message, None));
         }
     }
     request.extensions_mut().insert(access);
-    next.run(request).await
+    (who, next.run(request).await)
 }
 
 /// The bearer token of `Authorization`, if any; another scheme, or a malformed header, is

@@ -18,6 +18,11 @@ use crate::openapi::{Id, IsoDate};
 pub trait Publisher: Send + Sync {
     /// Publishes an event to its topic, durably (acknowledged) before returning.
     fn publish(&self, event: &Event) -> Result<(), String>;
+
+    /// Publishes events to their topics, all acknowledged before returning.
+    fn publish_all(&self, events: &[Event]) -> Result<(), String> {
+        events.iter().try_for_each(|event| self.publish(event))
+    }
 }
 
 /// Events to their topics through a [`TopicSink`]: Kafka (topic names prefixed as the jobs
@@ -45,9 +50,16 @@ impl TopicPublisher {
 
 impl Publisher for TopicPublisher {
     fn publish(&self, event: &Event) -> Result<(), String> {
-        let bytes = wire::encode(event).map_err(|e| e.to_string())?;
-        let topic = format!("{}{}", self.prefix, event.topic());
-        self.sink.send(&topic, event.key().as_bytes(), &bytes, event.event_time()).map_err(|e| e.to_string())?;
+        self.publish_all(std::slice::from_ref(event))
+    }
+
+    /// Sent together, acknowledged by one flush.
+    fn publish_all(&self, events: &[Event]) -> Result<(), String> {
+        for event in events {
+            let bytes = wire::encode(event).map_err(|e| e.to_string())?;
+            let topic = format!("{}{}", self.prefix, event.topic());
+            self.sink.send(&topic, event.key().as_bytes(), &bytes, event.event_time()).map_err(|e| e.to_string())?;
+        }
         self.sink.flush().map_err(|e| e.to_string())
     }
 }

@@ -11,8 +11,24 @@ use utoipa::ToSchema;
 
 use crate::commands::Invalid;
 
-/// A trace id per request, for the caller to quote: the process's start and a counter.
+/// The trace id of the request being answered, for the caller to quote (outside a request, a
+/// fresh one): the process's start and a counter.
 pub(crate) fn trace_id() -> String {
+    TRACE.try_with(Clone::clone).unwrap_or_else(|_| fresh_trace_id())
+}
+
+tokio::task_local! {
+    /// The trace id of the request being answered: every body, error and audit record of one
+    /// request carries the same.
+    static TRACE: String;
+}
+
+/// Runs `answer` with a fresh trace id of its own (see [`trace_id`]).
+pub(crate) async fn traced<F: std::future::Future>(answer: F) -> F::Output {
+    TRACE.scope(fresh_trace_id(), answer).await
+}
+
+fn fresh_trace_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let start = *START

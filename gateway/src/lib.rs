@@ -27,6 +27,7 @@
 //!   handlers, with the access table as each operation's security.
 
 mod access;
+mod audit;
 pub mod auth;
 mod body;
 pub mod commands;
@@ -69,6 +70,8 @@ pub(crate) struct Gateway {
     authenticator: Option<Arc<auth::Authenticator>>,
     /// What commands may plausibly say, and where "today" is.
     plausible: commands::Plausible,
+    /// Where accesses to members' data are recorded.
+    auditor: Option<Arc<audit::Auditor>>,
 }
 
 /// How a gateway serves, beyond its store.
@@ -91,6 +94,9 @@ pub struct Options {
     /// What commands may plausibly say (charge ceilings), and the insurer's UTC offset for
     /// "today".
     pub plausible: commands::Plausible,
+    /// Where every access to a member's data is recorded (`AccessAudited` on `audit.events`);
+    /// without it, none is.
+    pub audit: Option<Arc<dyn Publisher>>,
 }
 
 /// Refuses an `/api/` request past its caller's rate limit: 429 with `Retry-After`.
@@ -144,14 +150,17 @@ fn routes(gateway: Gateway) -> Router {
 /// Serves REST on `listener` (and gRPC, per `options`) until the process ends, on a runtime
 /// of its own.
 pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, options: Options) -> std::io::Result<()> {
+    let metrics = Arc::new(Red::default());
+    let auditor = options.audit.map(|publisher| Arc::new(audit::Auditor::new(publisher, metrics.registry())));
     let gateway = Gateway {
         store,
-        metrics: Arc::new(Red::default()),
+        metrics,
         publisher: options.publisher,
         limiter: options.rate_limit.map(|limit| Arc::new(limit::Limiter::new(limit))),
         clickhouse: options.clickhouse,
         authenticator: options.authenticator,
         plausible: options.plausible,
+        auditor,
     };
     listener.set_nonblocking(true)?;
     if let Some(grpc) = &options.grpc {

@@ -45,6 +45,11 @@ impl Red {
         self.duration.with_label_values(&[route]).observe(took.as_secs_f64());
     }
 
+    /// The registry, for the gateway's other metrics.
+    pub(crate) fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
     pub(crate) fn render(&self) -> String {
         use prometheus::Encoder;
         let mut out = Vec::new();
@@ -64,7 +69,7 @@ pub(crate) async fn record(
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let response = crate::error::traced(next.run(request)).await;
     gateway.metrics.observe(&route, response.status().as_u16(), started.elapsed());
     response
 }

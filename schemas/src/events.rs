@@ -759,6 +759,32 @@ pub struct Feature {
     pub value: f64,
 }
 
+/// One request to the gateway for a member's data: who, what, how it ended; never the data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessAudited {
+    /// Stable id (the request's trace id).
+    pub event_id: String,
+    /// When the request was answered.
+    pub event_time: Timestamp,
+    /// The token's subject (`anonymous`, `unverified`).
+    pub subject: String,
+    /// The token's client (`anonymous`, `unverified`).
+    pub client_id: String,
+    /// `member`, `provider`, `partner`, `internal`, `anonymous`, `unverified`.
+    pub role: String,
+    /// HTTP method.
+    pub method: String,
+    /// The route's template.
+    pub route: String,
+    /// Identifiers named, `name=value`.
+    pub resource_ids: Vec<String>,
+    /// HTTP status answered.
+    pub status: i32,
+    /// The trace id the caller was given.
+    pub trace_id: String,
+}
+
 /// A suspicion for an analyst.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

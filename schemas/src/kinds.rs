@@ -119,4 +119,5 @@ event_kinds! {
     AccumulatorUpdated => Some(ACCUMULATOR_UPDATES), key member_id;
     FraudAlert => Some(FRAUD_ALERTS), key subject_id;
     DeadLetter => None, key source_topic;
+    AccessAudited => Some(AUDIT_EVENTS), key client_id;
 }

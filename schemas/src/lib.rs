@@ -78,7 +78,8 @@ macro_rules! for_each_kind {
             EligibilityResponded,
             AccumulatorUpdated,
             FraudAlert,
-            DeadLetter
+            DeadLetter,
+            AccessAudited
         )
     };
 }

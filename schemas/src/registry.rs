@@ -65,6 +65,7 @@ bundled! {
     22 => DeadLetter @ 1,
     23 => ClaimSubmitted @ 2,
     24 => AccumulatorUpdated @ 2,
+    25 => AccessAudited @ 1,
 }
 
 /// A parsed schema version.

@@ -26,6 +26,8 @@ pub mod names {
     pub const ACCUMULATOR_UPDATES: &str = "accumulator.updates";
     /// Fraud alerts for analysts.
     pub const FRAUD_ALERTS: &str = "fraud.alerts";
+    /// Every access to a member's data through the gateway (`AccessAudited`), kept for years.
+    pub const AUDIT_EVENTS: &str = "audit.events";
 }
 
 use names::*;
@@ -130,6 +132,15 @@ pub const TOPICS: &[TopicSpec] = &[
         compression: "zstd",
         cleanup_policy: "delete",
         key: "subject_id",
+    },
+    TopicSpec {
+        name: AUDIT_EVENTS,
+        partitions: 6,
+        // Ten years: what an auditor of health data may ask for.
+        retention_ms: 3_653 * DAY_MS,
+        compression: "zstd",
+        cleanup_policy: "delete",
+        key: "client_id",
     },
 ];
 

@@ -220,6 +220,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         out!("  every route: http://{bound}/openapi.json");
         let publisher = std::sync::Arc::new(arus_gateway::commands::TopicPublisher::log(log.clone()));
         let options = arus_gateway::Options {
+            audit: Some(publisher.clone()),
             publisher: Some(publisher),
             authenticator: Some(std::sync::Arc::new(issuer.authenticator(audience))),
             ..arus_gateway::Options::default()

@@ -89,6 +89,17 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         ) as Arc<dyn arus_gateway::commands::Publisher>),
         None => None,
     };
+    // Accesses to members' data go to audit.events on the same bus, through a producer of
+    // their own (a command's flush does not wait for audit records).
+    let audit = match &args.kafka {
+        Some(brokers) => Some(Arc::new(
+            arus_gateway::commands::TopicPublisher::kafka(brokers, &args.topic_prefix).map_err(anyhow::Error::msg)?,
+        ) as Arc<dyn arus_gateway::commands::Publisher>),
+        None => {
+            eprintln!("warning: no --kafka: accesses to members' data are not recorded on audit.events");
+            None
+        }
+    };
     let clickhouse = match &args.clickhouse {
         Some(url) => Some(
             arus_connectors::clickhouse::ClickHouse::connect(url, &args.clickhouse_database)
@@ -115,6 +126,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         rate_limit,
         grpc,
         clickhouse,
+        audit,
         authenticator: Some(Arc::new(authenticator)),
         limits: arus_gateway::Limits::default(),
         plausible: arus_gateway::commands::Plausible {

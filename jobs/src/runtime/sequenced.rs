@@ -447,6 +447,7 @@ pub fn wanted_kind(kind: EventKind) -> bool {
             | EventKind::EligibilityResponded
             | EventKind::FraudAlert
             | EventKind::DeadLetter
+            | EventKind::AccessAudited
     )
 }
 
