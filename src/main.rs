@@ -41,7 +41,7 @@ enum Command {
     /// Run a pipeline (`pipelines/*.toml`) in the foreground.
     Run(cli::run::RunArgs),
     /// Serve the REST gateway over the state the jobs keep in Redis.
-    Gateway(cli::gateway::GatewayArgs),
+    Gateway(Box<cli::gateway::GatewayArgs>),
     /// List the topics and their settings.
     Topics,
     /// Fraud model data.
@@ -61,7 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Gen(a) => cli::generate::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Run(a) => cli::run::run(a),
-        Command::Gateway(a) => cli::gateway::run(a),
+        Command::Gateway(a) => cli::gateway::run(*a),
         Command::Topics => cli::topics::run(),
         Command::Clickhouse(c) => cli::clickhouse::run(c),
         Command::Alerts(c) => cli::alerts::run(c),

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use crate::Gateway;
 use crate::auth::{Authenticator, Caller, Rejected, Role};
 use crate::error::{ApiError, Detail};
+use crate::limit::{Tier, Verdict};
 
 /// The roles a rule names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,29 +177,79 @@ pub(crate) async fn authorize(State(gateway): State<Gateway>, request: Request, 
 }
 
 /// Who asked, as far as the token says.
+#[derive(Clone)]
 enum Who {
     Anonymous,
     Unverified,
     Caller(Arc<Caller>),
 }
 
-/// The rule applied: the request answered, or refused.
-async fn decide(gateway: &Gateway, rule: &Rule, mut request: Request, next: Next) -> (Who, Response) {
-    let token = match bearer(request.headers()) {
-        Ok(token) => token,
-        Err(rejected) => return (Who::Unverified, unauthorized(Some(rejected))),
-    };
+/// The rule applied: the request answered, or refused; under `/api/`, with its rate limit's
+/// headers.
+async fn decide(gateway: &Gateway, rule: &Rule, request: Request, next: Next) -> (Who, Response) {
+    let limited = rule.route.starts_with("/api/");
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let (who, mut response) = checked(gateway, rule, request, next, |who, headers| async move {
+        let Some(limiter) = gateway.limiter.as_ref().filter(|_| limited) else { return Ok(None) };
+        let (tier, key) = match &who {
+            Who::Caller(caller) if caller.premium => (Tier::Premium, caller.client_id.clone()),
+            Who::Caller(caller) => (Tier::Authenticated, caller.client_id.clone()),
+            Who::Anonymous | Who::Unverified => (Tier::Anonymous, limiter.address(peer, &headers).to_string()),
+        };
+        match limiter.take(tier, &key).await {
+            Ok(verdict) => match verdict.wait {
+                None => Ok(Some(verdict)),
+                Some(wait) => Err(rate_limited(verdict, wait)),
+            },
+            // Budgets that cannot be read refuse nothing: the limit is a guard, not the service.
+            Err(_) => Ok(None),
+        }
+    })
+    .await;
+    if let Some(verdict) = response.extensions_mut().remove::<Verdict>() {
+        rate_headers(&mut response, verdict);
+    }
+    (who, response)
+}
+
+/// The request checked: who asks, its budget (`limit`), the rule; answered or refused.
+async fn checked<F, Fut>(gateway: &Gateway, rule: &Rule, mut request: Request, next: Next, limit: F) -> (Who, Response)
+where
+    F: FnOnce(Who, axum::http::HeaderMap) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Verdict>, Response>>,
+{
+    let token = bearer(request.headers());
     let access = match token {
-        None if rule.public => Access::Anonymous,
-        None => return (Who::Anonymous, unauthorized(None)),
-        Some(token) => match verify(gateway.authenticator.clone(), token).await {
-            Ok(caller) => Access::Caller(Arc::new(caller)),
-            Err(rejected) => return (Who::Unverified, unauthorized(Some(rejected))),
+        Err(rejected) => Err((Who::Unverified, unauthorized(Some(rejected)))),
+        Ok(None) if rule.public => Ok(Access::Anonymous),
+        Ok(None) => Err((Who::Anonymous, unauthorized(None))),
+        Ok(Some(token)) => match verify(gateway.authenticator.clone(), token).await {
+            Ok(caller) => Ok(Access::Caller(Arc::new(caller))),
+            Err(rejected) => Err((Who::Unverified, unauthorized(Some(rejected)))),
         },
     };
     let who = match &access {
-        Access::Anonymous => Who::Anonymous,
-        Access::Caller(caller) => Who::Caller(caller.clone()),
+        Ok(Access::Anonymous) => Who::Anonymous,
+        Ok(Access::Caller(caller)) => Who::Caller(caller.clone()),
+        Err((who, _)) => who.clone(),
+    };
+    // Every caller spends its budget, refused ones too (a stream of bad tokens is limited).
+    let verdict = match limit(who.clone(), request.headers().clone()).await {
+        Ok(verdict) => verdict,
+        Err(refused) => return (who, refused),
+    };
+    let with_verdict = |mut response: Response| {
+        if let Some(verdict) = verdict {
+            response.extensions_mut().insert(verdict);
+        }
+        response
+    };
+    let access = match access {
+        Ok(access) => access,
+        Err((who, refused)) => return (who, with_verdict(refused)),
     };
     if let Some(caller) = access.caller() {
         if let Some(scope) = rule.scope
@@ -213,15 +264,40 @@ async fn decide(gateway: &Gateway, rule: &Rule, mut request: Request, next: Next
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
             }
-            return (who, response);
+            return (who, with_verdict(response));
         }
         if !rule.roles.contains(&Kind::of(&caller.role)) {
             let message = format!("this route is not for a {} token", caller.role.name());
-            return (who, forbidden("ROLE_NOT_ALLOWED", message, None));
+            return (who, with_verdict(forbidden("ROLE_NOT_ALLOWED", message, None)));
         }
     }
     request.extensions_mut().insert(access);
-    (who, next.run(request).await)
+    (who, with_verdict(next.run(request).await))
+}
+
+/// 429, with when to come back (`Retry-After`, whole seconds rounded up).
+fn rate_limited(verdict: Verdict, wait: std::time::Duration) -> Response {
+    let mut response = ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "RATE_LIMITED",
+        message: format!("too many requests from this caller; retry in {} ms", wait.as_millis().max(1)),
+        details: vec![Detail { field: None, issue: None, retry_after_ms: Some(wait.as_millis().max(1) as u64) }],
+    }
+    .into_response();
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+    rate_headers(&mut response, verdict);
+    response
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds until the budget is
+/// whole), as the IETF draft names them.
+fn rate_headers(response: &mut Response, verdict: Verdict) {
+    let reset = verdict.reset.as_secs() + u64::from(verdict.reset.subsec_nanos() > 0);
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", verdict.limit.into());
+    headers.insert("ratelimit-remaining", verdict.remaining.into());
+    headers.insert("ratelimit-reset", reset.into());
 }
 
 /// The bearer token of `Authorization`, if any; another scheme, or a malformed header, is
@@ -351,7 +427,13 @@ mod tests {
     #[test]
     fn members_see_themselves_and_their_family() {
         let caller = |role| {
-            Access::Caller(Arc::new(Caller { subject: "s".into(), client_id: "c".into(), role, scopes: vec![] }))
+            Access::Caller(Arc::new(Caller {
+                subject: "s".into(),
+                client_id: "c".into(),
+                role,
+                scopes: vec![],
+                premium: false,
+            }))
         };
         let record = |subscriber: &str| MemberEligibility {
             member_id: "M3".to_owned(),

@@ -225,6 +225,9 @@ pub struct Claims {
     /// The partner a `partner` token is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arus_partner_id: Option<String>,
+    /// `premium` for the premium rate-limit tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arus_tier: Option<String>,
 }
 
 impl Claims {
@@ -241,7 +244,8 @@ impl Claims {
         };
         let scopes = self.scope.as_deref().unwrap_or("").split_whitespace().map(str::to_owned).collect();
         let client_id = self.client_id.or(self.azp).unwrap_or_else(|| self.sub.clone());
-        Ok(Caller { subject: self.sub, client_id, role, scopes })
+        let premium = self.arus_tier.as_deref() == Some("premium");
+        Ok(Caller { subject: self.sub, client_id, role, scopes, premium })
     }
 }
 
@@ -256,6 +260,8 @@ pub struct Caller {
     pub role: Role,
     /// What the token allows.
     pub scopes: Vec<String>,
+    /// In the premium rate-limit tier.
+    pub premium: bool,
 }
 
 impl Caller {
@@ -374,5 +380,6 @@ pub fn dev_claims(role: &str, id: &str) -> Claims {
         arus_member_id: member.map(str::to_owned),
         arus_provider_id: provider.map(str::to_owned),
         arus_partner_id: partner.map(str::to_owned),
+        arus_tier: None,
     }
 }

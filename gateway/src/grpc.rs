@@ -49,14 +49,17 @@ fn http_status(code: Code) -> u16 {
 impl EligibilityService {
     async fn answer(&self, request: Request<CheckRequest>) -> Result<CheckResponse, Status> {
         if let Some(limiter) = &self.gateway.limiter {
-            let caller =
-                request.remote_addr().map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
-            limiter.admit(caller, Instant::now()).map_err(|wait| {
-                Status::resource_exhausted(format!(
-                    "too many requests from this address; retry in {} ms",
+            // Public, like its REST twin: limited by address at the anonymous tier.
+            let peer = request.remote_addr().map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
+            let caller = limiter.address(peer, &request.metadata().clone().into_headers());
+            if let Ok(verdict) = limiter.take(crate::limit::Tier::Anonymous, &caller.to_string()).await
+                && let Some(wait) = verdict.wait
+            {
+                return Err(Status::resource_exhausted(format!(
+                    "too many requests from this caller; retry in {} ms",
                     wait.as_millis().max(1)
-                ))
-            })?;
+                )));
+            }
         }
         let question = request.into_inner();
         let checked = crate::routes::eligibility::check_eligibility(

@@ -40,7 +40,7 @@ mod openapi;
 mod routes;
 pub mod server;
 
-pub use limit::RateLimit;
+pub use limit::{RateLimit, RateLimiting, Tiers};
 pub use openapi::openapi_document;
 pub use server::Limits;
 
@@ -50,11 +50,8 @@ use commands::Publisher;
 
 use arus_connectors::store::StateStore;
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 
-use error::{ApiError, Detail, method_not_allowed, not_found};
+use error::{method_not_allowed, not_found};
 use metrics::{Red, record};
 
 /// What the handlers (REST and gRPC) share.
@@ -79,9 +76,9 @@ pub(crate) struct Gateway {
 pub struct Options {
     /// Where commands are published; without it they are refused with 503.
     pub publisher: Option<Arc<dyn Publisher>>,
-    /// Requests allowed per caller address on the `/api/` routes and gRPC; past it, 429 (gRPC
-    /// `RESOURCE_EXHAUSTED`) with when to retry. None: no limit.
-    pub rate_limit: Option<RateLimit>,
+    /// Requests allowed per caller and tier on the `/api/` routes and gRPC; past it, 429
+    /// (gRPC `RESOURCE_EXHAUSTED`) with when to retry. None: no limit.
+    pub rate_limit: Option<RateLimiting>,
     /// Serve gRPC (`arus.eligibility.v1.Eligibility`) on this listener too.
     pub grpc: Option<std::net::TcpListener>,
     /// ClickHouse (its database chosen), for `/api/v1/analytics/…`; without it they answer 503.
@@ -99,39 +96,6 @@ pub struct Options {
     pub audit: Option<Arc<dyn Publisher>>,
 }
 
-/// Refuses an `/api/` request past its caller's rate limit: 429 with `Retry-After`.
-async fn limit(
-    State(gateway): State<Gateway>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if let Some(limiter) = &gateway.limiter
-        && request.uri().path().starts_with("/api/")
-    {
-        let caller = request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        if let Err(wait) = limiter.admit(caller, std::time::Instant::now()) {
-            let mut response = rate_limited(wait).into_response();
-            // Whole seconds, rounded up.
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
-            return response;
-        }
-    }
-    next.run(request).await
-}
-
-fn rate_limited(wait: std::time::Duration) -> ApiError {
-    ApiError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        code: "RATE_LIMITED",
-        message: format!("too many requests from this address; retry in {} ms", wait.as_millis().max(1)),
-        details: vec![Detail { field: None, issue: None, retry_after_ms: Some(wait.as_millis().max(1) as u64) }],
-    }
-}
-
 /// The routes of [`openapi::api`] (each documented where it is registered), with the
 /// answers for unknown routes and methods, rate limits and metrics.
 fn routes(gateway: Gateway) -> Router {
@@ -140,7 +104,6 @@ fn routes(gateway: Gateway) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), access::authorize))
-        .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), limit))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), record))
         .layer(axum::middleware::from_fn(server::bounded))
         .layer(axum::extract::DefaultBodyLimit::max(server::MAX_BODY))
@@ -156,7 +119,7 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
         store,
         metrics,
         publisher: options.publisher,
-        limiter: options.rate_limit.map(|limit| Arc::new(limit::Limiter::new(limit))),
+        limiter: None,
         clickhouse: options.clickhouse,
         authenticator: options.authenticator,
         plausible: options.plausible,
@@ -168,6 +131,10 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
+        let mut gateway = gateway;
+        if let Some(config) = options.rate_limit {
+            gateway.limiter = Some(Arc::new(limit::Limiter::new(config).await.map_err(std::io::Error::other)?));
+        }
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let rest = server::serve(listener, routes(gateway.clone()), options.limits);
         match options.grpc {

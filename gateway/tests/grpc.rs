@@ -22,7 +22,10 @@ fn serve(rate_limit: Option<&str>) -> (std::net::SocketAddr, std::net::SocketAdd
     let grpc = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let addresses = (rest.local_addr().expect("address"), grpc.local_addr().expect("address"));
     let options = arus_gateway::Options {
-        rate_limit: rate_limit.map(|limit| limit.parse().expect("a limit")),
+        rate_limit: rate_limit.map(|limit| arus_gateway::RateLimiting {
+            tiers: arus_gateway::Tiers::all(limit.parse().expect("a limit")),
+            ..arus_gateway::RateLimiting::default()
+        }),
         grpc: Some(grpc),
         ..common::options()
     };

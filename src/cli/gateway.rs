@@ -26,10 +26,23 @@ pub struct GatewayArgs {
     /// Also serve gRPC (`arus.eligibility.v1.Eligibility/Check`) on this address.
     #[arg(long, value_name = "ADDR")]
     grpc_addr: Option<String>,
-    /// Requests per caller address on `/api/` and gRPC, as `200/s`, `6000/min` or `10/h`;
-    /// past it, 429 with when to retry. `off` for none.
-    #[arg(long, default_value = "1000/s")]
-    rate_limit: String,
+    /// Requests per address without a token on `/api/` and gRPC, as `100/min`, `200/s` or
+    /// `10/h`; past it, 429 with when to retry. Budgets are kept in `--redis`, shared by every
+    /// gateway on it.
+    #[arg(long, default_value = "100/min", value_parser = rate)]
+    rate_limit_anonymous: arus_gateway::RateLimit,
+    /// Requests per client with a token.
+    #[arg(long, default_value = "1000/min", value_parser = rate)]
+    rate_limit_authenticated: arus_gateway::RateLimit,
+    /// Requests per client whose token says `arus_tier: premium`.
+    #[arg(long, default_value = "10000/min", value_parser = rate)]
+    rate_limit_premium: arus_gateway::RateLimit,
+    /// No rate limits at all (a gateway behind one that limits).
+    #[arg(long)]
+    no_rate_limit: bool,
+    /// A proxy in front of the gateway whose `X-Forwarded-For` is believed (repeatable).
+    #[arg(long, value_name = "IP")]
+    trusted_proxy: Vec<std::net::IpAddr>,
     /// ClickHouse's HTTP address, for `/api/v1/analytics/…` (without it they answer 503).
     #[arg(long, value_name = "URL")]
     clickhouse: Option<String>,
@@ -62,10 +75,16 @@ pub struct GatewayArgs {
 
 /// Serves until stopped.
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    let rate_limit = match args.rate_limit.as_str() {
-        "off" => None,
-        text => Some(text.parse::<arus_gateway::RateLimit>().map_err(|e| anyhow::anyhow!("--rate-limit: {e}"))?),
-    };
+    let rate_limit = (!args.no_rate_limit).then(|| arus_gateway::RateLimiting {
+        tiers: arus_gateway::Tiers {
+            anonymous: args.rate_limit_anonymous,
+            authenticated: args.rate_limit_authenticated,
+            premium: args.rate_limit_premium,
+        },
+        redis: Some(args.redis.clone()),
+        prefix: args.prefix.clone(),
+        trusted_proxies: args.trusted_proxy.clone(),
+    });
     let store = arus_connectors::store::RedisStore::connect(&args.redis, &args.prefix)?;
     let listener =
         std::net::TcpListener::bind(&args.addr).with_context(|| format!("--addr {}: cannot listen", args.addr))?;
@@ -161,6 +180,11 @@ fn utc_offset_minutes(text: &str) -> Result<i32, String> {
         return Err(bad());
     }
     Ok(sign * (hours * 60 + minutes))
+}
+
+/// `--rate-limit-*`: `100/min`, `200/s`, `10/h`.
+fn rate(text: &str) -> Result<arus_gateway::RateLimit, String> {
+    text.parse()
 }
 
 #[cfg(test)]
