@@ -20,6 +20,7 @@ use crate::Gateway;
 use crate::auth::{Authenticator, Caller, Rejected, Role};
 use crate::error::{ApiError, Detail};
 use crate::limit::{Tier, Verdict};
+use crate::server::PeerIdentity;
 
 /// The roles a rule names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +270,23 @@ where
         if !rule.roles.contains(&Kind::of(&caller.role)) {
             let message = format!("this route is not for a {} token", caller.role.name());
             return (who, with_verdict(forbidden("ROLE_NOT_ALLOWED", message, None)));
+        }
+        // Partner routes: a client certificate (the partner listener), naming the token's
+        // partner or provider.
+        if rule.route.starts_with("/api/partner/") {
+            let refused = match (request.extensions().get::<PeerIdentity>(), &caller.role) {
+                (None, _) => Some((
+                    "CLIENT_CERTIFICATE_REQUIRED",
+                    "partner routes answer on the partner listener, to a client certificate",
+                )),
+                (Some(PeerIdentity(id)), Role::Partner(me) | Role::Provider(me)) if id != me => {
+                    Some(("CERTIFICATE_MISMATCH", "the client certificate names another partner than the token"))
+                }
+                _ => None,
+            };
+            if let Some((code, message)) = refused {
+                return (who, with_verdict(forbidden(code, message.to_owned(), None)));
+            }
         }
     }
     request.extensions_mut().insert(access);

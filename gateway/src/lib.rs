@@ -94,6 +94,18 @@ pub struct Options {
     /// Where every access to a member's data is recorded (`AccessAudited` on `audit.events`);
     /// without it, none is.
     pub audit: Option<Arc<dyn Publisher>>,
+    /// The partner listener (TLS with client certificates); the partner routes answer only
+    /// there.
+    pub partner: Option<server::PartnerTls>,
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The routes of [`openapi::api`] (each documented where it is registered), with the
@@ -136,7 +148,17 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
             gateway.limiter = Some(Arc::new(limit::Limiter::new(config).await.map_err(std::io::Error::other)?));
         }
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let rest = server::serve(listener, routes(gateway.clone()), options.limits);
+        let app = routes(gateway.clone());
+        let partner = match options.partner {
+            None => None,
+            Some(partner) => {
+                partner.listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(partner.listener)?;
+                Some(tokio::spawn(server::serve(listener, app.clone(), options.limits, Some(partner.config))))
+            }
+        };
+        let _partner = partner.map(AbortOnDrop);
+        let rest = server::serve(listener, app, options.limits, None);
         match options.grpc {
             None => rest.await,
             Some(grpc) => {

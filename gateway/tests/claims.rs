@@ -130,11 +130,10 @@ fn claims_and_authorizations_submitted_over_rest_are_decided() {
     // A retry with the same key: the same answer, no second claim.
     let (status, again) = post(address, "/api/v1/claims", &claim, "Idempotency-Key: claim-1\r\n");
     assert_eq!((status, again["data"]["claimId"].as_str()), (202, Some(claim_id.as_str())), "{again}");
-    // The partner route takes the same body.
+    // The partner route answers only on the partner listener, to a client certificate
+    // (tests/tls.rs): here, refused.
     let (status, body) = post(address, "/api/partner/v1/claims/submit", &claim, "");
-    assert_eq!(status, 202, "{body}");
-    let partner_claim = body["data"]["claimId"].as_str().expect("a claim id").to_owned();
-    assert_ne!(partner_claim, claim_id);
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("CLIENT_CERTIFICATE_REQUIRED")), "{body}");
 
     let authorization = format!(
         r#"{{"memberId":"M1","providerId":"P1","procedureCode":"70551","diagnosisCode":"G43.9","requestedUnits":1,"serviceDateFrom":"{served_on}","serviceDateTo":"{}"}}"#,
@@ -169,7 +168,7 @@ fn claims_and_authorizations_submitted_over_rest_are_decided() {
     let submitted = |log: &EmbeddedLog| -> usize {
         log.end_offsets("claims.events").expect("offsets").iter().sum::<u64>() as usize
     };
-    assert_eq!(submitted(&log), 3, "the first claim, and the two submitted over REST");
+    assert_eq!(submitted(&log), 2, "the first claim, and the one submitted over REST");
 
     // The adjudication job decides them.
     let report = arus_jobs::adjudication::job::run_on_log(
@@ -178,7 +177,7 @@ fn claims_and_authorizations_submitted_over_rest_are_decided() {
         store.clone(),
     )
     .expect("adjudication");
-    assert_eq!(report.decided.values().sum::<u64>(), 3, "{report:?}");
+    assert_eq!(report.decided.values().sum::<u64>(), 2, "{report:?}");
     let (status, body) = get(address, &format!("/api/v1/claims/{claim_id}"));
     assert_eq!((status, body["data"]["status"].as_str()), (200, Some("APPROVED")), "{body}");
     let (status, body) = get(address, &format!("/api/v1/authorizations/{auth_id}"));

@@ -135,18 +135,11 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     }
     assert_eq!(get(address, "/nowhere").0, 404);
 
-    // The partner route gives the same answer from a JSON body, and refuses a bad body clearly.
+    // The partner route answers only on the partner listener, to a client certificate
+    // (tests/tls.rs): here, refused.
     let verify = "/api/partner/v1/eligibility/verify";
     let (status, body) = post(address, verify, r#"{"memberId":"M1","serviceDate":"2026-03-01","serviceType":"99213"}"#);
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body["data"],
-        get(address, "/api/v1/eligibility?memberId=M1&serviceDate=2026-03-01&serviceType=99213").1["data"]
-    );
-    let (status, body) = post(address, verify, "not json");
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_PARAMETER")), "{body}");
-    let (status, body) = post(address, verify, r#"{"memberId":"M1","serviceType":"99213"}"#);
-    assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (400, Some("serviceDate")), "{body}");
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("CLIENT_CERTIFICATE_REQUIRED")), "{body}");
     assert_eq!(get(address, "/health"), (200, serde_json::json!({ "status": "ok" })));
     assert_eq!(get(address, "/ready").0, 200);
 
@@ -173,9 +166,9 @@ fn eligibility_answers_follow_the_store_and_mistakes_get_clear_errors() {
     let route = "route=\"/api/v1/eligibility\"";
     assert_eq!(value(&format!("arus_gateway_requests_total{{{route},status=\"400\"}}")), 5);
     assert_eq!(value(&format!("arus_gateway_requests_total{{{route},status=\"404\"}}")), 1);
-    assert_eq!(value(&format!("arus_gateway_requests_total{{{route},status=\"200\"}}")), 4);
-    assert_eq!(value(&format!("arus_gateway_request_duration_seconds_count{{{route}}}")), 10);
-    assert_eq!(value(&format!("arus_gateway_request_duration_seconds_bucket{{{route},le=\"+Inf\"}}")), 10);
+    assert_eq!(value(&format!("arus_gateway_requests_total{{{route},status=\"200\"}}")), 3);
+    assert_eq!(value(&format!("arus_gateway_request_duration_seconds_count{{{route}}}")), 9);
+    assert_eq!(value(&format!("arus_gateway_request_duration_seconds_bucket{{{route},le=\"+Inf\"}}")), 9);
     assert_eq!(
         value("arus_gateway_requests_total{route=\"/api/v1/members/{memberId}\",status=\"200\"}"),
         2,

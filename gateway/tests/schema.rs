@@ -55,9 +55,19 @@ fn a_schema_driven_fuzzer_finds_every_answer_as_the_document_says() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/clickhouse");
     clickhouse.migrate(&Migration::from_dir(&dir).expect("migrations")).expect("migrate");
 
+    // Served over the partner listener (TLS, a client certificate of the partners' CA), so
+    // that the partner routes answer too.
+    let reports = tempfile::tempdir().expect("a folder");
+    let partners = common::ca();
+    let tls = common::partner_tls(reports.path(), &partners);
+    let (cert, key) =
+        common::certificate(&partners, "X1.partners.arus.id", rcgen::ExtendedKeyUsagePurpose::ClientAuth, false);
+    std::fs::write(reports.path().join("client.pem"), cert).expect("write");
+    std::fs::write(reports.path().join("client.key"), key).expect("write");
+    let port = tls.listener.local_addr().expect("address").port();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    let address = listener.local_addr().expect("address");
     let options = arus_gateway::Options {
+        partner: Some(tls),
         publisher: Some(Arc::new(arus_gateway::commands::TopicPublisher::log(log.clone()))),
         clickhouse: Some(clickhouse.client()),
         ..common::options()
@@ -77,14 +87,19 @@ fn a_schema_driven_fuzzer_finds_every_answer_as_the_document_says() {
         .filter(|operation| operation != "GET /openapi.json")
         .collect();
     operations.sort();
-    let reports = tempfile::tempdir().expect("a folder");
     let junit = reports.path().join("junit.xml");
     let output = Command::new(&schemathesis)
         // Its cache (.schemathesis/) goes with the reports, not into the clone.
         .current_dir(reports.path())
         .arg("--config-file")
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis.toml"))
-        .args(["--no-color", "run", &format!("http://{address}/openapi.json")])
+        .args(["--no-color", "run", &format!("https://localhost:{port}/openapi.json")])
+        .arg("--tls-verify")
+        .arg(reports.path().join("server-ca.pem"))
+        .arg("--request-cert")
+        .arg(reports.path().join("client.pem"))
+        .arg("--request-cert-key")
+        .arg(reports.path().join("client.key"))
         .args(["--checks", "all", "--phases", "examples,coverage,fuzzing"])
         // An internal caller's token (every scope): the fuzzer reaches every route's logic,
         // and its `ignored_auth` check sends requests without it too.

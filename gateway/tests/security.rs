@@ -249,12 +249,12 @@ fn tokens_are_verified_and_every_route_checks_scope_role_and_whose_data_it_is() 
     let (status, _, body) = call(address, "POST", "/api/v1/claims", &claim("P1"), &p2);
     assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (403, Some("providerId")), "{body}");
     assert_eq!(call(address, "GET", "/api/v1/providers/P1/scorecard?from=2026-01-01&to=2026-01-31", "", &p2).0, 403);
-    // A partner verifies eligibility and submits; it reads no member's record.
+    // A partner reads no member's record; its routes want its client certificate too
+    // (tests/tls.rs), which a plain connection has not.
     let x1 = token("partner-x1");
     let verify = r#"{"memberId":"M1","serviceDate":"2026-03-01","serviceType":"99213"}"#;
     let (status, _, body) = call(address, "POST", "/api/partner/v1/eligibility/verify", verify, &x1);
-    assert_eq!((status, &body["data"]["coverageStart"]), (200, &json!("2026-01-01")), "{body}");
-    assert_eq!(call(address, "POST", "/api/partner/v1/claims/submit", &claim("P2"), &x1).0, 202);
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("CLIENT_CERTIFICATE_REQUIRED")), "{body}");
     assert_eq!(call(address, "GET", member, "", &x1).0, 403);
 }
 

@@ -40,6 +40,20 @@ pub struct GatewayArgs {
     /// No rate limits at all (a gateway behind one that limits).
     #[arg(long)]
     no_rate_limit: bool,
+    /// Serve the partner routes (`/api/partner/v1/*`) on this address, over TLS with client
+    /// certificates (mTLS); without it, they answer nowhere.
+    #[arg(long, value_name = "ADDR", requires_all = ["partner_cert", "partner_key", "partner_ca"])]
+    partner_addr: Option<String>,
+    /// The partner listener's certificate chain (PEM).
+    #[arg(long, value_name = "PEM")]
+    partner_cert: Option<std::path::PathBuf>,
+    /// The partner listener's private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    partner_key: Option<std::path::PathBuf>,
+    /// The CA (PEM) partners' client certificates must chain to; a certificate names its
+    /// partner in its first DNS name's first label (`X1.partners.example.id` is X1).
+    #[arg(long, value_name = "PEM")]
+    partner_ca: Option<std::path::PathBuf>,
     /// A proxy in front of the gateway whose `X-Forwarded-For` is believed (repeatable).
     #[arg(long, value_name = "IP")]
     trusted_proxy: Vec<std::net::IpAddr>,
@@ -140,7 +154,18 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             dev.authenticator(&args.audience)
         }
     };
+    let partner = match (&args.partner_addr, &args.partner_cert, &args.partner_key, &args.partner_ca) {
+        (Some(addr), Some(cert), Some(key), Some(ca)) => {
+            let config =
+                arus_gateway::server::partner_tls_config(cert, key, ca).map_err(|e| anyhow::anyhow!("--partner-*: {e}"))?;
+            let listener = std::net::TcpListener::bind(addr).with_context(|| format!("--partner-addr {addr}: cannot listen"))?;
+            eprintln!("partner routes on https://{} (client certificates required)", listener.local_addr()?);
+            Some(arus_gateway::server::PartnerTls { listener, config })
+        }
+        _ => None,
+    };
     let options = arus_gateway::Options {
+        partner,
         publisher,
         rate_limit,
         grpc,

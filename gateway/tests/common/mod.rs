@@ -197,3 +197,61 @@ pub fn token(role: &str, id: &str) -> String {
 pub fn internal() -> String {
     format!("Authorization: Bearer {}\r\n", token("internal", "ops"))
 }
+
+/// A CA of the tests' own (rcgen).
+pub fn ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // A subject of its own (rcgen's default is every certificate's: OpenSSL would take a
+    // leaf with its issuer's subject for self-signed).
+    params.distinguished_name.push(rcgen::DnType::CommonName, "arus tests CA");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("a key")).expect("a CA")
+}
+
+/// A certificate for `name` signed by `ca`, for `usage`, expired or not: its PEM and its key's.
+pub fn certificate(
+    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    name: &str,
+    usage: rcgen::ExtendedKeyUsagePurpose,
+    expired: bool,
+) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params.extended_key_usages = vec![usage];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = params.signed_by(&key, ca).expect("a certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A partner listener: a server certificate for `localhost` from a CA of its own (its PEM in
+/// `dir/server-ca.pem`), partners' certificates from `partners`.
+pub fn partner_tls(
+    dir: &std::path::Path,
+    partners: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+) -> arus_gateway::server::PartnerTls {
+    let server_ca = ca();
+    let (chain, key) = certificate(&server_ca, "localhost", rcgen::ExtendedKeyUsagePurpose::ServerAuth, false);
+    let files = [
+        ("server.pem", chain),
+        ("server.key", key),
+        ("partners.pem", partners.pem()),
+        ("server-ca.pem", server_ca.pem()),
+    ];
+    for (name, text) in &files {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+    let config = arus_gateway::server::partner_tls_config(
+        &dir.join("server.pem"),
+        &dir.join("server.key"),
+        &dir.join("partners.pem"),
+    )
+    .expect("a TLS configuration");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    arus_gateway::server::PartnerTls { listener, config }
+}
