@@ -4,10 +4,12 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    tonic_prost_build::configure().compile_with_config(
-        config,
-        &["proto/arus/eligibility/v1/eligibility.proto"],
-        &["proto"],
-    )?;
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("eligibility_descriptor.bin");
+    tonic_prost_build::configure()
+        // A malformed message is the caller's mistake: INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::grpc::StrictCodec")
+        // For server reflection.
+        .file_descriptor_set_path(&descriptors)
+        .compile_with_config(config, &["proto/arus/eligibility/v1/eligibility.proto"], &["proto"])?;
     Ok(())
 }

@@ -331,7 +331,7 @@ fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<String>, Rejected> {
 }
 
 /// Verifies off the async threads only when the issuer's keys have to be fetched.
-async fn verify(authenticator: Option<Arc<Authenticator>>, token: String) -> Result<Caller, Rejected> {
+pub(crate) async fn verify(authenticator: Option<Arc<Authenticator>>, token: String) -> Result<Caller, Rejected> {
     let Some(authenticator) = authenticator else {
         return Err(Rejected("this gateway verifies no tokens (it was started without an issuer)"));
     };

@@ -15,6 +15,59 @@ pub mod proto {
     tonic::include_proto!("arus.eligibility.v1");
 }
 
+/// The service's descriptors, for server reflection (`grpcurl list`, `describe`).
+pub const DESCRIPTORS: &[u8] = tonic::include_file_descriptor_set!("eligibility_descriptor");
+
+/// prost's codec, but a message that does not decode is `INVALID_ARGUMENT` (the caller's
+/// mistake), where tonic says `INTERNAL`.
+#[derive(Debug, Clone)]
+pub struct StrictCodec<T, U>(tonic_prost::ProstCodec<T, U>);
+
+impl<T, U> Default for StrictCodec<T, U> {
+    fn default() -> Self {
+        StrictCodec(tonic_prost::ProstCodec::default())
+    }
+}
+
+impl<T, U> tonic::codec::Codec for StrictCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = tonic_prost::ProstEncoder<T>;
+    type Decoder = StrictDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        self.0.encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        StrictDecoder(self.0.decoder())
+    }
+}
+
+/// [`StrictCodec`]'s decoder.
+#[derive(Debug)]
+pub struct StrictDecoder<U>(tonic_prost::ProstDecoder<U>);
+
+impl<U: prost::Message + Default> tonic::codec::Decoder for StrictDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        self.0.decode(buf).map_err(|status| match status.code() {
+            Code::Internal => Status::invalid_argument("the request is not a well-formed CheckRequest message"),
+            _ => status,
+        })
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        self.0.buffer_settings()
+    }
+}
+
 use proto::eligibility_server::{Eligibility, EligibilityServer};
 use proto::{Benefits, CheckRequest, CheckResponse};
 
@@ -41,6 +94,7 @@ fn http_status(code: Code) -> u16 {
         Code::InvalidArgument => 400,
         Code::NotFound => 404,
         Code::ResourceExhausted => 429,
+        Code::Unauthenticated => 401,
         Code::Unavailable => 503,
         _ => 500,
     }
@@ -61,6 +115,24 @@ impl EligibilityService {
                 )));
             }
         }
+        // Public like its REST twin: without a token, covered-or-not and the plan only; a token
+        // that does not verify is UNAUTHENTICATED.
+        let named = match request.metadata().get("authorization") {
+            None => false,
+            Some(value) => {
+                let token = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim().to_owned())
+                    .ok_or_else(|| Status::unauthenticated("the authorization metadata is not `Bearer <token>`"))?;
+                crate::access::verify(self.gateway.authenticator.clone(), token).await.map_err(|rejected| {
+                    Status::unauthenticated(format!("the bearer token is not accepted: {}", rejected.0))
+                })?;
+                true
+            }
+        };
         let question = request.into_inner();
         let checked = crate::routes::eligibility::check_eligibility(
             &self.gateway,
@@ -75,7 +147,7 @@ impl EligibilityService {
             Failure::Unavailable => Status::unavailable("the state store does not answer; try again shortly"),
         })?;
         let Checked { member_id, service_date, service_type, answer } = checked;
-        let text = |d: Option<arus_schemas::Date>| d.map(|d| d.to_string());
+        let text = |d: Option<arus_schemas::Date>| d.filter(|_| named).map(|d| d.to_string());
         Ok(CheckResponse {
             member_id,
             service_date: service_date.to_string(),
@@ -86,7 +158,7 @@ impl EligibilityService {
             coverage_start: text(answer.coverage_start),
             coverage_end: text(answer.coverage_end),
             requires_prior_auth: answer.requires_prior_auth,
-            reason: answer.reason,
+            reason: answer.reason.filter(|_| named),
             benefits: answer.benefits.map(|b| Benefits {
                 deductible_individual_idr: b.deductible_individual_idr.0,
                 deductible_family_idr: b.deductible_family_idr.0,

@@ -164,8 +164,13 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
             Some(grpc) => {
                 let incoming = tonic::transport::server::TcpIncoming::from(tokio::net::TcpListener::from_std(grpc)?);
                 let grpc = async move {
+                    let reflection = tonic_reflection::server::Builder::configure()
+                        .register_encoded_file_descriptor_set(grpc::DESCRIPTORS)
+                        .build_v1()
+                        .map_err(std::io::Error::other)?;
                     tonic::transport::Server::builder()
                         .add_service(grpc::service(gateway))
+                        .add_service(reflection)
                         .serve_with_incoming(incoming)
                         .await
                         .map_err(std::io::Error::other)

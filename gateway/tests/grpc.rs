@@ -64,7 +64,8 @@ async fn grpc_answers_as_rest_does_and_errors_are_grpc_codes() {
     assert_eq!(answer.status, "ACTIVE");
     assert_eq!(answer.status, data["status"]);
     assert_eq!(answer.plan_id.as_deref(), data["planId"].as_str());
-    assert_eq!(answer.coverage_start.as_deref(), Some("2026-01-01"));
+    // Anonymous, as over REST: covered or not and the plan, no coverage dates.
+    assert_eq!(answer.coverage_start, None);
     assert_eq!(answer.requires_prior_auth, data["requiresPriorAuth"] == true);
     let benefits = answer.benefits.expect("benefits");
     assert_eq!(benefits.copay_idr, data["benefits"]["copayIdr"].as_i64().expect("copay"));
@@ -149,4 +150,95 @@ async fn one_rate_limit_per_caller_across_rest_and_grpc() {
         metrics.contains("arus_gateway_requests_total{route=\"/api/v1/eligibility\",status=\"429\"} 1"),
         "{metrics}"
     );
+}
+
+/// Sends `bytes` as the body of a `Check` call, as they are: no message encoding.
+#[derive(Debug, Default, Clone)]
+struct Raw;
+
+struct RawBytes;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn malformed_messages_tokens_and_reflection() {
+    let (_, grpc) = serve(None);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .expect("an endpoint")
+        .connect()
+        .await
+        .expect("connect");
+
+    // Bytes that are no CheckRequest: the caller's mistake.
+    let mut raw = tonic::client::Grpc::new(channel.clone());
+    raw.ready().await.expect("ready");
+    let path = http::uri::PathAndQuery::from_static("/arus.eligibility.v1.Eligibility/Check");
+    let refused =
+        raw.unary(tonic::Request::new(vec![0x0a, 0xff, 0xff, 0xff]), path, Raw).await.expect_err("not a message");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+
+    // A token gives the full answer; one that does not verify is UNAUTHENTICATED.
+    let mut client = EligibilityClient::new(channel.clone());
+    let mut request = tonic::Request::new(question("M1", "2026-03-01", "99213"));
+    let token = format!("Bearer {}", common::token("internal", "ops"));
+    request.metadata_mut().insert("authorization", token.parse().expect("metadata"));
+    let answer = client.check(request).await.expect("an answer").into_inner();
+    assert_eq!(answer.coverage_start.as_deref(), Some("2026-01-01"));
+    let mut request = tonic::Request::new(question("M1", "2026-03-01", "99213"));
+    request.metadata_mut().insert("authorization", "Bearer junk".parse().expect("metadata"));
+    let refused = client.check(request).await.expect_err("a bad token");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(!refused.message().contains("junk"));
+
+    // Reflection names the service.
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers =
+        reflection.server_reflection_info(tokio_stream::iter([ask])).await.expect("reflection").into_inner();
+    let answer = answers.message().await.expect("an answer").expect("one");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("a list: {answer:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"arus.eligibility.v1.Eligibility".to_owned()), "{names:?}");
 }

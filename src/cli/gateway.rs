@@ -156,9 +156,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     };
     let partner = match (&args.partner_addr, &args.partner_cert, &args.partner_key, &args.partner_ca) {
         (Some(addr), Some(cert), Some(key), Some(ca)) => {
-            let config =
-                arus_gateway::server::partner_tls_config(cert, key, ca).map_err(|e| anyhow::anyhow!("--partner-*: {e}"))?;
-            let listener = std::net::TcpListener::bind(addr).with_context(|| format!("--partner-addr {addr}: cannot listen"))?;
+            let config = arus_gateway::server::partner_tls_config(cert, key, ca)
+                .map_err(|e| anyhow::anyhow!("--partner-*: {e}"))?;
+            let listener =
+                std::net::TcpListener::bind(addr).with_context(|| format!("--partner-addr {addr}: cannot listen"))?;
             eprintln!("partner routes on https://{} (client certificates required)", listener.local_addr()?);
             Some(arus_gateway::server::PartnerTls { listener, config })
         }
