@@ -1,5 +1,6 @@
 //! Read latency of eligibility answers through the gateway over Redis: p50, p99, p99.9 and the
-//! rate reached, for REST (`GET /api/v1/eligibility`) and gRPC (`Eligibility/Check`).
+//! rate reached, for REST (`GET /api/v1/eligibility`, anonymous and with a bearer token) and
+//! gRPC (`Eligibility/Check`).
 //! REST three ways: this bench's own kept-alive clients; `wrk` (Debian's, when installed:
 //! `apt-get install wrk`) at full speed; and `wrk` again, less connections. gRPC: concurrent calls
 //! on one HTTP/2 connection through the generated tonic client. Needs `REDIS_URL` (the test
@@ -47,13 +48,26 @@ fn main() {
     let grpc = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let (address, grpc_address) = (listener.local_addr().expect("address"), grpc.local_addr().expect("address"));
     let served = store.clone();
-    let options = arus_gateway::Options { grpc: Some(grpc), ..arus_gateway::Options::default() };
+    // Tokens verified as in production (ES256 against the issuer's cached key); anonymous
+    // requests need none (the eligibility check is public).
+    let issuer = arus_gateway::auth::DevIssuer::new("arus-bench").expect("an issuer");
+    let audience = arus_gateway::auth::DEFAULT_AUDIENCE;
+    let token =
+        issuer.token(audience, &arus_gateway::auth::dev_claims("internal", "bench"), Duration::from_secs(3_600));
+    let options = arus_gateway::Options {
+        grpc: Some(grpc),
+        authenticator: Some(Arc::new(issuer.authenticator(audience))),
+        ..arus_gateway::Options::default()
+    };
     std::thread::spawn(move || arus_gateway::serve(listener, served, options));
     let questions = Arc::new(questions);
 
     rest_clients(address, &questions);
-    if let Err(e) = wrk(address, &questions) {
-        eprintln!("wrk: {e} (apt-get install wrk to measure with it)");
+    for (who, header) in [("anonymous", None), ("with a bearer token", Some(format!("Authorization: Bearer {token}")))]
+    {
+        if let Err(e) = wrk(address, &questions, who, header.as_deref()) {
+            eprintln!("wrk: {e} (apt-get install wrk to measure with it)");
+        }
     }
     grpc_clients(grpc_address, &questions);
     let _ = common::redis_cleanup(&redis, &prefix);
@@ -102,7 +116,12 @@ fn rest_clients(address: std::net::SocketAddr, questions: &Arc<Vec<(String, arus
 
 /// `wrk` at full speed over the same questions (a Lua script walks them), with its latency
 /// percentiles.
-fn wrk(address: std::net::SocketAddr, questions: &[(String, arus_schemas::Date)]) -> Result<(), String> {
+fn wrk(
+    address: std::net::SocketAddr,
+    questions: &[(String, arus_schemas::Date)],
+    who: &str,
+    header: Option<&str>,
+) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let script = dir.path().join("questions.lua");
     let mut lua = String::from("local paths = {\n");
@@ -119,7 +138,11 @@ fn wrk(address: std::net::SocketAddr, questions: &[(String, arus_schemas::Date)]
     );
     std::fs::write(&script, lua).map_err(|e| e.to_string())?;
     for connections in [8, 2] {
-        let output = std::process::Command::new("wrk")
+        let mut command = std::process::Command::new("wrk");
+        if let Some(header) = header {
+            command.args(["-H", header]);
+        }
+        let output = command
             .args(["-t1", &format!("-c{connections}"), "-d10s", "-s"])
             .arg(&script)
             .arg(format!("http://{address}"))
@@ -128,7 +151,7 @@ fn wrk(address: std::net::SocketAddr, questions: &[(String, arus_schemas::Date)]
         let text = String::from_utf8_lossy(&output.stdout);
         let rate = text.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("Requests/sec: ?");
         let summary = text.lines().last().unwrap_or("");
-        println!("REST, wrk -t1 -c{connections} -d10s: {rate}; {summary}");
+        println!("REST {who}, wrk -t1 -c{connections} -d10s: {rate}; {summary}");
     }
     Ok(())
 }

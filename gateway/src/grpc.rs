@@ -101,7 +101,26 @@ fn http_status(code: Code) -> u16 {
 }
 
 impl EligibilityService {
-    async fn answer(&self, request: Request<CheckRequest>) -> Result<CheckResponse, Status> {
+    /// Who asks: the bearer token of the `authorization` metadata, verified (`None` without
+    /// one; a token that does not verify is UNAUTHENTICATED).
+    async fn caller(&self, request: &Request<CheckRequest>) -> Result<Option<crate::auth::Caller>, Status> {
+        let Some(value) = request.metadata().get("authorization") else { return Ok(None) };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned())
+            .ok_or_else(|| Status::unauthenticated("the authorization metadata is not `Bearer <token>`"))?;
+        crate::access::verify(self.gateway.authenticator.clone(), token)
+            .await
+            .map(Some)
+            .map_err(|rejected| Status::unauthenticated(format!("the bearer token is not accepted: {}", rejected.0)))
+    }
+
+    /// The answer; public like its REST twin: without a token (`named` false),
+    /// covered-or-not and the plan only.
+    async fn answer(&self, request: Request<CheckRequest>, named: bool) -> Result<CheckResponse, Status> {
         if let Some(limiter) = &self.gateway.limiter {
             // Public, like its REST twin: limited by address at the anonymous tier.
             let peer = request.remote_addr().map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
@@ -115,24 +134,6 @@ impl EligibilityService {
                 )));
             }
         }
-        // Public like its REST twin: without a token, covered-or-not and the plan only; a token
-        // that does not verify is UNAUTHENTICATED.
-        let named = match request.metadata().get("authorization") {
-            None => false,
-            Some(value) => {
-                let token = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.split_once(' '))
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, token)| token.trim().to_owned())
-                    .ok_or_else(|| Status::unauthenticated("the authorization metadata is not `Bearer <token>`"))?;
-                crate::access::verify(self.gateway.authenticator.clone(), token).await.map_err(|rejected| {
-                    Status::unauthenticated(format!("the bearer token is not accepted: {}", rejected.0))
-                })?;
-                true
-            }
-        };
         let question = request.into_inner();
         let checked = crate::routes::eligibility::check_eligibility(
             &self.gateway,
@@ -176,10 +177,42 @@ impl EligibilityService {
 #[tonic::async_trait]
 impl Eligibility for EligibilityService {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let started = Instant::now();
-        let result = self.answer(request).await;
-        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        self.gateway.metrics.observe(ROUTE, http_status(code), started.elapsed());
-        result.map(Response::new)
+        crate::error::traced(async move {
+            let started = Instant::now();
+            let member_id = request.get_ref().member_id.chars().take(64).collect::<String>();
+            let caller = self.caller(&request).await;
+            let result = match &caller {
+                Ok(caller) => self.answer(request, caller.is_some()).await,
+                Err(refused) => Err(refused.clone()),
+            };
+            let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            self.gateway.metrics.observe(ROUTE, http_status(code), started.elapsed());
+            // A member's coverage was asked about: on the audit trail, as over REST.
+            if let Some(auditor) = &self.gateway.auditor {
+                let (subject, client, role) = match &caller {
+                    Ok(None) => ("anonymous".to_owned(), "anonymous".to_owned(), "anonymous"),
+                    Err(_) => ("unverified".to_owned(), "unverified".to_owned(), "unverified"),
+                    Ok(Some(c)) => (c.subject.clone(), c.client_id.clone(), c.role.name()),
+                };
+                let trace_id = trace_id();
+                auditor.record(arus_schemas::events::AccessAudited {
+                    event_id: trace_id.clone(),
+                    event_time: crate::routes::now(),
+                    subject,
+                    client_id: client,
+                    role: role.to_owned(),
+                    method: "POST".to_owned(),
+                    route: ROUTE.to_owned(),
+                    resource_ids: (!member_id.is_empty())
+                        .then(|| format!("memberId={member_id}"))
+                        .into_iter()
+                        .collect(),
+                    status: i32::from(http_status(code)),
+                    trace_id,
+                });
+            }
+            result.map(Response::new)
+        })
+        .await
     }
 }

@@ -97,6 +97,20 @@ pub struct Options {
     /// The partner listener (TLS with client certificates); the partner routes answer only
     /// there.
     pub partner: Option<server::PartnerTls>,
+    /// gRPC over TLS with client certificates: the server's certificate chain and key and the
+    /// partners' CA, PEM; without it, gRPC is plain.
+    pub grpc_tls: Option<GrpcTls>,
+}
+
+/// gRPC's mTLS: PEM texts.
+#[derive(Debug, Clone)]
+pub struct GrpcTls {
+    /// The server's certificate chain.
+    pub chain: String,
+    /// Its private key.
+    pub key: String,
+    /// The CA client certificates must chain to.
+    pub client_ca: String,
 }
 
 /// Stops a task when dropped.
@@ -168,7 +182,14 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
                         .register_encoded_file_descriptor_set(grpc::DESCRIPTORS)
                         .build_v1()
                         .map_err(std::io::Error::other)?;
-                    tonic::transport::Server::builder()
+                    let mut builder = tonic::transport::Server::builder();
+                    if let Some(tls) = &options.grpc_tls {
+                        let config = tonic::transport::ServerTlsConfig::new()
+                            .identity(tonic::transport::Identity::from_pem(&tls.chain, &tls.key))
+                            .client_ca_root(tonic::transport::Certificate::from_pem(&tls.client_ca));
+                        builder = builder.tls_config(config).map_err(std::io::Error::other)?;
+                    }
+                    builder
                         .add_service(grpc::service(gateway))
                         .add_service(reflection)
                         .serve_with_incoming(incoming)

@@ -45,8 +45,11 @@ fn every_access_to_a_members_data_is_on_the_audit_trail() {
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");
+    let grpc = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let grpc_address = grpc.local_addr().expect("address");
     let options = arus_gateway::Options {
         audit: Some(Arc::new(arus_gateway::commands::TopicPublisher::log(log.clone()))),
+        grpc: Some(grpc),
         ..common::options()
     };
     std::thread::spawn(move || arus_gateway::serve(listener, store, options));
@@ -67,12 +70,26 @@ fn every_access_to_a_members_data_is_on_the_audit_trail() {
         let trace = body["meta"]["traceId"].as_str().or(body["error"]["trace_id"].as_str()).expect("a trace id");
         traces.insert(trace.to_owned(), *what);
     }
+    // The same question over gRPC, anonymous: audited too.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let grpc_trace = runtime.block_on(async {
+        use arus_gateway::grpc::proto::CheckRequest;
+        use arus_gateway::grpc::proto::eligibility_client::EligibilityClient;
+        let mut client = EligibilityClient::connect(format!("http://{grpc_address}")).await.expect("connect");
+        let question = CheckRequest {
+            member_id: "M1".to_owned(),
+            service_date: "2026-03-01".to_owned(),
+            service_type: "99213".to_owned(),
+        };
+        client.check(question).await.expect("an answer").into_inner().trace_id
+    });
+    traces.insert(grpc_trace, "gRPC check");
     // Not a member's data: not audited.
     assert_eq!(common::request_text(address, "GET", "/health", "", "").0, 200);
     assert_eq!(common::request_text(address, "GET", "/metrics", "", &common::internal()).0, 200);
 
-    let records = audited(&log, requests.len());
-    assert_eq!(records.len(), requests.len(), "one record per request to a member's data");
+    let records = audited(&log, requests.len() + 1);
+    assert_eq!(records.len(), requests.len() + 1, "one record per request to a member's data");
     let by_request: HashMap<&str, &AccessAudited> =
         records.iter().map(|(r, _)| (traces[r.trace_id.as_str()], r)).collect();
     let who = |what: &str| {
@@ -90,9 +107,13 @@ fn every_access_to_a_members_data_is_on_the_audit_trail() {
     assert_eq!(who("no token").0, "anonymous");
     assert_eq!((who("no token").3, who("a token that does not verify").0), (401, "unverified"));
     assert_eq!(who("anonymous eligibility").4, ["memberId=M1"]);
+    assert_eq!(
+        who("gRPC check"),
+        ("anonymous", "anonymous", "/arus.eligibility.v1.Eligibility/Check", 200, vec!["memberId=M1".to_owned()])
+    );
     for (record, bytes) in &records {
         assert_eq!(record.event_id, record.trace_id);
-        assert_eq!(record.method, "GET");
+        assert_eq!(record.method, if record.route.starts_with("/arus.") { "POST" } else { "GET" });
         // Never the data: no NIK, no name, not the token.
         let text = String::from_utf8_lossy(bytes);
         assert!(!text.contains("3171010101900001") && !text.contains("Test Member") && !text.contains("junk"));

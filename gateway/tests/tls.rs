@@ -155,3 +155,50 @@ fn partners_need_a_certificate_of_the_partners_ca_naming_them() {
     );
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("CLIENT_CERTIFICATE_REQUIRED")), "{body}");
 }
+
+#[tokio::test]
+async fn grpc_over_mtls_wants_a_partners_certificate() {
+    use arus_gateway::grpc::proto::CheckRequest;
+    use arus_gateway::grpc::proto::eligibility_client::EligibilityClient;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let (partners, server_ca) = (ca(), ca());
+    let (chain, key) = certificate(&server_ca, "localhost", ExtendedKeyUsagePurpose::ServerAuth, false);
+    let store = Arc::new(MemoryStore::new());
+    let mut state = EligibilityState::new();
+    for event in common::events() {
+        state.apply_to(&event, &*store).expect("store");
+    }
+    let grpc = bind();
+    let port = grpc.local_addr().expect("address").port();
+    let options = arus_gateway::Options {
+        grpc: Some(grpc),
+        grpc_tls: Some(arus_gateway::GrpcTls { chain, key, client_ca: partners.pem() }),
+        ..common::options()
+    };
+    std::thread::spawn(move || arus_gateway::serve(bind(), store, options));
+    let question = || CheckRequest {
+        member_id: "M1".to_owned(),
+        service_date: "2026-03-01".to_owned(),
+        service_type: "99213".to_owned(),
+    };
+    let channel = |identity: Option<(String, String)>| {
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(server_ca.pem())).domain_name("localhost");
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        Channel::from_shared(format!("https://127.0.0.1:{port}")).expect("an endpoint").tls_config(tls).expect("TLS")
+    };
+    let x1 = certificate(&partners, "X1.partners.arus.id", ExtendedKeyUsagePurpose::ClientAuth, false);
+    let connected = channel(Some(x1)).connect().await.expect("a partner connects");
+    let answer = EligibilityClient::new(connected).check(question()).await.expect("an answer").into_inner();
+    assert_eq!(answer.status, "ACTIVE");
+    let stranger = certificate(&ca(), "X1.partners.arus.id", ExtendedKeyUsagePurpose::ClientAuth, false);
+    for (what, identity) in [("no certificate", None), ("another CA's", Some(stranger))] {
+        let refused = match channel(identity).connect().await {
+            Err(_) => true,
+            Ok(channel) => EligibilityClient::new(channel).check(question()).await.is_err(),
+        };
+        assert!(refused, "{what}: served");
+    }
+}

@@ -54,6 +54,10 @@ pub struct GatewayArgs {
     /// partner in its first DNS name's first label (`X1.partners.example.id` is X1).
     #[arg(long, value_name = "PEM")]
     partner_ca: Option<std::path::PathBuf>,
+    /// Serve gRPC over TLS with client certificates of `--partner-ca` (the `--partner-cert`
+    /// and `--partner-key` as the server's), as the partner routes.
+    #[arg(long, requires_all = ["grpc_addr", "partner_cert", "partner_key", "partner_ca"])]
+    grpc_tls: bool,
     /// A proxy in front of the gateway whose `X-Forwarded-For` is believed (repeatable).
     #[arg(long, value_name = "IP")]
     trusted_proxy: Vec<std::net::IpAddr>,
@@ -165,7 +169,17 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let grpc_tls = match (args.grpc_tls, &args.partner_cert, &args.partner_key, &args.partner_ca) {
+        (true, Some(cert), Some(key), Some(ca)) => {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
+            };
+            Some(arus_gateway::GrpcTls { chain: read(cert)?, key: read(key)?, client_ca: read(ca)? })
+        }
+        _ => None,
+    };
     let options = arus_gateway::Options {
+        grpc_tls,
         partner,
         publisher,
         rate_limit,
