@@ -17,21 +17,8 @@ fn get(address: std::net::SocketAddr, path: &str) -> (u16, Value) {
 
 #[test]
 fn a_decided_claim_and_the_members_accumulators_are_served() {
-    let log = EmbeddedLog::new();
-    log.create_all_topics().expect("topics");
-    let store = Arc::new(MemoryStore::new());
-    let mut state = EligibilityState::new();
-    for event in common::events().into_iter().chain(common::provider_and_claim()) {
-        state.apply_to(&event, &*store).expect("store");
-        let bytes = wire::encode(&event).expect("encode");
-        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
-    }
-    let report = arus_jobs::adjudication::job::run_on_log(
-        Arc::new(log),
-        &arus_jobs::runtime::Cluster::Local { workers: 2 },
-        store.clone(),
-    )
-    .expect("adjudication");
+    let (store, report) =
+        common::decided_store(common::events().into_iter().chain(common::provider_and_claim()).collect(), 2);
     assert_eq!(report.decided.get("APPROVED"), Some(&1), "{report:?}");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("address");

@@ -12,9 +12,6 @@ use std::sync::Arc;
 
 use arus_connectors::clickhouse::{ClickHouse, Migration};
 use arus_connectors::embedded::EmbeddedLog;
-use arus_connectors::store::MemoryStore;
-use arus_jobs::eligibility::EligibilityState;
-use arus_schemas::wire;
 
 struct DropDatabase(ClickHouse, String);
 
@@ -30,22 +27,12 @@ fn a_schema_driven_fuzzer_finds_every_answer_as_the_document_says() {
     let Some(url) = arus_connectors::service_address("CLICKHOUSE_URL") else { return };
 
     // The store: member M1 covered, provider P1, claim C1 decided.
+    let (store, report) =
+        common::decided_store(common::events().into_iter().chain(common::provider_and_claim()).collect(), 1);
+    assert_eq!(report.decided.get("APPROVED"), Some(&1), "{report:?}");
+    // Commands go to a log of their own.
     let log = Arc::new(EmbeddedLog::new());
     log.create_all_topics().expect("topics");
-    let store = Arc::new(MemoryStore::new());
-    let mut state = EligibilityState::new();
-    for event in common::events().into_iter().chain(common::provider_and_claim()) {
-        state.apply_to(&event, &*store).expect("store");
-        let bytes = wire::encode(&event).expect("encode");
-        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
-    }
-    let report = arus_jobs::adjudication::job::run_on_log(
-        log.clone(),
-        &arus_jobs::runtime::Cluster::Local { workers: 1 },
-        store.clone(),
-    )
-    .expect("adjudication");
-    assert_eq!(report.decided.get("APPROVED"), Some(&1), "{report:?}");
 
     // ClickHouse: the analytics tables, empty, in a database of this test's own.
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());

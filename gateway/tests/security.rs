@@ -14,9 +14,8 @@ use std::sync::Arc;
 use arus_connectors::embedded::EmbeddedLog;
 use arus_connectors::store::MemoryStore;
 use arus_gateway::auth::{Authenticator, DEFAULT_AUDIENCE};
-use arus_jobs::eligibility::EligibilityState;
+use arus_schemas::Event;
 use arus_schemas::events::{MemberCreated, Relationship};
-use arus_schemas::{Event, wire};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -73,9 +72,6 @@ fn crafted(services: &Services, args: &[&str], claims: &Value) -> String {
 /// Member M1 (subscriber of F1) and M3 (its spouse), M2 (another family), provider P1 and
 /// M1's claim C1 with it, decided.
 fn store() -> Arc<MemoryStore> {
-    let log = EmbeddedLog::new();
-    log.create_all_topics().expect("topics");
-    let store = Arc::new(MemoryStore::new());
     let mut events = common::events();
     let Event::MemberCreated(m1) = events[1].clone() else { panic!("M1") };
     let member = |id: &str, family: &str, subscriber: &str, relationship| {
@@ -90,19 +86,8 @@ fn store() -> Arc<MemoryStore> {
     };
     events.push(member("M2", "F2", "M2", Relationship::SUBSCRIBER));
     events.push(member("M3", "F1", "M1", Relationship::SPOUSE));
-    let mut state = EligibilityState::new();
-    for event in events.into_iter().chain(common::provider_and_claim()) {
-        state.apply_to(&event, &*store).expect("store");
-        let bytes = wire::encode(&event).expect("encode");
-        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
-    }
-    arus_jobs::adjudication::job::run_on_log(
-        Arc::new(log),
-        &arus_jobs::runtime::Cluster::Local { workers: 1 },
-        store.clone(),
-    )
-    .expect("adjudication");
-    store
+    events.extend(common::provider_and_claim());
+    common::decided_store(events, 1).0
 }
 
 fn serve(authenticator: Authenticator) -> std::net::SocketAddr {

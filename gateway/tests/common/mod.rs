@@ -255,3 +255,27 @@ pub fn partner_tls(
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     arus_gateway::server::PartnerTls { listener, config }
 }
+
+/// A store as the jobs leave it after `events`: folded by the eligibility state, then put on
+/// an embedded log and decided by the adjudication job (on `workers` workers); its report.
+pub fn decided_store(
+    events: Vec<Event>,
+    workers: usize,
+) -> (std::sync::Arc<arus_connectors::store::MemoryStore>, arus_jobs::adjudication::job::AdjudicationReport) {
+    let log = arus_connectors::embedded::EmbeddedLog::new();
+    log.create_all_topics().expect("topics");
+    let store = std::sync::Arc::new(arus_connectors::store::MemoryStore::new());
+    let mut state = arus_jobs::eligibility::EligibilityState::new();
+    for event in events {
+        state.apply_to(&event, &*store).expect("store");
+        let bytes = arus_schemas::wire::encode(&event).expect("encode");
+        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
+    }
+    let report = arus_jobs::adjudication::job::run_on_log(
+        std::sync::Arc::new(log),
+        &arus_jobs::runtime::Cluster::Local { workers },
+        store.clone(),
+    )
+    .expect("adjudication");
+    (store, report)
+}
