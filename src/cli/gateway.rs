@@ -91,6 +91,15 @@ pub struct GatewayArgs {
     insecure_dev_issuer: bool,
 }
 
+/// A line on stderr for whoever started the gateway; a reader that has gone (a closed pipe)
+/// must not stop the server, so a failed write is ignored.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Serves until stopped.
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let rate_limit = (!args.no_rate_limit).then(|| arus_gateway::RateLimiting {
@@ -116,7 +125,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         Some(grpc) => format!("; gRPC arus.eligibility.v1.Eligibility on {}", grpc.local_addr()?),
         None => String::new(),
     };
-    eprintln!(
+    note!(
         "arus gateway on http://{}: GET /api/v1/eligibility?memberId=…&serviceDate=YYYY-MM-DD&serviceType=…, /openapi.json, /health, /ready{grpc_note}",
         listener.local_addr()?
     );
@@ -133,7 +142,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             arus_gateway::commands::TopicPublisher::kafka(brokers, &args.topic_prefix).map_err(anyhow::Error::msg)?,
         ) as Arc<dyn arus_gateway::commands::Publisher>),
         None => {
-            eprintln!("warning: no --kafka: accesses to members' data are not recorded on audit.events");
+            note!("warning: no --kafka: accesses to members' data are not recorded on audit.events");
             None
         }
     };
@@ -152,7 +161,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             let dev = arus_gateway::auth::DevIssuer::new("arus-insecure-dev-issuer").map_err(anyhow::Error::msg)?;
             let claims = arus_gateway::auth::dev_claims("internal", "dev");
             let token = dev.token(&args.audience, &claims, std::time::Duration::from_secs(12 * 3_600));
-            eprintln!(
+            note!(
                 "INSECURE DEVELOPMENT ISSUER: tokens are signed by a key made in this process; an internal token (12 hours):\n  {token}"
             );
             dev.authenticator(&args.audience)
@@ -164,7 +173,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--partner-*: {e}"))?;
             let listener =
                 std::net::TcpListener::bind(addr).with_context(|| format!("--partner-addr {addr}: cannot listen"))?;
-            eprintln!("partner routes on https://{} (client certificates required)", listener.local_addr()?);
+            note!("partner routes on https://{} (client certificates required)", listener.local_addr()?);
             Some(arus_gateway::server::PartnerTls { listener, config })
         }
         _ => None,
