@@ -86,7 +86,14 @@ pub struct Authenticator {
     source: Box<dyn KeySource>,
     keys: RwLock<Keys>,
     refresh_every: Duration,
+    /// Tokens verified already, until they expire: a client sends the same token with every
+    /// request, and its signature does not change (key rotation leaves it valid; a JWT is not
+    /// revoked before `exp`). Keyed by the whole token.
+    verified: std::sync::Mutex<std::collections::HashMap<String, (Caller, u64)>>,
 }
+
+/// Verified tokens remembered, at most (then forgotten all at once: a bound, not a policy).
+const VERIFIED_KEPT: usize = 16_384;
 
 struct Keys {
     set: JwkSet,
@@ -110,6 +117,7 @@ impl Authenticator {
             source,
             keys: RwLock::new(Keys { set, fetched: Instant::now() }),
             refresh_every: REFRESH_EVERY,
+            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -138,6 +146,12 @@ impl Authenticator {
     }
 
     fn check(&self, token: &str, fetch: bool) -> Result<Option<Caller>, Rejected> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some((caller, exp)) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(token)
+            && now < exp + LEEWAY.as_secs()
+        {
+            return Ok(Some(caller.clone()));
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejected("the token is not a signed JWT"))?;
         if !ACCEPTED.contains(&header.alg) {
             return Err(Rejected("the token's algorithm is not accepted (asymmetric signatures only)"));
@@ -171,7 +185,14 @@ impl Authenticator {
                 _ => "the token cannot be verified",
             })
         })?;
-        data.claims.caller().map(Some)
+        let exp = data.claims.exp;
+        let caller = data.claims.caller()?;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_KEPT {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), (caller.clone(), exp));
+        Ok(Some(caller))
     }
 
     fn known(&self, kid: &str) -> Option<Jwk> {
@@ -202,6 +223,10 @@ impl Authenticator {
 /// A token's claims, as arus reads them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    /// Expiry, seconds since the epoch (checked by the validation; kept to forget a verified
+    /// token when it expires).
+    #[serde(default, skip_serializing)]
+    pub exp: u64,
     /// The subject (for the client-credentials grant, the client).
     pub sub: String,
     /// RFC 9068's client.
@@ -372,6 +397,7 @@ pub fn dev_claims(role: &str, id: &str) -> Claims {
         _ => ("claims.read claims.write member.read member.write provider.read admin.all", None, None, None),
     };
     Claims {
+        exp: 0,
         sub: format!("dev-{role}-{id}"),
         client_id: Some(format!("dev-{role}-{id}")),
         azp: None,
@@ -381,5 +407,32 @@ pub fn dev_claims(role: &str, id: &str) -> Claims {
         arus_provider_id: provider.map(str::to_owned),
         arus_partner_id: partner.map(str::to_owned),
         arus_tier: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verified token is remembered until it expires, and only that token: a token one
+    /// character off is verified (and refused) on its own.
+    #[test]
+    fn a_verified_token_is_remembered_not_its_look_alikes() {
+        let issuer = DevIssuer::new("arus-test").expect("an issuer");
+        let authenticator = issuer.authenticator(DEFAULT_AUDIENCE);
+        let token = issuer.token(DEFAULT_AUDIENCE, &dev_claims("member", "M1"), Duration::from_secs(600));
+        let first = authenticator.verify(&token).expect("verified");
+        assert_eq!(authenticator.verify_cached(&token), Ok(Some(first.clone())));
+        assert_eq!(authenticator.verified.lock().expect("a lock").len(), 1);
+        let mut forged = token.clone();
+        forged.pop();
+        assert!(authenticator.verify(&forged).is_err(), "a look-alike is verified on its own");
+        // What is remembered is answered without a signature check while it has not expired,
+        // and not after: a planted entry for text that is no token shows which.
+        let now = jsonwebtoken::get_current_timestamp();
+        authenticator.verified.lock().expect("a lock").insert("planted".to_owned(), (first.clone(), now + 60));
+        assert_eq!(authenticator.verify_cached("planted"), Ok(Some(first.clone())));
+        authenticator.verified.lock().expect("a lock").insert("planted".to_owned(), (first, now - 3_600));
+        assert!(authenticator.verify_cached("planted").is_err(), "an expired entry is not used");
     }
 }
