@@ -193,12 +193,15 @@ async fn decide(gateway: &Gateway, rule: &Rule, request: Request, next: Next) ->
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let (who, mut response) = checked(gateway, rule, request, next, |who, headers| async move {
-        let Some(limiter) = gateway.limiter.as_ref().filter(|_| limited) else { return Ok(None) };
+    let limiter = gateway.limiter.as_ref().filter(|_| limited);
+    // Read now, while the request is at hand: the address an anonymous caller is counted by.
+    let address = limiter.map(|limiter| limiter.address(peer, request.headers()));
+    let (who, mut response) = checked(gateway, rule, request, next, |who| async move {
+        let (Some(limiter), Some(address)) = (limiter, address) else { return Ok(None) };
         let (tier, key) = match &who {
             Who::Caller(caller) if caller.premium => (Tier::Premium, caller.client_id.clone()),
             Who::Caller(caller) => (Tier::Authenticated, caller.client_id.clone()),
-            Who::Anonymous | Who::Unverified => (Tier::Anonymous, limiter.address(peer, &headers).to_string()),
+            Who::Anonymous | Who::Unverified => (Tier::Anonymous, address.to_string()),
         };
         match limiter.take(tier, &key).await {
             Ok(verdict) => match verdict.wait {
@@ -219,7 +222,7 @@ async fn decide(gateway: &Gateway, rule: &Rule, request: Request, next: Next) ->
 /// The request checked: who asks, its budget (`limit`), the rule; answered or refused.
 async fn checked<F, Fut>(gateway: &Gateway, rule: &Rule, mut request: Request, next: Next, limit: F) -> (Who, Response)
 where
-    F: FnOnce(Who, axum::http::HeaderMap) -> Fut,
+    F: FnOnce(Who) -> Fut,
     Fut: std::future::Future<Output = Result<Option<Verdict>, Response>>,
 {
     let token = bearer(request.headers());
@@ -238,7 +241,7 @@ where
         Err((who, _)) => who.clone(),
     };
     // Every caller spends its budget, refused ones too (a stream of bad tokens is limited).
-    let verdict = match limit(who.clone(), request.headers().clone()).await {
+    let verdict = match limit(who.clone()).await {
         Ok(verdict) => verdict,
         Err(refused) => return (who, refused),
     };
