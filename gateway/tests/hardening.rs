@@ -75,6 +75,21 @@ fn every_refusal_is_in_the_error_format() {
             404,
             "NOT_FOUND",
         ),
+        (
+            "a path parameter that is not text",
+            format!("GET /api/v1/members/%FF%FE HTTP/1.1\r\nHost: arus\r\n{auth}Connection: close\r\n\r\n"),
+            &[][..],
+            400,
+            "INVALID_PARAMETER",
+        ),
+        (
+            "a query that is not text",
+            "GET /api/v1/eligibility?memberId=%FF&serviceDate=2026-03-01&serviceType=99213 HTTP/1.1\r\nHost: arus\r\nConnection: close\r\n\r\n"
+                .to_owned(),
+            &[][..],
+            400,
+            "INVALID_PARAMETER",
+        ),
     ] {
         let (got, body) = send(address, &head, body);
         assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{what}: {body}");

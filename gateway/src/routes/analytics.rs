@@ -2,7 +2,7 @@
 
 use arus_schemas::Date;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,6 +13,7 @@ use crate::body::Body;
 use crate::commands::Invalid;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{Id, IsoDate, ReadErrors};
+use crate::routes::{PathId, malformed_query};
 use crate::routes::{date, identifier};
 
 /// The daily analytics query.
@@ -88,7 +89,7 @@ pub(crate) async fn daily_claims(
     State(gateway): State<Gateway>,
     query: Result<Query<DailyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<Vec<DailyClaims>>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let Query(query) = query.map_err(|_| malformed_query())?;
     let (from, to) = date_range(query.from, query.to)?;
     let group_by = query.group_by.unwrap_or_else(|| "provider".to_owned());
     // The grouping picks one of these fixed texts: nothing from the request enters the SQL.
@@ -231,14 +232,14 @@ pub(crate) struct WeekRow {
 pub(crate) async fn scorecard(
     State(gateway): State<Gateway>,
     Extension(access): Extension<Access>,
-    Path(provider_id): Path<String>,
+    PathId(provider_id): PathId,
     query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<Scorecard>, ApiError> {
     let provider_id = identifier("providerId", Some(provider_id))?;
     if !is_provider_or_internal(&access, &provider_id) {
         return Err(not_yours("provider's scorecard"));
     }
-    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let Query(query) = query.map_err(|_| malformed_query())?;
     let (from, to) = date_range(query.from, query.to)?;
     let client = gateway.clickhouse.clone().ok_or_else(analytics_unavailable)?;
     let weeks: Vec<WeekRow> = client

@@ -2,7 +2,7 @@
 
 use arus_schemas::read_models::{AuthView, authorization_key};
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -13,6 +13,7 @@ use crate::auth::Role;
 use crate::body::Body;
 use crate::error::{ApiError, Detail, ErrorBody};
 use crate::openapi::{Id, ReadErrors};
+use crate::routes::PathId;
 use crate::routes::members::check_member;
 use crate::routes::{identifier, stored};
 
@@ -46,7 +47,7 @@ pub(crate) struct Authorization {
 pub(crate) async fn authorization(
     State(gateway): State<Gateway>,
     Extension(access): Extension<Access>,
-    Path(auth_id): Path<String>,
+    PathId(auth_id): PathId,
 ) -> Result<Body<Authorization>, ApiError> {
     let auth_id = identifier("authId", Some(auth_id))?;
     let not_found = || ApiError {

@@ -5,7 +5,7 @@ use arus_connectors::store::read;
 use arus_schemas::Date;
 use arus_schemas::events::{AdjustmentGroup, ClaimStatus};
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +20,7 @@ use crate::openapi::{Id, IsoDate, ReadErrors};
 use crate::routes::analytics::analytics_unavailable;
 use crate::routes::identifier;
 use crate::routes::members::check_member;
+use crate::routes::{PathId, malformed_query};
 
 /// A claim's decision, explained, and where its payment is; amounts in whole rupiah.
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,7 +83,7 @@ pub(crate) struct AdjustmentView {
 pub(crate) async fn claim(
     State(gateway): State<Gateway>,
     Extension(access): Extension<Access>,
-    Path(claim_id): Path<String>,
+    PathId(claim_id): PathId,
 ) -> Result<Body<ClaimDecision>, ApiError> {
     let claim_id = identifier("claimId", Some(claim_id))?;
     let store = gateway.store.clone();
@@ -259,12 +260,12 @@ pub(crate) struct MemberClaim {
 pub(crate) async fn member_claims(
     State(gateway): State<Gateway>,
     Extension(access): Extension<Access>,
-    Path(member_id): Path<String>,
+    PathId(member_id): PathId,
     query: Result<Query<MemberClaimsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<Vec<MemberClaim>>, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
     check_member(&gateway, &access, &member_id).await?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let Query(query) = query.map_err(|_| malformed_query())?;
     let status = match query.status.as_deref() {
         None => "",
         Some(text) => status_condition(text)

@@ -4,8 +4,8 @@
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -19,6 +19,7 @@ use crate::commands::{AuthorizationCommand, Checks, ClaimCommand, CoverageComman
 use crate::error::{ApiError, Detail, body_refused, trace_id, unavailable};
 use crate::idempotency;
 use crate::openapi::{CommandErrors, Id, IdempotencyKey};
+use crate::routes::PathId;
 use crate::routes::members::member_record;
 use crate::routes::{identifier, now};
 
@@ -182,7 +183,7 @@ pub(crate) async fn create_member(
 pub(crate) async fn change_coverage(
     State(gateway): State<Gateway>,
     Extension(access): Extension<Access>,
-    Path(member_id): Path<String>,
+    PathId(member_id): PathId,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,

@@ -18,6 +18,7 @@ use crate::body::Body;
 use crate::commands::Invalid;
 use crate::error::{ApiError, ErrorBody, member_not_found, unavailable};
 use crate::openapi::{Id, IsoDate, ReadErrors};
+use crate::routes::malformed_query;
 use crate::routes::{date, identifier};
 
 /// An eligibility question: all optional in Rust so that a missing one gets a clear 400.
@@ -107,7 +108,7 @@ pub(crate) async fn eligibility(
     Extension(access): Extension<Access>,
     query: Result<Query<EligibilityQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<EligibilityAnswer>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let Query(query) = query.map_err(|_| malformed_query())?;
     check(&gateway, query, &access).await
 }
 
@@ -253,7 +254,7 @@ pub(crate) async fn benefits_summary(
     Extension(access): Extension<Access>,
     query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<BenefitsSummary>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let Query(query) = query.map_err(|_| malformed_query())?;
     let member_id = identifier("memberId", query.member_id)?;
     let as_of = date("asOf", query.as_of)?;
     let checked =

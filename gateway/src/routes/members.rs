@@ -4,7 +4,7 @@ use arus_connectors::store::read;
 use arus_schemas::events::{CoverageChangeType, Relationship};
 use arus_schemas::read_models::{Accumulators, MemberEligibility, accumulator_key};
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -13,6 +13,7 @@ use crate::access::{Access, may_see_member};
 use crate::body::Body;
 use crate::error::{ApiError, ErrorBody, member_not_found, unavailable};
 use crate::openapi::{Id, ReadErrors};
+use crate::routes::{PathId, malformed_query};
 use crate::routes::{identifier, now, stored};
 
 /// The member's record in the store, read off the async runtime; `None` for a member it does
@@ -76,7 +77,7 @@ pub(crate) struct CoverageEntry {
 pub(crate) async fn member(
     State(gateway): State<Gateway>,
     Extension(access): Extension<Access>,
-    Path(member_id): Path<String>,
+    PathId(member_id): PathId,
 ) -> Result<Body<MemberCoverage>, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
     let view = member_record(&gateway, &member_id)
@@ -154,12 +155,12 @@ pub(crate) struct FamilyMet {
 pub(crate) async fn accumulators(
     State(gateway): State<Gateway>,
     Extension(access): Extension<Access>,
-    Path(member_id): Path<String>,
+    PathId(member_id): PathId,
     query: Result<Query<YearQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Body<AccumulatorsView>, ApiError> {
     let member_id = identifier("memberId", Some(member_id))?;
     check_member(&gateway, &access, &member_id).await?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let Query(query) = query.map_err(|_| malformed_query())?;
     let year = match query.year {
         None => crate::commands::Checks::at(now(), gateway.plausible).today.year(),
         Some(text) => text

@@ -13,6 +13,27 @@ use arus_schemas::Date;
 use crate::Gateway;
 use crate::error::{ApiError, unavailable};
 
+/// A path parameter as text; one that is not (invalid UTF-8 in its percent-encoding) is a
+/// 400 in the error format, not axum's plain-text rejection.
+pub(crate) struct PathId(pub(crate) String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(value) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("path", "a path parameter is not text (UTF-8)"))?;
+        Ok(PathId(value))
+    }
+}
+
+/// A query string that does not decode (a parameter twice, bytes that are not text): 400,
+/// naming the query, never echoing it.
+pub(crate) fn malformed_query() -> ApiError {
+    ApiError::invalid("query", "is not a query string this route reads (a parameter twice, or not text)")
+}
+
 /// An identifier as arus writes them: letters, digits, `-`, `_` and `.`, at most 64.
 pub(crate) fn identifier(field: &'static str, value: Option<String>) -> Result<String, ApiError> {
     let value = value.ok_or_else(|| crate::commands::invalid(field, "is required"))?;
