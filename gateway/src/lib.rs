@@ -69,6 +69,8 @@ pub(crate) struct Gateway {
     plausible: commands::Plausible,
     /// Where accesses to members' data are recorded.
     auditor: Option<Arc<audit::Auditor>>,
+    /// The key of NIK digests (as the eligibility job's), to find a NIK already on record.
+    nik_key: Option<Arc<[u8]>>,
 }
 
 /// How a gateway serves, beyond its store.
@@ -100,6 +102,9 @@ pub struct Options {
     /// gRPC over TLS with client certificates: the server's certificate chain and key and the
     /// partners' CA, PEM; without it, gRPC is plain.
     pub grpc_tls: Option<GrpcTls>,
+    /// The key of NIK digests, the eligibility job's (`nik_key_env`): with it, a new member
+    /// whose NIK is on record is refused (409).
+    pub nik_key: Option<Vec<u8>>,
 }
 
 /// gRPC's mTLS: PEM texts.
@@ -150,6 +155,7 @@ pub fn serve(listener: std::net::TcpListener, store: Arc<dyn StateStore>, option
         authenticator: options.authenticator,
         plausible: options.plausible,
         auditor,
+        nik_key: options.nik_key.map(Arc::from),
     };
     listener.set_nonblocking(true)?;
     if let Some(grpc) = &options.grpc {

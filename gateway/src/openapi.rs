@@ -192,7 +192,12 @@ impl IntoResponses for CommandErrors {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
         BTreeMap::from([
             ("400".to_owned(), error("a field is missing or malformed, or the Idempotency-Key is")),
-            ("409".to_owned(), error("the first request with this Idempotency-Key is still being processed")),
+            (
+                "409".to_owned(),
+                error(
+                    "the first request with this Idempotency-Key is still being processed; or, for a new member, its id or NIK is on record",
+                ),
+            ),
             ("413".to_owned(), error("the body is over 1 MiB")),
             ("415".to_owned(), error("the body is not declared JSON (Content-Type: application/json)")),
             (

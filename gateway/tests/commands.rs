@@ -202,3 +202,42 @@ fn a_gateway_without_an_event_bus_refuses_commands_clearly() {
     let (status, body) = request(address, "POST", "/api/v1/members", MEMBER);
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("NO_EVENT_BUS")), "{body}");
 }
+
+#[test]
+fn a_new_member_with_a_nik_on_record_is_refused() {
+    // The eligibility job and the gateway share the key of NIK digests; the store holds the
+    // digest of M1's NIK, never the NIK.
+    let key = "a key of NIK digests, for this test".as_bytes();
+    let store = Arc::new(MemoryStore::new());
+    let mut state = EligibilityState::with_nik_key(key);
+    for event in common::events() {
+        state.apply_to(&event, &*store).expect("store");
+    }
+    let Event::MemberCreated(m1) = &common::events()[1] else { panic!("M1") };
+    let digest = arus_schemas::nik::nik_digest(key, &m1.nik);
+    let held = arus_connectors::store::StateStore::get(&*store, &arus_schemas::read_models::nik_key(&digest));
+    assert_eq!(held.expect("read").map(|(_, member)| member), Some(b"M1".to_vec()));
+
+    let log = Arc::new(EmbeddedLog::new());
+    log.create_all_topics().expect("topics");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = listener.local_addr().expect("address");
+    let options = arus_gateway::Options {
+        publisher: Some(Arc::new(TopicPublisher::log(log.clone()))),
+        nik_key: Some(key.to_vec()),
+        ..common::options()
+    };
+    std::thread::spawn(move || arus_gateway::serve(listener, store, options));
+    // Another person's record with M1's NIK (consistent with its birth date, sex and regency).
+    let body = |nik: &str| {
+        format!(
+            r#"{{"relationship":"SUBSCRIBER","nik":"{nik}","fullName":"Another Person","dateOfBirth":"1990-01-01","sex":"MALE","provinceCode":"31","regencyCode":"3171","city":"Jakarta"}}"#
+        )
+    };
+    let (status, answer) = request(address, "POST", "/api/v1/members", &body(&m1.nik));
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("NIK_EXISTS")), "{answer}");
+    assert!(!answer.to_string().contains(&m1.nik), "the NIK is not echoed: {answer}");
+    assert!(member_events(&log).is_empty(), "nothing published");
+    let (status, answer) = request(address, "POST", "/api/v1/members", &body("3171010101900002"));
+    assert_eq!(status, 202, "another NIK is another person: {answer}");
+}

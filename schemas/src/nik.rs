@@ -83,3 +83,26 @@ mod tests {
         }
     }
 }
+
+/// A NIK's keyed digest: HMAC-SHA256 under `key`, in hex. What a store may keep to find a NIK
+/// already on record without holding the NIK (a NIK has too few possible values for an unkeyed
+/// hash to hide it; the key comes from configuration, never from the repository).
+pub fn nik_digest(key: &[u8], nik: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(nik.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod digest_tests {
+    #[test]
+    fn the_digest_depends_on_the_key_and_the_nik() {
+        let a = super::nik_digest(b"key one", "3171014703900012");
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, super::nik_digest(b"key one", "3171014703900012"));
+        assert_ne!(a, super::nik_digest(b"key two", "3171014703900012"));
+        assert_ne!(a, super::nik_digest(b"key one", "3171014703900013"));
+        assert!(!a.contains("3171014703900012"));
+    }
+}

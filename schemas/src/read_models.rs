@@ -41,6 +41,12 @@ pub fn member_eligibility_key(member_id: &str) -> String {
     ["elig:member:", member_id].concat()
 }
 
+/// The store key under which the member holding a NIK is found: its keyed digest
+/// ([`crate::nik::nik_digest`]), never the NIK. Holds the member id.
+pub fn nik_key(digest: &str) -> String {
+    ["nik:", digest].concat()
+}
+
 /// The store key of a claim's decision.
 pub fn decision_key(claim_id: &str) -> String {
     ["claim:", claim_id].concat()

@@ -58,6 +58,10 @@ pub struct GatewayArgs {
     /// and `--partner-key` as the server's), as the partner routes.
     #[arg(long, requires_all = ["grpc_addr", "partner_cert", "partner_key", "partner_ca"])]
     grpc_tls: bool,
+    /// The environment variable holding the key of NIK digests, the eligibility job's
+    /// `nik_key_env`: a new member whose NIK is on record is then refused (409).
+    #[arg(long, value_name = "NAME")]
+    nik_key_env: Option<String>,
     /// A proxy in front of the gateway whose `X-Forwarded-For` is believed (repeatable).
     #[arg(long, value_name = "IP")]
     trusted_proxy: Vec<std::net::IpAddr>,
@@ -187,7 +191,18 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let nik_key = match &args.nik_key_env {
+        None => None,
+        Some(name) => Some(
+            std::env::var(name)
+                .ok()
+                .filter(|k| k.len() >= 32)
+                .ok_or_else(|| anyhow::anyhow!("--nik-key-env: {name} is not set to a key of at least 32 characters"))?
+                .into_bytes(),
+        ),
+    };
     let options = arus_gateway::Options {
+        nik_key,
         grpc_tls,
         partner,
         publisher,

@@ -169,6 +169,23 @@ pub(crate) async fn create_member(
             details: vec![Detail::field("memberId", "exists")],
         });
     }
+    // A NIK on record is another member's (found by its keyed digest: the store holds no NIK).
+    if let Some(key) = &gateway.nik_key {
+        let store_key = arus_schemas::read_models::nik_key(&arus_schemas::nik::nik_digest(key, &event.nik));
+        let store = gateway.store.clone();
+        let holder = tokio::task::spawn_blocking(move || store.get(&store_key))
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|_| unavailable())?;
+        if holder.is_some_and(|(_, member)| member != event.member_id.as_bytes()) {
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                code: "NIK_EXISTS",
+                message: "a member with this NIK is on record; a person is recorded once".to_owned(),
+                details: vec![Detail::field("nik", "on record")],
+            });
+        }
+    }
     let location = format!("/api/v1/members/{}", event.member_id);
     publish(&gateway, arus_schemas::Event::MemberCreated(event), location, key).await
 }

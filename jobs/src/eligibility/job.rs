@@ -64,6 +64,12 @@ pub fn run_with_store(
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
     let (cluster, metrics, shutdown) = (&context.cluster, context.metrics.clone(), &context.shutdown);
+    let nik_key = match &spec.nik_key_env {
+        None => None,
+        Some(name) => Some(std::env::var(name).ok().filter(|k| k.len() >= 32).ok_or_else(|| {
+            RunError::Invalid(format!("nik_key_env: {name} is not set to a key of at least 32 characters"))
+        })?),
+    };
     let inputs = open_inputs(&spec.source, &TOPICS)?;
     let following = match &spec.source {
         TopicsSource::Kafka { follow: true, idle_timeout, .. } => Some(idle_timeout.duration()),
@@ -86,14 +92,14 @@ pub fn run_with_store(
             }
             answer_requests(&source, &*answering_store, Some(idle), &stopping)
         });
-        let report = run_inputs(inputs, cluster, store, readiness.clone(), metrics, shutdown);
+        let report = run_inputs(inputs, cluster, store, readiness.clone(), metrics, shutdown, nik_key);
         readiness.over.store(true, Ordering::Release);
         let mut report = report?;
         report.answered =
             answering.join().map_err(|_| RunError::Internal("the answering thread panicked".into()))??;
         return Ok(report);
     }
-    let mut report = run_inputs(inputs, cluster, store.clone(), Arc::default(), metrics, shutdown)?;
+    let mut report = run_inputs(inputs, cluster, store.clone(), Arc::default(), metrics, shutdown, nik_key)?;
     if spec.answer_requests && !shutdown.requested() {
         let started = Instant::now();
         report.answered = answer_requests(&spec.source, &*store, None, shutdown)?;
@@ -185,7 +191,7 @@ pub fn run_on_log(
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
     let inputs = embedded_inputs(&log, &TOPICS, "arus-eligibility")?;
-    run_inputs(inputs, cluster, store, Arc::default(), Arc::new(Metrics::new("eligibility")), &Shutdown::new())
+    run_inputs(inputs, cluster, store, Arc::default(), Arc::new(Metrics::new("eligibility")), &Shutdown::new(), None)
 }
 
 /// When the store holds everything the topics held when the job began: each worker's source
@@ -233,6 +239,7 @@ fn run_inputs(
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
     shutdown: &Shutdown,
+    nik_key: Option<String>,
 ) -> Result<EligibilityReport, RunError> {
     let (config, _) = timely_config(cluster);
     let inputs = Arc::new(inputs);
@@ -242,6 +249,7 @@ fn run_inputs(
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
+        let nik_key = nik_key.clone();
         let store = store.clone();
         let (source_metrics, metrics, shutdown) = (metrics.clone(), metrics.clone(), worker_shutdown.clone());
         let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
@@ -288,7 +296,10 @@ fn run_inputs(
                     }
                 }
             });
-            let mut state = EligibilityState::new();
+            let mut state = match &nik_key {
+                Some(key) => EligibilityState::with_nik_key(key.as_bytes()),
+                None => EligibilityState::new(),
+            };
             let mut applied = 0u64;
             let mut ready = false;
             let readiness = sink_readiness;

@@ -41,6 +41,8 @@ struct MemberRecord {
     changes: BTreeMap<(Date, Timestamp, String), CoverageChanged>,
     /// Events folded in: the version of the record in a store.
     events: u64,
+    /// The keyed digest of the member's NIK, when the state has a key.
+    nik_digest: Option<String>,
 }
 
 /// Coverage on a date, by the member's own events (borrowing the plan and the reason from
@@ -78,12 +80,30 @@ pub struct EligibilityState {
     seen: HashSet<String>,
     /// Per subscriber, the members of the family that name it.
     dependents: HashMap<String, BTreeSet<String>>,
+    /// The key of NIK digests: with it, each member's record comes with `nik:<digest>` →
+    /// member id, so the gateway finds a NIK already on record without the store holding it.
+    nik_key: Option<NikKey>,
+}
+
+/// A secret key; never printed.
+#[derive(Clone, Default)]
+struct NikKey(Vec<u8>);
+
+impl std::fmt::Debug for NikKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NikKey(..)")
+    }
 }
 
 impl EligibilityState {
     /// An empty state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty state that also indexes members by the keyed digest of their NIK.
+    pub fn with_nik_key(key: &[u8]) -> Self {
+        EligibilityState { nik_key: Some(NikKey(key.to_vec())), ..Self::default() }
     }
 
     /// Applies an event; returns the members whose answers may have changed (for a store to
@@ -121,6 +141,9 @@ impl EligibilityState {
         let record = self.members.entry(e.member_id.clone()).or_default();
         record.events += 1;
         record.created = Some((e.family_id.clone(), e.relationship));
+        if let Some(NikKey(key)) = &self.nik_key {
+            record.nik_digest = Some(arus_schemas::nik::nik_digest(key, &e.nik));
+        }
         record.subscriber_id = Some(e.subscriber_id.clone());
         self.dependents.entry(e.subscriber_id.clone()).or_default().insert(e.member_id.clone());
         self.family_of(&e.member_id)
@@ -416,21 +439,65 @@ impl EligibilityState {
         })
     }
 
-    /// The store writes of `members`' records: key, version, JSON.
+    /// The store writes of `members`' records: key, version, JSON; with a NIK key, each
+    /// member's NIK index entry too (version 1: the first member recorded with a NIK keeps it).
     pub fn records<'a>(&self, members: impl IntoIterator<Item = &'a str>) -> Vec<(String, u64, Vec<u8>)> {
-        members
-            .into_iter()
-            .filter_map(|member_id| self.eligibility_record(member_id))
-            .map(|record| {
-                let json = serde_json::to_vec(&record).expect("records serialize");
-                (member_eligibility_key(&record.member_id), record.version, json)
-            })
-            .collect()
+        let mut writes = Vec::new();
+        for record in members.into_iter().filter_map(|member_id| self.eligibility_record(member_id)) {
+            if let Some(digest) = self.members.get(&record.member_id).and_then(|m| m.nik_digest.as_ref()) {
+                writes.push((arus_schemas::read_models::nik_key(digest), 1, record.member_id.clone().into_bytes()));
+            }
+            let json = serde_json::to_vec(&record).expect("records serialize");
+            writes.push((member_eligibility_key(&record.member_id), record.version, json));
+        }
+        writes
     }
 
     /// Applies an event and writes the records it changed to `store` (see [`records`](Self::records)).
     pub fn apply_to(&mut self, event: &Event, store: &dyn StateStore) -> Result<(), StoreError> {
         let changed = self.apply(event);
         store.put_many_versioned(&self.records(changed.iter().map(String::as_str))).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod nik_index_tests {
+    use super::*;
+    use arus_schemas::events::{Relationship, Sex};
+
+    fn created(member: &str, nik: &str) -> Event {
+        Event::MemberCreated(MemberCreated {
+            event_id: format!("created-{member}"),
+            event_time: Timestamp(1),
+            member_id: member.to_owned(),
+            family_id: "F1".to_owned(),
+            subscriber_id: member.to_owned(),
+            relationship: Relationship::SUBSCRIBER,
+            nik: nik.to_owned(),
+            full_name: "Test Member".to_owned(),
+            date_of_birth: "1990-01-01".parse().expect("a date"),
+            sex: Sex::MALE,
+            province_code: "31".to_owned(),
+            regency_code: "3171".to_owned(),
+            city: "Jakarta".to_owned(),
+            phone: None,
+            email: None,
+        })
+    }
+
+    #[test]
+    fn with_a_key_each_member_is_found_by_its_nik_digest_and_the_key_is_never_printed() {
+        let key = b"the key of NIK digests for this test";
+        let mut keyed = EligibilityState::with_nik_key(key);
+        let changed = keyed.apply(&created("M1", "3171010101900001"));
+        let writes = keyed.records(changed.iter().map(String::as_str));
+        let digest = arus_schemas::nik::nik_digest(key, "3171010101900001");
+        assert!(writes.contains(&(arus_schemas::read_models::nik_key(&digest), 1, b"M1".to_vec())), "{writes:?}");
+        assert!(writes.iter().all(|(_, _, bytes)| !String::from_utf8_lossy(bytes).contains("3171010101900001")));
+        assert!(!format!("{keyed:?}").contains("the key of NIK digests"), "the key is not in Debug");
+        // Without a key: no index, the records as before.
+        let mut plain = EligibilityState::new();
+        let changed = plain.apply(&created("M1", "3171010101900001"));
+        assert!(plain.records(changed.iter().map(String::as_str)).iter().all(|(key, _, _)| !key.starts_with("nik:")));
     }
 }

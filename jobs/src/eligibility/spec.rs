@@ -21,6 +21,11 @@ pub struct EligibilitySpec {
     /// consumer drops the duplicates a rerun writes).
     #[serde(default)]
     pub answer_requests: bool,
+    /// The environment variable holding the key of NIK digests: with it, the job also writes
+    /// `nik:<HMAC(key, NIK)>` → member id, so the gateway refuses a second member with a NIK
+    /// on record (the same key: `arus gateway --nik-key-env`) without the store holding NIKs.
+    #[serde(default)]
+    pub nik_key_env: Option<String>,
 }
 
 impl EligibilitySpec {
