@@ -17,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::Gateway;
+use crate::audit::Who;
 use crate::auth::{Authenticator, Caller, Rejected, Role};
 use crate::error::{ApiError, Detail};
 use crate::limit::{Tier, Verdict};
@@ -155,34 +156,10 @@ pub(crate) async fn authorize(State(gateway): State<Gateway>, request: Request, 
     if rule.audited
         && let Some(auditor) = &gateway.auditor
     {
-        let (subject, client, role) = match &who {
-            Who::Anonymous => ("anonymous", "anonymous", "anonymous"),
-            Who::Unverified => ("unverified", "unverified", "unverified"),
-            Who::Caller(caller) => (caller.subject.as_str(), caller.client_id.as_str(), caller.role.name()),
-        };
-        let trace_id = crate::error::trace_id();
-        auditor.record(arus_schemas::events::AccessAudited {
-            event_id: trace_id.clone(),
-            event_time: crate::routes::now(),
-            subject: subject.to_owned(),
-            client_id: client.to_owned(),
-            role: role.to_owned(),
-            method: method.as_str().to_owned(),
-            route: rule.route.to_owned(),
-            resource_ids: crate::audit::resource_ids(rule.route, &uri),
-            status: i32::from(response.status().as_u16()),
-            trace_id,
-        });
+        let ids = crate::audit::resource_ids(rule.route, &uri);
+        auditor.access(&who, method.as_str(), rule.route, ids, response.status().as_u16());
     }
     response
-}
-
-/// Who asked, as far as the token says.
-#[derive(Clone)]
-enum Who {
-    Anonymous,
-    Unverified,
-    Caller(Arc<Caller>),
 }
 
 /// The rule applied: the request answered, or refused; under `/api/`, with its rate limit's
@@ -324,13 +301,18 @@ fn rate_headers(response: &mut Response, verdict: Verdict) {
 /// The bearer token of `Authorization`, if any; another scheme, or a malformed header, is
 /// refused rather than ignored.
 fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<String>, Rejected> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
-    let text = value.to_str().map_err(|_| Rejected("the Authorization header is not text"))?;
+    headers.get(header::AUTHORIZATION).map(|value| bearer_token(value.as_bytes())).transpose()
+}
+
+/// The token of an `Authorization` value (an HTTP header, a gRPC metadata entry):
+/// `Bearer <token>`, the scheme in any case.
+pub(crate) fn bearer_token(value: &[u8]) -> Result<String, Rejected> {
+    let text = std::str::from_utf8(value).map_err(|_| Rejected("the Authorization header is not text"))?;
     let (scheme, token) = text.split_once(' ').ok_or(Rejected("the Authorization header is not `Bearer <token>`"))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(Rejected("the Authorization header is not `Bearer <token>`"));
     }
-    Ok(Some(token.trim().to_owned()))
+    Ok(token.trim().to_owned())
 }
 
 /// Verifies off the async threads only when the issuer's keys have to be fetched.

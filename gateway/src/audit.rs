@@ -23,6 +23,17 @@ const QUEUE: usize = 65_536;
 /// Records published in one batch, at most.
 const BATCH: usize = 1_024;
 
+/// Who asked, as far as the token says.
+#[derive(Clone)]
+pub(crate) enum Who {
+    /// No token.
+    Anonymous,
+    /// A token that did not verify.
+    Unverified,
+    /// A verified token.
+    Caller(Arc<crate::auth::Caller>),
+}
+
 /// Hands audit records to the publishing thread.
 pub(crate) struct Auditor {
     queue: SyncSender<AccessAudited>,
@@ -50,8 +61,31 @@ impl Auditor {
         Auditor { queue, counts }
     }
 
+    /// Records a request `who` made of `method` on `route` naming `resource_ids`, answered
+    /// `status`, with the trace id of the request being answered.
+    pub(crate) fn access(&self, who: &Who, method: &str, route: &str, resource_ids: Vec<String>, status: u16) {
+        let (subject, client, role) = match who {
+            Who::Anonymous => ("anonymous", "anonymous", "anonymous"),
+            Who::Unverified => ("unverified", "unverified", "unverified"),
+            Who::Caller(caller) => (caller.subject.as_str(), caller.client_id.as_str(), caller.role.name()),
+        };
+        let trace_id = crate::error::trace_id();
+        self.record(AccessAudited {
+            event_id: trace_id.clone(),
+            event_time: crate::routes::now(),
+            subject: subject.to_owned(),
+            client_id: client.to_owned(),
+            role: role.to_owned(),
+            method: method.to_owned(),
+            route: route.to_owned(),
+            resource_ids,
+            status: i32::from(status),
+            trace_id,
+        });
+    }
+
     /// Queues `record`; counted as dropped when the queue is full.
-    pub(crate) fn record(&self, record: AccessAudited) {
+    fn record(&self, record: AccessAudited) {
         match self.queue.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {

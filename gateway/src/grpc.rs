@@ -6,6 +6,7 @@ use std::time::Instant;
 use tonic::{Code, Request, Response, Status};
 
 use crate::Gateway;
+use crate::audit::Who;
 use crate::error::trace_id;
 use crate::routes::eligibility::{Checked, Failure};
 
@@ -105,13 +106,8 @@ impl EligibilityService {
     /// one; a token that does not verify is UNAUTHENTICATED).
     async fn caller(&self, request: &Request<CheckRequest>) -> Result<Option<crate::auth::Caller>, Status> {
         let Some(value) = request.metadata().get("authorization") else { return Ok(None) };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned())
-            .ok_or_else(|| Status::unauthenticated("the authorization metadata is not `Bearer <token>`"))?;
+        let token = crate::access::bearer_token(value.as_bytes())
+            .map_err(|rejected| Status::unauthenticated(format!("the authorization metadata: {}", rejected.0)))?;
         crate::access::verify(self.gateway.authenticator.clone(), token)
             .await
             .map(Some)
@@ -140,6 +136,7 @@ impl EligibilityService {
             given(question.member_id),
             given(question.service_date),
             given(question.service_type),
+            named,
         )
         .await
         .map_err(|failure| match failure {
@@ -148,7 +145,7 @@ impl EligibilityService {
             Failure::Unavailable => Status::unavailable("the state store does not answer; try again shortly"),
         })?;
         let Checked { member_id, service_date, service_type, answer } = checked;
-        let text = |d: Option<arus_schemas::Date>| d.filter(|_| named).map(|d| d.to_string());
+        let text = |d: Option<arus_schemas::Date>| d.map(|d| d.to_string());
         Ok(CheckResponse {
             member_id,
             service_date: service_date.to_string(),
@@ -159,7 +156,7 @@ impl EligibilityService {
             coverage_start: text(answer.coverage_start),
             coverage_end: text(answer.coverage_end),
             requires_prior_auth: answer.requires_prior_auth,
-            reason: answer.reason.filter(|_| named),
+            reason: answer.reason,
             benefits: answer.benefits.map(|b| Benefits {
                 deductible_individual_idr: b.deductible_individual_idr.0,
                 deductible_family_idr: b.deductible_family_idr.0,
@@ -189,27 +186,13 @@ impl Eligibility for EligibilityService {
             self.gateway.metrics.observe(ROUTE, http_status(code), started.elapsed());
             // A member's coverage was asked about: on the audit trail, as over REST.
             if let Some(auditor) = &self.gateway.auditor {
-                let (subject, client, role) = match &caller {
-                    Ok(None) => ("anonymous".to_owned(), "anonymous".to_owned(), "anonymous"),
-                    Err(_) => ("unverified".to_owned(), "unverified".to_owned(), "unverified"),
-                    Ok(Some(c)) => (c.subject.clone(), c.client_id.clone(), c.role.name()),
+                let who = match &caller {
+                    Ok(None) => Who::Anonymous,
+                    Err(_) => Who::Unverified,
+                    Ok(Some(caller)) => Who::Caller(std::sync::Arc::new(caller.clone())),
                 };
-                let trace_id = trace_id();
-                auditor.record(arus_schemas::events::AccessAudited {
-                    event_id: trace_id.clone(),
-                    event_time: crate::routes::now(),
-                    subject,
-                    client_id: client,
-                    role: role.to_owned(),
-                    method: "POST".to_owned(),
-                    route: ROUTE.to_owned(),
-                    resource_ids: (!member_id.is_empty())
-                        .then(|| format!("memberId={member_id}"))
-                        .into_iter()
-                        .collect(),
-                    status: i32::from(http_status(code)),
-                    trace_id,
-                });
+                let ids = (!member_id.is_empty()).then(|| format!("memberId={member_id}")).into_iter().collect();
+                auditor.access(&who, "POST", ROUTE, ids, http_status(code));
             }
             result.map(Response::new)
         })

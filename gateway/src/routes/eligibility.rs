@@ -160,11 +160,15 @@ pub(crate) struct Checked {
     pub(crate) answer: Answer,
 }
 
+/// The question checked and answered from the store, for a caller with a token (`named`) or
+/// without: anonymous callers learn covered-or-not and the plan, not the member's coverage
+/// dates nor the reason (the one place REST and gRPC trim the answer).
 pub(crate) async fn check_eligibility(
     gateway: &Gateway,
     member_id: Option<String>,
     service_date: Option<String>,
     service_type: Option<String>,
+    named: bool,
 ) -> Result<Checked, Failure> {
     let required = |field, value: Option<String>| value.ok_or_else(|| crate::commands::invalid(field, "is required"));
     let member_id = crate::commands::id("memberId", &required("memberId", member_id)?)?;
@@ -172,12 +176,15 @@ pub(crate) async fn check_eligibility(
     let service_type = crate::commands::id("serviceType", &required("serviceType", service_type)?)?;
     let store = gateway.store.clone();
     let (member, service) = (member_id.clone(), service_type.clone());
-    let answer = tokio::task::spawn_blocking(move || read::eligibility(&*store, &member, service_date, &service))
+    let mut answer = tokio::task::spawn_blocking(move || read::eligibility(&*store, &member, service_date, &service))
         .await
         .map_err(|_| Failure::Unavailable)?
         .map_err(|_| Failure::Unavailable)?;
     if answer.status == EligibilityStatus::UNKNOWN_MEMBER {
         return Err(Failure::MemberNotFound(member_id));
+    }
+    if !named {
+        (answer.coverage_start, answer.coverage_end, answer.reason) = (None, None, None);
     }
     Ok(Checked { member_id, service_date, service_type, answer })
 }
@@ -188,12 +195,11 @@ pub(crate) async fn check(
     access: &Access,
 ) -> Result<Body<EligibilityAnswer>, ApiError> {
     let Checked { member_id, service_date, service_type, answer } =
-        check_eligibility(gateway, query.member_id, query.service_date, query.service_type).await?;
+        check_eligibility(gateway, query.member_id, query.service_date, query.service_type, access.caller().is_some())
+            .await?;
     let link =
         format!("/api/v1/eligibility?memberId={member_id}&serviceDate={service_date}&serviceType={service_type}");
-    // Anonymous callers learn covered-or-not and the plan, nothing more about the member.
-    let named = access.caller().is_some();
-    let text = |d: Option<Date>| d.filter(|_| named).map(|d| d.to_string());
+    let text = |d: Option<Date>| d.map(|d| d.to_string());
     let data = EligibilityAnswer {
         service_date: service_date.to_string(),
         eligible: answer.eligible,
@@ -203,7 +209,7 @@ pub(crate) async fn check(
         requires_prior_auth: answer.requires_prior_auth,
         benefits: answer.benefits.as_ref().map(BenefitsView::from),
         plan_id: answer.plan_id,
-        reason: answer.reason.filter(|_| named),
+        reason: answer.reason,
         member_id,
         service_type,
     };
@@ -257,12 +263,9 @@ pub(crate) async fn benefits_summary(
     let Query(query) = query.map_err(|_| malformed_query())?;
     let member_id = identifier("memberId", query.member_id)?;
     let as_of = date("asOf", query.as_of)?;
-    let checked =
-        check_eligibility(&gateway, Some(member_id.clone()), Some(as_of.to_string()), Some("summary".to_owned()))
-            .await?;
-    let answer = checked.answer;
-    let named = access.caller().is_some();
-    let text = |d: Option<Date>| d.filter(|_| named).map(|d| d.to_string());
+    let (member, day, summary) = (Some(member_id.clone()), Some(as_of.to_string()), Some("summary".to_owned()));
+    let answer = check_eligibility(&gateway, member, day, summary, access.caller().is_some()).await?.answer;
+    let text = |d: Option<Date>| d.map(|d| d.to_string());
     let link = format!("/api/v1/benefits/summary?memberId={member_id}&asOf={as_of}");
     let data = BenefitsSummary {
         member_id,
