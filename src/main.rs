@@ -4,7 +4,9 @@
 //! - `cli::generate`: `arus gen`, the traffic generator into files.
 //! - `cli::demo`: `arus demo`, the whole system in one process on the embedded log.
 //! - `cli::run`: `arus run`, a pipeline in the foreground.
-//! - `cli::topics`: `arus topics`, the topics and their settings.
+//! - `cli::topics`: `arus topics`, the topic table, applied, and events loaded and read.
+//! - `cli::dlq`: `arus dlq tail/replay`, the dead letters.
+//! - `cli::bus`: where a command's topics are (`--kafka` or `--log`).
 //! - `cli::gateway`: `arus gateway`, the REST and gRPC gateway over the serving store.
 //! - `cli::alerts`: `arus alerts tail`, fraud alerts for analysts.
 //! - `cli::fraud`: `arus fraud features`, the model's training data.
@@ -42,8 +44,14 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Serve the REST gateway over the state the jobs keep in Redis.
     Gateway(Box<cli::gateway::GatewayArgs>),
-    /// List the topics and their settings.
-    Topics,
+    /// The topics: list the table, apply it to a cluster, load and read events.
+    Topics {
+        #[command(subcommand)]
+        command: Option<cli::topics::TopicsCommand>,
+    },
+    /// Dead letters: records the jobs could not read, shown and re-driven.
+    #[command(subcommand)]
+    Dlq(cli::dlq::DlqCommand),
     /// Fraud model data.
     #[command(subcommand)]
     Fraud(cli::fraud::FraudCommand),
@@ -62,7 +70,8 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cli::demo::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Gateway(a) => cli::gateway::run(*a),
-        Command::Topics => cli::topics::run(),
+        Command::Topics { command } => cli::topics::run(command),
+        Command::Dlq(c) => cli::dlq::run(c),
         Command::Clickhouse(c) => cli::clickhouse::run(c),
         Command::Alerts(c) => cli::alerts::run(c),
         Command::Fraud(c) => cli::fraud::run(c),

@@ -183,11 +183,16 @@ pub fn without_credentials(url: &str) -> String {
 
 /// State in Redis: each key a hash of its version (`v`) and value (`d`), written by a script
 /// that compares versions on the server, so concurrent writers cannot move a key backwards.
+///
+/// Connections come from a pool (`r2d2`): each has connect, read and write timeouts, one
+/// found broken is replaced, and a request that fails on the connection (the server restarted,
+/// a network cut, a timeout) is sent again on a fresh one, backing off, for up to
+/// [`Resilience::retry_for`] — every request is safe to repeat (a versioned write written
+/// twice changes nothing the second time). A server that stays away fails the request then.
 #[cfg(feature = "redis")]
 pub struct RedisStore {
-    /// A few connections, taken in turn, so concurrent readers do not queue on one.
-    connections: Vec<Mutex<redis::Connection>>,
-    next: std::sync::atomic::AtomicUsize,
+    /// A few connections, so concurrent readers do not queue on one.
+    pool: r2d2::Pool<Connector>,
     /// The versioned write of one key or many in one call (KEYS the keys, ARGV the version and
     /// value of each in turn, then optionally milliseconds to live): a batch makes one call per
     /// [`MANY`] keys instead of one per key.
@@ -195,11 +200,66 @@ pub struct RedisStore {
     prefix: String,
     /// Requests sent to the server (a pipeline is one).
     round_trips: std::sync::atomic::AtomicU64,
+    /// The server, without credentials, for errors.
+    shown: String,
+    resilience: Resilience,
+}
+
+/// How a [`RedisStore`] copes with a server that is slow or away.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resilience {
+    /// Connecting, and each read or write on a connection, at most this long.
+    pub io_timeout: std::time::Duration,
+    /// A request failing on its connection is tried again, backing off, for this long.
+    pub retry_for: std::time::Duration,
+}
+
+#[cfg(feature = "redis")]
+impl Default for Resilience {
+    /// A 5 s timeout; retries for 30 s (a restarting Redis is back well within it).
+    fn default() -> Self {
+        Resilience { io_timeout: std::time::Duration::from_secs(5), retry_for: std::time::Duration::from_secs(30) }
+    }
+}
+
+/// Makes the pool's connections, each with its timeouts.
+#[cfg(feature = "redis")]
+struct Connector {
+    client: redis::Client,
+    timeout: std::time::Duration,
+}
+
+#[cfg(feature = "redis")]
+impl r2d2::ManageConnection for Connector {
+    type Connection = redis::Connection;
+    type Error = redis::RedisError;
+
+    fn connect(&self) -> Result<redis::Connection, redis::RedisError> {
+        let connection = self.client.get_connection_with_timeout(self.timeout)?;
+        connection.set_read_timeout(Some(self.timeout))?;
+        connection.set_write_timeout(Some(self.timeout))?;
+        Ok(connection)
+    }
+
+    fn is_valid(&self, connection: &mut redis::Connection) -> Result<(), redis::RedisError> {
+        redis::cmd("PING").query::<String>(connection).map(drop)
+    }
+
+    fn has_broken(&self, connection: &mut redis::Connection) -> bool {
+        !redis::ConnectionLike::is_open(connection)
+    }
+}
+
+/// Whether a request failed on its connection (another may succeed), not on what it asked.
+#[cfg(feature = "redis")]
+fn transient(error: &redis::RedisError) -> bool {
+    error.is_io_error() || error.is_connection_dropped() || error.is_timeout() || error.is_connection_refusal()
 }
 
 /// Connections a store keeps.
 #[cfg(feature = "redis")]
-const CONNECTIONS: usize = 4;
+const CONNECTIONS: u32 = 4;
 
 /// Keys per script call in a batch write: enough that the call's own cost is spread thin, few
 /// enough that one call holds the server for a millisecond or so. (A multi-key script needs its
@@ -211,12 +271,27 @@ const MANY: usize = 512;
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`), keys prefixed with `prefix`.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, prefix, Resilience::default())
+    }
+
+    /// [`connect`](Self::connect), with these timeouts and retries.
+    pub fn connect_with(url: &str, prefix: &str, resilience: Resilience) -> Result<Self, StoreError> {
         // Errors name the server, never its credentials.
         let shown = without_credentials(url);
         let client = redis::Client::open(url).map_err(|e| StoreError(format!("{shown}: {e}")))?;
-        let connections = (0..CONNECTIONS)
-            .map(|_| client.get_connection().map(Mutex::new).map_err(|e| StoreError(format!("{shown}: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let connector = Connector { client, timeout: resilience.io_timeout };
+        // One connection made now: a server that is not there fails here, not at the first write.
+        let first = r2d2::ManageConnection::connect(&connector).map_err(|e| StoreError(format!("{shown}: {e}")))?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(CONNECTIONS)
+            .min_idle(Some(1))
+            .connection_timeout(resilience.io_timeout)
+            // Checked when handed out only by the broken flag (a PING each time would double
+            // the round trips); a request failing on one is retried on another.
+            .test_on_check_out(false)
+            .build(connector)
+            .map_err(|e| StoreError(format!("{shown}: {e}")))?;
         let script = redis::Script::new(
             "local ttl = ARGV[2 * #KEYS + 1] \
              local wrote = {} \
@@ -231,13 +306,35 @@ impl RedisStore {
              end \
              return wrote",
         );
-        Ok(RedisStore {
-            connections,
-            next: Default::default(),
-            script,
-            prefix: prefix.to_owned(),
-            round_trips: Default::default(),
-        })
+        Ok(RedisStore { pool, script, prefix: prefix.to_owned(), round_trips: Default::default(), shown, resilience })
+    }
+
+    /// Runs `request` on a connection of the pool; where it fails on the connection, again on
+    /// another, backing off (50 ms doubling to 2 s), until [`Resilience::retry_for`] has passed.
+    fn retrying<T>(
+        &self,
+        mut request: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let started = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(50);
+        loop {
+            let failed = match self.pool.get() {
+                Ok(mut connection) => match request(&mut connection) {
+                    Ok(answer) => return Ok(answer),
+                    Err(e) if transient(&e) => e.to_string(),
+                    Err(e) => return Err(StoreError(e.to_string())),
+                },
+                Err(e) => e.to_string(),
+            };
+            if started.elapsed() + wait > self.resilience.retry_for {
+                return Err(StoreError(format!(
+                    "{}: {failed} (tried again for {:?})",
+                    self.shown, self.resilience.retry_for
+                )));
+            }
+            std::thread::sleep(wait); // backing off from a server that is away (not a test's wait)
+            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+        }
     }
 
     /// Requests sent to the server so far, a pipeline counting once: what batching saves, for
@@ -258,14 +355,15 @@ impl RedisStore {
         value: &[u8],
         ttl: Option<std::time::Duration>,
     ) -> Result<bool, StoreError> {
-        let mut connection = self.connection();
         let mut invocation = self.script.key(format!("{}{key}", self.prefix));
         invocation.arg(version).arg(value);
         if let Some(ttl) = ttl {
             invocation.arg(ttl.as_millis() as u64);
         }
-        self.count_round_trip();
-        let wrote: Vec<i64> = invocation.invoke(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
+        let wrote: Vec<i64> = self.retrying(|connection| {
+            self.count_round_trip();
+            invocation.invoke(connection)
+        })?;
         Ok(wrote == [1])
     }
 
@@ -294,17 +392,6 @@ impl RedisStore {
         }
         pipe
     }
-
-    /// A connection: a free one if there is, else the next in turn.
-    fn connection(&self) -> std::sync::MutexGuard<'_, redis::Connection> {
-        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        for i in 0..self.connections.len() {
-            if let Ok(guard) = self.connections[(start + i) % self.connections.len()].try_lock() {
-                return guard;
-            }
-        }
-        self.connections[start % self.connections.len()].lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 #[cfg(feature = "redis")]
@@ -331,18 +418,19 @@ impl StateStore for RedisStore {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut connection = self.connection();
-        self.count_round_trip();
-        let wrote: Vec<Vec<i64>> = match self.pipeline(writes).query(&mut *connection) {
-            Ok(wrote) => wrote,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.count_round_trip();
-                self.script.prepare_invoke().load(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
-                self.count_round_trip();
-                self.pipeline(writes).query(&mut *connection).map_err(|e| StoreError(e.to_string()))?
+        let pipeline = self.pipeline(writes);
+        let wrote: Vec<Vec<i64>> = self.retrying(|connection| {
+            self.count_round_trip();
+            match pipeline.query(connection) {
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    self.count_round_trip();
+                    self.script.prepare_invoke().load(connection)?;
+                    self.count_round_trip();
+                    pipeline.query(connection)
+                }
+                answer => answer,
             }
-            Err(e) => return Err(StoreError(e.to_string())),
-        };
+        })?;
         let wrote: Vec<bool> = wrote.into_iter().flatten().map(|w| w == 1).collect();
         if wrote.len() != writes.len() {
             return Err(StoreError(format!("{} writes sent, {} answered", writes.len(), wrote.len())));
@@ -356,11 +444,17 @@ impl StateStore for RedisStore {
         if writes.is_empty() {
             return Sent(Box::new(|| Ok(Vec::new())));
         }
-        let mut connection = self.connection();
+        // A connection that cannot be had, or a send that fails: written by the retrying way.
+        let Ok(mut connection) = self.pool.get() else {
+            return Sent(Box::new(move || self.put_many_versioned(&writes)));
+        };
         self.count_round_trip();
         let sent = connection.send_packed_command(&self.pipeline(&writes).get_packed_pipeline());
         Sent(Box::new(move || {
-            sent.map_err(|e| StoreError(e.to_string()))?;
+            if sent.is_err() {
+                drop(connection);
+                return self.put_many_versioned(&writes);
+            }
             let mut wrote = Vec::with_capacity(writes.len());
             let (mut no_script, mut failed) = (false, None);
             // Every answer read, even after a refusal: the connection is used again.
@@ -374,7 +468,12 @@ impl StateStore for RedisStore {
                     Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                         no_script = true;
                     }
-                    Err(e) if e.is_io_error() => return Err(StoreError(e.to_string())),
+                    Err(e) if transient(&e) => {
+                        // The connection failed mid-answer (the server restarted): all written
+                        // again on another (a version written twice changes nothing).
+                        drop(connection);
+                        return self.put_many_versioned(&writes);
+                    }
                     Err(e) => _ = failed.get_or_insert(e.to_string()),
                 }
             }
@@ -395,14 +494,12 @@ impl StateStore for RedisStore {
     }
 
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let mut connection = self.connection();
-        self.count_round_trip();
-        let (version, value): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
-            .arg(format!("{}{key}", self.prefix))
-            .arg("v")
-            .arg("d")
-            .query(&mut *connection)
-            .map_err(|e| StoreError(e.to_string()))?;
+        let mut request = redis::cmd("HMGET");
+        request.arg(format!("{}{key}", self.prefix)).arg("v").arg("d");
+        let (version, value): (Option<u64>, Option<Vec<u8>>) = self.retrying(|connection| {
+            self.count_round_trip();
+            request.query(connection)
+        })?;
         Ok(version.zip(value))
     }
 
@@ -414,10 +511,10 @@ impl StateStore for RedisStore {
         for key in keys {
             pipe.cmd("HMGET").arg(format!("{}{key}", self.prefix)).arg("v").arg("d");
         }
-        let mut connection = self.connection();
-        self.count_round_trip();
-        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> =
-            pipe.query(&mut *connection).map_err(|e| StoreError(e.to_string()))?;
+        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> = self.retrying(|connection| {
+            self.count_round_trip();
+            pipe.query(connection)
+        })?;
         Ok(rows.into_iter().map(|(version, value)| version.zip(value)).collect())
     }
 }
@@ -425,6 +522,106 @@ impl StateStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Redis of the test's own (`redis-server` on a free port, nothing saved), to stop and
+    /// start again; `None` where the binary is not installed (required with
+    /// `ARUS_REQUIRE_SERVICES`).
+    #[cfg(feature = "redis")]
+    struct OwnRedis {
+        port: u16,
+        server: std::process::Child,
+    }
+
+    #[cfg(feature = "redis")]
+    impl OwnRedis {
+        fn start(port: Option<u16>) -> Option<Self> {
+            let port = port.unwrap_or_else(|| {
+                std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("port").port()
+            });
+            let server = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            let server = match server {
+                Ok(server) => server,
+                Err(e) if std::env::var_os("ARUS_REQUIRE_SERVICES").is_some() => panic!("redis-server: {e}"),
+                Err(_) => return None,
+            };
+            // Up once it answers (a bounded wait for the process to listen).
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
+            for _ in 0..500 {
+                if let Ok(mut c) = client.get_connection()
+                    && redis::cmd("PING").query::<String>(&mut c).is_ok()
+                {
+                    return Some(OwnRedis { port, server });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("redis-server on {port} did not answer");
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
+
+        /// Killed (SIGKILL: no goodbye to its clients), then gone.
+        fn kill(&mut self) {
+            self.server.kill().expect("kill");
+            self.server.wait().expect("wait");
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    impl Drop for OwnRedis {
+        fn drop(&mut self) {
+            let _ = self.server.kill();
+            let _ = self.server.wait();
+        }
+    }
+
+    /// Redis killed and started again under a store's feet: the next writes and reads go
+    /// through on fresh connections (every pooled one is dead), the batched write in flight
+    /// too; a Redis that stays away fails a request once the retries are spent, not never.
+    #[cfg(feature = "redis")]
+    #[test]
+    fn the_redis_store_reconnects_after_a_restart_and_gives_up_on_a_server_that_stays_away() {
+        let Some(mut redis) = OwnRedis::start(None) else { return };
+        let resilience = Resilience {
+            io_timeout: std::time::Duration::from_millis(500),
+            retry_for: std::time::Duration::from_secs(20),
+        };
+        let store = RedisStore::connect_with(&redis.url(), "t:", resilience).expect("connect");
+        // Every connection of the pool in use once.
+        let writes: Vec<(String, u64, Vec<u8>)> = (0..2_000).map(|i| (format!("k{i}"), 1, b"v".to_vec())).collect();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| store.put_many_versioned(&writes).expect("write"));
+            }
+        });
+        redis.kill();
+        let mut redis = OwnRedis::start(Some(redis.port)).expect("started again");
+        assert_eq!(store.get("k1").expect("read after the restart"), None, "a new server, empty");
+        assert!(store.put_versioned("k1", 2, b"after").expect("write after the restart"));
+        let sent = store.send_many_versioned(writes.clone());
+        assert_eq!(sent.answer().expect("batched write").len(), writes.len());
+        assert_eq!(store.get("k1").expect("read"), Some((2, b"after".to_vec())));
+        assert_eq!(store.get("k7").expect("read"), Some((1, b"v".to_vec())));
+        // Restarted again, the script lost with it: loaded again where a batch needs it.
+        redis.kill();
+        let mut redis = OwnRedis::start(Some(redis.port)).expect("started again");
+        assert_eq!(store.put_many_versioned(&writes[..3]).expect("write"), vec![true, true, true]);
+
+        let brief = Resilience {
+            io_timeout: std::time::Duration::from_millis(200),
+            retry_for: std::time::Duration::from_millis(600),
+        };
+        let impatient = RedisStore::connect_with(&redis.url(), "t:", brief).expect("connect");
+        assert_eq!(impatient.get("k1").expect("read"), Some((1, b"v".to_vec())));
+        redis.kill();
+        let error = impatient.get("k1").expect_err("nobody there");
+        assert!(error.0.contains(&redis.port.to_string()), "the server named: {error}");
+        assert!(error.0.contains("tried again"), "{error}");
+    }
 
     fn versioned_writes_never_go_back(store: &dyn StateStore) {
         assert!(store.put_versioned("other", 1, b"one").expect("put"));

@@ -72,9 +72,15 @@ macro_rules! event_kinds {
                 match self { $(Event::$kind(e) => e.event_time),+ }
             }
 
-            /// The partition key: the entity whose events must stay in order.
-            pub fn key(&self) -> &str {
-                match self { $(Event::$kind(e) => &e.$key),+ }
+            /// The record key: the entity whose events must stay in order (and, on a
+            /// compacted topic, what the latest record replaces: an accumulator is a member's
+            /// totals for one plan year, so `member:year`).
+            #[allow(unreachable_patterns)] // (the accumulator's arm comes first)
+            pub fn key(&self) -> Cow<'_, str> {
+                match self {
+                    Event::AccumulatorUpdated(e) => Cow::Owned(format!("{}:{}", e.member_id, e.plan_year)),
+                    $(Event::$kind(e) => Cow::Borrowed(&e.$key)),+
+                }
             }
 
             /// The topic it belongs on.

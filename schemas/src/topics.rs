@@ -123,7 +123,7 @@ pub const TOPICS: &[TopicSpec] = &[
         retention_ms: -1,
         compression: "lz4",
         cleanup_policy: "compact",
-        key: "member_id",
+        key: "member_id:plan_year",
     },
     TopicSpec {
         name: FRAUD_ALERTS,
@@ -165,6 +165,20 @@ pub fn topic_spec(name: &str) -> Option<TopicSpec> {
         return Some(DLQ_SPEC);
     }
     TOPICS.iter().find(|t| t.name == name).copied()
+}
+
+/// The spec of a topic named as a deployment names it: the table's name, perhaps after a prefix
+/// (`test-1-claims.events`); dead-letter topics by their `.dlq` ending.
+pub fn declared(name: &str) -> Option<TopicSpec> {
+    if name.ends_with(".dlq") {
+        return Some(DLQ_SPEC);
+    }
+    TOPICS.iter().find(|t| name.ends_with(t.name)).copied()
+}
+
+/// The producer codec of a topic (the table's; `lz4` for a topic not in it).
+pub fn codec_of(name: &str) -> &'static str {
+    declared(name).map_or("lz4", |t| t.compression)
 }
 
 /// The partition a key goes to: murmur2 over the key bytes, as Kafka's default partitioner
@@ -217,6 +231,43 @@ mod tests {
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1_486_304_829);
         assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58_897_971);
         assert_eq!(murmur2(b"abc") as i32, 479_470_107);
+    }
+
+    #[test]
+    fn a_topic_under_a_prefix_is_written_with_its_own_codec() {
+        assert_eq!(codec_of("staging.claims.events"), "zstd");
+        assert_eq!(codec_of(names::CLAIMS_EVENTS), "zstd");
+        assert_eq!(codec_of("t-accumulator.updates"), "lz4");
+        assert_eq!(codec_of("t-claims.events.dlq"), DLQ_SPEC.compression);
+        assert_eq!(codec_of("not-in-the-table"), "lz4");
+        assert_eq!(declared("t-accumulator.updates").map(|t| t.cleanup_policy), Some("compact"));
+    }
+
+    /// A compacted topic keeps the latest record per key: an accumulator's key names the plan
+    /// year too, so a member's earlier years are not compacted away.
+    #[test]
+    fn an_accumulators_key_is_its_member_and_plan_year() {
+        let zero = crate::Idr::default();
+        let update = crate::events::AccumulatorUpdated {
+            event_id: "a1".to_owned(),
+            event_time: crate::Timestamp(0),
+            member_id: "M1".to_owned(),
+            family_id: "F1".to_owned(),
+            plan_id: "PL1".to_owned(),
+            plan_year: 2026,
+            deductible_met_idr: zero,
+            oop_met_idr: zero,
+            family_deductible_met_idr: zero,
+            family_oop_met_idr: zero,
+            plan_paid_to_date_idr: zero,
+            cause_event_id: "c1".to_owned(),
+            claim_id: None,
+            version: 1,
+            paid_to_date_idr: zero,
+        };
+        let event = crate::Event::AccumulatorUpdated(update);
+        assert_eq!(event.key(), "M1:2026");
+        assert_eq!(topic_spec(names::ACCUMULATOR_UPDATES).map(|t| t.key), Some("member_id:plan_year"));
     }
 
     #[test]

@@ -184,9 +184,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     fraud(log.clone(), &log_dir, !args.rules_only)?;
     out!();
     out!(
-        "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic; \
-         `arus run pipelines/provider-windows.toml` (or adjudication.toml, eligibility.toml) runs a job on files \
-         or Kafka; `arus demo --serve 127.0.0.1:8080` serves these answers over REST."
+        "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic \
+         (`arus topics consume claims.events --log {dir}` reads one, `arus dlq tail --log {dir}` its dead \
+         letters); `arus run pipelines/provider-windows.toml` (or adjudication.toml, eligibility.toml) runs a job \
+         on files or Kafka; `arus demo --serve 127.0.0.1:8080` serves these answers over REST.",
+        dir = log_dir.display()
     );
     if let Some(address) = &args_serve {
         let listener = std::net::TcpListener::bind(address)

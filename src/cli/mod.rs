@@ -12,8 +12,10 @@ macro_rules! out {
 }
 
 pub mod alerts;
+pub mod bus;
 pub mod clickhouse;
 pub mod demo;
+pub mod dlq;
 pub mod fraud;
 pub mod gateway;
 pub mod generate;
@@ -23,6 +25,11 @@ pub mod topics;
 use arus_generator::GeneratorConfig;
 use arus_generator::config::parse_rate_bp;
 use arus_schemas::Date;
+
+/// An error that is the user's to fix: a command, a file, a name (exit status 2).
+pub fn refused(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(arus_jobs::runtime::RunError::Invalid(message.into()))
+}
 
 /// Generator settings shared by `gen` and `demo`.
 #[derive(Debug, Clone, clap::Args)]

@@ -90,12 +90,12 @@ fn produced_events_come_back_decodable_in_key_order_and_on_kafkas_partitions() {
     }
     assert_eq!(read.len(), events.len(), "not every record came back in time");
     // Per key, the order produced is the order read.
-    let mut produced: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut produced: BTreeMap<std::borrow::Cow<'_, str>, Vec<&str>> = BTreeMap::new();
     for e in &events {
         produced.entry(e.key()).or_default().push(e.event_id());
     }
     read.sort_by_key(|(p, o, _)| (*p, *o));
-    let mut consumed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut consumed: BTreeMap<std::borrow::Cow<'_, str>, Vec<&str>> = BTreeMap::new();
     for (_, _, e) in &read {
         consumed.entry(e.key()).or_default().push(e.event_id());
     }
@@ -184,5 +184,46 @@ mod mock {
             assert_eq!(read(&config, Some(from), Resume::Seek), expected, "seek to {from}");
             assert_eq!(read(&config, Some(from), Resume::Scan), expected, "scan to {from}");
         }
+    }
+}
+
+/// The topic table applied: missing topics created with their partitions and settings, found
+/// as declared the next time; a topic made otherwise (other partitions, no settings) reported
+/// with each difference, and left as it is.
+#[test]
+fn the_topic_table_is_applied_and_a_topic_made_otherwise_is_reported() {
+    use arus_schemas::topics::{TOPICS, names};
+    let Some(brokers) = brokers() else { return };
+    let config = KafkaConfig::new(brokers);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("arus-table-{}-{nanos}-", std::process::id());
+    let spec = |name: &str| *TOPICS.iter().find(|t| t.name == name).expect("in the table");
+    let declared: Vec<(String, arus_schemas::topics::TopicSpec)> = [names::CLAIMS_EVENTS, names::ACCUMULATOR_UPDATES]
+        .iter()
+        .map(|name| (format!("{prefix}{name}"), spec(name)))
+        .collect();
+    let otherwise = format!("{prefix}{}", names::FRAUD_ALERTS);
+    create_topics(&config, &[(&otherwise, 2)]).expect("a topic made by hand");
+    let mut all = declared.clone();
+    all.push((otherwise.clone(), spec(names::FRAUD_ALERTS)));
+    let first = apply_topics(&config, &all, Durability::default()).expect("applied");
+    let second = apply_topics(&config, &all, Durability::default()).expect("applied again");
+    let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    let _ = delete_topics(&config, &names);
+
+    assert_eq!(first[0], (declared[0].0.clone(), Applied::Created));
+    assert_eq!(first[1], (declared[1].0.clone(), Applied::Created));
+    assert_eq!(second[0], (declared[0].0.clone(), Applied::AsDeclared));
+    assert_eq!(second[1], (declared[1].0.clone(), Applied::AsDeclared), "compacted, as declared: {second:?}");
+    assert_eq!(partition_count(&config, &declared[0].0).ok(), None, "deleted after the test");
+    for applied in [&first[2], &second[2]] {
+        let Applied::Differs(differences) = &applied.1 else { panic!("{otherwise} reported: {applied:?}") };
+        assert!(differences.contains(&"partitions: 2, declared 6".to_owned()), "{differences:?}");
+        assert!(
+            differences
+                .iter()
+                .any(|d| d.starts_with("retention.ms:") && d.ends_with(&format!("declared {}", 730 * 86_400_000i64))),
+            "{differences:?}"
+        );
     }
 }

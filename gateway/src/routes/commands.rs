@@ -103,7 +103,7 @@ async fn publish(
     let member_id = match &event {
         arus_schemas::Event::ClaimSubmitted(c) => c.member_id.clone(),
         arus_schemas::Event::AuthRequested(a) => a.member_id.clone(),
-        other => other.key().to_owned(),
+        other => other.key().into_owned(),
     };
     let (claim_id, auth_id) = match &event {
         arus_schemas::Event::ClaimSubmitted(c) => (Some(c.claim_id.clone()), None),

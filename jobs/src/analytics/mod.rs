@@ -23,6 +23,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use crate::runtime::input::{open_inputs, open_readers, read_events};
+use crate::runtime::sinks::DeadLetterTopics;
 use crate::runtime::{RunContext, RunError, Shared, fail, finish, timely_config};
 use spec::AnalyticsSpec;
 
@@ -523,7 +524,10 @@ pub fn run(spec: &AnalyticsSpec, context: &RunContext) -> Result<AnalyticsReport
     let (cluster, metrics, shutdown) = (&context.cluster, context.metrics.clone(), context.shutdown.clone());
     let leader = ClickHouse::connect(&spec.clickhouse.url, &spec.clickhouse.database).map_err(clickhouse_error)?;
     check_tables(&leader)?;
-    let inputs = Arc::new(open_inputs(&spec.source, &TOPICS)?);
+    let inputs = open_inputs(&spec.source, &TOPICS)?;
+    let letters = DeadLetterTopics::of(&inputs)?;
+    let worker_letters = letters.clone();
+    let inputs = Arc::new(inputs);
     let (config, _) = timely_config(cluster);
     let shared = Arc::new(Mutex::new(Shared::<AnalyticsReport>::default()));
     let started = Instant::now();
@@ -533,6 +537,7 @@ pub fn run(spec: &AnalyticsSpec, context: &RunContext) -> Result<AnalyticsReport
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
         let (source_metrics, metrics, shutdown) = (metrics.clone(), metrics.clone(), shutdown.clone());
+        let letters = worker_letters.clone();
         let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
         let clickhouse = match ClickHouse::connect(&target.url, &target.database) {
             Ok(c) => Some(c),
@@ -556,8 +561,9 @@ pub fn run(spec: &AnalyticsSpec, context: &RunContext) -> Result<AnalyticsReport
                     let mut events = 0;
                     let failed = {
                         let mut session = output.session(&*cap);
-                        // Records that are not events of the contract are passed over.
-                        let read = read_events(&mut readers, BATCH, &shared, |_, _, event| {
+                        // Records that are not events of the contract are passed over (to
+                        // their topic's dead-letter topic).
+                        let read = read_events(&mut readers, BATCH, &shared, letters.as_deref(), |_, _, event| {
                             events += 1;
                             for row in rows_of(event) {
                                 session.give(row);
@@ -637,6 +643,9 @@ pub fn run(spec: &AnalyticsSpec, context: &RunContext) -> Result<AnalyticsReport
     })
     .map_err(RunError::Timely)?;
     let mut report = finish(guards, shared)?;
+    if let Some(letters) = &letters {
+        letters.flush()?;
+    }
     if let Some((first, last)) = report.days {
         let version =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);

@@ -29,6 +29,7 @@ use super::EligibilityState;
 use super::spec::EligibilitySpec;
 use crate::runtime::input::{Input, embedded_inputs, open_inputs, open_readers, read_events};
 use crate::runtime::metrics::Metrics;
+use crate::runtime::sinks::DeadLetterTopics;
 use crate::runtime::spec::TopicsSource;
 use crate::runtime::{Cluster, RunContext, RunError, Shared, Shutdown, fail, finish, open_store, timely_config};
 
@@ -242,6 +243,8 @@ fn run_inputs(
     nik_key: Option<String>,
 ) -> Result<EligibilityReport, RunError> {
     let (config, _) = timely_config(cluster);
+    let letters = DeadLetterTopics::of(&inputs)?;
+    let worker_letters = letters.clone();
     let inputs = Arc::new(inputs);
     let shared = Arc::new(Mutex::new(Shared::<EligibilityReport>::default()));
     let started = Instant::now();
@@ -251,6 +254,7 @@ fn run_inputs(
         let shared = worker_shared.clone();
         let nik_key = nik_key.clone();
         let store = store.clone();
+        let letters = worker_letters.clone();
         let (source_metrics, metrics, shutdown) = (metrics.clone(), metrics.clone(), worker_shutdown.clone());
         let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
         if readers.is_empty() {
@@ -272,7 +276,7 @@ fn run_inputs(
                     let mut got = 0u64;
                     let read = {
                         let mut session = output.session(&*cap);
-                        read_events(&mut readers, BATCH, &shared, |_, _, event| {
+                        read_events(&mut readers, BATCH, &shared, letters.as_deref(), |_, _, event| {
                             session.give(event);
                             got += 1;
                         })
@@ -340,6 +344,9 @@ fn run_inputs(
     })
     .map_err(RunError::Timely)?;
     let mut report = finish(guards, shared)?;
+    if let Some(letters) = &letters {
+        letters.flush()?;
+    }
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -17,7 +17,7 @@ use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaPartition
 use arus_connectors::transport::PartitionSource;
 
 use super::checkpoint::{OnComplete, SourceState};
-use super::sinks::DeadLetter;
+use super::sinks::{DeadLetter, DeadLetterTopics};
 use super::spec::{SourceSpec, TopicsSource};
 use super::{RunError, Shared, fail};
 
@@ -30,26 +30,29 @@ const TURN: Duration = Duration::from_millis(5);
 
 /// Reads up to `batch` records from each reader in turn (a following reader's turn lasting
 /// about [`TURN`] at most), decoded as events of the contract, handing each to `take` with its
-/// reader's index and partition. How many records were not events; `None` when a read failed (the run then fails
-/// with that error).
+/// reader's index and partition; a record that is not an event goes to `letters` (its topic's
+/// dead-letter topic). How many records were not events; `None` when a read failed (the run
+/// then fails with that error).
 pub(crate) fn read_events<R>(
     readers: &mut [Box<dyn RecordReader>],
     batch: usize,
     shared: &Mutex<Shared<R>>,
+    letters: Option<&DeadLetterTopics>,
     take: impl FnMut(usize, u32, arus_schemas::Event),
 ) -> Option<u64> {
-    read_events_peeked(readers, batch, shared, |_, _, _| true, take)
+    read_events_peeked(readers, batch, shared, letters, |_, _, _| true, take)
 }
 
 /// [`read_events`], each record first shown to `peeked` (its kind, id and time, read without
 /// decoding it: [`wire::peek`](arus_schemas::wire::peek)) and decoded only if that says so —
 /// a job passes over the kinds it does not read without paying for their decoding (the
 /// adjudication job's own decisions on `claims.events`, on a rerun). Only records decoded
-/// or not even peeked at are counted as not events.
+/// or not even peeked at are counted as not events (and dead-lettered).
 pub(crate) fn read_events_peeked<R>(
     readers: &mut [Box<dyn RecordReader>],
     batch: usize,
     shared: &Mutex<Shared<R>>,
+    letters: Option<&DeadLetterTopics>,
     mut peeked: impl FnMut(usize, u32, &arus_schemas::wire::Peek<'_>) -> bool,
     mut take: impl FnMut(usize, u32, arus_schemas::Event),
 ) -> Option<u64> {
@@ -60,19 +63,35 @@ pub(crate) fn read_events_peeked<R>(
             if following && n > 0 && turn.elapsed() > TURN {
                 break;
             }
-            match reader.next() {
+            // A record that is not an event: why, and the record.
+            let refused = match reader.next() {
                 Ok(Some(Record::Bytes(partition, bytes))) => match arus_schemas::wire::peek(bytes) {
-                    Ok(peek) if !peeked(i, partition, &peek) => {}
+                    Ok(peek) if !peeked(i, partition, &peek) => None,
                     Ok(_) => match arus_schemas::wire::decode(bytes) {
-                        Ok(event) => take(i, partition, event),
-                        Err(_) => undecodable += 1,
+                        Ok(event) => {
+                            take(i, partition, event);
+                            None
+                        }
+                        Err(error) => Some((error.to_string(), bytes.to_vec())),
                     },
-                    Err(_) => undecodable += 1,
+                    Err(error) => Some((error.to_string(), bytes.to_vec())),
                 },
                 // (An Avro file's events are decoded already; the topic jobs read topics.)
-                Ok(Some(Record::Event(partition, event))) => take(i, partition, *event),
+                Ok(Some(Record::Event(partition, event))) => {
+                    take(i, partition, *event);
+                    None
+                }
                 Ok(None) => break,
                 Err(error) => {
+                    fail(shared, error);
+                    return None;
+                }
+            };
+            if let Some((error, original)) = refused {
+                undecodable += 1;
+                if let Some(letters) = letters
+                    && let Err(error) = letters.send(&reader.dead_letter("decode", error, &original))
+                {
                     fail(shared, error);
                     return None;
                 }

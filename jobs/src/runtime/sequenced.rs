@@ -34,6 +34,7 @@ use timely::dataflow::operators::generic::operator::source;
 
 use super::input::{Input, embedded_inputs, open_inputs, open_readers, read_events_peeked};
 use super::metrics::Metrics;
+use super::sinks::DeadLetterTopics;
 use super::spec::{StoreSpec, TopicsSource};
 use super::{Cluster, RunError, Shared, Shutdown, fail, finish, open_store, timely_config};
 
@@ -122,7 +123,8 @@ impl ReadAhead {
 pub struct SequencedReport {
     /// Events folded in.
     pub events: u64,
-    /// Records that were not events of the contract (counted, passed over).
+    /// Records that were not events of the contract (passed over, each to its topic's
+    /// dead-letter topic).
     pub undecodable: u64,
     /// Events that came after the watermark had passed their time (decided when they came).
     pub late: u64,
@@ -826,6 +828,8 @@ fn run_inputs(
     let Folding { fold, reading, shutdown } = folding;
     let metrics = outputs.metrics.clone();
     let (config, _) = timely_config(cluster);
+    let letters = DeadLetterTopics::of(&inputs)?;
+    let worker_letters = letters.clone();
     let inputs = Arc::new(inputs);
     let shared = Arc::new(Mutex::new(Shared::<SequencedReport>::default()));
     let started = Instant::now();
@@ -847,6 +851,7 @@ fn run_inputs(
         let ahead = worker_ahead.clone();
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
+        let letters = worker_letters.clone();
         let mut readers = open_readers(&inputs, index, peers, reading.batch, &shared);
         // The sequencer lives on worker 0.
         let mut sequencer = if index == 0 { sequencer.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
@@ -894,10 +899,17 @@ fn run_inputs(
                             newest = newest.max(time);
                             wanted_kind(peek.kind)
                         };
-                        read_events_peeked(&mut readers, reading.batch, &shared, peeked, |_, _, event| {
-                            session.give(event);
-                            sent += 1;
-                        })
+                        read_events_peeked(
+                            &mut readers,
+                            reading.batch,
+                            &shared,
+                            letters.as_deref(),
+                            peeked,
+                            |_, _, event| {
+                                session.give(event);
+                                sent += 1;
+                            },
+                        )
                     };
                     ahead.read(sent as usize);
                     let (failed, undecodable) = (read.is_none(), read.unwrap_or(0));
@@ -974,6 +986,9 @@ fn run_inputs(
     })
     .map_err(RunError::Timely)?;
     let mut report = finish(guards, shared)?;
+    if let Some(letters) = &letters {
+        letters.flush()?;
+    }
     report.elapsed = started.elapsed();
     report.read_ahead_peak = ahead.peak.load(std::sync::atomic::Ordering::SeqCst).max(0) as u64;
     Ok(report)
@@ -1097,6 +1112,66 @@ mod tests {
                 unbounded.read_ahead_peak
             );
         }
+    }
+
+    /// A record on a job's topic that is not an event goes to `<topic>.dlq` as a `DeadLetter`
+    /// holding its bytes, key, partition and offset; the run decides the rest as if it were not
+    /// there, and a rerun does not write the letter again.
+    #[test]
+    fn a_record_that_is_not_an_event_goes_to_its_topics_dead_letter_topic_once() {
+        let events = claims(3);
+        let log = Arc::new(EmbeddedLog::new());
+        log.create_all_topics().unwrap();
+        for event in &events[..2] {
+            log.produce(&event.topic(), Some(event.key().as_bytes()), wire::encode(event).unwrap(), event.event_time())
+                .unwrap();
+        }
+        let garbage = b"\x00\x00\x00\x00\x09not an event".to_vec();
+        let (partition, offset) = log
+            .produce(CLAIMS_EVENTS, Some(b"M-bad"), garbage.clone(), arus_schemas::Timestamp(1_700_000_000_000))
+            .unwrap();
+        let event = &events[2];
+        log.produce(&event.topic(), Some(event.key().as_bytes()), wire::encode(event).unwrap(), event.event_time())
+            .unwrap();
+        let run = || {
+            let job = Sequenced {
+                topics: &TOPICS,
+                outputs: &OUTPUT_TOPICS,
+                fold: adjudication_fold(1).unwrap(),
+                metrics: Arc::new(Metrics::new("adjudication")),
+                shutdown: Shutdown::new(),
+            };
+            run_fold_on_log(log.clone(), &Cluster::Local { workers: 2 }, Arc::new(MemoryStore::new()), job, READING)
+                .unwrap()
+        };
+        let letters = |log: &EmbeddedLog| {
+            let dlq = arus_schemas::topics::dlq_topic(CLAIMS_EVENTS);
+            let mut letters = Vec::new();
+            for (p, end) in log.end_offsets(&dlq).unwrap().into_iter().enumerate() {
+                for record in log.fetch(&dlq, p as u32, 0, end as usize).unwrap() {
+                    let Event::DeadLetter(letter) = wire::decode(&record.value).unwrap() else {
+                        panic!("a dead letter")
+                    };
+                    letters.push((letter, record.key));
+                }
+            }
+            letters
+        };
+        let first = run();
+        assert_eq!((first.undecodable, first.decided.values().sum::<u64>()), (1, 3), "{first:?}");
+        let written = letters(&log);
+        assert_eq!(written.len(), 1, "one letter");
+        let (letter, key) = &written[0];
+        assert_eq!(letter.original_value, garbage);
+        assert_eq!((letter.original_key.as_deref(), key.as_deref()), (Some(&b"M-bad"[..]), Some(&b"M-bad"[..])));
+        assert_eq!(
+            (letter.source_topic.as_str(), letter.source_partition, letter.source_offset),
+            (CLAIMS_EVENTS, partition as i32, offset as i64)
+        );
+        assert_eq!((letter.error_kind.as_str(), letter.event_time.0), ("decode", 1_700_000_000_000));
+        let again = run();
+        assert_eq!(again.undecodable, 1);
+        assert_eq!(letters(&log).len(), 1, "a rerun does not write the letter again");
     }
 
     /// A store that holds its first batch write until let go, and keeps the keys and versions of

@@ -429,3 +429,66 @@ pub(crate) fn sink<T: ExchangeData + Ord, R: 'static>(
         }
     });
 }
+
+/// The dead letters of a job that reads topics: each record that is not an event of the
+/// contract goes to `<its topic>.dlq`, next to the topic it came from (on the broker, or in the
+/// embedded log), as the contract's `DeadLetter`. Shared by the workers of a process; a
+/// dead-letter topic is opened (created if missing, and read back) when its first letter
+/// comes. The jobs that read topics read them again from the start on every run, and a dead
+/// letter's id names the record it holds (topic, partition, offset): a letter already in its
+/// topic is not written again, so each bad record is there once however often the job reruns.
+pub(crate) struct DeadLetterTopics {
+    /// A sink for each dead-letter topic, made when it is first needed.
+    open: Box<dyn Fn() -> Result<Box<dyn TopicSink>, RunError> + Send + Sync>,
+    topics: std::sync::Mutex<std::collections::BTreeMap<String, TopicDeadLetters>>,
+}
+
+impl DeadLetterTopics {
+    /// The dead-letter topics of `inputs` (none for inputs that are not topics).
+    pub fn of(inputs: &[super::input::Input]) -> Result<Option<Arc<Self>>, RunError> {
+        use super::input::Input;
+        let open: Box<dyn Fn() -> Result<Box<dyn TopicSink>, RunError> + Send + Sync> = match inputs
+            .iter()
+            .find(|i| matches!(i, Input::Kafka { .. } | Input::Embedded { .. }))
+        {
+            Some(Input::Kafka { config, .. }) => {
+                let config = config.clone();
+                let codec = arus_schemas::topics::DLQ_SPEC.compression;
+                Box::new(move || {
+                    let topics = arus_connectors::kafka::KafkaTopics::new(&config, codec)?;
+                    Ok(Box::new(topics) as Box<dyn TopicSink>)
+                })
+            }
+            Some(Input::Embedded { log, .. }) => {
+                let log = log.clone();
+                Box::new(move || Ok(Box::new(arus_connectors::transport::LogTopics(log.clone())) as Box<dyn TopicSink>))
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(Arc::new(DeadLetterTopics { open, topics: Default::default() })))
+    }
+
+    /// Sends `letter` to the dead-letter topic of its source (unless it is there already).
+    pub fn send(&self, letter: &DeadLetter) -> Result<(), RunError> {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = arus_schemas::topics::dlq_topic(&letter.source);
+        let sink = match topics.entry(topic) {
+            std::collections::btree_map::Entry::Occupied(open) => open.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let sink = TopicDeadLetters::open((self.open)()?, slot.key().clone(), None)?;
+                slot.insert(sink)
+            }
+        };
+        sink.write(std::slice::from_ref(letter))?;
+        Ok(())
+    }
+
+    /// Makes every letter sent durable.
+    pub fn flush(&self) -> Result<(), RunError> {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        for sink in topics.values_mut() {
+            sink.finish()?;
+        }
+        Ok(())
+    }
+}
