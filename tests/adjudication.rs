@@ -184,7 +184,24 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     let topics = &topics.1;
 
     let events = generated(1_500);
-    produce(&KafkaSink::new(&config, "lz4").expect("producer"), &prefix, topics, &events);
+    let producer = KafkaSink::new(&config, "lz4").expect("producer");
+    produce(&producer, &prefix, topics, &events);
+    // A broken producer's record among the claims: set aside on claims.events.dlq.
+    let dead = common::DropTopics(&config, vec![format!("{prefix}claims.events.dlq")]);
+    producer.send(&format!("{prefix}claims.events"), b"M-x", b"\x00\x00\x00\x00\x07broken", 0).expect("send");
+    producer.flush(std::time::Duration::from_secs(30)).expect("flush");
+    let dead_letters = || {
+        let tail = Command::new(env!("CARGO_BIN_EXE_arus"))
+            .args(["dlq", "tail", "claims.events", "--kafka", &brokers, "--topic-prefix", &prefix])
+            .output()
+            .expect("arus runs");
+        assert!(tail.status.success(), "{}", String::from_utf8_lossy(&tail.stderr));
+        let letters: Vec<serde_json::Value> = String::from_utf8_lossy(&tail.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        letters
+    };
     let claims: Vec<&arus_schemas::events::ClaimSubmitted> = events
         .iter()
         .filter_map(|e| match e {
@@ -224,10 +241,17 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     assert_eq!(view.adjudication.member_id, first.member_id);
     assert_eq!(view.adjudication.total_billed_idr, first.total_charge_idr);
 
-    // A rerun derives the same decisions and writes none of them again.
+    let letters = dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["source_topic"], format!("{prefix}claims.events"));
+    assert_eq!(letters[0]["bytes"], 11);
+
+    // A rerun derives the same decisions and writes none of them again, nor the letter.
     let stderr = run();
     assert!(stderr.contains("already written"), "{stderr}");
     assert_eq!(read_decisions(), decided);
+    assert_eq!(dead_letters().len(), 1);
+    drop(dead);
 }
 
 #[test]
