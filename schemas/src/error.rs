@@ -76,6 +76,21 @@ pub enum EncodeError {
 }
 
 impl DecodeError {
+    /// What is wrong, without anything the record holds: the framing, the schema id, the
+    /// schema's name — never the decoder's detail, which may quote a value (a dead letter's
+    /// reason is shown to whoever reads the dead-letter topic; the record may carry a NIK).
+    pub fn without_values(&self) -> String {
+        match self {
+            DecodeError::Avro { id, kind, .. } | DecodeError::Binary { id, kind, .. } => {
+                format!("Avro body does not match schema {kind} (id {id})")
+            }
+            DecodeError::Json(error) => {
+                format!("invalid JSON event (line {}, column {})", error.line(), error.column())
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Short class of the error, for dead letters and metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -84,5 +99,27 @@ impl DecodeError {
             DecodeError::Avro { .. } | DecodeError::Binary { .. } | DecodeError::TrailingBytes { .. } => "avro",
             DecodeError::Json(_) => "json",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decoder's detail may quote what the record holds: the reason given without values keeps
+    /// the schema and the class, and drops it.
+    #[test]
+    fn a_decode_error_without_values_names_the_schema_but_not_what_the_record_held() {
+        let quoted = <crate::avro_binary::Error as serde::de::Error>::custom("unknown variant `3201234567890001`");
+        let error = DecodeError::Binary { id: 4, kind: "MemberCreated", source: quoted };
+        assert!(error.to_string().contains("3201234567890001"), "the detail quotes it: {error}");
+        let shown = error.without_values();
+        assert_eq!(shown, "Avro body does not match schema MemberCreated (id 4)");
+        let json = DecodeError::Json(serde_json::from_str::<u8>("\"3201234567890001\"").unwrap_err());
+        assert!(!json.without_values().contains("3201"), "{}", json.without_values());
+        assert_eq!(
+            DecodeError::UnknownSchemaId { id: 99 }.without_values(),
+            "schema id 99 is not in the bundled registry"
+        );
     }
 }

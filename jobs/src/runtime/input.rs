@@ -72,9 +72,9 @@ pub(crate) fn read_events_peeked<R>(
                             take(i, partition, event);
                             None
                         }
-                        Err(error) => Some((error.to_string(), bytes.to_vec())),
+                        Err(error) => Some((error.without_values(), bytes.to_vec())),
                     },
-                    Err(error) => Some((error.to_string(), bytes.to_vec())),
+                    Err(error) => Some((error.without_values(), bytes.to_vec())),
                 },
                 // (An Avro file's events are decoded already; the topic jobs read topics.)
                 Ok(Some(Record::Event(partition, event))) => {
