@@ -68,6 +68,17 @@ fn size_of(dir: &Path) -> u64 {
 
 #[test]
 fn killed_and_restarted_the_job_writes_what_an_uninterrupted_run_does() {
+    killed_and_restarted(false);
+}
+
+/// As above, the job taking snapshots: each restart begins from the newest (reading only what
+/// came after it), and the outputs are still those of one uninterrupted run.
+#[test]
+fn killed_and_restarted_from_its_snapshots_the_job_writes_what_an_uninterrupted_run_does() {
+    killed_and_restarted(true);
+}
+
+fn killed_and_restarted(snapshots: bool) {
     let events = generated(6_000);
     let root = tempfile::tempdir().expect("a temporary directory");
     let (reference, recovered) = (root.path().join("reference"), root.path().join("recovered"));
@@ -88,12 +99,20 @@ fn killed_and_restarted_the_job_writes_what_an_uninterrupted_run_does() {
     let final_size = size_of(&reference.join("topics/accumulator.updates"));
     assert!(final_size > 0);
 
+    let snapshot_dir = root.path().join("snapshots");
+    let checkpoint = format!("checkpoint={{dir=\"{}\", interval=\"20ms\"}}", snapshot_dir.display());
+    let run_recovered = || {
+        let mut command = run_on_dir(&recovered);
+        if snapshots {
+            command.args(["--set", &checkpoint]);
+        }
+        command
+    };
     let mut dice = common::Dice::new();
     let mut killed = 0;
     for _ in 0..3 {
         let point = 1 + dice.below(final_size * 9 / 10);
-        let mut child =
-            run_on_dir(&recovered).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("arus starts");
+        let mut child = run_recovered().stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("arus starts");
         loop {
             if child.try_wait().expect("status").is_some() {
                 break;
@@ -109,9 +128,12 @@ fn killed_and_restarted_the_job_writes_what_an_uninterrupted_run_does() {
         }
     }
     assert!(killed >= 2, "only {killed} kills landed while the job ran: make the input larger");
-    let last = run_on_dir(&recovered).output().expect("arus runs");
+    let last = run_recovered().output().expect("arus runs");
     let stderr = String::from_utf8_lossy(&last.stderr);
     assert!(last.status.success(), "{stderr}");
+    if snapshots {
+        assert!(stderr.contains("resumed from snapshot"), "{stderr}");
+    }
     let got = outputs(&recovered);
     assert_eq!(got.len(), want.len());
     for (partition, (got, want)) in got.iter().zip(&want).enumerate() {
@@ -122,11 +144,18 @@ fn killed_and_restarted_the_job_writes_what_an_uninterrupted_run_does() {
             want.len()
         );
     }
-    // And once more: everything is there already.
-    let again = run_on_dir(&recovered).output().expect("arus runs");
+    // And once more: everything is there already (from a snapshot, nothing is decided again
+    // but what it held).
+    let again = run_recovered().output().expect("arus runs");
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("already written"), "{stderr}");
-    assert!(outputs(&recovered) == want, "a rerun wrote again");
+    assert!(again.status.success(), "{stderr}");
+    if !snapshots {
+        assert!(stderr.contains("already written"), "{stderr}");
+    }
+    let after: Vec<usize> = outputs(&recovered).iter().map(Vec::len).collect();
+    let wanted: Vec<usize> = want.iter().map(Vec::len).collect();
+    assert!(after == wanted, "a rerun wrote again: {after:?}, {wanted:?}\n{stderr}");
+    assert!(outputs(&recovered) == want, "a rerun changed the outputs");
 }
 
 /// The topics the broker tests create: what the job reads, and where its updates go.

@@ -162,8 +162,17 @@ fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec, context: &RunContext)
 }
 
 fn run_adjudication(args: &RunArgs, spec: &AdjudicationSpec, context: &RunContext) -> anyhow::Result<()> {
+    if let Some(checkpoint) = &spec.checkpoint {
+        eprintln!("snapshots: {} every {}", checkpoint.dir.display(), checkpoint.interval);
+    }
     let report = arus_jobs::adjudication::job::run(spec, context)?;
+    if let Some(epoch) = report.restored_from {
+        eprintln!("resumed from snapshot {epoch}");
+    }
     eprintln!("{}", adjudication_summary(&report, args.workers));
+    if spec.checkpoint.is_some() {
+        eprintln!("{} snapshots taken", thousands(report.snapshots));
+    }
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use crate::runtime::metrics::Metrics;
 use crate::runtime::sequenced::{
     Fold, READING, Sequenced, SequencedReport, Writes, record, run_fold_on_log, run_sequenced,
 };
+use crate::runtime::snapshot::{SnapshotSettings, from_bytes, to_bytes};
 use crate::runtime::{Cluster, RunContext, RunError, Shutdown};
 
 /// What a run of the job did.
@@ -55,7 +56,12 @@ pub fn run(spec: &AdjudicationSpec, context: &RunContext) -> Result<Adjudication
     let lateness = spec.out_of_orderness.ms();
     let fold = adjudication_fold(spec.fold_threads)?;
     let (metrics, shutdown) = (context.metrics.clone(), context.shutdown.clone());
-    let job = Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics, shutdown };
+    let snapshots = spec.checkpoint.as_ref().map(|checkpoint| SnapshotSettings {
+        dir: checkpoint.dir.clone(),
+        interval: std::time::Duration::from_millis(checkpoint.interval.ms()),
+        identity: format!("adjudication of {}", spec.source.topic_names(&TOPICS).join(", ")),
+    });
+    let job = Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics, shutdown, snapshots };
     run_sequenced(&spec.source, &spec.store, lateness, job, &context.cluster)
 }
 
@@ -78,7 +84,14 @@ pub fn run_on_log_folding(
 ) -> Result<AdjudicationReport, RunError> {
     let fold = adjudication_fold(fold_threads)?;
     let metrics = Arc::new(Metrics::new("adjudication"));
-    let job = Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics, shutdown: Shutdown::new() };
+    let job = Sequenced {
+        topics: &TOPICS,
+        outputs: &OUTPUT_TOPICS,
+        fold,
+        metrics,
+        shutdown: Shutdown::new(),
+        snapshots: None,
+    };
     run_fold_on_log(log, cluster, store, job, READING)
 }
 
@@ -169,5 +182,14 @@ impl Fold for AdjudicationFold {
         let Event::ClaimAdjudicated(a) = output else { return None };
         let state = self.adjudicator.claim_state(&a.claim_id)?;
         Some((decision_key(&a.claim_id), state.decisions as u64))
+    }
+
+    fn save(&mut self) -> Result<Option<Vec<u8>>, RunError> {
+        to_bytes(&self.adjudicator).map(Some)
+    }
+
+    fn load(&mut self, state: &[u8]) -> Result<(), RunError> {
+        self.adjudicator = from_bytes(state)?;
+        Ok(())
     }
 }

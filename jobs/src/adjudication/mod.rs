@@ -65,7 +65,7 @@ fn is_office_visit(procedure: &str) -> bool {
 }
 
 /// An approved authorization and what is used of it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Auth {
     Requested { member_id: String },
     Approved { approval: AuthApproved, used_units: i32 },
@@ -77,7 +77,7 @@ enum Auth {
 type Name = u32;
 
 /// The ids the fold has seen, each once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Names {
     ids: HashMap<Box<str>, Name>,
     names: Vec<Box<str>>,
@@ -106,7 +106,7 @@ impl Names {
 }
 
 /// What an adjudicated claim added, to take back if it is compensated.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Standing {
     member_id: Name,
     family_id: Name,
@@ -128,7 +128,7 @@ struct Standing {
 type DuplicateKey = (Name, Name, Date, Name, i32, i64);
 
 /// The adjudication state: reference data, accumulators, standing claims.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Adjudicator {
     eligibility: EligibilityState,
     names: Names,

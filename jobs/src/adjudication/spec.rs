@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::runtime::spec::{JobKind, SpecError, StoreSpec, TimeSpan, TopicsSource};
+use crate::runtime::spec::{CheckpointSpec, JobKind, SpecError, StoreSpec, TimeSpan, TopicsSource};
 
 /// The adjudication job: the topics of members, plans, providers, authorizations, claims and
 /// payments in; decisions and accumulator updates out to the topics next to them, and the
@@ -26,6 +26,10 @@ pub struct AdjudicationSpec {
     /// decisions whatever the number).
     #[serde(default = "default_fold_threads")]
     pub fold_threads: usize,
+    /// Snapshots of the job's state (`dir`, `interval`): a restart begins from the newest and
+    /// reads only what came after it.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
 }
 
 fn default_fold_threads() -> usize {
@@ -41,6 +45,16 @@ impl AdjudicationSpec {
                 "fold_threads",
                 format!("{} is not between 1 and 16", self.fold_threads),
             ));
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            checkpoint.validate(path)?;
+            if self.fold_threads > 1 {
+                return Err(SpecError::invalid(
+                    path,
+                    "checkpoint",
+                    "snapshots need fold_threads = 1 (the shards' states are not saved yet)".to_owned(),
+                ));
+            }
         }
         self.source.validate(path)?;
         self.store.validate(path)

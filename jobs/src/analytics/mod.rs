@@ -563,7 +563,7 @@ pub fn run(spec: &AnalyticsSpec, context: &RunContext) -> Result<AnalyticsReport
                         let mut session = output.session(&*cap);
                         // Records that are not events of the contract are passed over (to
                         // their topic's dead-letter topic).
-                        let read = read_events(&mut readers, BATCH, &shared, letters.as_deref(), |_, _, event| {
+                        let read = read_events(&mut readers, BATCH, &shared, letters.as_deref(), |_, _, _, event| {
                             events += 1;
                             for row in rows_of(event) {
                                 session.give(row);

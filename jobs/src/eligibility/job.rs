@@ -276,7 +276,7 @@ fn run_inputs(
                     let mut got = 0u64;
                     let read = {
                         let mut session = output.session(&*cap);
-                        read_events(&mut readers, BATCH, &shared, letters.as_deref(), |_, _, event| {
+                        read_events(&mut readers, BATCH, &shared, letters.as_deref(), |_, _, _, event| {
                             session.give(event);
                             got += 1;
                         })

@@ -30,7 +30,7 @@ use arus_schemas::read_models::{
 use arus_schemas::{Date, Event, Timestamp};
 
 /// What the events say of one member.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct MemberRecord {
     /// Known once `MemberCreated` is seen.
     created: Option<(String, Relationship)>,
@@ -71,7 +71,7 @@ pub struct NotCovered {
 }
 
 /// Eligibility state of every member and plan seen.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EligibilityState {
     members: HashMap<String, MemberRecord>,
     /// Per plan, benefit versions by (effective date, version).
@@ -82,6 +82,8 @@ pub struct EligibilityState {
     dependents: HashMap<String, BTreeSet<String>>,
     /// The key of NIK digests: with it, each member's record comes with `nik:<digest>` →
     /// member id, so the gateway finds a NIK already on record without the store holding it.
+    /// (Configuration, never in a snapshot: a restored state keeps the key it was made with.)
+    #[serde(skip)]
     nik_key: Option<NikKey>,
 }
 

@@ -241,7 +241,7 @@ pub fn run(spec: &FraudSpec, context: &RunContext) -> Result<FraudReport, RunErr
     let model = spec.model.as_ref().map(ModelWatch::open).transpose().map_err(|e| RunError::Invalid(e.to_string()))?;
     let (metrics, shutdown) = (context.metrics.clone(), context.shutdown.clone());
     let fold = Box::new(FraudFold::new(model));
-    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold, metrics, shutdown };
+    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold, metrics, shutdown, snapshots: None };
     run_sequenced(&spec.source, &StoreSpec::Memory, lateness, job, &context.cluster)
 }
 
@@ -253,7 +253,14 @@ pub fn run_on_log(
     model: Option<ModelWatch>,
 ) -> Result<FraudReport, RunError> {
     let (metrics, fold) = (Arc::new(Metrics::new("fraud")), Box::new(FraudFold::new(model)));
-    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold, metrics, shutdown: Shutdown::new() };
+    let job = Sequenced {
+        topics: &TOPICS,
+        outputs: &[FRAUD_ALERTS],
+        fold,
+        metrics,
+        shutdown: Shutdown::new(),
+        snapshots: None,
+    };
     run_fold_on_log(log, cluster, Arc::new(MemoryStore::new()), job, READING)
 }
 

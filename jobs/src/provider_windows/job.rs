@@ -215,7 +215,7 @@ fn next_claim(reader: &mut dyn RecordReader) -> Result<Next, RunError> {
     loop {
         return Ok(match reader.next()? {
             None => Next::None,
-            Some(Record::Bytes(partition, bytes)) => match claim_of(bytes) {
+            Some(Record::Bytes(partition, _, bytes)) => match claim_of(bytes) {
                 Some(Ok(claim)) => Next::Claim(partition, claim),
                 Some(Err(error)) => Next::Refused(error, bytes.to_vec()),
                 None => continue,

@@ -30,7 +30,7 @@ const TURN: Duration = Duration::from_millis(5);
 
 /// Reads up to `batch` records from each reader in turn (a following reader's turn lasting
 /// about [`TURN`] at most), decoded as events of the contract, handing each to `take` with its
-/// reader's index and partition; a record that is not an event goes to `letters` (its topic's
+/// reader's index, partition and offset; a record that is not an event goes to `letters` (its topic's
 /// dead-letter topic). How many records were not events; `None` when a read failed (the run
 /// then fails with that error).
 pub(crate) fn read_events<R>(
@@ -38,7 +38,7 @@ pub(crate) fn read_events<R>(
     batch: usize,
     shared: &Mutex<Shared<R>>,
     letters: Option<&DeadLetterTopics>,
-    take: impl FnMut(usize, u32, arus_schemas::Event),
+    take: impl FnMut(usize, u32, u64, arus_schemas::Event),
 ) -> Option<u64> {
     read_events_peeked(readers, batch, shared, letters, |_, _, _| true, take)
 }
@@ -54,7 +54,7 @@ pub(crate) fn read_events_peeked<R>(
     shared: &Mutex<Shared<R>>,
     letters: Option<&DeadLetterTopics>,
     mut peeked: impl FnMut(usize, u32, &arus_schemas::wire::Peek<'_>) -> bool,
-    mut take: impl FnMut(usize, u32, arus_schemas::Event),
+    mut take: impl FnMut(usize, u32, u64, arus_schemas::Event),
 ) -> Option<u64> {
     let mut undecodable = 0;
     for (i, reader) in readers.iter_mut().enumerate() {
@@ -65,11 +65,11 @@ pub(crate) fn read_events_peeked<R>(
             }
             // A record that is not an event: why, and the record.
             let refused = match reader.next() {
-                Ok(Some(Record::Bytes(partition, bytes))) => match arus_schemas::wire::peek(bytes) {
+                Ok(Some(Record::Bytes(partition, offset, bytes))) => match arus_schemas::wire::peek(bytes) {
                     Ok(peek) if !peeked(i, partition, &peek) => None,
                     Ok(_) => match arus_schemas::wire::decode(bytes) {
                         Ok(event) => {
-                            take(i, partition, event);
+                            take(i, partition, offset, event);
                             None
                         }
                         Err(error) => Some((error.without_values(), bytes.to_vec())),
@@ -78,7 +78,7 @@ pub(crate) fn read_events_peeked<R>(
                 },
                 // (An Avro file's events are decoded already; the topic jobs read topics.)
                 Ok(Some(Record::Event(partition, event))) => {
-                    take(i, partition, *event);
+                    take(i, partition, 0, *event);
                     None
                 }
                 Ok(None) => break,
@@ -335,8 +335,9 @@ impl Input {
 
 /// A record as a reader hands it out, with its partition.
 pub(crate) enum Record<'a> {
-    /// As the transport carries it: a file's line, a topic record's value.
-    Bytes(u32, &'a [u8]),
+    /// As the transport carries it: a file's line, a topic record's value; with its partition
+    /// and offset (a file's: the line's byte offset).
+    Bytes(u32, u64, &'a [u8]),
     /// An event already decoded (an Avro container file holds events, not wire records).
     Event(u32, Box<arus_schemas::Event>),
 }
@@ -403,7 +404,7 @@ impl RecordReader for JsonlReader {
                 self.line.pop();
             }
             if !self.line.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Some(Record::Bytes(0, &self.line)));
+                return Ok(Some(Record::Bytes(0, self.offset - read as u64, &self.line)));
             }
         }
     }
@@ -510,7 +511,7 @@ impl RecordReader for TopicReader {
         if self.follow.is_some() {
             self.last_seen.insert(record.partition, Instant::now());
         }
-        Ok(Some(Record::Bytes(record.partition, record.value)))
+        Ok(Some(Record::Bytes(record.partition, record.offset, record.value)))
     }
 
     fn finished(&self) -> bool {
@@ -581,7 +582,7 @@ mod tests {
         let input = Input::Embedded { log: Arc::new(log), topic: "t".to_owned(), group: "g".to_owned(), ends };
         let read_all = |reader: &mut Box<dyn RecordReader>| {
             let mut values = Vec::new();
-            while let Some(Record::Bytes(_, bytes)) = reader.next().expect("read") {
+            while let Some(Record::Bytes(_, _, bytes)) = reader.next().expect("read") {
                 values.push(String::from_utf8_lossy(bytes).into_owned());
             }
             values

@@ -23,6 +23,7 @@ pub mod input;
 pub mod metrics;
 pub mod sequenced;
 pub mod sinks;
+pub mod snapshot;
 pub mod spec;
 
 use checkpoint::CheckpointError;

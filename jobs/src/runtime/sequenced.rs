@@ -32,9 +32,11 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
-use super::input::{Input, embedded_inputs, open_inputs, open_readers, read_events_peeked};
+use super::checkpoint::SourceState;
+use super::input::{Input, embedded_inputs, open_inputs, read_events_peeked};
 use super::metrics::Metrics;
 use super::sinks::DeadLetterTopics;
+use super::snapshot::{self, Header, Offsets, SnapshotSettings};
 use super::spec::{StoreSpec, TopicsSource};
 use super::{Cluster, RunError, Shared, Shutdown, fail, finish, open_store, timely_config};
 
@@ -138,6 +140,10 @@ pub struct SequencedReport {
     pub already_written: u64,
     /// Fraud alerts raised or withdrawn (the fraud job).
     pub alerts: u64,
+    /// The snapshot the run began from (its epoch), when there was one.
+    pub restored_from: Option<u64>,
+    /// Snapshots written.
+    pub snapshots: u64,
     /// The most events read and not yet taken by the sequencer at once (kept near
     /// [`READ_AHEAD`]: the sources wait while that many are ahead).
     pub read_ahead_peak: u64,
@@ -157,6 +163,11 @@ struct Outputs {
     written: foldhash::HashSet<String>,
     /// The output topics, until `written` has been read from them.
     unread: Option<Vec<String>>,
+    /// The output topics (their full names).
+    topics: Vec<String>,
+    /// Per output topic, where a restored snapshot had written up to: read back from there, and
+    /// the base of the next snapshot's positions.
+    from: Offsets,
     /// Decisions not written because they were there.
     skipped: u64,
     /// Each output topic's name under the prefix, made once (not per event).
@@ -215,12 +226,14 @@ impl Outputs {
             let partitions = arus_schemas::topics::topic_spec(topic).map_or(1, |t| t.partitions);
             sink.ensure_topic(&format!("{prefix}{topic}"), partitions)?;
         }
-        let unread = Some(topics.iter().map(|t| format!("{prefix}{t}")).collect());
+        let names: Vec<String> = topics.iter().map(|t| format!("{prefix}{t}")).collect();
         Ok(Outputs {
             sink,
             prefix: prefix.to_owned(),
             written: Default::default(),
-            unread,
+            unread: Some(names.clone()),
+            topics: names,
+            from: Offsets::new(),
             skipped: 0,
             names: Default::default(),
             metrics,
@@ -232,10 +245,12 @@ impl Outputs {
     /// once, each on a thread: most of a topic's reading is waiting for the broker.
     fn read_back(&mut self) -> Result<(), RunError> {
         if let Some(topics) = self.unread.take() {
-            let sink = &*self.sink;
+            let (sink, from) = (&*self.sink, &self.from);
             let reads = super::each_at_once(&topics, "a read-back", |topic| {
                 let mut ids = foldhash::HashSet::default();
-                sink.read_back(topic, &[], &mut |value| ids.extend(output_id(value)))?;
+                let after: Vec<(u32, u64)> =
+                    from.get(topic).map(|o| o.iter().map(|(p, o)| (*p, *o)).collect()).unwrap_or_default();
+                sink.read_back(topic, &after, &mut |value| ids.extend(output_id(value)))?;
                 Ok(ids)
             });
             for read in reads {
@@ -265,6 +280,20 @@ impl Outputs {
     fn flush(&self) -> Result<(), RunError> {
         Ok(self.sink.flush()?)
     }
+
+    /// Per output topic, how far it is written (after a flush: everything sent): what the
+    /// restored snapshot had, moved on by what this run delivered.
+    fn positions(&self) -> Result<Offsets, RunError> {
+        let mut positions = self.from.clone();
+        for topic in &self.topics {
+            let entry = positions.entry(topic.clone()).or_default();
+            for (partition, offset) in self.sink.delivered(topic)? {
+                let at = entry.entry(partition).or_default();
+                *at = (*at).max(offset);
+            }
+        }
+        Ok(positions)
+    }
 }
 
 /// A sequenced job: the topics it reads, those it writes, its fold, and its metrics.
@@ -279,6 +308,8 @@ pub(crate) struct Sequenced<'a> {
     pub metrics: Arc<Metrics>,
     /// A request to stop early.
     pub shutdown: Shutdown,
+    /// Where and how often to save snapshots (and restore the newest from).
+    pub snapshots: Option<SnapshotSettings>,
 }
 
 /// Runs a job over its topics of `source` (the outputs next to them, records to `store`): the
@@ -290,7 +321,7 @@ pub(crate) fn run_sequenced(
     job: Sequenced<'_>,
     cluster: &Cluster,
 ) -> Result<SequencedReport, RunError> {
-    let Sequenced { topics, outputs, fold, metrics, shutdown } = job;
+    let Sequenced { topics, outputs, fold, metrics, shutdown, snapshots } = job;
     let store = open_store(store)?;
     let inputs = open_inputs(source, topics)?;
     // An embedded log is opened once: the outputs go to the inputs' log.
@@ -299,7 +330,7 @@ pub(crate) fn run_sequenced(
         _ => None,
     });
     let outputs = Outputs::open(source, log, outputs, metrics)?;
-    run_inputs(inputs, cluster, store, outputs, lateness, Folding { fold, reading: READING, shutdown })
+    run_inputs(inputs, cluster, store, outputs, lateness, Folding { fold, reading: READING, shutdown, snapshots })
 }
 
 /// [`run_on_log`] for any fold, the sources reading as `reading` says ([`READING`]).
@@ -310,11 +341,11 @@ pub(crate) fn run_fold_on_log(
     job: Sequenced<'_>,
     reading: Reading,
 ) -> Result<SequencedReport, RunError> {
-    let Sequenced { topics, outputs, fold, metrics, shutdown } = job;
+    let Sequenced { topics, outputs, fold, metrics, shutdown, snapshots } = job;
     let inputs = embedded_inputs(&log, topics, "arus-sequenced")?;
     let source = TopicsSource::Embedded { dir: ".".into(), topic_prefix: String::new() };
     let outputs = Outputs::open(&source, Some(log), outputs, metrics)?;
-    run_inputs(inputs, cluster, store, outputs, 86_400_000, Folding { fold, reading, shutdown })
+    run_inputs(inputs, cluster, store, outputs, 86_400_000, Folding { fold, reading, shutdown, snapshots })
 }
 
 /// Records for the store, by key: the latest version of each, written together — serialized
@@ -362,6 +393,14 @@ pub(crate) trait Fold: Send {
     /// written to its topic, encoded once): under which key, at which version.
     fn stored_as(&self, _output: &Event) -> Option<(String, u64)> {
         None
+    }
+    /// The fold's state, for a snapshot; `None` when it keeps none it can save.
+    fn save(&mut self) -> Result<Option<Vec<u8>>, RunError> {
+        Ok(None)
+    }
+    /// Takes on a state [`save`](Self::save) gave.
+    fn load(&mut self, _state: &[u8]) -> Result<(), RunError> {
+        Err(RunError::Invalid("this job's state cannot be restored from a snapshot".to_owned()))
     }
 }
 
@@ -464,6 +503,26 @@ pub(crate) type Decided = (Event, Option<(String, u64)>);
 /// A batch for the writer: the decided events in order, and the store's records.
 type Batch = (Vec<Decided>, Vec<(String, u64, Box<dyn StoreRecord>)>);
 
+/// A snapshot taken by the sequencer, for the writer to write once everything before it is.
+struct Taken {
+    positions: Offsets,
+    released_below: Time,
+    held: Vec<Event>,
+    fold: Vec<u8>,
+}
+
+/// What the sequencer hands the writer.
+enum ToWriter {
+    Batch(Batch),
+    Snapshot(Box<Taken>),
+}
+
+/// Where the writer writes snapshots, and the epoch of the next.
+struct Saver {
+    settings: SnapshotSettings,
+    epoch: u64,
+}
+
 /// Batches the writer may have waiting; those waiting when it comes to write are written
 /// together.
 const WRITER_QUEUE: usize = 16;
@@ -524,15 +583,25 @@ fn pending(
 /// decisions on the sequencer (the job was one thread's work before: decide, encode, send,
 /// write).
 struct Writer {
-    batches: Option<std::sync::mpsc::SyncSender<Batch>>,
-    thread: Option<std::thread::JoinHandle<Result<u64, RunError>>>,
+    batches: Option<std::sync::mpsc::SyncSender<ToWriter>>,
+    thread: Option<std::thread::JoinHandle<Result<(u64, u64), RunError>>>,
 }
 
 impl Writer {
-    fn start(mut outputs: Outputs, store: Arc<dyn StateStore>) -> Result<Self, RunError> {
+    #[cfg(test)]
+    fn start(outputs: Outputs, store: Arc<dyn StateStore>) -> Result<Self, RunError> {
+        Self::start_saving(outputs, store, None)
+    }
+
+    /// [`start`](Self::start), writing the snapshots the sequencer takes with `saver`.
+    fn start_saving(
+        mut outputs: Outputs,
+        store: Arc<dyn StateStore>,
+        mut saver: Option<Saver>,
+    ) -> Result<Self, RunError> {
         let metrics = outputs.metrics.clone();
         // Some batches in flight at most: a slow broker or store holds the sequencer back.
-        let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(WRITER_QUEUE);
+        let (batches, received) = std::sync::mpsc::sync_channel::<ToWriter>(WRITER_QUEUE);
         let thread = std::thread::Builder::new()
             .name("arus-writer".to_owned())
             .spawn(move || {
@@ -552,11 +621,55 @@ impl Writer {
                 let answered =
                     |sent: arus_connectors::store::Sent<'_>| sent.answer().map(drop).map_err(RunError::Store);
                 let mut since = 0;
+                let mut snapshots = 0u64;
+                // A batch taken; or a snapshot, written once everything before it is durable:
+                // the store's writes answered, the outputs flushed, their positions saved.
+                macro_rules! take {
+                    ($message:expr) => {
+                        match $message {
+                            ToWriter::Batch(batch) => {
+                                take_batch(batch, &mut outputs, &mut latest, &mut writes, &mut bytes)?
+                            }
+                            ToWriter::Snapshot(taken) => {
+                                if let Some(sent) = in_flight.take() {
+                                    answered(sent)?;
+                                }
+                                if !writes.is_empty() || !latest.is_empty() {
+                                    let records = pending(&mut latest, &mut writes)?;
+                                    metrics.store_records(records.len() as u64);
+                                    answered(store.send_many_versioned(records))?;
+                                }
+                                outputs.flush()?;
+                                if let Some(saver) = saver.as_mut() {
+                                    let Taken { positions, released_below, held, fold } = *taken;
+                                    let header = Header {
+                                        format: snapshot::FORMAT,
+                                        identity: saver.settings.identity.clone(),
+                                        epoch: saver.epoch,
+                                        positions,
+                                        released_below,
+                                        held,
+                                        outputs: outputs.positions()?,
+                                        written: {
+                                            let mut ids: Vec<String> = outputs.written.iter().cloned().collect();
+                                            ids.sort_unstable();
+                                            ids
+                                        },
+                                        fold_bytes: fold.len() as u64,
+                                    };
+                                    snapshot::write(&saver.settings, &header, &fold)?;
+                                    saver.epoch += 1;
+                                    snapshots += 1;
+                                }
+                            }
+                        }
+                    };
+                }
                 loop {
                     if since < WRITER_QUEUE {
                         match received.try_recv() {
-                            Ok(batch) => {
-                                take_batch(batch, &mut outputs, &mut latest, &mut writes, &mut bytes)?;
+                            Ok(message) => {
+                                take!(message);
                                 since += 1;
                                 continue;
                             }
@@ -572,8 +685,8 @@ impl Writer {
                     }
                     if writes.is_empty() && latest.is_empty() {
                         match received.recv() {
-                            Ok(batch) => {
-                                take_batch(batch, &mut outputs, &mut latest, &mut writes, &mut bytes)?;
+                            Ok(message) => {
+                                take!(message);
                                 since += 1;
                                 continue;
                             }
@@ -594,7 +707,7 @@ impl Writer {
                     answered(store.send_many_versioned(records))?;
                 }
                 outputs.flush()?;
-                Ok(outputs.skipped)
+                Ok((outputs.skipped, snapshots))
             })
             .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Writer { batches: Some(batches), thread: Some(thread) })
@@ -602,7 +715,16 @@ impl Writer {
 
     /// Hands a batch over; the writer's error, if it has stopped on one.
     fn send(&mut self, batch: Batch) -> Result<(), RunError> {
-        let sent = self.batches.as_ref().is_some_and(|b| b.send(batch).is_ok());
+        self.hand(ToWriter::Batch(batch))
+    }
+
+    /// Hands a snapshot over, to be written after the batches before it.
+    fn snapshot(&mut self, taken: Taken) -> Result<(), RunError> {
+        self.hand(ToWriter::Snapshot(Box::new(taken)))
+    }
+
+    fn hand(&mut self, message: ToWriter) -> Result<(), RunError> {
+        let sent = self.batches.as_ref().is_some_and(|b| b.send(message).is_ok());
         if sent {
             return Ok(());
         }
@@ -610,20 +732,25 @@ impl Writer {
     }
 
     /// Waits for everything handed over to be written and flushed: how many outputs an earlier
-    /// run had written already (not written again); nothing more once finished.
-    fn finish(&mut self) -> Result<u64, RunError> {
+    /// run had written already (not written again), and snapshots written; nothing more once
+    /// finished.
+    fn finish(&mut self) -> Result<(u64, u64), RunError> {
         self.batches = None;
         match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(RunError::Internal("the writer thread panicked".to_owned())),
-            None => Ok(0),
+            None => Ok((0, 0)),
         }
     }
 }
 
+/// An event as a source hands it on: where it came from (input `n << 20 | partition`), its
+/// offset there, and the event.
+type Sourced = (u32, u64, Event);
+
 /// What worker 0 received in one activation, and its frontier then.
 struct Step {
-    events: Vec<Event>,
+    events: Vec<Sourced>,
     below: Time,
     end: bool,
 }
@@ -638,61 +765,63 @@ struct SequencerThread {
 impl SequencerThread {
     /// Starts the thread; `ahead` counts the events read and not yet taken (the thread takes
     /// them off as it receives them).
-    fn start(mut seq: Sequencer, shared: Arc<Mutex<Shared<SequencedReport>>>, ahead: Arc<ReadAhead>) -> Self {
+    fn start(
+        mut seq: Sequencer,
+        shared: Arc<Mutex<Shared<SequencedReport>>>,
+        ahead: Arc<ReadAhead>,
+        restored: Option<(Time, Vec<Event>)>,
+    ) -> Self {
         let (steps, received) = std::sync::mpsc::channel::<Step>();
         let on_thread = shared.clone();
         let thread = std::thread::Builder::new().name("arus-sequencer".to_owned()).spawn(move || {
             let shared = on_thread;
             // Held events, least (event time, rank, event id) first; released once the frontier
-            // passes.
-            let mut pending: std::collections::BinaryHeap<Held> = std::collections::BinaryHeap::new();
-            let mut released_below: Time = 0;
+            // passes (a snapshot's, restored, first).
+            let (mut released_below, held) = restored.unwrap_or_default();
+            let mut pending: std::collections::BinaryHeap<Held> = held.into_iter().map(Held::new).collect();
             for Step { events, below, end } in received {
                 ahead.taken(events.len());
                 if end && seq.shutdown.requested() {
                     // Stopped early: what is still held back stays undecided (a restart decides
-                    // it in order, as a run that went on would have).
+                    // it in order, as a run that went on would have) — with snapshots, held in
+                    // the one taken now, which the restart begins from.
+                    if let Err(error) = seq.snapshot(&pending, released_below) {
+                        fail(&shared, error);
+                    }
                     pending.clear();
                     seq.finish(&shared);
                     return;
                 }
                 let mut late = Vec::new();
-                for event in events {
-                    if event_time(&event) < released_below {
+                for (origin, offset, event) in events {
+                    let next = seq.received.entry(origin).or_default();
+                    *next = (*next).max(offset + 1);
+                    let time = event_time(&event);
+                    seq.newest = seq.newest.max(time);
+                    if time < released_below {
                         late.push(event);
                     } else {
                         pending.push(Held::new(event));
                     }
                 }
-                // Released in pieces of at most `RELEASE` events, each handed to the writer
-                // once decided: a sequencer that fell behind (everything read in the first
-                // second) then keeps the writer busy instead of deciding a third of the input
-                // before it writes anything.
-                loop {
-                    let mut ready = Vec::with_capacity(RELEASE.min(pending.len()));
-                    while ready.len() < RELEASE && pending.peek().is_some_and(|held| held.0 < below) {
-                        ready.extend(pending.pop().map(|held| *held.2));
-                    }
-                    // Every event before the next one held has been applied (those still to
-                    // come late aside).
-                    let next = pending.peek().map(|held| held.0).filter(|next| *next < below);
-                    if next.is_none() {
-                        released_below = released_below.max(below);
-                        seq.report.late += late.len() as u64;
-                        ready.extend(std::mem::take(&mut late));
-                    }
-                    if let Err(error) = seq.apply(ready) {
+                if end && seq.snapshots.is_some() {
+                    // The input ends: what lies below the newest event time less the allowed
+                    // out-of-orderness is decided, then a snapshot holds the rest, which the next
+                    // run decides in order with what has come meanwhile (this run decides it
+                    // too, below; the next finds those decisions on the topics, not writing
+                    // them twice).
+                    let cut = seq.newest.saturating_sub(seq.lateness);
+                    release(&mut seq, &mut pending, &mut released_below, cut, &mut late, &shared);
+                    if let Err(error) = seq.snapshot(&pending, released_below) {
                         fail(&shared, error);
                     }
-                    if let Err(error) = seq.end_batch(next.unwrap_or(released_below)) {
-                        fail(&shared, error);
-                    }
-                    if let Err(error) = seq.write_batch() {
-                        fail(&shared, error);
-                    }
-                    if next.is_none() {
-                        break;
-                    }
+                }
+                release(&mut seq, &mut pending, &mut released_below, below, &mut late, &shared);
+                if !end
+                    && seq.snapshot_due()
+                    && let Err(error) = seq.snapshot(&pending, released_below)
+                {
+                    fail(&shared, error);
                 }
                 if end {
                     seq.finish(&shared);
@@ -729,6 +858,46 @@ impl SequencerThread {
     }
 }
 
+/// Releases the events held below `below` (and those come late) in order, in pieces of at
+/// most `RELEASE` events, each handed to the writer once decided: a sequencer that fell behind
+/// (everything read in the first second) then keeps the writer busy instead of deciding a third
+/// of the input before it writes anything.
+fn release(
+    seq: &mut Sequencer,
+    pending: &mut std::collections::BinaryHeap<Held>,
+    released_below: &mut Time,
+    below: Time,
+    late: &mut Vec<Event>,
+    shared: &Mutex<Shared<SequencedReport>>,
+) {
+    loop {
+        let mut ready = Vec::with_capacity(RELEASE.min(pending.len()));
+        while ready.len() < RELEASE && pending.peek().is_some_and(|held| held.0 < below) {
+            ready.extend(pending.pop().map(|held| *held.2));
+        }
+        // Every event before the next one held has been applied (those still to come late
+        // aside).
+        let next = pending.peek().map(|held| held.0).filter(|next| *next < below);
+        if next.is_none() {
+            *released_below = (*released_below).max(below);
+            seq.report.late += late.len() as u64;
+            ready.extend(std::mem::take(late));
+        }
+        if let Err(error) = seq.apply(ready) {
+            fail(shared, error);
+        }
+        if let Err(error) = seq.end_batch(next.unwrap_or(*released_below)) {
+            fail(shared, error);
+        }
+        if let Err(error) = seq.write_batch() {
+            fail(shared, error);
+        }
+        if next.is_none() {
+            break;
+        }
+    }
+}
+
 /// The sequencer's side: the fold, and where its decisions go.
 struct Sequencer {
     fold: Box<dyn Fold>,
@@ -741,19 +910,56 @@ struct Sequencer {
     metrics: Arc<Metrics>,
     /// Asked to stop: what is still held at the end is dropped, undecided.
     shutdown: Shutdown,
+    /// Per input (`n << 20 | partition`), the offset after the last event received.
+    received: foldhash::HashMap<u32, u64>,
+    /// Each input's topic, by its number.
+    inputs: Vec<String>,
+    /// With snapshots: how often, and when the last was taken.
+    snapshots: Option<(Duration, Instant)>,
+    /// The newest event time received.
+    newest: Time,
+    /// How far behind the newest an event may come and still be decided in order.
+    lateness: u64,
 }
 
 impl Sequencer {
+    /// Whether a snapshot is due.
+    fn snapshot_due(&self) -> bool {
+        self.snapshots.is_some_and(|(interval, last)| last.elapsed() >= interval)
+    }
+
+    /// With snapshots, takes one (between two steps: everything before `released_below` applied,
+    /// `pending` held) and hands it to the writer, which writes it once everything decided
+    /// before it is written.
+    fn snapshot(&mut self, pending: &std::collections::BinaryHeap<Held>, released_below: Time) -> Result<(), RunError> {
+        let Some((interval, _)) = self.snapshots else { return Ok(()) };
+        let Some(fold) = self.fold.save()? else {
+            return Err(RunError::Invalid("this job keeps no state a snapshot can hold".to_owned()));
+        };
+        let mut positions = Offsets::new();
+        for (origin, next) in &self.received {
+            let topic = self.inputs.get((origin >> 20) as usize).cloned().unwrap_or_default();
+            positions.entry(topic).or_default().insert(origin & 0xf_ffff, *next);
+        }
+        let held = pending.iter().map(|held| (*held.2).clone()).collect();
+        self.snapshots = Some((interval, Instant::now()));
+        self.writer.snapshot(Taken { positions, released_below, held, fold })
+    }
+
     /// The end: waits for the writer, and hands the report over.
     fn finish(&mut self, shared: &Mutex<Shared<SequencedReport>>) {
         match self.writer.finish() {
-            Ok(skipped) => self.report.already_written = skipped,
+            Ok((skipped, snapshots)) => {
+                self.report.already_written = skipped;
+                self.report.snapshots = snapshots;
+            }
             Err(error) => fail(shared, error),
         }
         let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
-        let undecodable = shared.report.undecodable;
+        let (undecodable, restored_from) = (shared.report.undecodable, shared.report.restored_from);
         shared.report = std::mem::take(&mut self.report);
         shared.report.undecodable += undecodable;
+        shared.report.restored_from = restored_from;
     }
 
     /// Hands the batch's events and records to the writer.
@@ -807,11 +1013,21 @@ impl Sequencer {
     }
 }
 
-/// How the sequencer folds: the fold, how the sources read, and when to stop early.
+/// How the sequencer folds: the fold, how the sources read, when to stop early, and where
+/// its snapshots go.
 struct Folding {
     fold: Box<dyn Fold>,
     reading: Reading,
     shutdown: Shutdown,
+    snapshots: Option<SnapshotSettings>,
+}
+
+/// The topic of an input.
+fn input_topic(input: &Input) -> String {
+    match input {
+        Input::Kafka { topic, .. } | Input::Embedded { topic, .. } | Input::Avro { topic, .. } => topic.clone(),
+        Input::Jsonl { path } => path.display().to_string(),
+    }
 }
 
 /// Runs `fold` over `inputs` in event-time order, the sources reading `reading.batch` records
@@ -825,26 +1041,74 @@ fn run_inputs(
     lateness: u64,
     folding: Folding,
 ) -> Result<SequencedReport, RunError> {
-    let Folding { fold, reading, shutdown } = folding;
+    let Folding { mut fold, reading, shutdown, snapshots } = folding;
+    let mut outputs = outputs;
+    let names: Vec<String> = inputs.iter().map(input_topic).collect();
+    // The newest snapshot, restored: the fold's state, what it held, where each partition
+    // goes on from, and where the outputs were written up to.
+    let mut restored_from = None;
+    let mut restored = None;
+    let mut received = foldhash::HashMap::default();
+    let mut saver = None;
+    if let Some(settings) = &snapshots {
+        if let Some(loaded) = snapshot::latest(settings)? {
+            fold.load(&loaded.fold)?;
+            for (n, name) in names.iter().enumerate() {
+                for (partition, next) in loaded.header.positions.get(name).into_iter().flatten() {
+                    received.insert(((n as u32) << 20) | partition, *next);
+                }
+            }
+            outputs.from = loaded.header.outputs;
+            outputs.written.extend(loaded.header.written);
+            restored_from = Some(loaded.header.epoch);
+            restored = Some((loaded.header.released_below, loaded.header.held));
+        }
+        saver = Some(Saver { settings: settings.clone(), epoch: snapshot::next_epoch(settings)? });
+    }
+    // Where each worker's readers begin: the snapshot's positions, else the beginning.
+    let starts: Arc<Vec<SourceState>> = Arc::new(
+        (0..names.len())
+            .map(|n| SourceState {
+                positions: received
+                    .iter()
+                    .filter(|(origin, _)| (**origin >> 20) as usize == n)
+                    .map(|(origin, next)| (origin & 0xf_ffff, Some(*next)))
+                    .collect(),
+                lines: 0,
+                watermarks: Watermarks::new(lateness),
+                next: 0,
+                finished: false,
+                turn: None,
+            })
+            .collect(),
+    );
     let metrics = outputs.metrics.clone();
     let (config, _) = timely_config(cluster);
     let letters = DeadLetterTopics::of(&inputs)?;
     let worker_letters = letters.clone();
     let inputs = Arc::new(inputs);
     let shared = Arc::new(Mutex::new(Shared::<SequencedReport>::default()));
+    shared.lock().unwrap_or_else(|e| e.into_inner()).report.restored_from = restored_from;
     let started = Instant::now();
     let worker_shared = shared.clone();
     let ahead = Arc::new(ReadAhead::new(reading.ahead));
     let worker_ahead = ahead.clone();
+    let interval = snapshots.as_ref().map(|s| (s.interval, Instant::now()));
     let sequencer = Arc::new(Mutex::new(Some(Sequencer {
         fold,
-        writer: Writer::start(outputs, store)?,
+        writer: Writer::start_saving(outputs, store, saver)?,
         report: SequencedReport::default(),
         writes: Default::default(),
         decided: Vec::new(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        received,
+        inputs: names,
+        snapshots: interval,
+        newest: 0,
+        lateness,
     })));
+    let restored = Arc::new(Mutex::new(restored));
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
@@ -852,7 +1116,19 @@ fn run_inputs(
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
         let letters = worker_letters.clone();
-        let mut readers = open_readers(&inputs, index, peers, reading.batch, &shared);
+        // This worker's readers, each with the number of its input.
+        let (mut readers, mut origins) = (Vec::new(), Vec::new());
+        for (n, input) in inputs.iter().enumerate() {
+            match input.reader(index, peers, reading.batch, starts.get(n)) {
+                Ok(Some(reader)) => {
+                    readers.push(reader);
+                    origins.push(n as u32);
+                }
+                Ok(None) => {}
+                Err(error) => fail(&shared, error),
+            }
+        }
+        let restored = restored.clone();
         // The sequencer lives on worker 0.
         let mut sequencer = if index == 0 { sequencer.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
         worker.dataflow::<Time, _, _>(|scope| {
@@ -899,14 +1175,15 @@ fn run_inputs(
                             newest = newest.max(time);
                             wanted_kind(peek.kind)
                         };
+                        let origins = &origins;
                         read_events_peeked(
                             &mut readers,
                             reading.batch,
                             &shared,
                             letters.as_deref(),
                             peeked,
-                            |_, _, event| {
-                                session.give(event);
+                            |i, partition, offset, event| {
+                                session.give((origins[i] << 20 | partition, offset, event));
                                 sent += 1;
                             },
                         )
@@ -947,7 +1224,10 @@ fn run_inputs(
             });
             // Worker 0 hands what it receives, and how far its frontier has come, to the
             // sequencer's own thread: reading its partitions is not held up by the folding.
-            let mut handoff = sequencer.take().map(|seq| SequencerThread::start(seq, shared.clone(), ahead.clone()));
+            let mut handoff = sequencer.take().map(|seq| {
+                let restored = restored.lock().unwrap_or_else(|e| e.into_inner()).take();
+                SequencerThread::start(seq, shared.clone(), ahead.clone(), restored)
+            });
             let mut told_below: Time = 0;
             let shared = shared.clone();
             events.sink(Exchange::new(|_| 0), "Sequence", move |(input, frontier)| {
@@ -1071,6 +1351,7 @@ mod tests {
                 fold: adjudication_fold(1).unwrap(),
                 metrics: metrics.clone(),
                 shutdown: Shutdown::new(),
+                snapshots: None,
             };
             let report =
                 run_fold_on_log(log.clone(), &Cluster::Local { workers }, Arc::new(MemoryStore::new()), job, reading)
@@ -1114,6 +1395,89 @@ mod tests {
         }
     }
 
+    /// A run that ends takes a snapshot; the next run, with more events on the topics, begins
+    /// from it — folding only what came after (and what the snapshot held), not the history —
+    /// and the topics then hold exactly what one uninterrupted run over everything writes.
+    #[test]
+    fn a_run_resumed_from_its_snapshot_folds_only_what_came_after_and_writes_what_one_run_does() {
+        let events = generated(3_000, 60);
+        let mut times: Vec<i64> = events.iter().map(|e| e.event_time().0).collect();
+        times.sort_unstable();
+        let split = times[times.len() * 2 / 3];
+        let produce = |log: &EmbeddedLog, events: &mut dyn Iterator<Item = &Event>| {
+            for event in events {
+                let bytes = wire::encode(event).unwrap();
+                log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).unwrap();
+            }
+        };
+        let outputs_of = |log: &EmbeddedLog| {
+            let mut written = Vec::new();
+            for topic in [CLAIMS_EVENTS, ACCUMULATOR_UPDATES] {
+                for (partition, end) in log.end_offsets(topic).unwrap().into_iter().enumerate() {
+                    let records = log.fetch(topic, partition as u32, 0, end as usize).unwrap();
+                    written.push(
+                        records.into_iter().map(|r| r.value).filter(|v| output_id(v).is_some()).collect::<Vec<_>>(),
+                    );
+                }
+            }
+            written
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let run = |log: &Arc<EmbeddedLog>, snapshots: Option<SnapshotSettings>| {
+            let job = Sequenced {
+                topics: &TOPICS,
+                outputs: &OUTPUT_TOPICS,
+                fold: adjudication_fold(1).unwrap(),
+                metrics: Arc::new(Metrics::new("adjudication")),
+                shutdown: Shutdown::new(),
+                snapshots,
+            };
+            run_fold_on_log(log.clone(), &Cluster::Local { workers: 2 }, Arc::new(MemoryStore::new()), job, READING)
+                .unwrap()
+        };
+        // One run over everything, without snapshots.
+        let whole = Arc::new(EmbeddedLog::new());
+        whole.create_all_topics().unwrap();
+        produce(&whole, &mut events.iter());
+        let uninterrupted = run(&whole, None);
+        let expected = outputs_of(&whole);
+
+        // The first two thirds (by event time), then the rest, with snapshots.
+        let settings =
+            SnapshotSettings { dir: dir.path().join("s"), interval: Duration::from_millis(1), identity: "test".into() };
+        let log = Arc::new(EmbeddedLog::new());
+        log.create_all_topics().unwrap();
+        produce(&log, &mut events.iter().filter(|e| e.event_time().0 < split));
+        let first = run(&log, Some(settings.clone()));
+        assert_eq!(first.restored_from, None);
+        assert!(first.snapshots >= 1, "{first:?}");
+        produce(&log, &mut events.iter().filter(|e| e.event_time().0 >= split));
+        let second = run(&log, Some(settings.clone()));
+        assert_eq!(second.restored_from, Some(first.snapshots), "the newest snapshot: {second:?}");
+        let wanted_after = events.iter().filter(|e| wanted(e) && e.event_time().0 >= split).count() as u64;
+        assert!(
+            second.events < wanted_after + uninterrupted.events / 4,
+            "folded {} events, {wanted_after} came after the split, {} in all",
+            second.events,
+            uninterrupted.events
+        );
+        assert_eq!((first.late, second.late), (0, 0));
+        assert_eq!(outputs_of(&log), expected, "the topics hold what one run writes");
+        // A snapshot of another job is refused, named.
+        let other = SnapshotSettings { identity: "another".into(), ..settings };
+        let job = Sequenced {
+            topics: &TOPICS,
+            outputs: &OUTPUT_TOPICS,
+            fold: adjudication_fold(1).unwrap(),
+            metrics: Arc::new(Metrics::new("adjudication")),
+            shutdown: Shutdown::new(),
+            snapshots: Some(other),
+        };
+        let refused =
+            run_fold_on_log(log.clone(), &Cluster::Local { workers: 1 }, Arc::new(MemoryStore::new()), job, READING);
+        assert!(refused.err().is_some_and(|e| e.to_string().contains("was taken of \"test\"")));
+    }
+
     /// A record on a job's topic that is not an event goes to `<topic>.dlq` as a `DeadLetter`
     /// holding its bytes, key, partition and offset; the run decides the rest as if it were not
     /// there, and a rerun does not write the letter again.
@@ -1140,6 +1504,7 @@ mod tests {
                 fold: adjudication_fold(1).unwrap(),
                 metrics: Arc::new(Metrics::new("adjudication")),
                 shutdown: Shutdown::new(),
+                snapshots: None,
             };
             run_fold_on_log(log.clone(), &Cluster::Local { workers: 2 }, Arc::new(MemoryStore::new()), job, READING)
                 .unwrap()

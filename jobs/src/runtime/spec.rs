@@ -97,6 +97,12 @@ fn default_checkpoint_interval() -> TimeSpan {
 }
 
 impl TopicsSource {
+    /// The names of `topics` on this source (under its prefix).
+    pub fn topic_names(&self, topics: &[&str]) -> Vec<String> {
+        let (TopicsSource::Kafka { topic_prefix, .. } | TopicsSource::Embedded { topic_prefix, .. }) = self;
+        topics.iter().map(|t| format!("{topic_prefix}{t}")).collect()
+    }
+
     /// Checks what can be checked without I/O; `path` names the spec in errors.
     pub fn validate(&self, path: &Path) -> Result<(), SpecError> {
         if let TopicsSource::Kafka { brokers, .. } = self {
