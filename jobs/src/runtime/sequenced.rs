@@ -779,13 +779,17 @@ impl SequencerThread {
             // passes (a snapshot's, restored, first).
             let (mut released_below, held) = restored.unwrap_or_default();
             let mut pending: std::collections::BinaryHeap<Held> = held.into_iter().map(Held::new).collect();
+            seq.newest = pending.iter().map(|held| held.0).max().unwrap_or(0);
+            // Whether this run has received anything: a run that did not (restarted with nothing
+            // new) leaves the newest snapshot as it is.
+            let mut fresh = false;
             for Step { events, below, end } in received {
                 ahead.taken(events.len());
                 if end && seq.shutdown.requested() {
                     // Stopped early: what is still held back stays undecided (a restart decides
                     // it in order, as a run that went on would have) — with snapshots, held in
                     // the one taken now, which the restart begins from.
-                    if let Err(error) = seq.snapshot(&pending, released_below) {
+                    if fresh && let Err(error) = seq.snapshot(&pending, released_below) {
                         fail(&shared, error);
                     }
                     pending.clear();
@@ -793,6 +797,7 @@ impl SequencerThread {
                     return;
                 }
                 let mut late = Vec::new();
+                fresh |= !events.is_empty();
                 for (origin, offset, event) in events {
                     let next = seq.received.entry(origin).or_default();
                     *next = (*next).max(offset + 1);
@@ -804,7 +809,7 @@ impl SequencerThread {
                         pending.push(Held::new(event));
                     }
                 }
-                if end && seq.snapshots.is_some() {
+                if end && fresh && seq.snapshots.is_some() {
                     // The input ends: what lies below the newest event time less the allowed
                     // out-of-orderness is decided, then a snapshot holds the rest, which the next
                     // run decides in order with what has come meanwhile (this run decides it
