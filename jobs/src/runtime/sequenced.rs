@@ -1402,7 +1402,8 @@ mod tests {
 
     /// A run that ends takes a snapshot; the next run, with more events on the topics, begins
     /// from it — folding only what came after (and what the snapshot held), not the history —
-    /// and the topics then hold exactly what one uninterrupted run over everything writes.
+    /// and the topics then hold exactly what one uninterrupted run over everything writes,
+    /// whether the snapshot taken on 2 workers is resumed on 1, 2 or 4.
     #[test]
     fn a_run_resumed_from_its_snapshot_folds_only_what_came_after_and_writes_what_one_run_does() {
         let events = generated(3_000, 60);
@@ -1428,7 +1429,7 @@ mod tests {
             written
         };
         let dir = tempfile::tempdir().unwrap();
-        let run = |log: &Arc<EmbeddedLog>, snapshots: Option<SnapshotSettings>| {
+        let run = |log: &Arc<EmbeddedLog>, snapshots: Option<SnapshotSettings>, workers: usize| {
             let job = Sequenced {
                 topics: &TOPICS,
                 outputs: &OUTPUT_TOPICS,
@@ -1437,37 +1438,47 @@ mod tests {
                 shutdown: Shutdown::new(),
                 snapshots,
             };
-            run_fold_on_log(log.clone(), &Cluster::Local { workers: 2 }, Arc::new(MemoryStore::new()), job, READING)
+            run_fold_on_log(log.clone(), &Cluster::Local { workers }, Arc::new(MemoryStore::new()), job, READING)
                 .unwrap()
         };
         // One run over everything, without snapshots.
         let whole = Arc::new(EmbeddedLog::new());
         whole.create_all_topics().unwrap();
         produce(&whole, &mut events.iter());
-        let uninterrupted = run(&whole, None);
+        let uninterrupted = run(&whole, None, 2);
         let expected = outputs_of(&whole);
 
-        // The first two thirds (by event time), then the rest, with snapshots.
-        let settings =
-            SnapshotSettings { dir: dir.path().join("s"), interval: Duration::from_millis(1), identity: "test".into() };
-        let log = Arc::new(EmbeddedLog::new());
-        log.create_all_topics().unwrap();
-        produce(&log, &mut events.iter().filter(|e| e.event_time().0 < split));
-        let first = run(&log, Some(settings.clone()));
-        assert_eq!(first.restored_from, None);
-        assert!(first.snapshots >= 1, "{first:?}");
-        produce(&log, &mut events.iter().filter(|e| e.event_time().0 >= split));
-        let second = run(&log, Some(settings.clone()));
-        assert_eq!(second.restored_from, Some(first.snapshots), "the newest snapshot: {second:?}");
-        let wanted_after = events.iter().filter(|e| wanted(e) && e.event_time().0 >= split).count() as u64;
-        assert!(
-            second.events < wanted_after + uninterrupted.events / 4,
-            "folded {} events, {wanted_after} came after the split, {} in all",
-            second.events,
-            uninterrupted.events
-        );
-        assert_eq!((first.late, second.late), (0, 0));
-        assert_eq!(outputs_of(&log), expected, "the topics hold what one run writes");
+        // The first two thirds (by event time) on 2 workers, then the rest on 1, 2 or 4: the
+        // snapshot's positions are per partition, whoever reads them.
+        let mut settings = None;
+        let mut log = None;
+        for workers in [1, 2, 4] {
+            let snapshots = SnapshotSettings {
+                dir: dir.path().join(format!("s{workers}")),
+                interval: Duration::from_millis(1),
+                identity: "test".into(),
+            };
+            let resumed = Arc::new(EmbeddedLog::new());
+            resumed.create_all_topics().unwrap();
+            produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 < split));
+            let first = run(&resumed, Some(snapshots.clone()), 2);
+            assert_eq!(first.restored_from, None);
+            assert!(first.snapshots >= 1, "{first:?}");
+            produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 >= split));
+            let second = run(&resumed, Some(snapshots.clone()), workers);
+            assert_eq!(second.restored_from, Some(first.snapshots), "the newest snapshot: {second:?}");
+            let wanted_after = events.iter().filter(|e| wanted(e) && e.event_time().0 >= split).count() as u64;
+            assert!(
+                second.events < wanted_after + uninterrupted.events / 4,
+                "{workers} workers: folded {} events, {wanted_after} came after the split, {} in all",
+                second.events,
+                uninterrupted.events
+            );
+            assert_eq!((first.late, second.late), (0, 0));
+            assert_eq!(outputs_of(&resumed), expected, "{workers} workers: the topics hold what one run writes");
+            (settings, log) = (Some(snapshots), Some(resumed));
+        }
+        let (settings, log) = (settings.unwrap(), log.unwrap());
         // A snapshot of another job is refused, named.
         let other = SnapshotSettings { identity: "another".into(), ..settings };
         let job = Sequenced {
