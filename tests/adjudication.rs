@@ -108,6 +108,29 @@ fn killed_and_restarted(snapshots: bool) {
         }
         command
     };
+    if snapshots {
+        // Asked to stop (SIGTERM) part way: it takes a last snapshot, holding what it had not
+        // decided, and exits cleanly; the runs after go on from there.
+        // (No snapshot but the stop's: a long interval.)
+        let hourly = format!("checkpoint={{dir=\"{}\", interval=\"1h\"}}", snapshot_dir.display());
+        let child = run_on_dir(&recovered)
+            .args(["--set", &hourly])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("arus starts");
+        let pid = child.id().to_string();
+        while size_of(&recovered.join("topics/accumulator.updates")) < final_size / 3 {
+            // Polling the files until a third is written.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let term = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(term.success());
+        let stopped = child.wait_with_output().expect("reaped");
+        let stderr = String::from_utf8_lossy(&stopped.stderr);
+        assert!(stopped.status.success(), "{stderr}");
+        assert!(stderr.contains("stopped on request") && stderr.contains("\n1 snapshots taken"), "{stderr}");
+    }
     let mut dice = common::Dice::new();
     let mut killed = 0;
     // With snapshots a restart is quick to resume: twenty faults (some land while a snapshot
