@@ -622,8 +622,23 @@ impl Writer {
                     |sent: arus_connectors::store::Sent<'_>| sent.answer().map(drop).map_err(RunError::Store);
                 let mut since = 0;
                 let mut snapshots = 0u64;
-                // A batch taken; or a snapshot, written once everything before it is durable:
-                // the store's writes answered, the outputs flushed, their positions saved.
+                // Everything taken so far made durable: the store write in flight answered, the
+                // records merged since written (and answered), the outputs flushed.
+                macro_rules! drain {
+                    () => {
+                        if let Some(sent) = in_flight.take() {
+                            answered(sent)?;
+                        }
+                        if !writes.is_empty() || !latest.is_empty() {
+                            let records = pending(&mut latest, &mut writes)?;
+                            metrics.store_records(records.len() as u64);
+                            answered(store.send_many_versioned(records))?;
+                        }
+                        outputs.flush()?;
+                    };
+                }
+                // A batch taken; or a snapshot, written once everything before it is durable,
+                // with the outputs' positions.
                 macro_rules! take {
                     ($message:expr) => {
                         match $message {
@@ -631,15 +646,7 @@ impl Writer {
                                 take_batch(batch, &mut outputs, &mut latest, &mut writes, &mut bytes)?
                             }
                             ToWriter::Snapshot(taken) => {
-                                if let Some(sent) = in_flight.take() {
-                                    answered(sent)?;
-                                }
-                                if !writes.is_empty() || !latest.is_empty() {
-                                    let records = pending(&mut latest, &mut writes)?;
-                                    metrics.store_records(records.len() as u64);
-                                    answered(store.send_many_versioned(records))?;
-                                }
-                                outputs.flush()?;
+                                drain!();
                                 if let Some(saver) = saver.as_mut() {
                                     let Taken { positions, released_below, held, fold } = *taken;
                                     let header = Header {
@@ -698,15 +705,7 @@ impl Writer {
                     in_flight = Some(store.send_many_versioned(records));
                     since = 0;
                 }
-                if let Some(sent) = in_flight.take() {
-                    answered(sent)?;
-                }
-                if !writes.is_empty() || !latest.is_empty() {
-                    let records = pending(&mut latest, &mut writes)?;
-                    metrics.store_records(records.len() as u64);
-                    answered(store.send_many_versioned(records))?;
-                }
-                outputs.flush()?;
+                drain!();
                 Ok((outputs.skipped, snapshots))
             })
             .map_err(|e| RunError::Internal(format!("cannot start the writer thread: {e}")))?;
@@ -1307,6 +1306,18 @@ mod tests {
         claims
     }
     use arus_connectors::store::{MemoryStore, StoreError, Versioned};
+
+    /// The adjudication job on the sequenced runtime, one fold thread, with `snapshots`.
+    fn adjudication(snapshots: Option<SnapshotSettings>) -> Sequenced<'static> {
+        Sequenced {
+            topics: &TOPICS,
+            outputs: &OUTPUT_TOPICS,
+            fold: adjudication_fold(1).unwrap(),
+            metrics: Arc::new(Metrics::new("adjudication")),
+            shutdown: Shutdown::new(),
+            snapshots,
+        }
+    }
     use std::sync::mpsc::{Receiver, Sender, channel};
 
     #[test]
@@ -1430,14 +1441,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let run = |log: &Arc<EmbeddedLog>, snapshots: Option<SnapshotSettings>, workers: usize| {
-            let job = Sequenced {
-                topics: &TOPICS,
-                outputs: &OUTPUT_TOPICS,
-                fold: adjudication_fold(1).unwrap(),
-                metrics: Arc::new(Metrics::new("adjudication")),
-                shutdown: Shutdown::new(),
-                snapshots,
-            };
+            let job = adjudication(snapshots);
             run_fold_on_log(log.clone(), &Cluster::Local { workers }, Arc::new(MemoryStore::new()), job, READING)
                 .unwrap()
         };
@@ -1481,14 +1485,7 @@ mod tests {
         let (settings, log) = (settings.unwrap(), log.unwrap());
         // A snapshot of another job is refused, named.
         let other = SnapshotSettings { identity: "another".into(), ..settings };
-        let job = Sequenced {
-            topics: &TOPICS,
-            outputs: &OUTPUT_TOPICS,
-            fold: adjudication_fold(1).unwrap(),
-            metrics: Arc::new(Metrics::new("adjudication")),
-            shutdown: Shutdown::new(),
-            snapshots: Some(other),
-        };
+        let job = adjudication(Some(other));
         let refused =
             run_fold_on_log(log.clone(), &Cluster::Local { workers: 1 }, Arc::new(MemoryStore::new()), job, READING);
         assert!(refused.err().is_some_and(|e| e.to_string().contains("was taken of \"test\"")));
@@ -1514,14 +1511,7 @@ mod tests {
         log.produce(&event.topic(), Some(event.key().as_bytes()), wire::encode(event).unwrap(), event.event_time())
             .unwrap();
         let run = || {
-            let job = Sequenced {
-                topics: &TOPICS,
-                outputs: &OUTPUT_TOPICS,
-                fold: adjudication_fold(1).unwrap(),
-                metrics: Arc::new(Metrics::new("adjudication")),
-                shutdown: Shutdown::new(),
-                snapshots: None,
-            };
+            let job = adjudication(None);
             run_fold_on_log(log.clone(), &Cluster::Local { workers: 2 }, Arc::new(MemoryStore::new()), job, READING)
                 .unwrap()
         };
