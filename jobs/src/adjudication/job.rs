@@ -59,7 +59,12 @@ pub fn run(spec: &AdjudicationSpec, context: &RunContext) -> Result<Adjudication
     let snapshots = spec.checkpoint.as_ref().map(|checkpoint| SnapshotSettings {
         dir: checkpoint.dir.clone(),
         interval: std::time::Duration::from_millis(checkpoint.interval.ms()),
-        identity: format!("adjudication of {}", spec.source.topic_names(&TOPICS).join(", ")),
+        // (The fold threads too: families are spread over them by a hash of their id.)
+        identity: format!(
+            "adjudication of {}, fold_threads {}",
+            spec.source.topic_names(&TOPICS).join(", "),
+            spec.fold_threads
+        ),
     });
     let job = Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics, shutdown, snapshots };
     run_sequenced(&spec.source, &spec.store, lateness, job, &context.cluster)

@@ -44,6 +44,32 @@ type Share = Vec<(Place, Event)>;
 /// records for the store.
 type Folded = Result<(Vec<(Place, Decided)>, Writes), RunError>;
 
+/// What a shard thread is asked.
+enum ToShard {
+    /// Fold these events.
+    Fold(Share),
+    /// Say the fold's state (a snapshot).
+    Save,
+    /// Take on this state.
+    Load(Vec<u8>),
+}
+
+/// What a shard thread answers.
+enum FromShard {
+    Folded(Folded),
+    Saved(Result<Option<Vec<u8>>, RunError>),
+    Loaded(Result<(), RunError>),
+}
+
+/// The sharded fold's state in a snapshot: the routing, and each shard's fold's own state (as
+/// CBOR byte strings).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ShardedState {
+    members: HashMap<String, usize>,
+    claims: HashMap<String, usize>,
+    shards: Vec<ciborium::Value>,
+}
+
 /// A fold over shards of families, the first folded on the caller's thread.
 pub(crate) struct Sharded {
     router: Router,
@@ -52,9 +78,18 @@ pub(crate) struct Sharded {
 }
 
 struct Shard {
-    events: Option<Sender<Share>>,
-    folded: Receiver<Folded>,
+    events: Option<Sender<ToShard>>,
+    folded: Receiver<FromShard>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl Shard {
+    /// Asks the shard's thread, and waits for its answer.
+    fn ask(&self, question: ToShard) -> Result<FromShard, RunError> {
+        let stopped = || RunError::Internal("a shard thread has stopped".to_owned());
+        self.events.as_ref().ok_or_else(stopped)?.send(question).map_err(|_| stopped())?;
+        self.folded.recv().map_err(|_| stopped())
+    }
 }
 
 impl Sharded {
@@ -62,14 +97,19 @@ impl Sharded {
     pub(crate) fn new(shards: usize, make: impl Fn() -> Box<dyn Fold>) -> Result<Self, RunError> {
         let mut others = Vec::new();
         for n in 1..shards.max(1) {
-            let (events, received) = channel::<Share>();
-            let (sent, folded) = channel::<Folded>();
+            let (events, received) = channel::<ToShard>();
+            let (sent, folded) = channel::<FromShard>();
             let mut fold = make();
             let thread = std::thread::Builder::new()
                 .name(format!("arus-shard-{n}"))
                 .spawn(move || {
-                    for share in received {
-                        if sent.send(fold_share(&mut *fold, share)).is_err() {
+                    for question in received {
+                        let answer = match question {
+                            ToShard::Fold(share) => FromShard::Folded(fold_share(&mut *fold, share)),
+                            ToShard::Save => FromShard::Saved(fold.save()),
+                            ToShard::Load(state) => FromShard::Loaded(fold.load(&state)),
+                        };
+                        if sent.send(answer).is_err() {
                             return;
                         }
                     }
@@ -130,17 +170,20 @@ impl Fold for Sharded {
         }
         let mut shares = shares.into_iter();
         let first = shares.next().unwrap_or_default();
+        let stopped = || RunError::Internal("a shard thread has stopped".to_owned());
         for (shard, share) in self.others.iter().zip(shares) {
-            let sent = shard.events.as_ref().is_some_and(|events| events.send(share).is_ok());
+            let sent = shard.events.as_ref().is_some_and(|events| events.send(ToShard::Fold(share)).is_ok());
             if !sent {
-                return Err(RunError::Internal("a shard thread has stopped".to_owned()));
+                return Err(stopped());
             }
         }
         let (mut decided, first_writes) = fold_share(&mut *self.first, first)?;
         merge(writes, first_writes);
         for shard in &self.others {
-            let (more, more_writes) =
-                shard.folded.recv().map_err(|_| RunError::Internal("a shard thread has stopped".to_owned()))??;
+            let FromShard::Folded(folded) = shard.folded.recv().map_err(|_| stopped())? else {
+                return Err(RunError::Internal("a shard thread answered out of turn".to_owned()));
+            };
+            let (more, more_writes) = folded?;
             decided.extend(more);
             merge(writes, more_writes);
         }
@@ -152,6 +195,49 @@ impl Fold for Sharded {
 
     fn end_of_batch(&mut self, released_below: Time, writes: &mut Writes) -> Result<Vec<Event>, RunError> {
         self.first.end_of_batch(released_below, writes)
+    }
+
+    /// The routing and every shard's state (between batches: no shard is folding).
+    fn save(&mut self) -> Result<Option<Vec<u8>>, RunError> {
+        let Some(first) = self.first.save()? else { return Ok(None) };
+        let mut shards = vec![ciborium::Value::Bytes(first)];
+        for shard in &self.others {
+            let FromShard::Saved(saved) = shard.ask(ToShard::Save)? else {
+                return Err(RunError::Internal("a shard thread answered out of turn".to_owned()));
+            };
+            let Some(state) = saved? else { return Ok(None) };
+            shards.push(ciborium::Value::Bytes(state));
+        }
+        let state = ShardedState { members: self.router.members.clone(), claims: self.router.claims.clone(), shards };
+        crate::runtime::snapshot::to_bytes(&state).map(Some)
+    }
+
+    /// A state [`save`](Self::save) gave, taken with as many fold threads.
+    fn load(&mut self, state: &[u8]) -> Result<(), RunError> {
+        let ShardedState { members, claims, shards } = crate::runtime::snapshot::from_bytes(state)?;
+        if shards.len() != self.others.len() + 1 {
+            return Err(RunError::Invalid(format!(
+                "the snapshot was taken with fold_threads = {}, this run has {}: run with {0} (families are spread \
+                 over the threads by a hash of their id)",
+                shards.len(),
+                self.others.len() + 1
+            )));
+        }
+        let mut states = shards.into_iter().map(|value| match value {
+            ciborium::Value::Bytes(bytes) => Ok(bytes),
+            _ => Err(RunError::Invalid("a snapshot's shard state is not bytes".to_owned())),
+        });
+        if let Some(first) = states.next() {
+            self.first.load(&first?)?;
+        }
+        for (shard, state) in self.others.iter().zip(states) {
+            let FromShard::Loaded(loaded) = shard.ask(ToShard::Load(state?))? else {
+                return Err(RunError::Internal("a shard thread answered out of turn".to_owned()));
+            };
+            loaded?;
+        }
+        (self.router.members, self.router.claims) = (members, claims);
+        Ok(())
     }
 }
 

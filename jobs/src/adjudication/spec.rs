@@ -48,13 +48,6 @@ impl AdjudicationSpec {
         }
         if let Some(checkpoint) = &self.checkpoint {
             checkpoint.validate(path)?;
-            if self.fold_threads > 1 {
-                return Err(SpecError::invalid(
-                    path,
-                    "checkpoint",
-                    "snapshots need fold_threads = 1 (the shards' states are not saved yet)".to_owned(),
-                ));
-            }
         }
         self.source.validate(path)?;
         self.store.validate(path)

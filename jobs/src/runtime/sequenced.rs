@@ -1309,10 +1309,15 @@ mod tests {
 
     /// The adjudication job on the sequenced runtime, one fold thread, with `snapshots`.
     fn adjudication(snapshots: Option<SnapshotSettings>) -> Sequenced<'static> {
+        adjudication_on(1, snapshots)
+    }
+
+    /// The adjudication job folded on `threads` shards of families.
+    fn adjudication_on(threads: usize, snapshots: Option<SnapshotSettings>) -> Sequenced<'static> {
         Sequenced {
             topics: &TOPICS,
             outputs: &OUTPUT_TOPICS,
-            fold: adjudication_fold(1).unwrap(),
+            fold: adjudication_fold(threads).unwrap(),
             metrics: Arc::new(Metrics::new("adjudication")),
             shutdown: Shutdown::new(),
             snapshots,
@@ -1414,7 +1419,8 @@ mod tests {
     /// A run that ends takes a snapshot; the next run, with more events on the topics, begins
     /// from it — folding only what came after (and what the snapshot held), not the history —
     /// and the topics then hold exactly what one uninterrupted run over everything writes,
-    /// whether the snapshot taken on 2 workers is resumed on 1, 2 or 4.
+    /// whether the snapshot taken on 2 workers is resumed on 1, 2 or 4, and with the fold on 3
+    /// shards (a snapshot of 3 refused by a fold of 2, by the number).
     #[test]
     fn a_run_resumed_from_its_snapshot_folds_only_what_came_after_and_writes_what_one_run_does() {
         let events = generated(3_000, 60);
@@ -1440,8 +1446,8 @@ mod tests {
             written
         };
         let dir = tempfile::tempdir().unwrap();
-        let run = |log: &Arc<EmbeddedLog>, snapshots: Option<SnapshotSettings>, workers: usize| {
-            let job = adjudication(snapshots);
+        let run = |log: &Arc<EmbeddedLog>, snapshots: Option<SnapshotSettings>, (workers, threads): (usize, usize)| {
+            let job = adjudication_on(threads, snapshots);
             run_fold_on_log(log.clone(), &Cluster::Local { workers }, Arc::new(MemoryStore::new()), job, READING)
                 .unwrap()
         };
@@ -1449,27 +1455,28 @@ mod tests {
         let whole = Arc::new(EmbeddedLog::new());
         whole.create_all_topics().unwrap();
         produce(&whole, &mut events.iter());
-        let uninterrupted = run(&whole, None, 2);
+        let uninterrupted = run(&whole, None, (2, 1));
         let expected = outputs_of(&whole);
 
         // The first two thirds (by event time) on 2 workers, then the rest on 1, 2 or 4: the
         // snapshot's positions are per partition, whoever reads them.
         let mut settings = None;
         let mut log = None;
-        for workers in [1, 2, 4] {
+        // (And folded on 3 shards of families, both times.)
+        for (workers, threads) in [(1, 1), (2, 1), (4, 1), (2, 3)] {
             let snapshots = SnapshotSettings {
-                dir: dir.path().join(format!("s{workers}")),
+                dir: dir.path().join(format!("s{workers}-{threads}")),
                 interval: Duration::from_millis(1),
                 identity: "test".into(),
             };
             let resumed = Arc::new(EmbeddedLog::new());
             resumed.create_all_topics().unwrap();
             produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 < split));
-            let first = run(&resumed, Some(snapshots.clone()), 2);
+            let first = run(&resumed, Some(snapshots.clone()), (2, threads));
             assert_eq!(first.restored_from, None);
             assert!(first.snapshots >= 1, "{first:?}");
             produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 >= split));
-            let second = run(&resumed, Some(snapshots.clone()), workers);
+            let second = run(&resumed, Some(snapshots.clone()), (workers, threads));
             assert_eq!(second.restored_from, Some(first.snapshots), "the newest snapshot: {second:?}");
             let wanted_after = events.iter().filter(|e| wanted(e) && e.event_time().0 >= split).count() as u64;
             assert!(
@@ -1479,10 +1486,23 @@ mod tests {
                 uninterrupted.events
             );
             assert_eq!((first.late, second.late), (0, 0));
-            assert_eq!(outputs_of(&resumed), expected, "{workers} workers: the topics hold what one run writes");
+            assert_eq!(
+                outputs_of(&resumed),
+                expected,
+                "{workers} workers, {threads} threads: the topics hold what one run writes"
+            );
             (settings, log) = (Some(snapshots), Some(resumed));
         }
         let (settings, log) = (settings.unwrap(), log.unwrap());
+        // The last snapshot (3 shards) refused by a fold of 2 shards, saying why.
+        let refused = run_fold_on_log(
+            log.clone(),
+            &Cluster::Local { workers: 1 },
+            Arc::new(MemoryStore::new()),
+            adjudication_on(2, Some(settings.clone())),
+            READING,
+        );
+        assert!(refused.err().is_some_and(|e| e.to_string().contains("fold_threads = 3, this run has 2")));
         // A snapshot of another job is refused, named.
         let other = SnapshotSettings { identity: "another".into(), ..settings };
         let job = adjudication(Some(other));
