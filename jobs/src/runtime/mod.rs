@@ -9,6 +9,8 @@
 //! - [`sinks`]: checkpointed sinks of a dataflow (files of lines, dead letters to topics), and
 //!   what a record that cannot be read becomes ([`sinks::DeadLetter`]).
 //! - [`checkpoint`]: the checkpoint coordinator (source positions, operator state, sinks).
+//! - [`snapshot`]: a sequenced job's snapshot files (the fold's state, the events held, the
+//!   positions of its inputs and outputs).
 //! - [`metrics`]: a run's Prometheus metrics.
 //! - [`spec`]: the parts of pipeline specs every job shares (topics, stores, durations, errors).
 

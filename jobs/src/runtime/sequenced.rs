@@ -17,6 +17,12 @@
 //! the store's writes, each of the records merged since the last, answered while the writer goes
 //! on) on a writer thread, behind the sequencer. A fold may itself spread its work over threads
 //! (the adjudication's shards by family).
+//!
+//! With snapshots ([`super::snapshot`]) the sequencer saves, between two steps, the fold's state,
+//! the events it holds, how far it has released and where it has received up to in each
+//! partition; the writer writes the snapshot once every output before it is durable, with the
+//! output topics' positions. A restart begins from the newest: each partition read from where it
+//! stopped, the outputs read back only after theirs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
