@@ -167,10 +167,10 @@ struct Outputs {
     /// deterministic, so a rerun after a crash derives the same events with the same ids, and
     /// writes only what the crash lost.
     written: foldhash::HashSet<String>,
-    /// The output topics, until `written` has been read from them.
-    unread: Option<Vec<String>>,
     /// The output topics (their full names).
     topics: Vec<String>,
+    /// Whether `written` has been read from them.
+    read: bool,
     /// Per output topic, where a restored snapshot had written up to: read back from there, and
     /// the base of the next snapshot's positions.
     from: Offsets,
@@ -237,8 +237,8 @@ impl Outputs {
             sink,
             prefix: prefix.to_owned(),
             written: Default::default(),
-            unread: Some(names.clone()),
             topics: names,
+            read: false,
             from: Offsets::new(),
             skipped: 0,
             names: Default::default(),
@@ -250,9 +250,10 @@ impl Outputs {
     /// while the job's readers open and its first events are sequenced. The topics are read at
     /// once, each on a thread: most of a topic's reading is waiting for the broker.
     fn read_back(&mut self) -> Result<(), RunError> {
-        if let Some(topics) = self.unread.take() {
+        if !self.read {
+            self.read = true;
             let (sink, from) = (&*self.sink, &self.from);
-            let reads = super::each_at_once(&topics, "a read-back", |topic| {
+            let reads = super::each_at_once(&self.topics, "a read-back", |topic| {
                 let mut ids = foldhash::HashSet::default();
                 let after: Vec<(u32, u64)> =
                     from.get(topic).map(|o| o.iter().map(|(p, o)| (*p, *o)).collect()).unwrap_or_default();
@@ -749,9 +750,19 @@ impl Writer {
     }
 }
 
-/// An event as a source hands it on: where it came from (input `n << 20 | partition`), its
-/// offset there, and the event.
+/// An event as a source hands it on: where it came from ([`origin`]), its offset there, and
+/// the event.
 type Sourced = (u32, u64, Event);
+
+/// Partition `partition` of input (or reader) `n` as one number: `n << 20 | partition`.
+fn origin(n: usize, partition: u32) -> u32 {
+    ((n as u32) << 20) | partition
+}
+
+/// The input (or reader) and partition of an [`origin`].
+fn origin_parts(origin: u32) -> (usize, u32) {
+    ((origin >> 20) as usize, origin & 0xf_ffff)
+}
 
 /// What worker 0 received in one activation, and its frontier then.
 struct Step {
@@ -770,19 +781,14 @@ struct SequencerThread {
 impl SequencerThread {
     /// Starts the thread; `ahead` counts the events read and not yet taken (the thread takes
     /// them off as it receives them).
-    fn start(
-        mut seq: Sequencer,
-        shared: Arc<Mutex<Shared<SequencedReport>>>,
-        ahead: Arc<ReadAhead>,
-        restored: Option<(Time, Vec<Event>)>,
-    ) -> Self {
+    fn start(mut seq: Sequencer, shared: Arc<Mutex<Shared<SequencedReport>>>, ahead: Arc<ReadAhead>) -> Self {
         let (steps, received) = std::sync::mpsc::channel::<Step>();
         let on_thread = shared.clone();
         let thread = std::thread::Builder::new().name("arus-sequencer".to_owned()).spawn(move || {
             let shared = on_thread;
             // Held events, least (event time, rank, event id) first; released once the frontier
             // passes (a snapshot's, restored, first).
-            let (mut released_below, held) = restored.unwrap_or_default();
+            let (mut released_below, held) = seq.restored.take().unwrap_or_default();
             let mut pending: std::collections::BinaryHeap<Held> = held.into_iter().map(Held::new).collect();
             seq.newest = pending.iter().map(|held| held.0).max().unwrap_or(0);
             // Whether this run has received anything: a run that did not (restarted with nothing
@@ -920,7 +926,7 @@ struct Sequencer {
     metrics: Arc<Metrics>,
     /// Asked to stop: what is still held at the end is dropped, undecided.
     shutdown: Shutdown,
-    /// Per input (`n << 20 | partition`), the offset after the last event received.
+    /// Per input partition ([`origin`]), the offset after the last event received.
     received: foldhash::HashMap<u32, u64>,
     /// Each input's topic, by its number.
     inputs: Vec<String>,
@@ -930,6 +936,9 @@ struct Sequencer {
     newest: Time,
     /// How far behind the newest an event may come and still be decided in order.
     lateness: u64,
+    /// From a snapshot, until the sequencer's thread starts: how far it had released, and the
+    /// events it held.
+    restored: Option<(Time, Vec<Event>)>,
 }
 
 impl Sequencer {
@@ -947,9 +956,10 @@ impl Sequencer {
             return Err(RunError::Invalid("this job keeps no state a snapshot can hold".to_owned()));
         };
         let mut positions = Offsets::new();
-        for (origin, next) in &self.received {
-            let topic = self.inputs.get((origin >> 20) as usize).cloned().unwrap_or_default();
-            positions.entry(topic).or_default().insert(origin & 0xf_ffff, *next);
+        for (at, next) in &self.received {
+            let (input, partition) = origin_parts(*at);
+            let topic = self.inputs.get(input).cloned().unwrap_or_default();
+            positions.entry(topic).or_default().insert(partition, *next);
         }
         let held = pending.iter().map(|held| (*held.2).clone()).collect();
         self.snapshots = Some((interval, Instant::now()));
@@ -966,10 +976,9 @@ impl Sequencer {
             Err(error) => fail(shared, error),
         }
         let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
-        let (undecodable, restored_from) = (shared.report.undecodable, shared.report.restored_from);
+        let undecodable = shared.report.undecodable;
         shared.report = std::mem::take(&mut self.report);
         shared.report.undecodable += undecodable;
-        shared.report.restored_from = restored_from;
     }
 
     /// Hands the batch's events and records to the writer.
@@ -1065,7 +1074,7 @@ fn run_inputs(
             fold.load(&loaded.fold)?;
             for (n, name) in names.iter().enumerate() {
                 for (partition, next) in loaded.header.positions.get(name).into_iter().flatten() {
-                    received.insert(((n as u32) << 20) | partition, *next);
+                    received.insert(origin(n, *partition), *next);
                 }
             }
             outputs.from = loaded.header.outputs;
@@ -1081,8 +1090,9 @@ fn run_inputs(
             .map(|n| SourceState {
                 positions: received
                     .iter()
-                    .filter(|(origin, _)| (**origin >> 20) as usize == n)
-                    .map(|(origin, next)| (origin & 0xf_ffff, Some(*next)))
+                    .map(|(at, next)| (origin_parts(*at), *next))
+                    .filter(|((input, _), _)| *input == n)
+                    .map(|((_, partition), next)| (partition, Some(next)))
                     .collect(),
                 lines: 0,
                 watermarks: Watermarks::new(lateness),
@@ -1098,7 +1108,6 @@ fn run_inputs(
     let worker_letters = letters.clone();
     let inputs = Arc::new(inputs);
     let shared = Arc::new(Mutex::new(Shared::<SequencedReport>::default()));
-    shared.lock().unwrap_or_else(|e| e.into_inner()).report.restored_from = restored_from;
     let started = Instant::now();
     let worker_shared = shared.clone();
     let ahead = Arc::new(ReadAhead::new(reading.ahead));
@@ -1107,7 +1116,7 @@ fn run_inputs(
     let sequencer = Arc::new(Mutex::new(Some(Sequencer {
         fold,
         writer: Writer::start_saving(outputs, store, saver)?,
-        report: SequencedReport::default(),
+        report: SequencedReport { restored_from, ..SequencedReport::default() },
         writes: Default::default(),
         decided: Vec::new(),
         metrics: metrics.clone(),
@@ -1117,8 +1126,8 @@ fn run_inputs(
         snapshots: interval,
         newest: 0,
         lateness,
+        restored,
     })));
-    let restored = Arc::new(Mutex::new(restored));
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
@@ -1132,13 +1141,12 @@ fn run_inputs(
             match input.reader(index, peers, reading.batch, starts.get(n)) {
                 Ok(Some(reader)) => {
                     readers.push(reader);
-                    origins.push(n as u32);
+                    origins.push(n);
                 }
                 Ok(None) => {}
                 Err(error) => fail(&shared, error),
             }
         }
-        let restored = restored.clone();
         // The sequencer lives on worker 0.
         let mut sequencer = if index == 0 { sequencer.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
         worker.dataflow::<Time, _, _>(|scope| {
@@ -1155,12 +1163,12 @@ fn run_inputs(
                 let mut capability = (!readers.is_empty()).then_some(capability);
                 let shared = source_shared;
                 // Partitions of all topics in one set of watermarks: reader i's partition p is
-                // i << 20 | p.
+                // `origin(i, p)`.
                 let mut watermarks = Watermarks::new(lateness);
                 let mut newest: Time = 0;
                 for (i, reader) in readers.iter().enumerate() {
                     for (p, _) in reader.positions() {
-                        watermarks.add_partition(((i as u32) << 20) | p);
+                        watermarks.add_partition(origin(i, p));
                     }
                 }
                 move |output| {
@@ -1181,7 +1189,7 @@ fn run_inputs(
                         let mut session = output.session(&*cap);
                         let peeked = |i: usize, partition: u32, peek: &wire::Peek<'_>| {
                             let time = peek.event_time.max(0) as Time;
-                            watermarks.observe(((i as u32) << 20) | partition, time);
+                            watermarks.observe(origin(i, partition), time);
                             newest = newest.max(time);
                             wanted_kind(peek.kind)
                         };
@@ -1193,7 +1201,7 @@ fn run_inputs(
                             letters.as_deref(),
                             peeked,
                             |i, partition, offset, event| {
-                                session.give((origins[i] << 20 | partition, offset, event));
+                                session.give((origin(origins[i], partition), offset, event));
                                 sent += 1;
                             },
                         )
@@ -1203,7 +1211,7 @@ fn run_inputs(
                     metrics.events_read(sent, undecodable);
                     for (i, reader) in readers.iter().enumerate() {
                         for p in reader.ended() {
-                            watermarks.set_idle(((i as u32) << 20) | p);
+                            watermarks.set_idle(origin(i, p));
                         }
                     }
                     shared.lock().unwrap_or_else(|e| e.into_inner()).report.undecodable += undecodable;
@@ -1234,10 +1242,7 @@ fn run_inputs(
             });
             // Worker 0 hands what it receives, and how far its frontier has come, to the
             // sequencer's own thread: reading its partitions is not held up by the folding.
-            let mut handoff = sequencer.take().map(|seq| {
-                let restored = restored.lock().unwrap_or_else(|e| e.into_inner()).take();
-                SequencerThread::start(seq, shared.clone(), ahead.clone(), restored)
-            });
+            let mut handoff = sequencer.take().map(|seq| SequencerThread::start(seq, shared.clone(), ahead.clone()));
             let mut told_below: Time = 0;
             let shared = shared.clone();
             events.sink(Exchange::new(|_| 0), "Sequence", move |(input, frontier)| {
