@@ -63,7 +63,7 @@ pub(crate) fn key(headers: &HeaderMap, route: &str, path: &str, body: &[u8]) -> 
     hash.update(path.as_bytes());
     hash.update([0]);
     hash.update(body);
-    let fingerprint = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let fingerprint = arus_schemas::json::hex(&hash.finalize());
     Ok(Some(Key { store_key: format!("idempotency:{route}:{key}"), fingerprint }))
 }
 

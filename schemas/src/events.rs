@@ -866,12 +866,7 @@ mod bytes {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
-            s.serialize_str(&hex)
-        } else {
-            s.serialize_bytes(v)
-        }
+        if s.is_human_readable() { s.serialize_str(&crate::json::hex(v)) } else { s.serialize_bytes(v) }
     }
 
     struct BytesVisitor;

@@ -21,6 +21,11 @@ pub fn write_json_line(event: &Event, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Bytes as the JSON form writes them: lowercase hex, two digits a byte.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Parses one event in the JSON form.
 pub fn from_json(text: &str) -> Result<Event, DecodeError> {
     Ok(serde_json::from_str(text)?)

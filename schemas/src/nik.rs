@@ -91,7 +91,7 @@ pub fn nik_digest(key: &[u8], nik: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     mac.update(nik.as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    crate::json::hex(&mac.finalize().into_bytes())
 }
 
 #[cfg(test)]

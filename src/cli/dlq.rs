@@ -62,10 +62,6 @@ pub fn run(command: DlqCommand) -> anyhow::Result<()> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A letter as `tail` prints it.
 fn describe(letter: &DeadLetter, original: bool) -> serde_json::Value {
     let mut line = serde_json::json!({
@@ -80,8 +76,8 @@ fn describe(letter: &DeadLetter, original: bool) -> serde_json::Value {
         "decodes_now": wire::decode(&letter.original_value).is_ok(),
     });
     if original {
-        line["original_key"] = letter.original_key.as_deref().map(hex).into();
-        line["original"] = hex(&letter.original_value).into();
+        line["original_key"] = letter.original_key.as_deref().map(arus_schemas::json::hex).into();
+        line["original"] = arus_schemas::json::hex(&letter.original_value).into();
     }
     line
 }

@@ -178,11 +178,15 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each event of a JSON-lines file, or why its line is not one of `topic`'s.
+/// A line of a JSON-lines file: its event and the event's wire encoding, or why it is not one.
+type Line = Result<(Event, Vec<u8>), String>;
+
+/// Each event of a JSON-lines file with its wire encoding, or why its line is not one of
+/// `topic`'s.
 fn events_of(
     file: &std::path::Path,
     topic: &str,
-    each: &mut dyn FnMut(u64, Result<Event, String>) -> anyhow::Result<()>,
+    each: &mut dyn FnMut(u64, Line) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let reader =
         std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("--file {}", file.display()))?);
@@ -196,7 +200,9 @@ fn events_of(
             Ok(event) if event.topic() != topic => {
                 Err(format!("a {} belongs on {}, not {topic}", event.kind().name(), event.topic()))
             }
-            Ok(event) => wire::encode(&event).map(|_| event).map_err(|e| format!("cannot be encoded: {e}")),
+            Ok(event) => {
+                wire::encode(&event).map(|bytes| (event, bytes)).map_err(|e| format!("cannot be encoded: {e}"))
+            }
         };
         each(n as u64 + 1, event)?;
     }
@@ -236,19 +242,17 @@ fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
     let sink = bus.sink()?;
     let partitions = arus_schemas::topics::topic_spec(topic).map_or(1, |t| t.partitions);
     sink.ensure_topic(&name, partitions)?;
-    let (mut written, mut bytes) = (0u64, Vec::new());
+    let mut written = 0u64;
     let progress = indicatif::ProgressBar::new(good).with_message(format!("to {name}"));
     progress.set_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} events ({per_sec})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     events_of(&args.file, topic, &mut |_, event| {
-        let event = event.map_err(anyhow::Error::msg)?;
-        bytes.clear();
-        wire::encode_into(&event, &mut bytes)?;
+        let (event, bytes) = event.map_err(anyhow::Error::msg)?;
         sink.send(&name, event.key().as_bytes(), &bytes, event.event_time())?;
         written += 1;
-        if written % 1024 == 0 {
+        if written.is_multiple_of(1024) {
             progress.set_position(written);
         }
         Ok(())
