@@ -17,7 +17,7 @@ use crate::transport::{TopicSink, TransportError};
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A Kafka cluster's topics: a topic of the table is written with its codec
-/// ([`codec_of`](arus_schemas::topics::codec_of)) by that codec's producer (made when first
+/// ([`declared`](arus_schemas::topics::declared)) by that codec's producer (made when first
 /// needed), any other with the default codec.
 pub struct KafkaTopics {
     config: KafkaConfig,
