@@ -62,10 +62,6 @@ fn outputs(dir: &Path) -> Vec<Vec<Vec<u8>>> {
     all
 }
 
-fn size_of(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |entries| entries.flatten().map(|e| e.metadata().map_or(0, |m| m.len())).sum())
-}
-
 #[test]
 fn killed_and_restarted_the_job_writes_what_an_uninterrupted_run_does() {
     killed_and_restarted(false);
@@ -96,7 +92,7 @@ fn killed_and_restarted(snapshots: bool) {
     assert!(run.status.success(), "{stderr}");
     assert!(stderr.contains("claims decided"), "{stderr}");
     let want = outputs(&reference);
-    let final_size = size_of(&reference.join("topics/accumulator.updates"));
+    let final_size = common::size_of(&reference.join("topics/accumulator.updates"));
     assert!(final_size > 0);
 
     let snapshot_dir = root.path().join("snapshots");
@@ -120,7 +116,7 @@ fn killed_and_restarted(snapshots: bool) {
             .spawn()
             .expect("arus starts");
         let pid = child.id().to_string();
-        while size_of(&recovered.join("topics/accumulator.updates")) < final_size / 3 {
+        while common::size_of(&recovered.join("topics/accumulator.updates")) < final_size / 3 {
             // Polling the files until a third is written.
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -143,7 +139,7 @@ fn killed_and_restarted(snapshots: bool) {
             if child.try_wait().expect("status").is_some() {
                 break;
             }
-            if size_of(&recovered.join("topics/accumulator.updates")) >= point {
+            if common::size_of(&recovered.join("topics/accumulator.updates")) >= point {
                 child.kill().expect("SIGKILL");
                 child.wait().expect("reaped");
                 killed += 1;

@@ -197,3 +197,66 @@ fn through_the_broker_the_job_raises_what_the_rules_and_model_raise() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout.lines().count(), expected.len());
 }
+
+/// The rules alone (no model), on the embedded log in `log`, with snapshots in `snapshots`.
+fn rules_on(root: &std::path::Path, log: &std::path::Path, snapshots: &std::path::Path) -> Command {
+    let spec = root.join("fraud-rules.toml");
+    if !spec.exists() {
+        let text = "job = \"fraud\"\nout_of_orderness = \"1d\"\n[source]\nkind = \"embedded\"\ndir = \".\"\n";
+        std::fs::write(&spec, text).expect("a spec");
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arus"));
+    command
+        .args(["run", spec.to_str().expect("a path"), "--workers", "2"])
+        .args(["--set", &format!("source={{kind=\"embedded\", dir=\"{}\"}}", log.display())])
+        .args(["--set", &format!("checkpoint={{dir=\"{}\", interval=\"20ms\"}}", snapshots.display())]);
+    command
+}
+
+/// The alerts on the log in `dir`, per partition.
+fn alerts_on(dir: &std::path::Path) -> Vec<Vec<Vec<u8>>> {
+    let log = EmbeddedLog::open(dir).expect("the log");
+    let ends = log.end_offsets("fraud.alerts").expect("offsets");
+    let fetch = |(p, end): (usize, u64)| log.fetch("fraud.alerts", p as u32, 0, end as usize).expect("fetch");
+    ends.into_iter().enumerate().map(|e| fetch(e).into_iter().map(|r| r.value).collect()).collect()
+}
+
+/// Killed with SIGKILL at twenty random moments and started again each time, the job taking
+/// snapshots (each run killed within a quarter of an uninterrupted run's time, of its start or of
+/// its first snapshot): each restart begins from the newest, and `fraud.alerts` ends up holding exactly
+/// what one uninterrupted run writes; a run after that writes nothing.
+#[test]
+fn killed_and_restarted_from_its_snapshots_the_job_raises_what_an_uninterrupted_run_does() {
+    let root = tempfile::tempdir().expect("a folder");
+    let (reference, recovered) = (root.path().join("reference"), root.path().join("recovered"));
+    let settings = GeneratorConfig { claims: 12_000, days: 60, ..GeneratorConfig::default() };
+    for dir in [&reference, &recovered] {
+        common::generated_log(dir, &settings);
+    }
+    let started = std::time::Instant::now();
+    let run = rules_on(root.path(), &reference, &root.path().join("reference-snapshots")).output().expect("runs");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success() && stderr.contains("snapshots taken"), "{stderr}");
+    let want = alerts_on(&reference);
+    assert!(want.iter().map(Vec::len).sum::<usize>() > 50, "alerts raised: {stderr}");
+    let snapshots = root.path().join("snapshots");
+    let killed =
+        common::kill_at_random_moments(20, took / 4, &snapshots, || rules_on(root.path(), &recovered, &snapshots));
+    assert_eq!(killed, 20, "kills that landed while the job ran");
+    let last = rules_on(root.path(), &recovered, &snapshots).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&last.stderr);
+    assert!(last.status.success() && stderr.contains("resumed from snapshot"), "{stderr}");
+    let got = alerts_on(&recovered);
+    for (partition, (got, want)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            got == want,
+            "partition {partition}: {} alerts after {killed} kills, {} uninterrupted",
+            got.len(),
+            want.len()
+        );
+    }
+    let again = rules_on(root.path(), &recovered, &snapshots).output().expect("runs");
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(alerts_on(&recovered) == want, "a run after the end wrote again");
+}

@@ -132,6 +132,12 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Every key with its version and value, in key order (to compare two stores).
+    pub fn contents(&self) -> std::collections::BTreeMap<String, Versioned> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(key, value)| (key.clone(), value.clone())).collect()
+    }
 }
 
 impl StateStore for MemoryStore {

@@ -136,7 +136,13 @@ fn cluster(args: &RunArgs) -> anyhow::Result<Cluster> {
 
 /// Runs the eligibility job and prints what it did.
 fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec, context: &RunContext) -> anyhow::Result<()> {
+    if let Some(checkpoint) = &spec.checkpoint {
+        eprintln!("snapshots: {} every {}", checkpoint.dir.display(), checkpoint.interval);
+    }
     let report = arus_jobs::eligibility::job::run(spec, context)?;
+    if let Some(epoch) = report.restored_from {
+        eprintln!("resumed from snapshot {epoch}");
+    }
     eprintln!(
         "{}: {} member and plan events in {:.2?} ({}/s on {} worker{}) into the {} store{}",
         args.pipeline.display(),
@@ -157,6 +163,9 @@ fn run_eligibility(args: &RunArgs, spec: &EligibilitySpec, context: &RunContext)
     );
     if spec.answer_requests {
         eprintln!("{} requests answered on eligibility.responses", thousands(report.answered));
+    }
+    if spec.checkpoint.is_some() {
+        eprintln!("{} snapshots taken", thousands(report.snapshots));
     }
     Ok(())
 }
@@ -228,7 +237,13 @@ fn run_analytics(args: &RunArgs, spec: &AnalyticsSpec, context: &RunContext) -> 
 }
 
 fn run_fraud(args: &RunArgs, spec: &FraudSpec, context: &RunContext) -> anyhow::Result<()> {
+    if let Some(checkpoint) = &spec.checkpoint {
+        eprintln!("snapshots: {} every {}", checkpoint.dir.display(), checkpoint.interval);
+    }
     let report = arus_jobs::fraud::job::run(spec, context)?;
+    if let Some(epoch) = report.restored_from {
+        eprintln!("resumed from snapshot {epoch}");
+    }
     eprintln!(
         "fraud: {} events in {:.2?} on {} worker{}: {} alerts to fraud.alerts{}",
         thousands(report.events),
@@ -242,5 +257,12 @@ fn run_fraud(args: &RunArgs, spec: &FraudSpec, context: &RunContext) -> anyhow::
             String::new()
         },
     );
+    if spec.checkpoint.is_some() {
+        eprintln!(
+            "{} snapshots taken; {} events of windows still open wait in the last for the next run",
+            thousands(report.snapshots),
+            thousands(report.held)
+        );
+    }
     Ok(())
 }

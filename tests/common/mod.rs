@@ -196,3 +196,61 @@ impl Drop for DropTopics<'_> {
         let _ = arus_connectors::kafka::delete_topics(self.0, &names);
     }
 }
+
+/// Files' bytes in `dir` (a topic of an embedded log: its segments), to follow a run's progress.
+pub fn size_of(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.flatten().map(|e| e.metadata().map_or(0, |m| m.len())).sum())
+}
+
+/// The epoch of the newest snapshot a job has written in `dir` (0: none yet).
+pub fn newest_snapshot(dir: &Path) -> u64 {
+    let epochs = std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|entry| {
+        let name = entry.file_name().into_string().ok()?;
+        name.strip_prefix("snapshot-")?.strip_suffix(".arus")?.parse().ok()
+    });
+    epochs.max().unwrap_or(0)
+}
+
+/// Starts `command()` `attempts` times, each killed with SIGKILL at a random moment within
+/// `longest`: of its start (every other run: the moments fall anywhere, starting, loading a
+/// snapshot, reading), or of its first new snapshot in `snapshots` (the others: so that the
+/// runs get on through the input between the faults, and some die writing the next). Each run
+/// goes on from where the last stopped: the job's own recovery. Runs are started until
+/// `attempts` kills have landed while one ran (a run may finish first), at most four times as
+/// many: how many landed.
+pub fn kill_at_random_moments(
+    attempts: usize,
+    longest: std::time::Duration,
+    snapshots: &Path,
+    mut command: impl FnMut() -> std::process::Command,
+) -> usize {
+    use std::process::Stdio;
+    let mut dice = Dice::new();
+    let mut killed = 0;
+    for attempt in 0..attempts * 4 {
+        if killed == attempts {
+            break;
+        }
+        let at = std::time::Duration::from_micros(1 + dice.below(longest.as_micros() as u64));
+        let before = newest_snapshot(snapshots);
+        let mut child = command().stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("arus starts");
+        let mut from = (attempt % 2 == 0).then(std::time::Instant::now);
+        loop {
+            if child.try_wait().expect("status").is_some() {
+                break;
+            }
+            if from.is_none() && newest_snapshot(snapshots) > before {
+                from = Some(std::time::Instant::now());
+            }
+            if from.is_some_and(|from| from.elapsed() >= at) {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reaped");
+                killed += 1;
+                break;
+            }
+            // Waiting for the moment of the fault (or the run's end, whichever comes first).
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    killed
+}

@@ -56,15 +56,14 @@ pub fn run(spec: &AdjudicationSpec, context: &RunContext) -> Result<Adjudication
     let lateness = spec.out_of_orderness.ms();
     let fold = adjudication_fold(spec.fold_threads)?;
     let (metrics, shutdown) = (context.metrics.clone(), context.shutdown.clone());
-    let snapshots = spec.checkpoint.as_ref().map(|checkpoint| SnapshotSettings {
-        dir: checkpoint.dir.clone(),
-        interval: std::time::Duration::from_millis(checkpoint.interval.ms()),
+    let snapshots = spec.checkpoint.as_ref().map(|checkpoint| {
         // (The fold threads too: families are spread over them by a hash of their id.)
-        identity: format!(
+        let identity = format!(
             "adjudication of {}, fold_threads {}",
             spec.source.topic_names(&TOPICS).join(", "),
             spec.fold_threads
-        ),
+        );
+        SnapshotSettings::of(checkpoint, identity)
     });
     let job = Sequenced { topics: &TOPICS, outputs: &OUTPUT_TOPICS, fold, metrics, shutdown, snapshots };
     run_sequenced(&spec.source, &spec.store, lateness, job, &context.cluster)

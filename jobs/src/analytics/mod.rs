@@ -538,7 +538,7 @@ pub fn run(spec: &AnalyticsSpec, context: &RunContext) -> Result<AnalyticsReport
         let shared = worker_shared.clone();
         let (source_metrics, metrics, shutdown) = (metrics.clone(), metrics.clone(), shutdown.clone());
         let letters = worker_letters.clone();
-        let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
+        let (mut readers, _) = open_readers(&inputs, index, peers, BATCH, &[], &shared);
         let clickhouse = match ClickHouse::connect(&target.url, &target.database) {
             Ok(c) => Some(c),
             Err(e) => {

@@ -6,9 +6,11 @@
 //! and its plans' benefit versions applied, so that one store read answers a question
 //! ([`arus_connectors::store::read::eligibility`]).
 //!
-//! The state is rebuilt from the beginning of the topics on every start: it depends only on the
-//! set of events, and the store's versioned writes ignore what it already holds, so a restart
-//! costs reading the topics again and nothing else.
+//! The state depends only on the set of events, and the store's versioned writes ignore what it
+//! already holds. Without snapshots it is rebuilt from the beginning of the topics on every
+//! start; with them (`checkpoint`), worker 0 saves it with where it had received up to in each
+//! partition (between two stamps, after their records are written: everything before applied,
+//! nothing after), and a restart loads the newest and reads only what came after.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,9 +29,10 @@ use timely::dataflow::operators::generic::operator::source;
 
 use super::EligibilityState;
 use super::spec::EligibilitySpec;
-use crate::runtime::input::{Input, embedded_inputs, open_inputs, open_readers, read_events};
+use crate::runtime::input::{Input, embedded_inputs, open_inputs, open_readers, origin, positions, read_events};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::sinks::DeadLetterTopics;
+use crate::runtime::snapshot::{self, Header, SnapshotSettings};
 use crate::runtime::spec::TopicsSource;
 use crate::runtime::{Cluster, RunContext, RunError, Shared, Shutdown, fail, finish, open_store, timely_config};
 
@@ -48,6 +51,10 @@ pub struct EligibilityReport {
     pub undecodable: u64,
     /// Requests answered on `eligibility.responses`.
     pub answered: u64,
+    /// The snapshot the run began from (its epoch), when there was one.
+    pub restored_from: Option<u64>,
+    /// Snapshots written.
+    pub snapshots: u64,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -72,6 +79,16 @@ pub fn run_with_store(
         })?),
     };
     let inputs = open_inputs(&spec.source, &TOPICS)?;
+    let snapshots = spec.checkpoint.as_ref().map(|checkpoint| {
+        // (Whether it indexes NIK digests too: a state saved without them lacks those records.)
+        let identity = format!(
+            "eligibility of {}, nik digests {}",
+            spec.source.topic_names(&TOPICS).join(", "),
+            if nik_key.is_some() { "on" } else { "off" }
+        );
+        SnapshotSettings::of(checkpoint, identity)
+    });
+    let job = Job { store: store.clone(), metrics, nik_key, snapshots };
     let following = match &spec.source {
         TopicsSource::Kafka { follow: true, idle_timeout, .. } => Some(idle_timeout.duration()),
         _ => None,
@@ -93,14 +110,14 @@ pub fn run_with_store(
             }
             answer_requests(&source, &*answering_store, Some(idle), &stopping)
         });
-        let report = run_inputs(inputs, cluster, store, readiness.clone(), metrics, shutdown, nik_key);
+        let report = run_inputs(inputs, cluster, job, readiness.clone(), shutdown);
         readiness.over.store(true, Ordering::Release);
         let mut report = report?;
         report.answered =
             answering.join().map_err(|_| RunError::Internal("the answering thread panicked".into()))??;
         return Ok(report);
     }
-    let mut report = run_inputs(inputs, cluster, store.clone(), Arc::default(), metrics, shutdown, nik_key)?;
+    let mut report = run_inputs(inputs, cluster, job, Arc::default(), shutdown)?;
     if spec.answer_requests && !shutdown.requested() {
         let started = Instant::now();
         report.answered = answer_requests(&spec.source, &*store, None, shutdown)?;
@@ -192,7 +209,67 @@ pub fn run_on_log(
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
     let inputs = embedded_inputs(&log, &TOPICS, "arus-eligibility")?;
-    run_inputs(inputs, cluster, store, Arc::default(), Arc::new(Metrics::new("eligibility")), &Shutdown::new(), None)
+    let job = Job { store, metrics: Arc::new(Metrics::new("eligibility")), nik_key: None, snapshots: None };
+    run_inputs(inputs, cluster, job, Arc::default(), &Shutdown::new())
+}
+
+/// With snapshots and something applied since the last, writes one.
+fn snapshot(
+    saver: &mut Option<Saver>,
+    unsaved: &mut bool,
+    state: &EligibilityState,
+    names: &[String],
+    received: &foldhash::HashMap<u32, u64>,
+    shared: &Mutex<Shared<EligibilityReport>>,
+) {
+    let Some(saver) = saver.as_mut().filter(|_| *unsaved) else { return };
+    match saver.write(state, names, received) {
+        Ok(()) => shared.lock().unwrap_or_else(|e| e.into_inner()).report.snapshots += 1,
+        Err(error) => fail(shared, error),
+    }
+    *unsaved = false;
+}
+
+/// What a run folds into, and how.
+struct Job {
+    store: Arc<dyn StateStore>,
+    metrics: Arc<Metrics>,
+    nik_key: Option<String>,
+    snapshots: Option<SnapshotSettings>,
+}
+
+/// Worker 0's snapshots: where, how often, the next epoch, and when the last was written.
+struct Saver {
+    settings: SnapshotSettings,
+    epoch: u64,
+    last: Instant,
+}
+
+impl Saver {
+    /// Writes the state and the positions it has received up to (from `names`' partitions).
+    fn write(
+        &mut self,
+        state: &EligibilityState,
+        names: &[String],
+        received: &foldhash::HashMap<u32, u64>,
+    ) -> Result<(), RunError> {
+        let fold = state.save()?;
+        let header = Header {
+            format: snapshot::FORMAT,
+            identity: self.settings.identity.clone(),
+            epoch: self.epoch,
+            positions: positions(names, received),
+            released_below: 0,
+            held: Vec::new(),
+            outputs: Default::default(),
+            written: Vec::new(),
+            fold_bytes: fold.len() as u64,
+        };
+        snapshot::write(&self.settings, &header, &fold)?;
+        self.epoch += 1;
+        self.last = Instant::now();
+        Ok(())
+    }
 }
 
 /// When the store holds everything the topics held when the job began: each worker's source
@@ -236,12 +313,36 @@ impl Readiness {
 fn run_inputs(
     inputs: Vec<Input>,
     cluster: &Cluster,
-    store: Arc<dyn StateStore>,
+    job: Job,
     readiness: Arc<Readiness>,
-    metrics: Arc<Metrics>,
     shutdown: &Shutdown,
-    nik_key: Option<String>,
 ) -> Result<EligibilityReport, RunError> {
+    let Job { store, metrics, nik_key, snapshots } = job;
+    let mut state = match &nik_key {
+        Some(key) => EligibilityState::with_nik_key(key.as_bytes()),
+        None => EligibilityState::new(),
+    };
+    // The newest snapshot, restored: the state, and where each partition goes on from.
+    let names: Vec<String> = inputs.iter().map(Input::name).collect();
+    let (mut restored_from, mut positions) = (None, Default::default());
+    let mut saver = None;
+    if let Some(settings) = &snapshots {
+        if let Some(loaded) = snapshot::latest(settings)? {
+            state.load(&loaded.fold)?;
+            (restored_from, positions) = (Some(loaded.header.epoch), loaded.header.positions);
+        }
+        saver =
+            Some(Saver { settings: settings.clone(), epoch: snapshot::next_epoch(settings)?, last: Instant::now() });
+    }
+    let mut received: foldhash::HashMap<u32, u64> = foldhash::HashMap::default();
+    for (n, name) in names.iter().enumerate() {
+        for (partition, next) in positions.get(name).into_iter().flatten() {
+            received.insert(origin(n, *partition), *next);
+        }
+    }
+    let starts = Arc::new(snapshot::starts(&names, &positions, 0));
+    // Worker 0's: the fold is there.
+    let folding = Arc::new(Mutex::new(Some((state, received, saver))));
     let (config, _) = timely_config(cluster);
     let letters = DeadLetterTopics::of(&inputs)?;
     let worker_letters = letters.clone();
@@ -252,14 +353,15 @@ fn run_inputs(
     let guards = timely::execute(config, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let shared = worker_shared.clone();
-        let nik_key = nik_key.clone();
         let store = store.clone();
         let letters = worker_letters.clone();
+        let names = names.clone();
         let (source_metrics, metrics, shutdown) = (metrics.clone(), metrics.clone(), worker_shutdown.clone());
-        let mut readers = open_readers(&inputs, index, peers, BATCH, &shared);
+        let (mut readers, numbers) = open_readers(&inputs, index, peers, BATCH, &starts, &shared);
         if readers.is_empty() {
             readiness.caught_up(index, peers, 0);
         }
+        let folding = if index == 0 { folding.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
         let (source_readiness, sink_readiness) = (readiness.clone(), readiness.clone());
         worker.dataflow::<Time, _, _>(|scope| {
             let source_shared = shared.clone();
@@ -276,8 +378,8 @@ fn run_inputs(
                     let mut got = 0u64;
                     let read = {
                         let mut session = output.session(&*cap);
-                        read_events(&mut readers, BATCH, &shared, letters.as_deref(), |_, _, _, event| {
-                            session.give(event);
+                        read_events(&mut readers, BATCH, &shared, letters.as_deref(), |i, partition, offset, event| {
+                            session.give((origin(numbers[i], partition), offset, event));
                             got += 1;
                         })
                     };
@@ -300,22 +402,23 @@ fn run_inputs(
                     }
                 }
             });
-            let mut state = match &nik_key {
-                Some(key) => EligibilityState::with_nik_key(key.as_bytes()),
-                None => EligibilityState::new(),
-            };
+            let (mut state, mut received, mut saver) = folding.unwrap_or_default();
             let mut applied = 0u64;
+            // Applied since the last snapshot.
+            let mut unsaved = false;
             let mut ready = false;
             let readiness = sink_readiness;
             // Every event to worker 0: a member's record is resolved with its subscriber's
             // coverage and its plans' benefits, so one fold holds them all (as the adjudicator
-            // does); the reading and decoding stay spread over the workers.
-            events.sink(Exchange::new(|_: &Event| 0), "Eligibility", move |(input, frontier)| {
+            // does); the reading and decoding stay spread over the workers. Each partition's
+            // events come in the order of their offsets (one reader, one channel).
+            events.sink(Exchange::new(|_: &(u32, u64, Event)| 0), "Eligibility", move |(input, frontier)| {
                 input.for_each_stamp(|_, data| {
                     let (mut changed, before) = (BTreeSet::new(), applied);
                     for batch in data {
-                        for event in batch.drain(..) {
+                        for (at, offset, event) in batch.drain(..) {
                             changed.extend(state.apply(&event));
+                            received.insert(at, offset + 1);
                             applied += 1;
                         }
                     }
@@ -325,8 +428,19 @@ fn run_inputs(
                     metrics.store_records(writes.len() as u64);
                     if let Err(error) = store.put_many_versioned(&writes) {
                         fail(&shared, RunError::Store(error));
+                        saver = None; // (what was not written is not in a snapshot)
+                    }
+                    unsaved |= applied > before;
+                    // After a stamp, every record of what was applied written: a snapshot when
+                    // due (a backlog comes as many stamps at once).
+                    if saver.as_ref().is_some_and(|s| s.last.elapsed() >= s.settings.interval) {
+                        snapshot(&mut saver, &mut unsaved, &state, &names, &received, &shared);
                     }
                 });
+                // And one at the end.
+                if frontier.is_empty() {
+                    snapshot(&mut saver, &mut unsaved, &state, &names, &received, &shared);
+                }
                 if !ready
                     && let Some(at) = readiness.all_caught_up(peers)
                     && !frontier.less_equal(&at)
@@ -347,6 +461,85 @@ fn run_inputs(
     if let Some(letters) = &letters {
         letters.flush()?;
     }
+    report.restored_from = restored_from;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arus_connectors::store::MemoryStore;
+
+    /// The state saved in snapshots: a run over the first two thirds of the member and plan
+    /// events (on 2 workers), then one over the rest resumed from its snapshot — on 1, 2 or 4
+    /// workers — reading only what came after, leave the store as one run over everything does
+    /// (with the NIK digests); a snapshot taken without the NIK key is refused by a run with it.
+    #[test]
+    fn a_run_resumed_from_its_snapshot_reads_only_what_came_after_and_writes_what_one_run_does() {
+        let events: Vec<Event> = crate::runtime::sequenced::generated(2_000, 30)
+            .into_iter()
+            .filter(|e| TOPICS.contains(&e.topic().as_ref()))
+            .collect();
+        let split = events.len() * 2 / 3;
+        let produce = |log: &EmbeddedLog, events: &[Event]| {
+            for event in events {
+                let bytes = wire::encode(event).unwrap();
+                log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).unwrap();
+            }
+        };
+        let key = "a key of NIK digests, 32 bytes or more";
+        let run = |log: &Arc<EmbeddedLog>, store: &Arc<MemoryStore>, dir: Option<&std::path::Path>, workers: usize| {
+            let snapshots = dir.map(|dir| SnapshotSettings {
+                dir: dir.to_owned(),
+                interval: Duration::from_millis(1),
+                identity: "eligibility".into(),
+            });
+            let job = Job {
+                store: store.clone(),
+                metrics: Arc::new(Metrics::new("eligibility")),
+                nik_key: Some(key.to_owned()),
+                snapshots,
+            };
+            let inputs = embedded_inputs(log, &TOPICS, "arus-eligibility").unwrap();
+            run_inputs(inputs, &Cluster::Local { workers }, job, Arc::default(), &Shutdown::new())
+        };
+        let whole = Arc::new(EmbeddedLog::new());
+        whole.create_all_topics().unwrap();
+        produce(&whole, &events);
+        let expected = Arc::new(MemoryStore::new());
+        let once = run(&whole, &expected, None, 2).unwrap();
+        assert_eq!(once.events, events.len() as u64);
+        let expected = expected.contents();
+        assert!(expected.keys().any(|k| k.starts_with("nik:")), "NIK digests indexed");
+        let dir = tempfile::tempdir().unwrap();
+        for workers in [1, 2, 4] {
+            let snapshots = dir.path().join(format!("s{workers}"));
+            let (log, store) = (Arc::new(EmbeddedLog::new()), Arc::new(MemoryStore::new()));
+            log.create_all_topics().unwrap();
+            produce(&log, &events[..split]);
+            let first = run(&log, &store, Some(&snapshots), 2).unwrap();
+            assert!(first.snapshots >= 1 && first.restored_from.is_none(), "{first:?}");
+            produce(&log, &events[split..]);
+            let second = run(&log, &store, Some(&snapshots), workers).unwrap();
+            assert_eq!(second.restored_from, Some(first.snapshots), "the newest: {second:?}");
+            assert_eq!(second.events, (events.len() - split) as u64, "only what came after");
+            assert_eq!(store.contents(), expected, "{workers} workers: the store one run leaves");
+        }
+        // Another job's snapshot (here: without NIK digests) is refused, saying which.
+        let other = SnapshotSettings {
+            dir: dir.path().join("s1"),
+            interval: Duration::from_secs(1),
+            identity: "eligibility, nik digests off".into(),
+        };
+        let job = Job {
+            store: Arc::new(MemoryStore::new()),
+            metrics: Arc::new(Metrics::new("eligibility")),
+            nik_key: None,
+            snapshots: Some(other),
+        };
+        let inputs = embedded_inputs(&whole, &TOPICS, "arus-eligibility").unwrap();
+        let refused = run_inputs(inputs, &Cluster::Local { workers: 1 }, job, Arc::default(), &Shutdown::new());
+        assert!(refused.err().is_some_and(|e| e.to_string().contains("was taken of \"eligibility\"")));
+    }
 }

@@ -108,6 +108,19 @@ impl EligibilityState {
         EligibilityState { nik_key: Some(NikKey(key.to_vec())), ..Self::default() }
     }
 
+    /// The state, for a snapshot (without the NIK key: configuration).
+    pub(crate) fn save(&self) -> Result<Vec<u8>, crate::runtime::RunError> {
+        crate::runtime::snapshot::to_bytes(self)
+    }
+
+    /// Takes on a state [`save`](Self::save) gave, keeping this one's NIK key.
+    pub(crate) fn load(&mut self, bytes: &[u8]) -> Result<(), crate::runtime::RunError> {
+        let key = self.nik_key.take();
+        *self = crate::runtime::snapshot::from_bytes(bytes)?;
+        self.nik_key = key;
+        Ok(())
+    }
+
     /// Applies an event; returns the members whose answers may have changed (for a store to
     /// rewrite). Events of other kinds, and events seen before, change nothing.
     pub fn apply(&mut self, event: &Event) -> Vec<String> {

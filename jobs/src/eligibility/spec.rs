@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::runtime::spec::{JobKind, SpecError, StoreSpec, TopicsSource};
+use crate::runtime::spec::{CheckpointSpec, JobKind, SpecError, StoreSpec, TopicsSource};
 
 /// The eligibility job: member and plan topics in, a state store out.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -26,11 +26,18 @@ pub struct EligibilitySpec {
     /// on record (the same key: `arus gateway --nik-key-env`) without the store holding NIKs.
     #[serde(default)]
     pub nik_key_env: Option<String>,
+    /// Snapshots of the job's state (`dir`, `interval`): a restart begins from the newest and
+    /// reads only what came after it.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
 }
 
 impl EligibilitySpec {
     /// Checks what can be checked without I/O; `path` names the spec in errors.
     pub fn validate(&self, path: &Path) -> Result<(), SpecError> {
+        if let Some(checkpoint) = &self.checkpoint {
+            checkpoint.validate(path)?;
+        }
         self.source.validate(path)?;
         self.store.validate(path)
     }

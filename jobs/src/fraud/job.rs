@@ -14,6 +14,7 @@ use super::spec::{FraudSpec, ModelSpec};
 use super::{Closed, FraudDetector, Step};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::sequenced::{Fold, READING, Sequenced, SequencedReport, Writes, run_fold_on_log, run_sequenced};
+use crate::runtime::snapshot::{SnapshotSettings, from_bytes, to_bytes};
 use crate::runtime::spec::StoreSpec;
 use crate::runtime::{Cluster, RunContext, RunError, Shutdown};
 use arus_operators::Time;
@@ -233,6 +234,21 @@ impl Fold for FraudFold {
         self.close(i64::try_from(released_below).unwrap_or(i64::MAX));
         self.flush().map_err(|e| RunError::Invalid(format!("the fraud model: {e}")))
     }
+
+    /// The rules' state (the model is configuration: a restart takes up the newest in its
+    /// folder, as a start does).
+    fn save(&mut self) -> Result<Option<Vec<u8>>, RunError> {
+        to_bytes(&(&self.detector, &self.unscored)).map(Some)
+    }
+
+    fn load(&mut self, state: &[u8]) -> Result<(), RunError> {
+        (self.detector, self.unscored) = from_bytes(state)?;
+        Ok(())
+    }
+
+    fn pauses_at_end(&self) -> bool {
+        true
+    }
 }
 
 /// Runs the job, until its input ends or `context` asks it to stop.
@@ -241,7 +257,11 @@ pub fn run(spec: &FraudSpec, context: &RunContext) -> Result<FraudReport, RunErr
     let model = spec.model.as_ref().map(ModelWatch::open).transpose().map_err(|e| RunError::Invalid(e.to_string()))?;
     let (metrics, shutdown) = (context.metrics.clone(), context.shutdown.clone());
     let fold = Box::new(FraudFold::new(model));
-    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold, metrics, shutdown, snapshots: None };
+    let snapshots = spec.checkpoint.as_ref().map(|checkpoint| {
+        let identity = format!("fraud of {}", spec.source.topic_names(&TOPICS).join(", "));
+        SnapshotSettings::of(checkpoint, identity)
+    });
+    let job = Sequenced { topics: &TOPICS, outputs: &[FRAUD_ALERTS], fold, metrics, shutdown, snapshots };
     run_sequenced(&spec.source, &StoreSpec::Memory, lateness, job, &context.cluster)
 }
 
@@ -338,6 +358,69 @@ mod tests {
                 other => panic!("not an alert: {other:?}"),
             })
             .collect()
+    }
+
+    /// The rules' state saved in snapshots: a run over the first two thirds of the history (by
+    /// event time), then one over the rest resumed from its snapshot — on 1, 2 or 4 workers —
+    /// leave on `fraud.alerts` exactly what one run over everything does, the second folding
+    /// only what came after. The end of each bounded run is a pause: windows still open then
+    /// are not closed (no alert the whole history would not raise).
+    #[test]
+    fn a_run_resumed_from_its_snapshot_raises_what_one_run_over_everything_does() {
+        use crate::runtime::sequenced::generated;
+        use std::time::Duration;
+        let events = generated(3_000, 60);
+        let mut times: Vec<i64> = events.iter().map(|e| e.event_time().0).collect();
+        times.sort_unstable();
+        let split = times[times.len() * 2 / 3];
+        let produce = |log: &EmbeddedLog, events: &mut dyn Iterator<Item = &Event>| {
+            for event in events {
+                let bytes = arus_schemas::wire::encode(event).unwrap();
+                log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).unwrap();
+            }
+        };
+        let alerts_of = |log: &EmbeddedLog| {
+            let ends = log.end_offsets(FRAUD_ALERTS).unwrap();
+            let fetch = |(p, end): (usize, u64)| log.fetch(FRAUD_ALERTS, p as u32, 0, end as usize).unwrap();
+            ends.into_iter()
+                .enumerate()
+                .map(|e| fetch(e).into_iter().map(|r| r.value).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        let run = |log: &Arc<EmbeddedLog>, dir: std::path::PathBuf, workers: usize| {
+            let snapshots = SnapshotSettings { dir, interval: Duration::from_millis(1), identity: "fraud".into() };
+            let job = Sequenced {
+                topics: &TOPICS,
+                outputs: &[FRAUD_ALERTS],
+                fold: Box::new(FraudFold::new(None)),
+                metrics: Arc::new(Metrics::new("fraud")),
+                shutdown: Shutdown::new(),
+                snapshots: Some(snapshots),
+            };
+            run_fold_on_log(log.clone(), &Cluster::Local { workers }, Arc::new(MemoryStore::new()), job, READING)
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let whole = Arc::new(EmbeddedLog::new());
+        whole.create_all_topics().unwrap();
+        produce(&whole, &mut events.iter());
+        let once = run(&whole, dir.path().join("whole"), 2);
+        let expected = alerts_of(&whole);
+        assert!(once.alerts > 10, "the history raises alerts: {once:?}");
+        assert!(once.held > 0, "the last windows wait for more: {once:?}");
+        for workers in [1, 2, 4] {
+            let resumed = Arc::new(EmbeddedLog::new());
+            resumed.create_all_topics().unwrap();
+            let snapshots = dir.path().join(format!("s{workers}"));
+            produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 < split));
+            let first = run(&resumed, snapshots.clone(), 2);
+            assert!(first.held > 0 && first.snapshots >= 1, "{first:?}");
+            produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 >= split));
+            let second = run(&resumed, snapshots, workers);
+            assert_eq!(second.restored_from, Some(first.snapshots), "{second:?}");
+            assert!(second.events < once.events / 2, "folded {} of {}", second.events, once.events);
+            assert_eq!(alerts_of(&resumed), expected, "{workers} workers: the alerts one run raises");
+        }
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub const FEATURES: [&str; CLAIM_FEATURES + WINDOW_FEATURES.len()] = {
 };
 
 /// A claim's features, in [`FEATURES`] order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClaimFeatures {
     /// The claim.
     pub claim_id: String,
@@ -117,7 +117,7 @@ type VisitClaim = (String, Vec<(String, i32)>, i64);
 
 /// A claim whose 5-minute window has closed: the rules' alerts about it (to go out now, with a
 /// model's score when there is one) and its features, windows included.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Closed {
     /// The claim.
     pub claim: Arc<ClaimSubmitted>,
@@ -132,7 +132,7 @@ pub struct Closed {
 
 /// What the detector gives: an alert to go out as it is (a withdrawal, a claim found phantom
 /// when coverage changed later), or a claim whose window closed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Step {
     /// An alert, ready.
     Alert(Event),
@@ -143,8 +143,8 @@ pub enum Step {
 /// Where a claim waits for its window to close: (slot, event time, event id).
 type PendingKey = (i64, i64, String);
 
-/// The fold's state.
-#[derive(Debug, Default)]
+/// The fold's state (saved whole in a snapshot).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct FraudDetector {
     eligibility: EligibilityState,
     /// Provider locations (microdegrees).

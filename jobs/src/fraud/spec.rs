@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::runtime::spec::{JobKind, SpecError, TimeSpan, TopicsSource};
+use crate::runtime::spec::{CheckpointSpec, JobKind, SpecError, TimeSpan, TopicsSource};
 
 /// The fraud job: members, providers and claims in; alerts to `fraud.alerts` next to them.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -20,6 +20,11 @@ pub struct FraudSpec {
     /// Score every claim with the newest model in a folder, too.
     #[serde(default)]
     pub model: Option<ModelSpec>,
+    /// Snapshots of the rules' state (`dir`, `interval`): a restart begins from the newest and
+    /// reads only what came after it. With them, the end of a bounded input is a pause: the
+    /// windows still open stay open (in the snapshot) for the next run, instead of closing.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
 }
 
 /// The fraud model: the newest `fraud-v<version>.onnx` in `dir`, watched for newer ones.
@@ -53,6 +58,9 @@ impl FraudSpec {
                 "model.threshold",
                 format!("{} is not between 0 and 1", model.threshold),
             ));
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            checkpoint.validate(path)?;
         }
         self.source.validate(path)
     }

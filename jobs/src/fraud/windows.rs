@@ -65,7 +65,7 @@ pub struct Contribution<'a> {
 }
 
 /// A contribution as the windows keep it: names interned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Kept {
     slot: i64,
     provider: u32,
@@ -77,7 +77,7 @@ struct Kept {
 }
 
 /// Sums over one slot or one day.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Sums {
     claims: i64,
     billed: i64,
@@ -142,7 +142,7 @@ struct Figures {
 }
 
 /// One subject's slots, and the day window ending at `end` kept as running sums.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Subject {
     slots: BTreeMap<i64, Sums>,
     /// The slot the running day window ends with (inclusive); `None` before the first.
@@ -214,7 +214,7 @@ impl Subject {
 }
 
 /// The windows of every provider, member and peer group.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Windows {
     /// Provider, member and peer-group names, interned.
     names: HashMap<String, u32>,

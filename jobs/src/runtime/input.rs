@@ -101,24 +101,51 @@ pub(crate) fn read_events_peeked<R>(
     Some(undecodable)
 }
 
-/// This worker's readers of `inputs` (its share of their partitions); a failure to open one
-/// fails the run.
+/// This worker's readers of `inputs` (its share of their partitions), each from where
+/// `starts` says for its input (a snapshot's positions) or the beginning, with the number of its
+/// input; a failure to open one fails the run.
 pub(crate) fn open_readers<R>(
     inputs: &[Input],
     worker: usize,
     peers: usize,
     batch: usize,
+    starts: &[SourceState],
     shared: &Mutex<Shared<R>>,
-) -> Vec<Box<dyn RecordReader>> {
-    let mut readers = Vec::new();
-    for input in inputs {
-        match input.reader(worker, peers, batch, None) {
-            Ok(Some(reader)) => readers.push(reader),
+) -> (Vec<Box<dyn RecordReader>>, Vec<usize>) {
+    let (mut readers, mut numbers) = (Vec::new(), Vec::new());
+    for (n, input) in inputs.iter().enumerate() {
+        match input.reader(worker, peers, batch, starts.get(n)) {
+            Ok(Some(reader)) => {
+                readers.push(reader);
+                numbers.push(n);
+            }
             Ok(None) => {}
             Err(error) => fail(shared, error),
         }
     }
-    readers
+    (readers, numbers)
+}
+
+/// Partition `partition` of input (or reader) `n` as one number: `n << 20 | partition`.
+pub(crate) fn origin(n: usize, partition: u32) -> u32 {
+    ((n as u32) << 20) | partition
+}
+
+/// The input (or reader) and partition of an [`origin`].
+pub(crate) fn origin_parts(origin: u32) -> (usize, u32) {
+    ((origin >> 20) as usize, origin & 0xf_ffff)
+}
+
+/// Per input partition ([`origin`]) the offset after the last event received, as a snapshot
+/// keeps it: by the inputs' `names`.
+pub(crate) fn positions(names: &[String], received: &foldhash::HashMap<u32, u64>) -> super::snapshot::Offsets {
+    let mut positions = super::snapshot::Offsets::new();
+    for (at, next) in received {
+        let (input, partition) = origin_parts(*at);
+        let topic = names.get(input).cloned().unwrap_or_default();
+        positions.entry(topic).or_default().insert(partition, *next);
+    }
+    positions
 }
 
 /// The inputs of `topics` of a log this process has, each read to where it ends now.
@@ -198,6 +225,14 @@ pub(crate) enum Input {
 }
 
 impl Input {
+    /// The topic read (a file's path): how a snapshot names it.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Input::Kafka { topic, .. } | Input::Embedded { topic, .. } | Input::Avro { topic, .. } => topic.clone(),
+            Input::Jsonl { path } => path.display().to_string(),
+        }
+    }
+
     /// Checks the input is there before any worker starts.
     pub(crate) fn open(source: &SourceSpec) -> Result<Self, RunError> {
         Ok(match source {

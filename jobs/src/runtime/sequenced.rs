@@ -39,7 +39,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use super::checkpoint::SourceState;
-use super::input::{Input, embedded_inputs, open_inputs, read_events_peeked};
+use super::input::{Input, embedded_inputs, open_inputs, open_readers, origin, positions, read_events_peeked};
 use super::metrics::Metrics;
 use super::sinks::DeadLetterTopics;
 use super::snapshot::{self, Header, Offsets, SnapshotSettings};
@@ -148,6 +148,9 @@ pub struct SequencedReport {
     pub alerts: u64,
     /// The snapshot the run began from (its epoch), when there was one.
     pub restored_from: Option<u64>,
+    /// Events held back at the end of a bounded input by a fold that pauses there
+    /// ([`Fold::pauses_at_end`]): in the snapshot, decided by the next run.
+    pub held: u64,
     /// Snapshots written.
     pub snapshots: u64,
     /// The most events read and not yet taken by the sequencer at once (kept near
@@ -408,6 +411,14 @@ pub(crate) trait Fold: Send {
     /// Takes on a state [`save`](Self::save) gave.
     fn load(&mut self, _state: &[u8]) -> Result<(), RunError> {
         Err(RunError::Invalid("this job's state cannot be restored from a snapshot".to_owned()))
+    }
+    /// With snapshots, whether the end of a bounded input is a pause rather than the end of
+    /// time: what is held back then stays undecided (in the snapshot, for the run that reads
+    /// what comes next), and `end_of_batch` is not called with `Time::MAX`. The fraud job's
+    /// windows: closing them at every end would let out alerts about windows that later events
+    /// still fill, alerts a run over the whole history would not raise.
+    fn pauses_at_end(&self) -> bool {
+        false
     }
 }
 
@@ -754,16 +765,6 @@ impl Writer {
 /// the event.
 type Sourced = (u32, u64, Event);
 
-/// Partition `partition` of input (or reader) `n` as one number: `n << 20 | partition`.
-fn origin(n: usize, partition: u32) -> u32 {
-    ((n as u32) << 20) | partition
-}
-
-/// The input (or reader) and partition of an [`origin`].
-fn origin_parts(origin: u32) -> (usize, u32) {
-    ((origin >> 20) as usize, origin & 0xf_ffff)
-}
-
 /// What worker 0 received in one activation, and its frontier then.
 struct Step {
     events: Vec<Sourced>,
@@ -820,16 +821,22 @@ impl SequencerThread {
                         pending.push(Held::new(event));
                     }
                 }
-                if end && fresh && seq.snapshots.is_some() {
+                if end && seq.snapshots.is_some() {
                     // The input ends: what lies below the newest event time less the allowed
                     // out-of-orderness is decided, then a snapshot holds the rest, which the next
                     // run decides in order with what has come meanwhile (this run decides it
                     // too, below; the next finds those decisions on the topics, not writing
-                    // them twice).
+                    // them twice) — or, a fold that pauses at the end, leaves undecided.
                     let cut = seq.newest.saturating_sub(seq.lateness);
                     release(&mut seq, &mut pending, &mut released_below, cut, &mut late, &shared);
-                    if let Err(error) = seq.snapshot(&pending, released_below) {
+                    if fresh && let Err(error) = seq.snapshot(&pending, released_below) {
                         fail(&shared, error);
+                    }
+                    if seq.fold.pauses_at_end() {
+                        seq.report.held = pending.len() as u64;
+                        pending.clear();
+                        seq.finish(&shared);
+                        return;
                     }
                 }
                 release(&mut seq, &mut pending, &mut released_below, below, &mut late, &shared);
@@ -908,8 +915,15 @@ fn release(
         if let Err(error) = seq.write_batch() {
             fail(shared, error);
         }
-        if next.is_none() {
-            break;
+        let Some(next) = next else { break };
+        // Between two pieces of a long release (catching up a backlog), a snapshot when due:
+        // every event before `next` applied, the rest held — unless events came late, which
+        // are applied after the pieces (a snapshot holds no place for them).
+        if late.is_empty()
+            && seq.snapshot_due()
+            && let Err(error) = seq.snapshot(pending, next)
+        {
+            fail(shared, error);
         }
     }
 }
@@ -955,12 +969,7 @@ impl Sequencer {
         let Some(fold) = self.fold.save()? else {
             return Err(RunError::Invalid("this job keeps no state a snapshot can hold".to_owned()));
         };
-        let mut positions = Offsets::new();
-        for (at, next) in &self.received {
-            let (input, partition) = origin_parts(*at);
-            let topic = self.inputs.get(input).cloned().unwrap_or_default();
-            positions.entry(topic).or_default().insert(partition, *next);
-        }
+        let positions = positions(&self.inputs, &self.received);
         let held = pending.iter().map(|held| (*held.2).clone()).collect();
         self.snapshots = Some((interval, Instant::now()));
         self.writer.snapshot(Taken { positions, released_below, held, fold })
@@ -1041,14 +1050,6 @@ struct Folding {
     snapshots: Option<SnapshotSettings>,
 }
 
-/// The topic of an input.
-fn input_topic(input: &Input) -> String {
-    match input {
-        Input::Kafka { topic, .. } | Input::Embedded { topic, .. } | Input::Avro { topic, .. } => topic.clone(),
-        Input::Jsonl { path } => path.display().to_string(),
-    }
-}
-
 /// Runs `fold` over `inputs` in event-time order, the sources reading `reading.batch` records
 /// per reader per step, at most about `reading.ahead` events ahead of the sequencer, until the
 /// inputs end or a stop is asked for.
@@ -1062,7 +1063,7 @@ fn run_inputs(
 ) -> Result<SequencedReport, RunError> {
     let Folding { mut fold, reading, shutdown, snapshots } = folding;
     let mut outputs = outputs;
-    let names: Vec<String> = inputs.iter().map(input_topic).collect();
+    let names: Vec<String> = inputs.iter().map(Input::name).collect();
     // The newest snapshot, restored: the fold's state, what it held, where each partition
     // goes on from, and where the outputs were written up to.
     let mut restored_from = None;
@@ -1085,23 +1086,7 @@ fn run_inputs(
         saver = Some(Saver { settings: settings.clone(), epoch: snapshot::next_epoch(settings)? });
     }
     // Where each worker's readers begin: the snapshot's positions, else the beginning.
-    let starts: Arc<Vec<SourceState>> = Arc::new(
-        (0..names.len())
-            .map(|n| SourceState {
-                positions: received
-                    .iter()
-                    .map(|(at, next)| (origin_parts(*at), *next))
-                    .filter(|((input, _), _)| *input == n)
-                    .map(|((_, partition), next)| (partition, Some(next)))
-                    .collect(),
-                lines: 0,
-                watermarks: Watermarks::new(lateness),
-                next: 0,
-                finished: false,
-                turn: None,
-            })
-            .collect(),
-    );
+    let starts: Arc<Vec<SourceState>> = Arc::new(snapshot::starts(&names, &positions(&names, &received), lateness));
     let metrics = outputs.metrics.clone();
     let (config, _) = timely_config(cluster);
     let letters = DeadLetterTopics::of(&inputs)?;
@@ -1136,17 +1121,7 @@ fn run_inputs(
         let shutdown = shutdown.clone();
         let letters = worker_letters.clone();
         // This worker's readers, each with the number of its input.
-        let (mut readers, mut origins) = (Vec::new(), Vec::new());
-        for (n, input) in inputs.iter().enumerate() {
-            match input.reader(index, peers, reading.batch, starts.get(n)) {
-                Ok(Some(reader)) => {
-                    readers.push(reader);
-                    origins.push(n);
-                }
-                Ok(None) => {}
-                Err(error) => fail(&shared, error),
-            }
-        }
+        let (mut readers, origins) = open_readers(&inputs, index, peers, reading.batch, &starts, &shared);
         // The sequencer lives on worker 0.
         let mut sequencer = if index == 0 { sequencer.lock().unwrap_or_else(|e| e.into_inner()).take() } else { None };
         worker.dataflow::<Time, _, _>(|scope| {

@@ -39,6 +39,17 @@ pub struct SnapshotSettings {
     pub identity: String,
 }
 
+impl SnapshotSettings {
+    /// A spec's `checkpoint`, for the job and topics `identity` names.
+    pub(crate) fn of(checkpoint: &super::spec::CheckpointSpec, identity: String) -> Self {
+        SnapshotSettings {
+            dir: checkpoint.dir.clone(),
+            interval: Duration::from_millis(checkpoint.interval.ms()),
+            identity,
+        }
+    }
+}
+
 /// Partition → the offset of the next record, per topic (its full name).
 pub(crate) type Offsets = BTreeMap<String, BTreeMap<u32, u64>>;
 
@@ -161,6 +172,21 @@ pub(crate) fn write(settings: &SnapshotSettings, header: &Header, fold: &[u8]) -
 /// The epoch after the newest snapshot in `dir` (1 when there is none).
 pub(crate) fn next_epoch(settings: &SnapshotSettings) -> Result<u64, RunError> {
     Ok(files(&settings.dir)?.first().map_or(1, |(epoch, _)| epoch + 1))
+}
+
+/// Where each input's readers begin (by the inputs' `names`): `positions`, else the beginning.
+pub(crate) fn starts(names: &[String], positions: &Offsets, lateness: u64) -> Vec<super::checkpoint::SourceState> {
+    names
+        .iter()
+        .map(|name| super::checkpoint::SourceState {
+            positions: positions.get(name).into_iter().flatten().map(|(p, next)| (*p, Some(*next))).collect(),
+            lines: 0,
+            watermarks: arus_operators::Watermarks::new(lateness),
+            next: 0,
+            finished: false,
+            turn: None,
+        })
+        .collect()
 }
 
 /// A state as CBOR (the folds' snapshots).
