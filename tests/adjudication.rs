@@ -38,6 +38,11 @@ fn run_on_dir(dir: &Path) -> Command {
     command
 }
 
+/// Whether a record is one the job writes.
+fn is_output(record: &[u8]) -> bool {
+    matches!(wire::decode(record), Ok(Event::ClaimAdjudicated(_) | Event::ClaimPaid(_) | Event::AccumulatorUpdated(_)))
+}
+
 /// The job's outputs on the log in `dir`, per topic and partition.
 fn outputs(dir: &Path) -> Vec<Vec<Vec<u8>>> {
     let log = EmbeddedLog::open(dir).expect("the log");
@@ -45,18 +50,7 @@ fn outputs(dir: &Path) -> Vec<Vec<Vec<u8>>> {
     for topic in ["claims.events", "accumulator.updates"] {
         for (partition, end) in log.end_offsets(topic).expect("offsets").into_iter().enumerate() {
             let records = log.fetch(topic, partition as u32, 0, end as usize).expect("fetch");
-            all.push(
-                records
-                    .into_iter()
-                    .filter(|r| {
-                        matches!(
-                            wire::decode(&r.value),
-                            Ok(Event::ClaimAdjudicated(_) | Event::ClaimPaid(_) | Event::AccumulatorUpdated(_))
-                        )
-                    })
-                    .map(|r| r.value)
-                    .collect(),
-            );
+            all.push(records.into_iter().filter(|r| is_output(&r.value)).map(|r| r.value).collect());
         }
     }
     all
@@ -469,4 +463,114 @@ fn a_stopped_job_flushes_what_it_decided_and_a_restart_decides_the_rest() {
     let after = decided();
     assert_eq!(after.len(), claims, "every claim decided");
     assert!(after.values().all(|n| *n == 1), "a claim decided twice");
+}
+
+/// A broker restart and a Redis restart during a run: the broker's log kept in PostgreSQL
+/// (Tansu), Redis persisting every write, each killed (SIGKILL) and started again while the job
+/// decides (its writes then wait for them: reading through a restart is
+/// `tests/topics.rs`'s); the job goes on, and the topics and the store then hold exactly
+/// what a run without faults leaves (on the embedded log, into the shared Redis): nothing lost,
+/// nothing twice.
+#[test]
+fn a_broker_restart_and_a_redis_restart_mid_run_lose_and_duplicate_nothing() {
+    use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink, partition_count};
+    let Some(redis_url) = arus_connectors::service_address("REDIS_URL") else { return };
+    let Some(mut broker) = common::DurableBroker::start("restart") else { return };
+    let events = generated(3_000);
+    let root = tempfile::tempdir().expect("a folder");
+    let reference = root.path().join("reference");
+    let log = EmbeddedLog::open(&reference).expect("a log");
+    log.create_all_topics().expect("topics");
+    for event in &events {
+        let bytes = wire::encode(event).expect("encode");
+        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
+    }
+    log.flush().expect("flush");
+    drop(log);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let prefix = format!("arus-test-restarts-{}-{nanos}:", std::process::id());
+    let store = |url: &str, prefix: &str| format!("store={{kind=\"redis\", url=\"{url}\", prefix=\"{prefix}\"}}");
+    let run = run_on_dir(&reference).args(["--set", &store(&redis_url, &prefix)]).output().expect("arus runs");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (want, want_store) = (outputs(&reference), common::redis_contents(&redis_url, &prefix));
+    common::redis_forget(&redis_url, &prefix);
+
+    // The same events on the durable broker, its topics as the table declares them.
+    let create = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["topics", "create", "--kafka", &broker.brokers()])
+        .output()
+        .expect("arus runs");
+    assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
+    let config = KafkaConfig::new(broker.brokers());
+    let producer = KafkaSink::new(&config, "lz4").expect("producer");
+    for event in &events {
+        let bytes = wire::encode(event).expect("encode");
+        producer.send(&event.topic(), event.key().as_bytes(), &bytes, event.event_time().0).expect("send");
+    }
+    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+    drop(producer);
+
+    let mut redis = common::OwnRedis::start();
+    let job = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["run", &pipeline(), "--workers", "2"])
+        .args(["--set", &format!("source.brokers={}", broker.brokers())])
+        .args(["--set", &store(&redis.url(), "r:")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("arus starts");
+    let keys = |url: &str| -> usize {
+        // (While Redis restarts: nothing yet.)
+        let connection = redis::Client::open(url).and_then(|c| c.get_connection());
+        connection.and_then(|mut c| redis::cmd("DBSIZE").query(&mut c)).unwrap_or(0)
+    };
+    let mut job = job;
+    let url = redis.url();
+    let mut wait_for = |tenths: usize, what: &str| {
+        // Polling the store until that share of the records is written.
+        while keys(&url) < want_store.len() * tenths / 10 {
+            assert!(job.try_wait().expect("status").is_none(), "the job ended before {what}: make the input larger");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    };
+    wait_for(3, "the broker's restart");
+    broker.restart();
+    wait_for(6, "Redis's restart");
+    redis.restart();
+    let ended = job.wait_with_output().expect("reaped");
+    let stderr = String::from_utf8_lossy(&ended.stderr);
+    assert!(ended.status.success(), "{stderr}");
+
+    let mut got = Vec::new();
+    for topic in ["claims.events", "accumulator.updates"] {
+        let partitions = partition_count(&config, topic).expect("partitions");
+        for partition in 0..partitions {
+            let mut reader =
+                BoundedPartitionReader::open(&config, "check", topic, &[(partition, None)], 1_000).expect("read back");
+            let mut records = Vec::new();
+            while let Some(record) = reader.next_record().expect("read") {
+                if is_output(&record.value) {
+                    records.push(record.value);
+                }
+            }
+            got.push(records);
+        }
+    }
+    assert_eq!(got.len(), want.len(), "partitions");
+    for (n, (got, want)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            got == want,
+            "output partition {n}: {} records, {} without the restarts\n{stderr}",
+            got.len(),
+            want.len()
+        );
+    }
+    let got_store = common::redis_contents(&redis.url(), "r:");
+    let differ = want_store.iter().filter(|(key, value)| got_store.get(*key) != Some(value)).count();
+    assert!(
+        got_store.len() == want_store.len() && differ == 0,
+        "{} records, {} wanted, {differ} differ",
+        got_store.len(),
+        want_store.len()
+    );
 }

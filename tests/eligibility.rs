@@ -370,20 +370,6 @@ fn following_the_job_answers_requests_as_they_come() {
     job.kill();
 }
 
-/// Every key under `prefix` in Redis (the prefix cut off) with its version and value.
-fn redis_contents(
-    connection: &mut redis::Connection,
-    prefix: &str,
-) -> std::collections::BTreeMap<String, (Option<u64>, Option<Vec<u8>>)> {
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(connection).expect("KEYS");
-    keys.into_iter()
-        .map(|key| {
-            let value = redis::cmd("HMGET").arg(&key).arg("v").arg("d").query(connection).expect("HMGET");
-            (key[prefix.len()..].to_owned(), value)
-        })
-        .collect()
-}
-
 /// Killed with SIGKILL at twenty random moments and started again each time, the job taking
 /// snapshots (each run killed within a quarter of an uninterrupted run's time, of its start or of
 /// its first snapshot): each restart begins from the newest, and Redis ends up holding exactly what one
@@ -412,25 +398,21 @@ fn killed_and_restarted_from_its_snapshots_the_job_leaves_what_an_uninterrupted_
         }
         command
     };
-    let mut connection = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).expect("Redis");
     let started = std::time::Instant::now();
     let once = run(&reference, None).output().expect("runs");
     let took = started.elapsed();
     assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
-    let want = redis_contents(&mut connection, &reference);
+    let want = common::redis_contents(&url, &reference);
     assert!(want.len() > 12_000, "{} records", want.len());
     let killed = common::kill_at_random_moments(20, took / 4, &snapshots, || run(&recovered, Some(&snapshots)));
     assert_eq!(killed, 20, "kills that landed while the job ran");
     let last = run(&recovered, Some(&snapshots)).output().expect("runs");
     let stderr = String::from_utf8_lossy(&last.stderr);
     assert!(last.status.success() && stderr.contains("resumed from snapshot"), "{stderr}");
-    let got = redis_contents(&mut connection, &recovered);
+    let got = common::redis_contents(&url, &recovered);
     let differ = want.iter().filter(|(key, value)| got.get(*key) != Some(value)).count();
     assert!(got.len() == want.len() && differ == 0, "{} records, {} wanted, {differ} differ", got.len(), want.len());
     for prefix in [&reference, &recovered] {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut connection).expect("KEYS");
-        for chunk in keys.chunks(1_000) {
-            let _: () = redis::cmd("DEL").arg(chunk).query(&mut connection).expect("DEL");
-        }
+        common::redis_forget(&url, prefix);
     }
 }

@@ -11,12 +11,13 @@ source "$here/lib.sh"
 ort_lib="$("$here/onnxruntime.sh")"
 promtool="$("$here/promtool.sh")"
 schemathesis="$("$here/schemathesis.sh")"
-"$here/kafka.sh"
+tansu="$("$here/kafka.sh")"
 oidc="$("$here/oidc.sh")"
 oidc_issuer="$(sed -n 1p <<<"$oidc")"; oidc_clients="$(sed -n 2p <<<"$oidc")"; oidc_provider="$(sed -n 3p <<<"$oidc")"; oidc_keys="$(sed -n 4p <<<"$oidc")"
 
 cat >"$ARUS_CACHE/services.env" <<ENV
 export KAFKA_BROKERS=127.0.0.1:${KAFKA_PORT:-9092}
+export TANSU=$tansu
 export REDIS_URL=redis://127.0.0.1:${REDIS_PORT:-6379}/
 export CLICKHOUSE_URL=http://127.0.0.1:${CLICKHOUSE_HTTP_PORT:-8123}
 export ORT_DYLIB_PATH=$ort_lib

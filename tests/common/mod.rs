@@ -254,3 +254,179 @@ pub fn kill_at_random_moments(
     }
     killed
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("port").port()
+}
+
+/// Waits (a bounded poll) until something accepts connections on `port`.
+fn listening(port: u16, what: &str) {
+    for _ in 0..1_000 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{what} on {port} did not listen within 10 s");
+}
+
+/// A Kafka-protocol broker of the test's own whose log survives its restart: Tansu (`TANSU`,
+/// built by `deploy/local/kafka.sh`) on a free port, keeping its log in a fresh database of
+/// the local PostgreSQL (its schema: `deploy/local/tansu-0.6.0-postgres.sql`), dropped with it.
+pub struct DurableBroker {
+    pub port: u16,
+    database: String,
+    tansu: String,
+    dir: tempfile::TempDir,
+    server: Option<std::process::Child>,
+}
+
+impl DurableBroker {
+    /// Started; `None` where `TANSU` is not set (a failure with `ARUS_REQUIRE_SERVICES`).
+    pub fn start(label: &str) -> Option<Self> {
+        let tansu = arus_connectors::service_address("TANSU")?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let database = format!("arus_test_{label}_{}_{nanos}", std::process::id());
+        let psql = |args: &[&str]| {
+            let status = std::process::Command::new("psql")
+                .args(["-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("psql runs");
+            assert!(status.success(), "psql {args:?}");
+        };
+        psql(&["-c", &format!("create database {database}")]);
+        let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/tansu-0.6.0-postgres.sql");
+        psql(&["-d", &database, "-f", schema]);
+        let dir = tempfile::tempdir().expect("a folder");
+        let mut broker = DurableBroker { port: free_port(), database, tansu, dir, server: None };
+        broker.run();
+        Some(broker)
+    }
+
+    fn run(&mut self) {
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let storage = format!("postgres://postgres@127.0.0.1/{}?sslmode=disable", self.database);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("tansu.log"));
+        let server = std::process::Command::new(&self.tansu)
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--storage-engine", &storage])
+            .current_dir(self.dir.path()) // (Tansu reads a .env file where it runs)
+            .stdout(std::process::Stdio::null())
+            .stderr(log.expect("a log file"))
+            .spawn()
+            .expect("tansu starts");
+        self.server = Some(server);
+        listening(self.port, "Tansu");
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Killed (SIGKILL) and started again on the same port and database.
+    pub fn restart(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.kill().expect("SIGKILL");
+            server.wait().expect("reaped");
+        }
+        self.run();
+    }
+}
+
+impl Drop for DurableBroker {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-c",
+                &format!("drop database if exists {}", self.database),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// A Redis of the test's own on a free port, persisting every write before answering it
+/// (`appendfsync always`), so that it can be killed and started again with nothing lost.
+pub struct OwnRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    server: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    pub fn start() -> Self {
+        let mut redis = OwnRedis { port: free_port(), dir: tempfile::tempdir().expect("a folder"), server: None };
+        redis.run();
+        redis
+    }
+
+    fn run(&mut self) {
+        let server = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.server = Some(server);
+        listening(self.port, "redis-server");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Killed (SIGKILL) and started again on the same port and files.
+    pub fn restart(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.kill().expect("SIGKILL");
+            server.wait().expect("reaped");
+        }
+        self.run();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+/// Every key under `prefix` in the Redis at `url` (the prefix cut off) with its version and
+/// value (the store's hashes).
+pub fn redis_contents(url: &str, prefix: &str) -> BTreeMap<String, (Option<u64>, Option<Vec<u8>>)> {
+    let mut connection = redis::Client::open(url).and_then(|c| c.get_connection()).expect("Redis");
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut connection).expect("KEYS");
+    keys.into_iter()
+        .map(|key| {
+            let value = redis::cmd("HMGET").arg(&key).arg("v").arg("d").query(&mut connection).expect("HMGET");
+            (key[prefix.len()..].to_owned(), value)
+        })
+        .collect()
+}
+
+/// Deletes every key under `prefix` in the Redis at `url`.
+pub fn redis_forget(url: &str, prefix: &str) {
+    let mut connection = redis::Client::open(url).and_then(|c| c.get_connection()).expect("Redis");
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut connection).expect("KEYS");
+    for chunk in keys.chunks(1_000) {
+        let _: () = redis::cmd("DEL").arg(chunk).query(&mut connection).expect("DEL");
+    }
+}

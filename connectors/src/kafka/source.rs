@@ -67,6 +67,33 @@ struct Fetched {
     quantum: usize,
     /// Following: a partition at its end is only caught up for now.
     follow: bool,
+    /// Since when the brokers have been out of reach (librdkafka reconnects by itself; the
+    /// reading waits for it, up to [`OUTAGE`]).
+    outage: Option<std::time::Instant>,
+}
+
+/// How long a reader waits for the brokers to come back (a broker restart takes seconds)
+/// before the run fails saying so.
+pub const OUTAGE: Duration = Duration::from_secs(120);
+
+/// Whether a consumer's error says only that the brokers are out of reach for now: librdkafka
+/// goes on reconnecting, and the reading goes on where it was once they answer.
+pub(crate) fn transient(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::AllBrokersDown
+                | Code::BrokerTransportFailure
+                | Code::BrokerNotAvailable
+                | Code::NetworkException
+                | Code::RequestTimedOut
+                | Code::OperationTimedOut
+                | Code::LeaderNotAvailable
+                | Code::NotLeaderForPartition
+                | Code::Resolve
+        )
+    )
 }
 
 #[derive(Default)]
@@ -209,7 +236,7 @@ impl BoundedPartitionReader {
             .map(|&(p, next)| (p, PartitionState { next, skip_below: next.unwrap_or(0), ..PartitionState::default() }))
             .collect();
         let turns = Turns::new(partitions.keys().copied().collect(), quantum, turn);
-        let fetched = Fetched { consumer, partitions, quantum: turns.quantum(), follow: false };
+        let fetched = Fetched { consumer, partitions, quantum: turns.quantum(), follow: false, outage: None };
         Ok(BoundedPartitionReader { fetched, turns })
     }
 
@@ -369,8 +396,20 @@ impl Fetched {
                     }
                     return Ok(());
                 }
+                Some(Err(error)) if transient(&error) => {
+                    let since = *self.outage.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > OUTAGE {
+                        let waited = since.elapsed().as_secs();
+                        return Err(KafkaError::broker("consume", format!("{error}, for {waited} s")));
+                    }
+                    // Nothing now: asked again after a pause (the error comes back at once
+                    // while the brokers are down), librdkafka reconnecting meanwhile.
+                    std::thread::sleep(timeout.min(Duration::from_millis(50)));
+                    return Ok(());
+                }
                 Some(result) => result.map_err(|e| KafkaError::broker("consume", e))?,
             };
+            self.outage = None;
             wait = Duration::ZERO;
             let partition = message.partition() as u32;
             let follow = self.follow;
