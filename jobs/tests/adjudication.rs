@@ -2,6 +2,8 @@
 //! accumulators and the out-of-pocket cap, the annual limit, plan-year rollover, claims arriving
 //! late, the saga's compensation, and invariants over the generator's traffic.
 
+mod common;
+
 use arus_jobs::adjudication::{Adjudicator, Room, price_line};
 use arus_schemas::events::{
     AdjudicatedLine, AdjustmentGroup, AuthApproved, AuthRequested, Benefits, ClaimAdjudicated, ClaimLine, ClaimStatus,
@@ -784,4 +786,32 @@ fn a_claim_pended_for_an_authorization_is_decided_again_when_it_is() {
     // Every event id is its own: a rerun's read-back can tell them apart.
     let ids: std::collections::HashSet<&str> = outputs.iter().map(|e| e.event_id()).collect();
     assert_eq!(ids.len(), outputs.len());
+}
+
+/// Event ids kept only within the dedup horizon: over 120 days of the generator's traffic (in
+/// the sequencer's order, event time advanced as the job does) an adjudicator keeping 30 days of
+/// ids decides exactly what one never told the time (keeping every id) does, keeping well under half of them; a replay of the first claim then is refused
+/// (older than the horizon: counted, nothing decided), and a duplicate within it decides nothing.
+#[test]
+fn event_ids_are_kept_within_the_horizon_and_the_decisions_do_not_change() {
+    const DAY: i64 = 86_400_000;
+    let mut events = common::labelled(7, 3_000, 120).events;
+    events
+        .sort_by(|a, b| arus_jobs::runtime::sequenced::order_key(a).cmp(&arus_jobs::runtime::sequenced::order_key(b)));
+    let (mut every, mut bounded) = (Adjudicator::new(), Adjudicator::new());
+    bounded.set_dedup_horizon(30 * DAY);
+    for event in &events {
+        bounded.advance(event.event_time().0); // (as the job does, folding in order)
+        assert_eq!(bounded.apply(event), every.apply(event), "{}", event.event_id());
+    }
+    let ((kept, expired), (all, _)) = (bounded.dedup_ids(), every.dedup_ids());
+    assert_eq!(all, events.len(), "every id, without a horizon");
+    assert!(kept * 2 < all, "{kept} ids kept of {all}");
+    assert_eq!(expired, 0);
+    let first = events.iter().find(|e| matches!(e, Event::ClaimSubmitted(_))).expect("a claim");
+    assert!(bounded.apply(first).is_empty(), "a replay from before the horizon");
+    assert_eq!(bounded.dedup_ids().1, 1, "counted");
+    let last = events.iter().rev().find(|e| matches!(e, Event::ClaimSubmitted(_))).expect("a claim");
+    assert!(bounded.apply(last).is_empty(), "a duplicate within the horizon");
+    assert_eq!(bounded.dedup_ids().1, 1);
 }

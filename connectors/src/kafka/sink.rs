@@ -44,7 +44,10 @@ impl ProducerContext for Deliveries {
             Ok(message) => {
                 state.delivered += 1;
                 use rdkafka::Message;
-                let next = message.offset() as u64 + 1;
+                // A record acknowledged without its offset (-1: a retry the broker found it had
+                // written already, across its restart) moves no position.
+                let Ok(offset) = u64::try_from(message.offset()) else { return };
+                let next = offset + 1;
                 let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
                 let topic = match positions.get_mut(message.topic()) {
                     Some(topic) => topic,

@@ -41,20 +41,25 @@ pub const FOLD_THREADS: usize = 1;
 
 /// The adjudication fold over `threads` shards of families.
 pub(crate) fn adjudication_fold(threads: usize) -> Result<Box<dyn Fold>, RunError> {
+    adjudication_fold_keeping(threads, crate::runtime::seen::DEDUP_HORIZON_MS)
+}
+
+/// [`adjudication_fold`], event ids kept `horizon_ms` of event time for dropping duplicates.
+pub(crate) fn adjudication_fold_keeping(threads: usize, horizon_ms: i64) -> Result<Box<dyn Fold>, RunError> {
     if !(1..=16).contains(&threads) {
         return Err(RunError::Invalid(format!("fold_threads is {threads}: it must be 1 to 16")));
     }
     if threads == 1 {
-        return Ok(Box::new(AdjudicationFold::default()));
+        return Ok(Box::new(AdjudicationFold::keeping(horizon_ms)));
     }
-    Ok(Box::new(super::shards::Sharded::new(threads, || Box::new(AdjudicationFold::default()))?))
+    Ok(Box::new(super::shards::Sharded::new(threads, move || Box::new(AdjudicationFold::keeping(horizon_ms)))?))
 }
 
 /// Runs the job with the store the spec names, until its input ends or `context` asks it to
 /// stop.
 pub fn run(spec: &AdjudicationSpec, context: &RunContext) -> Result<AdjudicationReport, RunError> {
     let lateness = spec.out_of_orderness.ms();
-    let fold = adjudication_fold(spec.fold_threads)?;
+    let fold = adjudication_fold_keeping(spec.fold_threads, spec.dedup_horizon.ms() as i64)?;
     let (metrics, shutdown) = (context.metrics.clone(), context.shutdown.clone());
     let snapshots = spec.checkpoint.as_ref().map(|checkpoint| {
         // (The fold threads too: families are spread over them by a hash of their id.)
@@ -105,8 +110,19 @@ struct AdjudicationFold {
     adjudicator: Adjudicator,
 }
 
+impl AdjudicationFold {
+    /// Event ids kept `horizon_ms` of event time.
+    fn keeping(horizon_ms: i64) -> Self {
+        let mut adjudicator = Adjudicator::default();
+        adjudicator.set_dedup_horizon(horizon_ms);
+        AdjudicationFold { adjudicator }
+    }
+}
+
 impl Fold for AdjudicationFold {
     fn apply(&mut self, event: &Event, writes: &mut Writes) -> Result<Vec<Event>, RunError> {
+        // In event-time order (late events aside): ids older than the horizon go.
+        self.adjudicator.advance(event.event_time().0);
         let decided = self.adjudicator.apply(event);
         for out in &decided {
             if let Event::AccumulatorUpdated(u) = out
@@ -193,7 +209,9 @@ impl Fold for AdjudicationFold {
     }
 
     fn load(&mut self, state: &[u8]) -> Result<(), RunError> {
+        let horizon = self.adjudicator.dedup_horizon();
         self.adjudicator = from_bytes(state)?;
+        self.adjudicator.set_dedup_horizon(horizon); // (the run's setting, not the snapshot's)
         Ok(())
     }
 }

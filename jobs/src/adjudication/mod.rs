@@ -42,7 +42,7 @@ pub mod spec;
 
 use std::collections::BTreeMap;
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use arus_schemas::events::{
     AccumulatorUpdated, AdjudicatedLine, Adjustment, AdjustmentGroup, AuthApproved, Benefits, ClaimAdjudicated,
@@ -149,7 +149,7 @@ pub struct Adjudicator {
     claims: HashMap<String, Standing>,
     /// Per decided claim, where it stands.
     sagas: HashMap<String, ClaimState>,
-    seen: HashSet<String>,
+    seen: crate::runtime::seen::Seen,
     /// Claims pended for an authorization not decided yet, by the authorization.
     pended: HashMap<String, Vec<ClaimSubmitted>>,
 }
@@ -346,10 +346,35 @@ impl Adjudicator {
         })
     }
 
+    /// Keeps event ids `horizon_ms` of event time behind the newest (an older event is
+    /// refused, as one that cannot be told from a replay).
+    pub fn set_dedup_horizon(&mut self, horizon_ms: i64) {
+        self.seen.set_horizon(horizon_ms);
+        self.eligibility.set_dedup_horizon(horizon_ms);
+    }
+
+    /// How long event ids are kept (ms of event time).
+    pub fn dedup_horizon(&self) -> i64 {
+        self.seen.horizon_ms()
+    }
+
+    /// Event time has reached `now` (ms): event ids older than the horizon behind it go, and
+    /// events that old are refused from now on (the job says so as it folds, in event-time
+    /// order; an adjudicator never told keeps every id).
+    pub fn advance(&mut self, now: i64) {
+        self.seen.advance(now);
+    }
+
+    /// Event ids kept for dropping duplicates, and events refused for being older than the
+    /// horizon.
+    pub fn dedup_ids(&self) -> (usize, u64) {
+        (self.seen.len(), self.seen.expired())
+    }
+
     /// Applies one event; the events it decides, in order. An event seen before (by id)
     /// decides nothing again.
     pub fn apply(&mut self, event: &Event) -> Vec<Event> {
-        if !self.seen.insert(event.event_id().to_owned()) {
+        if !self.seen.first(event.event_id(), event.event_time().0) {
             return Vec::new();
         }
         match event {

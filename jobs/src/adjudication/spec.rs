@@ -30,6 +30,11 @@ pub struct AdjudicationSpec {
     /// reads only what came after it.
     #[serde(default)]
     pub checkpoint: Option<CheckpointSpec>,
+    /// How long event ids are kept to drop duplicates (`30d`): an event older than that behind
+    /// the newest is refused, as one that cannot be told from a replay (beyond the topics'
+    /// retention a replay cannot reach).
+    #[serde(default = "crate::runtime::spec::default_dedup_horizon")]
+    pub dedup_horizon: TimeSpan,
 }
 
 fn default_fold_threads() -> usize {

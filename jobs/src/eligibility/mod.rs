@@ -17,7 +17,7 @@ pub mod spec;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use arus_connectors::store::{StateStore, StoreError};
 use arus_schemas::events::{
@@ -76,8 +76,8 @@ pub struct EligibilityState {
     members: HashMap<String, MemberRecord>,
     /// Per plan, benefit versions by (effective date, version).
     plans: HashMap<String, BTreeMap<(Date, i32), Benefits>>,
-    /// Event ids applied (an event applied twice changes nothing).
-    seen: HashSet<String>,
+    /// Event ids applied (an event applied twice changes nothing), within a horizon.
+    seen: crate::runtime::seen::Seen,
     /// Per subscriber, the members of the family that name it.
     dependents: HashMap<String, BTreeSet<String>>,
     /// The key of NIK digests: with it, each member's record comes with `nik:<digest>` →
@@ -108,6 +108,13 @@ impl EligibilityState {
         EligibilityState { nik_key: Some(NikKey(key.to_vec())), ..Self::default() }
     }
 
+    /// Keeps event ids `horizon_ms` of event time behind the newest (30 days by default); an
+    /// event older than that is applied as if new (a replay of one changes only the version of
+    /// its member's record: the state is a function of the set of events).
+    pub fn set_dedup_horizon(&mut self, horizon_ms: i64) {
+        self.seen.set_horizon(horizon_ms);
+    }
+
     /// The state, for a snapshot (without the NIK key: configuration).
     pub(crate) fn save(&self) -> Result<Vec<u8>, crate::runtime::RunError> {
         crate::runtime::snapshot::to_bytes(self)
@@ -116,8 +123,10 @@ impl EligibilityState {
     /// Takes on a state [`save`](Self::save) gave, keeping this one's NIK key.
     pub(crate) fn load(&mut self, bytes: &[u8]) -> Result<(), crate::runtime::RunError> {
         let key = self.nik_key.take();
+        let horizon = self.seen.horizon_ms();
         *self = crate::runtime::snapshot::from_bytes(bytes)?;
         self.nik_key = key;
+        self.seen.set_horizon(horizon);
         Ok(())
     }
 
@@ -132,7 +141,9 @@ impl EligibilityState {
             Event::BenefitUpdated(e) => &e.event_id,
             _ => return Vec::new(),
         };
-        if !self.seen.insert(id.clone()) {
+        // (Folded in any order: an event older than the ids kept is applied again — what it
+        // says is applied once whatever the count, but for the record's version.)
+        if !self.seen.first_unless_known(id, event.event_time().0) {
             return Vec::new();
         }
         match event {

@@ -226,6 +226,7 @@ impl FraudFold {
 
 impl Fold for FraudFold {
     fn apply(&mut self, event: &Event, _writes: &mut Writes) -> Result<Vec<Event>, RunError> {
+        self.detector.advance(event.event_time().0); // (in event-time order, late events aside)
         self.push(event);
         Ok(Vec::new())
     }
@@ -242,7 +243,9 @@ impl Fold for FraudFold {
     }
 
     fn load(&mut self, state: &[u8]) -> Result<(), RunError> {
+        let horizon = self.detector.dedup_horizon();
         (self.detector, self.unscored) = from_bytes(state)?;
+        self.detector.set_dedup_horizon(horizon); // (the run's setting, not the snapshot's)
         Ok(())
     }
 
@@ -256,7 +259,8 @@ pub fn run(spec: &FraudSpec, context: &RunContext) -> Result<FraudReport, RunErr
     let lateness = spec.out_of_orderness.ms();
     let model = spec.model.as_ref().map(ModelWatch::open).transpose().map_err(|e| RunError::Invalid(e.to_string()))?;
     let (metrics, shutdown) = (context.metrics.clone(), context.shutdown.clone());
-    let fold = Box::new(FraudFold::new(model));
+    let mut fold = Box::new(FraudFold::new(model));
+    fold.detector.set_dedup_horizon(spec.dedup_horizon.ms() as i64);
     let snapshots = spec.checkpoint.as_ref().map(|checkpoint| {
         let identity = format!("fraud of {}", spec.source.topic_names(&TOPICS).join(", "));
         SnapshotSettings::of(checkpoint, identity)

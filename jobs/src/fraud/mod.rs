@@ -173,7 +173,7 @@ pub struct FraudDetector {
     member_claims: HashMap<String, Vec<(String, Date, String)>>,
     /// Claims alerted as phantom billing.
     phantom: HashSet<String>,
-    seen: HashSet<String>,
+    seen: crate::runtime::seen::Seen,
     /// Alerts standing, by the claim they were raised for (to withdraw them if it is taken back).
     raised: HashMap<String, Vec<FraudAlert>>,
 }
@@ -266,10 +266,28 @@ impl FraudDetector {
         Self::default()
     }
 
+    /// Keeps event ids `horizon_ms` of event time behind the newest (an older event is
+    /// refused, as one that cannot be told from a replay).
+    pub fn set_dedup_horizon(&mut self, horizon_ms: i64) {
+        self.seen.set_horizon(horizon_ms);
+        self.eligibility.set_dedup_horizon(horizon_ms);
+    }
+
+    /// How long event ids are kept (ms of event time).
+    pub fn dedup_horizon(&self) -> i64 {
+        self.seen.horizon_ms()
+    }
+
+    /// Event time has reached `now` (ms): event ids older than the horizon go, and events
+    /// that old are refused from now on.
+    pub fn advance(&mut self, now: i64) {
+        self.seen.advance(now);
+    }
+
     /// Applies one event: first closing the windows that end by its time, then what it raises.
     /// An event seen before raises nothing again.
     pub fn apply(&mut self, event: &Event) -> Vec<Step> {
-        if !self.seen.insert(event.event_id().to_owned()) {
+        if !self.seen.first(event.event_id(), event.event_time().0) {
             return Vec::new();
         }
         let mut steps = self.close(event.event_time().0);

@@ -25,6 +25,11 @@ pub struct FraudSpec {
     /// windows still open stay open (in the snapshot) for the next run, instead of closing.
     #[serde(default)]
     pub checkpoint: Option<CheckpointSpec>,
+    /// How long event ids are kept to drop duplicates (`30d`): an event older than that behind
+    /// the newest is refused, as one that cannot be told from a replay (beyond the topics'
+    /// retention a replay cannot reach).
+    #[serde(default = "crate::runtime::spec::default_dedup_horizon")]
+    pub dedup_horizon: TimeSpan,
 }
 
 /// The fraud model: the newest `fraud-v<version>.onnx` in `dir`, watched for newer ones.

@@ -23,6 +23,7 @@ use arus_connectors::store::{MemoryStore, RedisStore, StateStore};
 pub mod checkpoint;
 pub mod input;
 pub mod metrics;
+pub mod seen;
 pub mod sequenced;
 pub mod sinks;
 pub mod snapshot;

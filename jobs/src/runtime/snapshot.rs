@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use super::RunError;
 
 /// The snapshot format: a newer build reading an older format migrates it or says why not.
-pub(crate) const FORMAT: u32 = 1;
+/// 2: event ids kept with their event time, within a horizon (format 1 kept every id, with no
+/// time to expire it by: not migrated — refused, saying so).
+pub(crate) const FORMAT: u32 = 2;
 
 const MAGIC: &[u8; 8] = b"ARUSSNAP";
 
@@ -124,6 +126,16 @@ pub(crate) fn latest(settings: &SnapshotSettings) -> Result<Option<Loaded>, RunE
             "snapshot {} is of format {}, newer than this build reads ({FORMAT}): run the build that took it",
             path.display(),
             header.format
+        )));
+    }
+    if header.format < FORMAT {
+        return Err(RunError::Invalid(format!(
+            "snapshot {} is of format {}, which this build no longer reads (format {FORMAT}: event ids kept \
+             with their time, to expire): delete {} to start over from the topics, or finish with the build \
+             that took it",
+            path.display(),
+            header.format,
+            settings.dir.display()
         )));
     }
     if header.identity != settings.identity {
@@ -234,6 +246,10 @@ mod tests {
         let other = SnapshotSettings { identity: "job b".into(), ..settings.clone() };
         let refused = latest(&other).err().expect("refused").to_string();
         assert!(refused.contains("job a") && refused.contains("delete"), "{refused}");
+        let old = Header { format: FORMAT - 1, epoch: 8, ..latest(&settings).expect("read").expect("one").header };
+        write(&settings, &old, b"abc").expect("written");
+        let refused = latest(&settings).err().expect("an older format refused").to_string();
+        assert!(refused.contains(&format!("format {}", FORMAT - 1)) && refused.contains("start over"), "{refused}");
         std::fs::write(settings.dir.join("snapshot-9.arus"), b"ARUSSNAPgarbage").expect("write");
         let corrupt = latest(&settings).err().expect("refused").to_string();
         assert!(corrupt.contains("snapshot-9.arus") && corrupt.contains("header"), "{corrupt}");

@@ -269,6 +269,11 @@ pub(crate) fn default_out_of_orderness() -> TimeSpan {
     TimeSpan::from_ms(86_400_000)
 }
 
+/// How long event ids are kept to drop duplicates ([`super::seen`]): 30 days.
+pub(crate) fn default_dedup_horizon() -> TimeSpan {
+    TimeSpan::from_ms(super::seen::DEDUP_HORIZON_MS as u64)
+}
+
 /// Units of a [`TimeSpan`], largest first.
 const UNITS: [(&str, u64); 5] = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
 

@@ -1,5 +1,7 @@
 //! What the jobs' tests share.
 
+#![allow(dead_code)] // (each test file uses its part)
+
 use std::collections::HashMap;
 
 use arus_generator::{GeneratorConfig, Output, generate};
