@@ -57,6 +57,11 @@ fn a_schema_driven_fuzzer_finds_every_answer_as_the_document_says() {
         partner: Some(tls),
         publisher: Some(Arc::new(arus_gateway::commands::TopicPublisher::log(log.clone()))),
         clickhouse: Some(clickhouse.client()),
+        // Connections idle longer than the head deadline are closed (10 s by default), and the
+        // fuzzer, working out its next cases on a busy machine, sometimes leaves one idle that
+        // long and then sends a POST on it, which its client does not retry ("EOF occurred in
+        // violation of protocol"): a deadline longer than the whole run.
+        limits: arus_gateway::Limits { header_read_timeout: std::time::Duration::from_secs(600), ..Default::default() },
         ..common::options()
     };
     std::thread::spawn(move || arus_gateway::serve(listener, store, options));
