@@ -574,3 +574,72 @@ fn a_broker_restart_and_a_redis_restart_mid_run_lose_and_duplicate_nothing() {
         want_store.len()
     );
 }
+
+/// A savepoint on demand: a following run with snapshots an hour apart, sent SIGUSR1 once it has
+/// decided what the topics hold, writes a snapshot at once and goes on; SIGTERM then stops it
+/// with a last one, and a restart resumes from that.
+#[test]
+fn sigusr1_takes_a_savepoint_and_the_run_goes_on() {
+    let (Some(brokers), Some(redis)) =
+        (arus_connectors::service_address("KAFKA_BROKERS"), arus_connectors::service_address("REDIS_URL"))
+    else {
+        return;
+    };
+    use arus_connectors::kafka::{KafkaConfig, KafkaSink};
+    let config = KafkaConfig::new(brokers.clone());
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-savepoint", &BROKER_TOPICS, 2);
+    let events = generated(300);
+    let producer = KafkaSink::new(&config, "lz4").expect("producer");
+    produce(&producer, &prefix, &topics.1, &events);
+    let snapshots = tempfile::tempdir().expect("a folder");
+    let store_prefix = format!("{prefix}store:");
+    let run = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arus"));
+        command
+            .args(["run", &pipeline()])
+            .args(["--set", &format!("source.brokers={brokers}"), "--set", &format!("source.topic_prefix={prefix}")])
+            .args(["--set", "source.follow=true", "--set", "source.idle_timeout=\"1s\""])
+            .args(["--set", &format!("store.url={redis}"), "--set", &format!("store.prefix={store_prefix}")])
+            .args(["--set", &format!("checkpoint={{dir=\"{}\", interval=\"1h\"}}", snapshots.path().display())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let child = run().spawn().expect("arus starts");
+    let store = arus_connectors::store::RedisStore::connect(&redis, &store_prefix).expect("redis");
+    let last = events.iter().rev().find_map(|e| match e {
+        Event::ClaimSubmitted(c) => Some(c.claim_id.clone()),
+        _ => None,
+    });
+    let last = last.expect("a claim");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // Polling the store until the last claim is decided, then the folder until the savepoint
+    // is there (bounded: a failure, not a hang).
+    while arus_connectors::store::read::claim(&store, &last).expect("read").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the last claim was not decided");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(common::newest_snapshot(snapshots.path()), 0, "none before it is asked for");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-USR1", &pid]).status().expect("kill runs").success());
+    while common::newest_snapshot(snapshots.path()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no savepoint written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    let stopped = child.wait_with_output().expect("reaped");
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(stopped.status.success() && stderr.contains("\n2 snapshots taken"), "{stderr}");
+    // Restarted, it resumes from the stop's (asked to stop once it has begun: its first line).
+    let mut again = run().spawn().expect("arus starts");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(again.stderr.take().expect("stderr")));
+    let first = lines.next().expect("a line").expect("read");
+    assert!(first.starts_with("snapshots: "), "{first}");
+    let pid = again.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    let stderr: Vec<String> = lines.map(|l| l.expect("read")).collect();
+    let stderr = stderr.join("\n");
+    assert!(again.wait().expect("reaped").success(), "{stderr}");
+    assert!(stderr.contains("resumed from snapshot 2"), "{stderr}");
+    drop(topics);
+}

@@ -63,6 +63,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .and_then(|_| signal_hook::flag::register(signal, shutdown.flag()))
             .context("cannot handle SIGTERM and SIGINT")?;
     }
+    // SIGUSR1 asks for a savepoint: a snapshot now, the run going on (jobs with snapshots).
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, shutdown.savepoint_flag())
+        .context("cannot handle SIGUSR1")?;
     let context = RunContext { cluster: cluster(&args)?, metrics, shutdown: shutdown.clone() };
     let result = match pipeline {
         Pipeline::ProviderWindows(spec) => run_windows(&args, &spec, &context),

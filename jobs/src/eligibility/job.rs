@@ -88,8 +88,7 @@ pub fn run_with_store(
         );
         SnapshotSettings::of(checkpoint, identity)
     });
-    let horizon = spec.dedup_horizon.ms() as i64;
-    let job = Job { store: store.clone(), metrics, nik_key, snapshots, horizon };
+    let job = Job { store: store.clone(), metrics, nik_key, snapshots };
     let following = match &spec.source {
         TopicsSource::Kafka { follow: true, idle_timeout, .. } => Some(idle_timeout.duration()),
         _ => None,
@@ -210,13 +209,7 @@ pub fn run_on_log(
     store: Arc<dyn StateStore>,
 ) -> Result<EligibilityReport, RunError> {
     let inputs = embedded_inputs(&log, &TOPICS, "arus-eligibility")?;
-    let job = Job {
-        store,
-        metrics: Arc::new(Metrics::new("eligibility")),
-        nik_key: None,
-        snapshots: None,
-        horizon: crate::runtime::seen::DEDUP_HORIZON_MS,
-    };
+    let job = Job { store, metrics: Arc::new(Metrics::new("eligibility")), nik_key: None, snapshots: None };
     run_inputs(inputs, cluster, job, Arc::default(), &Shutdown::new())
 }
 
@@ -243,8 +236,6 @@ struct Job {
     metrics: Arc<Metrics>,
     nik_key: Option<String>,
     snapshots: Option<SnapshotSettings>,
-    /// How long event ids are kept (ms of event time).
-    horizon: i64,
 }
 
 /// Worker 0's snapshots: where, how often, the next epoch, and when the last was written.
@@ -326,12 +317,11 @@ fn run_inputs(
     readiness: Arc<Readiness>,
     shutdown: &Shutdown,
 ) -> Result<EligibilityReport, RunError> {
-    let Job { store, metrics, nik_key, snapshots, horizon } = job;
+    let Job { store, metrics, nik_key, snapshots } = job;
     let mut state = match &nik_key {
         Some(key) => EligibilityState::with_nik_key(key.as_bytes()),
         None => EligibilityState::new(),
     };
-    state.set_dedup_horizon(horizon);
     // The newest snapshot, restored: the state, and where each partition goes on from.
     let names: Vec<String> = inputs.iter().map(Input::name).collect();
     let (mut restored_from, mut positions) = (None, Default::default());
@@ -367,6 +357,7 @@ fn run_inputs(
         let letters = worker_letters.clone();
         let names = names.clone();
         let (source_metrics, metrics, shutdown) = (metrics.clone(), metrics.clone(), worker_shutdown.clone());
+        let sink_shutdown = worker_shutdown.clone();
         let (mut readers, numbers) = open_readers(&inputs, index, peers, BATCH, &starts, &shared);
         if readers.is_empty() {
             readiness.caught_up(index, peers, 0);
@@ -413,6 +404,7 @@ fn run_inputs(
                 }
             });
             let (mut state, mut received, mut saver) = folding.unwrap_or_default();
+            let savepoint = sink_shutdown;
             let mut applied = 0u64;
             // Applied since the last snapshot.
             let mut unsaved = false;
@@ -443,7 +435,8 @@ fn run_inputs(
                     unsaved |= applied > before;
                     // After a stamp, every record of what was applied written: a snapshot when
                     // due (a backlog comes as many stamps at once).
-                    if saver.as_ref().is_some_and(|s| s.last.elapsed() >= s.settings.interval) {
+                    let asked = savepoint.take_savepoint();
+                    if saver.as_ref().is_some_and(|s| asked || s.last.elapsed() >= s.settings.interval) {
                         snapshot(&mut saver, &mut unsaved, &state, &names, &received, &shared);
                     }
                 });
@@ -510,7 +503,6 @@ mod tests {
                 metrics: Arc::new(Metrics::new("eligibility")),
                 nik_key: Some(key.to_owned()),
                 snapshots,
-                horizon: crate::runtime::seen::DEDUP_HORIZON_MS,
             };
             let inputs = embedded_inputs(log, &TOPICS, "arus-eligibility").unwrap();
             run_inputs(inputs, &Cluster::Local { workers }, job, Arc::default(), &Shutdown::new())
@@ -555,7 +547,6 @@ mod tests {
             metrics: Arc::new(Metrics::new("eligibility")),
             nik_key: None,
             snapshots: Some(other),
-            horizon: crate::runtime::seen::DEDUP_HORIZON_MS,
         };
         let inputs = embedded_inputs(&whole, &TOPICS, "arus-eligibility").unwrap();
         let refused = run_inputs(inputs, &Cluster::Local { workers: 1 }, job, Arc::default(), &Shutdown::new());

@@ -76,7 +76,9 @@ pub struct EligibilityState {
     members: HashMap<String, MemberRecord>,
     /// Per plan, benefit versions by (effective date, version).
     plans: HashMap<String, BTreeMap<(Date, i32), Benefits>>,
-    /// Event ids applied (an event applied twice changes nothing), within a horizon.
+    /// Event ids applied (an event applied twice changes nothing), every one: never advanced,
+    /// for the state is folded in any order, and a record's version counts its events (an id
+    /// forgotten would count a duplicate twice, and the versions would depend on the order).
     seen: crate::runtime::seen::Seen,
     /// Per subscriber, the members of the family that name it.
     dependents: HashMap<String, BTreeSet<String>>,
@@ -108,13 +110,6 @@ impl EligibilityState {
         EligibilityState { nik_key: Some(NikKey(key.to_vec())), ..Self::default() }
     }
 
-    /// Keeps event ids `horizon_ms` of event time behind the newest (30 days by default); an
-    /// event older than that is applied as if new (a replay of one changes only the version of
-    /// its member's record: the state is a function of the set of events).
-    pub fn set_dedup_horizon(&mut self, horizon_ms: i64) {
-        self.seen.set_horizon(horizon_ms);
-    }
-
     /// The state, for a snapshot (without the NIK key: configuration).
     pub(crate) fn save(&self) -> Result<Vec<u8>, crate::runtime::RunError> {
         crate::runtime::snapshot::to_bytes(self)
@@ -123,10 +118,8 @@ impl EligibilityState {
     /// Takes on a state [`save`](Self::save) gave, keeping this one's NIK key.
     pub(crate) fn load(&mut self, bytes: &[u8]) -> Result<(), crate::runtime::RunError> {
         let key = self.nik_key.take();
-        let horizon = self.seen.horizon_ms();
         *self = crate::runtime::snapshot::from_bytes(bytes)?;
         self.nik_key = key;
-        self.seen.set_horizon(horizon);
         Ok(())
     }
 
@@ -141,9 +134,7 @@ impl EligibilityState {
             Event::BenefitUpdated(e) => &e.event_id,
             _ => return Vec::new(),
         };
-        // (Folded in any order: an event older than the ids kept is applied again — what it
-        // says is applied once whatever the count, but for the record's version.)
-        if !self.seen.first_unless_known(id, event.event_time().0) {
+        if !self.seen.first(id, event.event_time().0) {
             return Vec::new();
         }
         match event {

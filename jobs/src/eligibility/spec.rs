@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::runtime::spec::{CheckpointSpec, JobKind, SpecError, StoreSpec, TimeSpan, TopicsSource};
+use crate::runtime::spec::{CheckpointSpec, JobKind, SpecError, StoreSpec, TopicsSource};
 
 /// The eligibility job: member and plan topics in, a state store out.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -30,11 +30,6 @@ pub struct EligibilitySpec {
     /// reads only what came after it.
     #[serde(default)]
     pub checkpoint: Option<CheckpointSpec>,
-    /// How long event ids are kept to drop duplicates (`30d`): an event older than that behind
-    /// the newest is refused, as one that cannot be told from a replay (beyond the topics'
-    /// retention a replay cannot reach).
-    #[serde(default = "crate::runtime::spec::default_dedup_horizon")]
-    pub dedup_horizon: TimeSpan,
 }
 
 impl EligibilitySpec {

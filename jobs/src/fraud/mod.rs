@@ -270,7 +270,6 @@ impl FraudDetector {
     /// refused, as one that cannot be told from a replay).
     pub fn set_dedup_horizon(&mut self, horizon_ms: i64) {
         self.seen.set_horizon(horizon_ms);
-        self.eligibility.set_dedup_horizon(horizon_ms);
     }
 
     /// How long event ids are kept (ms of event time).

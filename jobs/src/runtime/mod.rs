@@ -56,8 +56,11 @@ pub enum Cluster {
 /// and flushes its outputs, and returns its report: its sources' positions stay where a restart
 /// picks them up (a sequenced job drops what it still held back, undecided: a restart decides
 /// it in order; a checkpointed one resumes from its last checkpoint).
+///
+/// It also carries a request for a savepoint: a snapshot taken now, the run going on (a job
+/// with snapshots takes it at its next step; `arus run` asks on SIGUSR1).
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown(Arc<std::sync::atomic::AtomicBool>);
+pub struct Shutdown(Arc<std::sync::atomic::AtomicBool>, Arc<std::sync::atomic::AtomicBool>);
 
 impl Shutdown {
     /// Not requested yet.
@@ -68,6 +71,21 @@ impl Shutdown {
     /// The flag itself, for a signal handler to set.
     pub fn flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
         self.0.clone()
+    }
+
+    /// The savepoint flag, for a signal handler to set.
+    pub fn savepoint_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.1.clone()
+    }
+
+    /// Asks for a snapshot now, the run going on.
+    pub fn request_savepoint(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a savepoint has been asked for since the last call (the request is taken).
+    pub fn take_savepoint(&self) -> bool {
+        self.1.swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Asks the run to stop.

@@ -79,18 +79,6 @@ impl Seen {
         true
     }
 
-    /// For a state that events change the same way however many times they are applied (but
-    /// for a count of them), folded in any order: whether `id` at `time` is to be applied —
-    /// not known. The horizon follows the newest event time; an event older than it is applied
-    /// (a replay of it changes nothing but the count) and its id not kept.
-    pub fn first_unless_known(&mut self, id: &str, time: i64) -> bool {
-        self.advance(time);
-        if time < self.cut {
-            return !self.ids.contains_key(id);
-        }
-        self.first(id, time)
-    }
-
     /// Ids kept.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -138,10 +126,5 @@ mod tests {
         assert!(seen.first("late but in time", 95 * DAY));
         assert!(!seen.first("late but in time", 95 * DAY));
         assert!(!seen.first("d99", 99 * DAY));
-        // Where the order does not matter: an old event is applied, not kept.
-        assert!(seen.first_unless_known("a", 0));
-        assert!(seen.first_unless_known("a", 0));
-        assert!(!seen.first_unless_known("d99", 99 * DAY));
-        assert_eq!(seen.expired(), 2);
     }
 }

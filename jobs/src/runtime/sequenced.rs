@@ -956,9 +956,10 @@ struct Sequencer {
 }
 
 impl Sequencer {
-    /// Whether a snapshot is due.
+    /// Whether a snapshot is due: its interval has passed, or a savepoint is asked for.
     fn snapshot_due(&self) -> bool {
-        self.snapshots.is_some_and(|(interval, last)| last.elapsed() >= interval)
+        let asked = self.shutdown.take_savepoint();
+        self.snapshots.is_some_and(|(interval, last)| asked || last.elapsed() >= interval)
     }
 
     /// With snapshots, takes one (between two steps: everything before `released_below` applied,
