@@ -271,6 +271,14 @@ fn listening(port: u16, what: &str) {
     panic!("{what} on {port} did not listen within 10 s");
 }
 
+/// A server the test started, killed (SIGKILL) and reaped, if running.
+fn stop(server: &mut Option<std::process::Child>) {
+    if let Some(mut server) = server.take() {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
+
 /// A Kafka-protocol broker of the test's own whose log survives its restart: Tansu (`TANSU`,
 /// built by `deploy/local/kafka.sh`) on a free port, keeping its log in a fresh database of
 /// the local PostgreSQL (its schema: `deploy/local/tansu-0.6.0-postgres.sql`), dropped with it.
@@ -328,20 +336,14 @@ impl DurableBroker {
 
     /// Killed (SIGKILL) and started again on the same port and database.
     pub fn restart(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.kill().expect("SIGKILL");
-            server.wait().expect("reaped");
-        }
+        stop(&mut self.server);
         self.run();
     }
 }
 
 impl Drop for DurableBroker {
     fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
+        stop(&mut self.server);
         let _ = std::process::Command::new("psql")
             .args([
                 "-q",
@@ -392,20 +394,14 @@ impl OwnRedis {
 
     /// Killed (SIGKILL) and started again on the same port and files.
     pub fn restart(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.kill().expect("SIGKILL");
-            server.wait().expect("reaped");
-        }
+        stop(&mut self.server);
         self.run();
     }
 }
 
 impl Drop for OwnRedis {
     fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
+        stop(&mut self.server);
     }
 }
 

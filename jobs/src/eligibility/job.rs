@@ -472,6 +472,7 @@ fn run_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::sequenced::produce;
     use arus_connectors::store::MemoryStore;
 
     /// The state saved in snapshots: a run over the first two thirds of the member and plan
@@ -485,12 +486,6 @@ mod tests {
             .filter(|e| TOPICS.contains(&e.topic().as_ref()))
             .collect();
         let split = events.len() * 2 / 3;
-        let produce = |log: &EmbeddedLog, events: &[Event]| {
-            for event in events {
-                let bytes = wire::encode(event).unwrap();
-                log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).unwrap();
-            }
-        };
         let key = "a key of NIK digests, 32 bytes or more";
         let run = |log: &Arc<EmbeddedLog>, store: &Arc<MemoryStore>, dir: Option<&std::path::Path>, workers: usize| {
             let snapshots = dir.map(|dir| SnapshotSettings {

@@ -371,18 +371,12 @@ mod tests {
     /// are not closed (no alert the whole history would not raise).
     #[test]
     fn a_run_resumed_from_its_snapshot_raises_what_one_run_over_everything_does() {
-        use crate::runtime::sequenced::generated;
+        use crate::runtime::sequenced::{generated, produce};
         use std::time::Duration;
         let events = generated(3_000, 60);
         let mut times: Vec<i64> = events.iter().map(|e| e.event_time().0).collect();
         times.sort_unstable();
         let split = times[times.len() * 2 / 3];
-        let produce = |log: &EmbeddedLog, events: &mut dyn Iterator<Item = &Event>| {
-            for event in events {
-                let bytes = arus_schemas::wire::encode(event).unwrap();
-                log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).unwrap();
-            }
-        };
         let alerts_of = |log: &EmbeddedLog| {
             let ends = log.end_offsets(FRAUD_ALERTS).unwrap();
             let fetch = |(p, end): (usize, u64)| log.fetch(FRAUD_ALERTS, p as u32, 0, end as usize).unwrap();
@@ -407,7 +401,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let whole = Arc::new(EmbeddedLog::new());
         whole.create_all_topics().unwrap();
-        produce(&whole, &mut events.iter());
+        produce(&whole, &events);
         let once = run(&whole, dir.path().join("whole"), 2);
         let expected = alerts_of(&whole);
         assert!(once.alerts > 10, "the history raises alerts: {once:?}");
@@ -416,10 +410,10 @@ mod tests {
             let resumed = Arc::new(EmbeddedLog::new());
             resumed.create_all_topics().unwrap();
             let snapshots = dir.path().join(format!("s{workers}"));
-            produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 < split));
+            produce(&resumed, events.iter().filter(|e| e.event_time().0 < split));
             let first = run(&resumed, snapshots.clone(), 2);
             assert!(first.held > 0 && first.snapshots >= 1, "{first:?}");
-            produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 >= split));
+            produce(&resumed, events.iter().filter(|e| e.event_time().0 >= split));
             let second = run(&resumed, snapshots, workers);
             assert_eq!(second.restored_from, Some(first.snapshots), "{second:?}");
             assert!(second.events < once.events / 2, "folded {} of {}", second.events, once.events);

@@ -1265,6 +1265,15 @@ fn run_inputs(
     Ok(report)
 }
 
+/// `events` written to their topics of `log`, keyed as the contract says (the tests).
+#[cfg(test)]
+pub(crate) fn produce<'a>(log: &EmbeddedLog, events: impl IntoIterator<Item = &'a Event>) {
+    for event in events {
+        let bytes = wire::encode(event).expect("encode");
+        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
+    }
+}
+
 /// The generator's traffic for `claims` claims over `days` days, for the tests.
 #[cfg(test)]
 pub(crate) fn generated(claims: u64, days: u32) -> Vec<Event> {
@@ -1414,12 +1423,6 @@ mod tests {
         let mut times: Vec<i64> = events.iter().map(|e| e.event_time().0).collect();
         times.sort_unstable();
         let split = times[times.len() * 2 / 3];
-        let produce = |log: &EmbeddedLog, events: &mut dyn Iterator<Item = &Event>| {
-            for event in events {
-                let bytes = wire::encode(event).unwrap();
-                log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).unwrap();
-            }
-        };
         let outputs_of = |log: &EmbeddedLog| {
             let mut written = Vec::new();
             for topic in [CLAIMS_EVENTS, ACCUMULATOR_UPDATES] {
@@ -1441,7 +1444,7 @@ mod tests {
         // One run over everything, without snapshots.
         let whole = Arc::new(EmbeddedLog::new());
         whole.create_all_topics().unwrap();
-        produce(&whole, &mut events.iter());
+        produce(&whole, &events);
         let uninterrupted = run(&whole, None, (2, 1));
         let expected = outputs_of(&whole);
 
@@ -1458,11 +1461,11 @@ mod tests {
             };
             let resumed = Arc::new(EmbeddedLog::new());
             resumed.create_all_topics().unwrap();
-            produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 < split));
+            produce(&resumed, events.iter().filter(|e| e.event_time().0 < split));
             let first = run(&resumed, Some(snapshots.clone()), (2, threads));
             assert_eq!(first.restored_from, None);
             assert!(first.snapshots >= 1, "{first:?}");
-            produce(&resumed, &mut events.iter().filter(|e| e.event_time().0 >= split));
+            produce(&resumed, events.iter().filter(|e| e.event_time().0 >= split));
             let second = run(&resumed, Some(snapshots.clone()), (workers, threads));
             assert_eq!(second.restored_from, Some(first.snapshots), "the newest snapshot: {second:?}");
             let wanted_after = events.iter().filter(|e| wanted(e) && e.event_time().0 >= split).count() as u64;
