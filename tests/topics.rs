@@ -248,3 +248,38 @@ fn a_reader_goes_on_through_a_broker_restart_each_record_once() {
     let values: BTreeSet<Vec<u8>> = read.into_iter().map(|r| r.2).collect();
     assert_eq!(values.len(), 500);
 }
+
+/// A job's startup says which of its topics on the broker differ from the topic table, and how
+/// (partitions, settings), and runs: a topic made as declared is not named.
+#[test]
+fn a_job_starting_names_its_topics_that_differ_from_the_table() {
+    use arus_connectors::kafka::{Durability, KafkaConfig, apply_topics};
+    let Some(brokers) = arus_connectors::service_address("KAFKA_BROKERS") else { return };
+    let config = KafkaConfig::new(brokers.clone());
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-startup", &["member.events"], 1);
+    let benefits = arus_schemas::topics::declared("benefit.events").expect("declared");
+    let declared = [(format!("{prefix}benefit.events"), benefits)];
+    apply_topics(&config, &declared, Durability::default()).expect("made as declared");
+    let _more = common::DropTopics(&config, vec![declared[0].0.clone()]);
+    let members = arus_schemas::topics::declared("member.events").expect("declared");
+    assert_ne!(members.partitions, 1, "the test's topic differs");
+    let output = arus(&[
+        "run",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/eligibility.toml"),
+        "--set",
+        &format!("source.brokers={brokers}"),
+        "--set",
+        &format!("source.topic_prefix={prefix}"),
+        "--set",
+        "store={kind=\"memory\"}",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let warning = format!(
+        "warning: topic {prefix}member.events differs from the topic table: partitions: 1, declared {}",
+        members.partitions
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
+    assert!(!stderr.contains(&format!("{prefix}benefit.events differs")), "{stderr}");
+    drop(topics);
+}

@@ -67,6 +67,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, shutdown.savepoint_flag())
         .context("cannot handle SIGUSR1")?;
     let context = RunContext { cluster: cluster(&args)?, metrics, shutdown: shutdown.clone() };
+    // The job's topics on the broker against the table: what differs is said, not fixed.
+    match &pipeline {
+        Pipeline::Eligibility(spec) => check_topics(&spec.source, &arus_jobs::eligibility::job::TOPICS),
+        Pipeline::Adjudication(spec) => {
+            use arus_jobs::adjudication::job::{OUTPUT_TOPICS, TOPICS};
+            check_topics(&spec.source, &[&TOPICS[..], &OUTPUT_TOPICS[..]].concat())
+        }
+        Pipeline::Fraud(spec) => {
+            let alerts = arus_schemas::topics::names::FRAUD_ALERTS;
+            check_topics(&spec.source, &[&arus_jobs::fraud::job::TOPICS[..], &[alerts]].concat())
+        }
+        Pipeline::Analytics(spec) => check_topics(&spec.source, &arus_jobs::analytics::TOPICS),
+        Pipeline::ProviderWindows(_) => {}
+    }
     let result = match pipeline {
         Pipeline::ProviderWindows(spec) => run_windows(&args, &spec, &context),
         Pipeline::Eligibility(spec) => run_eligibility(&args, &spec, &context),
@@ -81,6 +95,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     result
+}
+
+/// Says which of `topics` (under the source's prefix) are on the broker otherwise than the
+/// topic table declares — partitions, retention, compaction, compression — and how; a check
+/// that cannot be made is said too. The job runs either way (`arus topics create` reports
+/// every topic, exit 2 when one differs).
+fn check_topics(source: &arus_jobs::runtime::spec::TopicsSource, topics: &[&str]) {
+    let arus_jobs::runtime::spec::TopicsSource::Kafka { brokers, topic_prefix, .. } = source else { return };
+    let config = arus_connectors::kafka::KafkaConfig::new(brokers.clone());
+    let declared: Vec<(String, arus_schemas::topics::TopicSpec)> = topics
+        .iter()
+        .filter_map(|topic| arus_schemas::topics::declared(topic).map(|spec| (format!("{topic_prefix}{topic}"), spec)))
+        .collect();
+    match arus_connectors::kafka::check_topics(&config, &declared) {
+        Ok(differing) => {
+            for (name, differences) in differing {
+                eprintln!("warning: topic {name} differs from the topic table: {}", differences.join("; "));
+            }
+        }
+        Err(error) => eprintln!("warning: the topics' settings could not be checked: {error}"),
+    }
 }
 
 /// Runs the provider-windows job and prints what it did.

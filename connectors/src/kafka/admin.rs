@@ -107,6 +107,33 @@ pub fn apply_topics(
     topics: &[(String, TopicSpec)],
     durability: Durability,
 ) -> Result<Vec<(String, Applied)>, KafkaError> {
+    apply(config, topics, Some(durability))
+}
+
+/// Compares the topics of `topics` that are there with what the table declares — partitions
+/// and settings, not the durability (replication and `min.insync.replicas` are the cluster's
+/// choice: `arus topics create --replication`) — creating none: each that differs, with how.
+/// A job's startup check.
+pub fn check_topics(
+    config: &KafkaConfig,
+    topics: &[(String, TopicSpec)],
+) -> Result<Vec<(String, Vec<String>)>, KafkaError> {
+    Ok(apply(config, topics, None)?
+        .into_iter()
+        .filter_map(|(name, applied)| match applied {
+            Applied::Differs(differences) => Some((name, differences)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// [`apply_topics`]; without a durability, only compares (what is missing stays missing, and
+/// replication and `min.insync.replicas` are not compared).
+fn apply(
+    config: &KafkaConfig,
+    topics: &[(String, TopicSpec)],
+    durability: Option<Durability>,
+) -> Result<Vec<(String, Applied)>, KafkaError> {
     use rdkafka::admin::ResourceSpecifier;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let admin = admin(config)?;
@@ -129,11 +156,21 @@ pub fn apply_topics(
             )
         })
         .collect();
-    let configs: Vec<Vec<(&'static str, String)>> =
-        topics.iter().map(|(_, spec)| declared_configs(spec, durability)).collect();
+    let configs: Vec<Vec<(&'static str, String)>> = topics
+        .iter()
+        .map(|(_, spec)| {
+            let mut configs = declared_configs(spec, durability.unwrap_or_default());
+            if durability.is_none() {
+                configs.retain(|(key, _)| *key != "min.insync.replicas");
+            }
+            configs
+        })
+        .collect();
     let missing: Vec<usize> = (0..topics.len()).filter(|i| !present.contains_key(topics[*i].0.as_str())).collect();
     let mut outcome: Vec<Option<Applied>> = vec![None; topics.len()];
-    if !missing.is_empty() {
+    if let Some(durability) = durability
+        && !missing.is_empty()
+    {
         let new: Vec<NewTopic<'_>> = missing
             .iter()
             .map(|i| {
@@ -157,7 +194,10 @@ pub fn apply_topics(
             }
         }
     }
-    let compare: Vec<usize> = (0..topics.len()).filter(|i| outcome[*i].is_none()).collect();
+    // (Only compared: what is missing is left out.)
+    let compare: Vec<usize> = (0..topics.len())
+        .filter(|i| outcome[*i].is_none() && (durability.is_some() || present.contains_key(topics[*i].0.as_str())))
+        .collect();
     if !compare.is_empty() {
         let resources: Vec<ResourceSpecifier<'_>> =
             compare.iter().map(|i| ResourceSpecifier::Topic(topics[*i].0.as_str())).collect();
@@ -166,12 +206,15 @@ pub fn apply_topics(
         for (i, result) in compare.iter().zip(described) {
             let (name, spec) = &topics[*i];
             let mut differences = Vec::new();
+            let declared_replicas = durability.map_or(0, |d| d.replication);
             let (partitions, replicas) =
-                present.get(name.as_str()).copied().unwrap_or((spec.partitions, durability.replication));
+                present.get(name.as_str()).copied().unwrap_or((spec.partitions, declared_replicas));
             if partitions != spec.partitions {
                 differences.push(format!("partitions: {partitions}, declared {}", spec.partitions));
             }
-            if replicas != durability.replication {
+            if let Some(durability) = durability
+                && replicas != durability.replication
+            {
                 differences.push(format!("replication: {replicas}, declared {}", durability.replication));
             }
             match result {

@@ -11,7 +11,7 @@ mod sink;
 mod source;
 mod topics;
 
-pub use admin::{Applied, Durability, apply_topics, create_topics, declared_configs, delete_topics};
+pub use admin::{Applied, Durability, apply_topics, check_topics, create_topics, declared_configs, delete_topics};
 pub use config::{KafkaConfig, KafkaConfigError};
 pub use sink::{KafkaSink, SinkReport};
 pub use source::{

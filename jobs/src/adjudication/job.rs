@@ -31,7 +31,7 @@ pub const TOPICS: [&str; 6] =
     [BENEFIT_EVENTS, PROVIDER_EVENTS, MEMBER_EVENTS, AUTH_EVENTS, CLAIMS_EVENTS, PAYMENT_EVENTS];
 
 /// The topics the adjudication job writes.
-pub(crate) const OUTPUT_TOPICS: [&str; 2] = [CLAIMS_EVENTS, ACCUMULATOR_UPDATES];
+pub const OUTPUT_TOPICS: [&str; 2] = [CLAIMS_EVENTS, ACCUMULATOR_UPDATES];
 
 /// Threads the decisions are folded on by default: one. On this project's 2-core machines a
 /// second fold thread measured no faster (the fold is about a quarter of the job's CPU; the
