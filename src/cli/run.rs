@@ -229,7 +229,7 @@ pub fn adjudication_summary(report: &arus_jobs::adjudication::job::AdjudicationR
     let statuses: Vec<String> =
         report.decided.iter().map(|(status, n)| format!("{} {}", thousands(*n), status.to_lowercase())).collect();
     format!(
-        "adjudication: {} events in {:.2?} on {} worker{}: {} claims decided ({}), {} accumulator updates, {} paid{}{}{}",
+        "adjudication: {} events in {:.2?} on {} worker{}: {} claims decided ({}), {} accumulator updates, {} paid{}{}{}{}",
         thousands(report.events),
         report.elapsed,
         workers,
@@ -253,7 +253,16 @@ pub fn adjudication_summary(report: &arus_jobs::adjudication::job::AdjudicationR
         } else {
             String::new()
         },
+        expired(report.expired),
     )
+}
+
+/// What a run says of the events it refused as older than the dedup horizon.
+fn expired(n: u64) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    format!("; {} events older than the dedup horizon refused (replays: nothing decided)", thousands(n))
 }
 
 fn run_analytics(args: &RunArgs, spec: &AnalyticsSpec, context: &RunContext) -> anyhow::Result<()> {
@@ -283,7 +292,7 @@ fn run_fraud(args: &RunArgs, spec: &FraudSpec, context: &RunContext) -> anyhow::
         eprintln!("resumed from snapshot {epoch}");
     }
     eprintln!(
-        "fraud: {} events in {:.2?} on {} worker{}: {} alerts to fraud.alerts{}",
+        "fraud: {} events in {:.2?} on {} worker{}: {} alerts to fraud.alerts{}{}",
         thousands(report.events),
         report.elapsed,
         args.workers,
@@ -294,6 +303,7 @@ fn run_fraud(args: &RunArgs, spec: &FraudSpec, context: &RunContext) -> anyhow::
         } else {
             String::new()
         },
+        expired(report.expired),
     );
     if spec.checkpoint.is_some() {
         eprintln!(

@@ -208,6 +208,10 @@ impl Fold for AdjudicationFold {
         to_bytes(&self.adjudicator).map(Some)
     }
 
+    fn expired(&mut self) -> u64 {
+        self.adjudicator.dedup_ids().1
+    }
+
     fn load(&mut self, state: &[u8]) -> Result<(), RunError> {
         let horizon = self.adjudicator.dedup_horizon();
         self.adjudicator = from_bytes(state)?;

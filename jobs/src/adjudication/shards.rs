@@ -52,6 +52,8 @@ enum ToShard {
     Save,
     /// Take on this state.
     Load(Vec<u8>),
+    /// Say how many events it refused as older than the dedup horizon.
+    Expired,
 }
 
 /// What a shard thread answers.
@@ -59,6 +61,7 @@ enum FromShard {
     Folded(Folded),
     Saved(Result<Option<Vec<u8>>, RunError>),
     Loaded(Result<(), RunError>),
+    Expired(u64),
 }
 
 /// The sharded fold's state in a snapshot: the routing, and each shard's fold's own state (as
@@ -108,6 +111,7 @@ impl Sharded {
                             ToShard::Fold(share) => FromShard::Folded(fold_share(&mut *fold, share)),
                             ToShard::Save => FromShard::Saved(fold.save()),
                             ToShard::Load(state) => FromShard::Loaded(fold.load(&state)),
+                            ToShard::Expired => FromShard::Expired(fold.expired()),
                         };
                         if sent.send(answer).is_err() {
                             return;
@@ -195,6 +199,15 @@ impl Fold for Sharded {
 
     fn end_of_batch(&mut self, released_below: Time, writes: &mut Writes) -> Result<Vec<Event>, RunError> {
         self.first.end_of_batch(released_below, writes)
+    }
+
+    /// Every shard's (a shard that does not answer counts none).
+    fn expired(&mut self) -> u64 {
+        let others = self.others.iter().map(|shard| match shard.ask(ToShard::Expired) {
+            Ok(FromShard::Expired(n)) => n,
+            _ => 0,
+        });
+        self.first.expired() + others.sum::<u64>()
     }
 
     /// The routing and every shard's state (between batches: no shard is folding).

@@ -252,6 +252,10 @@ impl Fold for FraudFold {
     fn pauses_at_end(&self) -> bool {
         true
     }
+
+    fn expired(&mut self) -> u64 {
+        self.detector.expired()
+    }
 }
 
 /// Runs the job, until its input ends or `context` asks it to stop.

@@ -283,6 +283,11 @@ impl FraudDetector {
         self.seen.advance(now);
     }
 
+    /// Events refused for being older than the horizon.
+    pub fn expired(&self) -> u64 {
+        self.seen.expired()
+    }
+
     /// Applies one event: first closing the windows that end by its time, then what it raises.
     /// An event seen before raises nothing again.
     pub fn apply(&mut self, event: &Event) -> Vec<Step> {

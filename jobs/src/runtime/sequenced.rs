@@ -148,6 +148,9 @@ pub struct SequencedReport {
     pub alerts: u64,
     /// The snapshot the run began from (its epoch), when there was one.
     pub restored_from: Option<u64>,
+    /// Events refused for being older than the dedup horizon behind the event time reached
+    /// (each a replay, or an event too late to be told from one): nothing decided for them.
+    pub expired: u64,
     /// Events held back at the end of a bounded input by a fold that pauses there
     /// ([`Fold::pauses_at_end`]): in the snapshot, decided by the next run.
     pub held: u64,
@@ -419,6 +422,10 @@ pub(crate) trait Fold: Send {
     /// still fill, alerts a run over the whole history would not raise.
     fn pauses_at_end(&self) -> bool {
         false
+    }
+    /// Events refused so far for being older than the dedup horizon ([`super::seen`]).
+    fn expired(&mut self) -> u64 {
+        0
     }
 }
 
@@ -978,6 +985,7 @@ impl Sequencer {
 
     /// The end: waits for the writer, and hands the report over.
     fn finish(&mut self, shared: &Mutex<Shared<SequencedReport>>) {
+        self.report.expired = self.fold.expired();
         match self.writer.finish() {
             Ok((skipped, snapshots)) => {
                 self.report.already_written = skipped;
@@ -1499,6 +1507,39 @@ mod tests {
         let refused =
             run_fold_on_log(log.clone(), &Cluster::Local { workers: 1 }, Arc::new(MemoryStore::new()), job, READING);
         assert!(refused.err().is_some_and(|e| e.to_string().contains("was taken of \"test\"")));
+    }
+
+    /// A replay of an old event through the whole runtime: after a run over 90 days of traffic
+    /// (with snapshots), the first claim written to its topic again comes late, more than the
+    /// 30-day dedup horizon behind, and is refused — counted in the report, nothing decided —
+    /// on one fold thread and on three.
+    #[test]
+    fn a_claim_replayed_from_beyond_the_dedup_horizon_is_refused_and_counted() {
+        let events = generated(1_500, 90);
+        let first = events.iter().find(|e| matches!(e, Event::ClaimSubmitted(_))).expect("a claim").clone();
+        for threads in [1, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let snapshots = SnapshotSettings {
+                dir: dir.path().to_owned(),
+                interval: Duration::from_secs(3600),
+                identity: "t".into(),
+            };
+            let log = Arc::new(EmbeddedLog::new());
+            log.create_all_topics().unwrap();
+            produce(&log, &events);
+            let run = |log: &Arc<EmbeddedLog>| {
+                let job = adjudication_on(threads, Some(snapshots.clone()));
+                run_fold_on_log(log.clone(), &Cluster::Local { workers: 2 }, Arc::new(MemoryStore::new()), job, READING)
+                    .unwrap()
+            };
+            let once = run(&log);
+            assert_eq!(once.expired, 0, "in order, nothing is older than the horizon");
+            produce(&log, [&first]);
+            let again = run(&log);
+            assert_eq!(again.restored_from, Some(1));
+            assert_eq!((again.expired, again.late), (1, 1), "{threads} threads: {again:?}");
+            assert!(again.decided.is_empty(), "nothing decided for the replay: {again:?}");
+        }
     }
 
     /// A record on a job's topic that is not an event goes to `<topic>.dlq` as a `DeadLetter`
