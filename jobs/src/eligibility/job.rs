@@ -334,12 +334,7 @@ fn run_inputs(
         saver =
             Some(Saver { settings: settings.clone(), epoch: snapshot::next_epoch(settings)?, last: Instant::now() });
     }
-    let mut received: foldhash::HashMap<u32, u64> = foldhash::HashMap::default();
-    for (n, name) in names.iter().enumerate() {
-        for (partition, next) in positions.get(name).into_iter().flatten() {
-            received.insert(origin(n, *partition), *next);
-        }
-    }
+    let received = crate::runtime::input::received(&names, &positions);
     let starts = Arc::new(snapshot::starts(&names, &positions, 0));
     // Worker 0's: the fold is there.
     let folding = Arc::new(Mutex::new(Some((state, received, saver))));

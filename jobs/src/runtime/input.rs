@@ -136,6 +136,18 @@ pub(crate) fn origin_parts(origin: u32) -> (usize, u32) {
     ((origin >> 20) as usize, origin & 0xf_ffff)
 }
 
+/// A snapshot's `positions` (by the inputs' `names`) per input partition ([`origin`]): the
+/// inverse of [`positions`].
+pub(crate) fn received(names: &[String], positions: &super::snapshot::Offsets) -> foldhash::HashMap<u32, u64> {
+    let mut received = foldhash::HashMap::default();
+    for (n, name) in names.iter().enumerate() {
+        for (partition, next) in positions.get(name).into_iter().flatten() {
+            received.insert(origin(n, *partition), *next);
+        }
+    }
+    received
+}
+
 /// Per input partition ([`origin`]) the offset after the last event received, as a snapshot
 /// keeps it: by the inputs' `names`.
 pub(crate) fn positions(names: &[String], received: &foldhash::HashMap<u32, u64>) -> super::snapshot::Offsets {

@@ -39,7 +39,7 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::generic::operator::source;
 
 use super::checkpoint::SourceState;
-use super::input::{Input, embedded_inputs, open_inputs, open_readers, origin, positions, read_events_peeked};
+use super::input::{self, Input, embedded_inputs, open_inputs, open_readers, origin, read_events_peeked};
 use super::metrics::Metrics;
 use super::sinks::DeadLetterTopics;
 use super::snapshot::{self, Header, Offsets, SnapshotSettings};
@@ -977,7 +977,7 @@ impl Sequencer {
         let Some(fold) = self.fold.save()? else {
             return Err(RunError::Invalid("this job keeps no state a snapshot can hold".to_owned()));
         };
-        let positions = positions(&self.inputs, &self.received);
+        let positions = input::positions(&self.inputs, &self.received);
         let held = pending.iter().map(|held| (*held.2).clone()).collect();
         self.snapshots = Some((interval, Instant::now()));
         self.writer.snapshot(Taken { positions, released_below, held, fold })
@@ -1077,16 +1077,12 @@ fn run_inputs(
     // goes on from, and where the outputs were written up to.
     let mut restored_from = None;
     let mut restored = None;
-    let mut received = foldhash::HashMap::default();
+    let mut positions = Offsets::new();
     let mut saver = None;
     if let Some(settings) = &snapshots {
         if let Some(loaded) = snapshot::latest(settings)? {
             fold.load(&loaded.fold)?;
-            for (n, name) in names.iter().enumerate() {
-                for (partition, next) in loaded.header.positions.get(name).into_iter().flatten() {
-                    received.insert(origin(n, *partition), *next);
-                }
-            }
+            positions = loaded.header.positions;
             outputs.from = loaded.header.outputs;
             outputs.written.extend(loaded.header.written);
             restored_from = Some(loaded.header.epoch);
@@ -1095,7 +1091,8 @@ fn run_inputs(
         saver = Some(Saver { settings: settings.clone(), epoch: snapshot::next_epoch(settings)? });
     }
     // Where each worker's readers begin: the snapshot's positions, else the beginning.
-    let starts: Arc<Vec<SourceState>> = Arc::new(snapshot::starts(&names, &positions(&names, &received), lateness));
+    let starts: Arc<Vec<SourceState>> = Arc::new(snapshot::starts(&names, &positions, lateness));
+    let received = input::received(&names, &positions);
     let metrics = outputs.metrics.clone();
     let (config, _) = timely_config(cluster);
     let letters = DeadLetterTopics::of(&inputs)?;
