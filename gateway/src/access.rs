@@ -442,6 +442,7 @@ mod tests {
             member_id: "M3".to_owned(),
             created: None,
             subscriber_id: Some(subscriber.to_owned()),
+            date_of_birth: None,
             date_of_death: None,
             changes: Vec::new(),
             spans: Vec::new(),

@@ -600,6 +600,31 @@ impl ClaimCommand {
     }
 }
 
+/// A claim with a line served before the member was born, refused (422 on
+/// `lines.serviceDate`, naming the line, not the date of birth).
+pub fn served_after_birth(claim: &ClaimSubmitted, born: Date) -> Result<(), Invalid> {
+    match claim.lines.iter().position(|line| line.service_date < born) {
+        Some(i) => Err(Invalid {
+            field: "lines.serviceDate",
+            issue: format!("line {}: before the member was born", i + 1),
+            semantic: true,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// An authorization for services starting before the member was born, refused (422).
+pub fn requested_after_birth(request: &AuthRequested, born: Date) -> Result<(), Invalid> {
+    if request.service_date_from < born {
+        return Err(Invalid {
+            field: "serviceDateFrom",
+            issue: "is before the member was born".to_owned(),
+            semantic: true,
+        });
+    }
+    Ok(())
+}
+
 /// `POST /api/v1/authorizations`.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -725,5 +750,31 @@ mod tests {
         }
         // At the ceilings exactly: plausible.
         assert!(claim("2026-12-01", &[2_000_000_000; 5]).event(&checks).is_ok());
+    }
+
+    #[test]
+    fn services_before_the_members_birth_are_refused_as_inconsistent() {
+        let checks = at("2026-12-03T03:00:00Z", Plausible::default());
+        let born: Date = "2026-11-20".parse().expect("a date");
+        let before = claim("2026-11-19", &[100_000]).event(&checks).expect("plausible alone");
+        let refused = served_after_birth(&before, born).expect_err("served before birth");
+        assert_eq!((refused.field, refused.semantic), ("lines.serviceDate", true));
+        assert!(!refused.issue.contains("2026-11-20"), "the date of birth is not told: {refused:?}");
+        let on_the_day = claim("2026-11-20", &[100_000]).event(&checks).expect("plausible");
+        assert_eq!(served_after_birth(&on_the_day, born), Ok(()));
+
+        let request = |from: &str| AuthorizationCommand {
+            member_id: Some("M1".into()),
+            provider_id: Some("P1".into()),
+            procedure_code: Some("70551".into()),
+            diagnosis_code: Some("G43.9".into()),
+            requested_units: Some(1),
+            service_date_from: Some(from.into()),
+            service_date_to: Some("2026-12-01".into()),
+        };
+        let early = request("2026-11-01").event(&checks).expect("plausible alone");
+        assert_eq!(requested_after_birth(&early, born).map_err(|e| e.field), Err("serviceDateFrom"));
+        let later = request("2026-11-21").event(&checks).expect("plausible");
+        assert_eq!(requested_after_birth(&later, born), Ok(()));
     }
 }

@@ -141,6 +141,59 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
     assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (400, Some("Idempotency-Key")), "{body}");
 }
 
+/// A claim or authorization for a member the store knows, with a service before the member
+/// was born: 422 naming the field, the date of birth not told, nothing published; on the day
+/// of birth: accepted.
+#[test]
+fn services_before_a_members_birth_are_refused() {
+    let log = Arc::new(EmbeddedLog::new());
+    log.create_all_topics().expect("topics");
+    let store = Arc::new(MemoryStore::new());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = listener.local_addr().expect("address");
+    let (served, publisher) = (store.clone(), Arc::new(TopicPublisher::log(log.clone())));
+    let options = arus_gateway::Options { publisher: Some(publisher), ..common::options() };
+    std::thread::spawn(move || arus_gateway::serve(listener, served, options));
+
+    let newborn = MEMBER.replace("3171014703900012", "3171015506240001").replace("1990-03-07", "2024-06-15");
+    let (status, body) = request(address, "POST", "/api/v1/members", &newborn);
+    assert_eq!(status, 202, "{body}");
+    let member_id = body["data"]["memberId"].as_str().expect("a member id").to_owned();
+    let claim = |served_on: &str| {
+        format!(
+            r#"{{"memberId":"{member_id}","providerId":"P1","claimType":"PROFESSIONAL","lines":[{{"procedureCode":"80053","diagnosisCode":"J06.9","serviceDate":"2024-07-01","units":1,"chargeAmountIdr":100000}},{{"procedureCode":"80053","diagnosisCode":"J06.9","serviceDate":"{served_on}","units":1,"chargeAmountIdr":100000}}]}}"#
+        )
+    };
+    let authorization = |from: &str| {
+        format!(
+            r#"{{"memberId":"{member_id}","providerId":"P1","procedureCode":"70551","diagnosisCode":"G43.9","requestedUnits":1,"serviceDateFrom":"{from}","serviceDateTo":"2024-08-01"}}"#
+        )
+    };
+    // Before the job has folded the member in, the gateway cannot know the date of birth.
+    let (status, body) = request(address, "POST", "/api/v1/claims", &claim("2024-06-14"));
+    assert_eq!(status, 202, "{body}");
+    let mut state = EligibilityState::new();
+    for event in member_events(&log) {
+        state.apply_to(&event, &*store).expect("store");
+    }
+    let claims_before = log.end_offsets("claims.events").expect("topic").iter().sum::<u64>();
+    let (status, body) = request(address, "POST", "/api/v1/claims", &claim("2024-06-14"));
+    assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (422, Some("lines.serviceDate")), "{body}");
+    assert!(body.to_string().contains("line 2"), "the line is named: {body}");
+    assert!(!body.to_string().contains("2024-06-15"), "the date of birth is not told: {body}");
+    let (status, body) = request(address, "POST", "/api/v1/authorizations", &authorization("2024-06-01"));
+    assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (422, Some("serviceDateFrom")), "{body}");
+    assert_eq!(
+        log.end_offsets("claims.events").expect("topic").iter().sum::<u64>(),
+        claims_before,
+        "nothing published for a refused claim"
+    );
+    let (status, body) = request(address, "POST", "/api/v1/claims", &claim("2024-06-15"));
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = request(address, "POST", "/api/v1/authorizations", &authorization("2024-06-15"));
+    assert_eq!(status, 202, "{body}");
+}
+
 /// A publisher that holds each event until the test lets it go, and can be told to fail.
 struct Gated {
     entered: std::sync::mpsc::SyncSender<()>,

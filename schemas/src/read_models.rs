@@ -248,6 +248,10 @@ pub struct MemberEligibility {
     pub created: Option<(String, Relationship)>,
     /// The family's subscriber.
     pub subscriber_id: Option<String>,
+    /// Date of birth, once the member is known (absent from records written before it was
+    /// kept). Never in an answer: the gateway checks service dates against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<Date>,
     /// Date of death.
     pub date_of_death: Option<Date>,
     /// The member's own coverage changes in effective-date order.
@@ -493,6 +497,7 @@ mod tests {
             member_id: "M1".into(),
             created: None,
             subscriber_id: None,
+            date_of_birth: None,
             date_of_death: None,
             changes: Vec::new(),
             spans: vec![

@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 use crate::Gateway;
 use crate::access::{Access, may_submit_for};
 use crate::body::{Accepted, Body};
-use crate::commands::{AuthorizationCommand, Checks, ClaimCommand, CoverageCommand, NewMember};
+use crate::commands::{
+    AuthorizationCommand, Checks, ClaimCommand, CoverageCommand, NewMember, requested_after_birth, served_after_birth,
+};
 use crate::error::{ApiError, Detail, body_refused, trace_id, unavailable};
 use crate::idempotency;
 use crate::openapi::{CommandErrors, Id, IdempotencyKey};
@@ -229,6 +231,11 @@ pub(crate) async fn submit_claim(
     let (key, request): (_, ClaimCommand) = received("claims", &access, &uri, &headers, body)?;
     let event = request.event(&Checks::at(now(), gateway.plausible))?;
     may_submit_for(&access, &event.provider_id)?;
+    // A member on record was born on a known day: nothing is served before it. (A store out
+    // of reach skips the check: submissions do not wait on the store.)
+    if let Some(born) = date_of_birth(&gateway, &event.member_id).await {
+        served_after_birth(&event, born)?;
+    }
     let location = format!("/api/v1/claims/{}", event.claim_id);
     publish(&gateway, arus_schemas::Event::ClaimSubmitted(event), location, key).await
 }
@@ -249,6 +256,11 @@ pub(crate) async fn submit_partner_claim(
     submit_claim(state, access, uri, headers, body).await
 }
 
+/// The member's date of birth, when the store has the member's record and is in reach.
+async fn date_of_birth(gateway: &Gateway, member_id: &str) -> Option<arus_schemas::Date> {
+    member_record(gateway, member_id).await.ok().flatten()?.date_of_birth
+}
+
 /// Request a prior authorization: an `AuthRequested` on `auth.events`.
 #[utoipa::path(post, path = "/api/v1/authorizations", tag = "commands", params(IdempotencyKey), request_body = AuthorizationCommand,
     responses(
@@ -265,6 +277,9 @@ pub(crate) async fn request_authorization(
     let (key, request): (_, AuthorizationCommand) = received("authorizations", &access, &uri, &headers, body)?;
     let event = request.event(&Checks::at(now(), gateway.plausible))?;
     may_submit_for(&access, &event.provider_id)?;
+    if let Some(born) = date_of_birth(&gateway, &event.member_id).await {
+        requested_after_birth(&event, born)?;
+    }
     let location = format!("/api/v1/authorizations/{}", event.auth_id);
     publish(&gateway, arus_schemas::Event::AuthRequested(event), location, key).await
 }

@@ -36,6 +36,9 @@ struct MemberRecord {
     created: Option<(String, Relationship)>,
     /// The family's subscriber (from `MemberCreated` or any coverage event).
     subscriber_id: Option<String>,
+    /// From `MemberCreated` (the gateway refuses services before it).
+    #[serde(default)]
+    date_of_birth: Option<Date>,
     date_of_death: Option<Date>,
     /// Coverage changes by (effective date, event time, event id).
     changes: BTreeMap<(Date, Timestamp, String), CoverageChanged>,
@@ -158,6 +161,7 @@ impl EligibilityState {
         let record = self.members.entry(e.member_id.clone()).or_default();
         record.events += 1;
         record.created = Some((e.family_id.clone(), e.relationship));
+        record.date_of_birth = Some(e.date_of_birth);
         if let Some(NikKey(key)) = &self.nik_key {
             record.nik_digest = Some(arus_schemas::nik::nik_digest(key, &e.nik));
         }
@@ -448,6 +452,7 @@ impl EligibilityState {
             member_id: member_id.to_owned(),
             created: record.created.clone(),
             subscriber_id: record.subscriber_id.clone(),
+            date_of_birth: record.date_of_birth,
             date_of_death: record.date_of_death,
             changes: record.changes.values().cloned().collect(),
             spans,
