@@ -15,6 +15,8 @@ step "local services"
 source "${ARUS_CACHE:-$HOME/.cache/arus}/services.env"
 # Tests against real services fail, rather than skip, when an address is missing.
 export ARUS_REQUIRE_SERVICES=1
+# The jobs page test keeps its screenshot here (a person's look at what the test checked).
+export ARUS_SCREENSHOTS="${ARUS_SCREENSHOTS:-${ARUS_CACHE:-$HOME/.cache/arus}/screenshots}"
 
 step "format"
 cargo fmt --all --check
@@ -31,3 +33,6 @@ fi
 
 step "doc tests"
 cargo test --workspace --all-features --doc --locked
+
+step "screenshots"
+ls -l "$ARUS_SCREENSHOTS"/*.png >&2

@@ -7,6 +7,8 @@
 //! - `cli::topics`: `arus topics`, the topic table, applied, and events loaded and read.
 //! - `cli::dlq`: `arus dlq tail/replay`, the dead letters.
 //! - `cli::bus`: where a command's topics are (`--kafka` or `--log`).
+//! - `cli::controller`: `arus controller`, jobs kept, launched and supervised; the jobs page.
+//! - `cli::job`: `arus job …`, the controller's command line.
 //! - `cli::gateway`: `arus gateway`, the REST and gRPC gateway over the serving store.
 //! - `cli::alerts`: `arus alerts tail`, fraud alerts for analysts.
 //! - `cli::fraud`: `arus fraud features`, the model's training data.
@@ -42,6 +44,10 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Run a pipeline (`pipelines/*.toml`) in the foreground.
     Run(cli::run::RunArgs),
+    /// Keep, launch and supervise jobs: a REST API and a jobs page (`arus job …` talks to it).
+    Controller(Box<cli::controller::ControllerArgs>),
+    /// Jobs through the controller: submit, list, status, savepoint, stop, cancel, resume, logs.
+    Job(cli::job::JobArgs),
     /// Serve the REST gateway over the state the jobs keep in Redis.
     Gateway(Box<cli::gateway::GatewayArgs>),
     /// The topics: list the table, apply it to a cluster, load and read events.
@@ -69,6 +75,8 @@ fn main() -> std::process::ExitCode {
         Command::Gen(a) => cli::generate::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Run(a) => cli::run::run(a),
+        Command::Controller(a) => cli::controller::run(*a),
+        Command::Job(a) => cli::job::run(a),
         Command::Gateway(a) => cli::gateway::run(*a),
         Command::Topics { command } => cli::topics::run(command),
         Command::Dlq(c) => cli::dlq::run(c),

@@ -3,6 +3,8 @@
 //! business of `arus-schemas`.
 //!
 //! # Layout
+//! - [`control`] (feature `control`): the control plane's database of jobs (PostgreSQL, or
+//!   SQLite embedded).
 //! - [`embedded`]: an in-process log with Kafka's semantics (topics, partitions, offsets),
 //!   the transport of `arus demo` and of tests that need no servers.
 //! - [`files`]: event files, one per topic, as JSON lines or Avro object container files.
@@ -16,6 +18,8 @@
 
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
+#[cfg(feature = "control")]
+pub mod control;
 pub mod embedded;
 pub mod files;
 #[cfg(feature = "kafka")]

@@ -13,6 +13,7 @@ promtool="$("$here/promtool.sh")"
 schemathesis="$("$here/schemathesis.sh")"
 tansu="$("$here/kafka.sh")"
 oidc="$("$here/oidc.sh")"
+chromium="$("$here/chromium.sh")"
 oidc_issuer="$(sed -n 1p <<<"$oidc")"; oidc_clients="$(sed -n 2p <<<"$oidc")"; oidc_provider="$(sed -n 3p <<<"$oidc")"; oidc_keys="$(sed -n 4p <<<"$oidc")"
 
 cat >"$ARUS_CACHE/services.env" <<ENV
@@ -27,5 +28,7 @@ export OIDC_ISSUER=$oidc_issuer
 export OIDC_CLIENTS=$oidc_clients
 export OIDC_PROVIDER=$oidc_provider
 export OIDC_KEYS=$oidc_keys
+export CHROMIUM=$chromium
+export POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres
 ENV
 say "services up; addresses in $ARUS_CACHE/services.env"

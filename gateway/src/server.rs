@@ -109,7 +109,7 @@ fn identity(certificates: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> O
 /// Serves `app` on `listener` until the process ends; with `tls`, each connection's TLS
 /// handshake first (within the head deadline), its client certificate's identity carried by
 /// every request on it.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: Limits,

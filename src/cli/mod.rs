@@ -14,11 +14,13 @@ macro_rules! out {
 pub mod alerts;
 pub mod bus;
 pub mod clickhouse;
+pub mod controller;
 pub mod demo;
 pub mod dlq;
 pub mod fraud;
 pub mod gateway;
 pub mod generate;
+pub mod job;
 pub mod run;
 pub mod topics;
 

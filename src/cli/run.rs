@@ -41,10 +41,32 @@ pub struct RunArgs {
     /// `127.0.0.1:9464`; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// Write how the run ended here: the exit code, then the error (for the controller).
+    #[arg(long, value_name = "PATH", hide = true)]
+    status_file: Option<PathBuf>,
+    /// The controller's id of the job (on the command line, so that the process is found).
+    #[arg(long, hide = true)]
+    job_id: Option<String>,
 }
 
-/// Runs the pipeline to the end of its input and prints what it did.
+/// Runs the pipeline to the end of its input and prints what it did; with `--status-file`,
+/// writes there how it ended.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let status_file = args.status_file.clone();
+    let result = run_job(args);
+    if let Some(path) = status_file {
+        let status = match &result {
+            Ok(()) => "0\n".to_owned(),
+            Err(error) => format!("{}\n{error:#}\n", crate::exit_code(crate::domain_of(error))),
+        };
+        if let Err(e) = std::fs::write(&path, status) {
+            eprintln!("warning: --status-file {}: {e}", path.display());
+        }
+    }
+    result
+}
+
+fn run_job(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=256).contains(&args.workers), "--workers must be between 1 and 256");
     let pipeline = Pipeline::load(&args.pipeline, &args.overrides)?;
     // Every job's metrics, served where asked while it runs.

@@ -1,0 +1,174 @@
+//! Where a job's processes run: behind [`Launcher`], so that another launcher (Kubernetes)
+//! can place the same processes later. [`Processes`] runs them on this machine.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+/// One launch of a job: every process of its cluster.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The job (its processes carry it on their command line, so they are found again).
+    pub job_id: String,
+    /// The spec, written where the processes can read it.
+    pub spec: PathBuf,
+    /// `--set` overrides (the controller's own last).
+    pub overrides: Vec<String>,
+    /// Worker threads per process.
+    pub workers: u32,
+    /// Processes.
+    pub processes: u32,
+    /// The job's folder: its log, hostfile and exit statuses go there.
+    pub dir: PathBuf,
+}
+
+impl Launch {
+    /// Where process `index` writes how it ended.
+    pub fn status_file(dir: &Path, index: usize) -> PathBuf {
+        dir.join(format!("exit-{index}"))
+    }
+
+    /// Where process `index` serves its metrics (`host:port`).
+    pub fn metrics_file(dir: &Path, index: usize) -> PathBuf {
+        dir.join(format!("metrics-{index}"))
+    }
+
+    /// The job's log (every process's output, appended).
+    pub fn log(dir: &Path) -> PathBuf {
+        dir.join("job.log")
+    }
+}
+
+/// A signal to a job's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Stop: flush, snapshot, end.
+    Terminate,
+    /// Take a savepoint and go on.
+    Savepoint,
+    /// End at once.
+    Kill,
+}
+
+/// Starts, signals and watches a job's processes.
+pub trait Launcher: Send + Sync {
+    /// Starts every process of `launch`; their ids.
+    fn launch(&self, launch: &Launch) -> std::io::Result<Vec<u32>>;
+    /// Whether process `pid` of job `job_id` still runs (an id reused by another process
+    /// does not count).
+    fn running(&self, pid: u32, job_id: &str) -> bool;
+    /// Sends `signal` to process `pid`.
+    fn signal(&self, pid: u32, signal: Signal) -> std::io::Result<()>;
+}
+
+/// Processes on this machine: `arus run` of the same binary, each in a process group of its
+/// own (a Ctrl-C meant for the controller does not reach them; they outlive it).
+pub struct Processes {
+    exe: PathBuf,
+    /// Children of this controller, reaped when they end.
+    children: Mutex<HashMap<u32, Child>>,
+}
+
+impl Processes {
+    /// Launching `exe run …`.
+    pub fn new(exe: PathBuf) -> Self {
+        Processes { exe, children: Mutex::default() }
+    }
+}
+
+impl Launcher for Processes {
+    fn launch(&self, launch: &Launch) -> std::io::Result<Vec<u32>> {
+        use std::os::unix::process::CommandExt as _;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(Launch::log(&launch.dir))?;
+        let hostfile = launch.dir.join("hostfile");
+        if launch.processes > 1 {
+            let mut lines = String::new();
+            for _ in 0..launch.processes {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+                lines.push_str(&format!("127.0.0.1:{port}\n"));
+            }
+            std::fs::write(&hostfile, lines)?;
+        }
+        let mut pids = Vec::new();
+        for index in 0..launch.processes as usize {
+            let status = Launch::status_file(&launch.dir, index);
+            match std::fs::remove_file(&status) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            // Its metrics on a port free now, written down so that a controller started later
+            // finds them too.
+            let metrics = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+            std::fs::write(Launch::metrics_file(&launch.dir, index), &metrics)?;
+            let mut command = Command::new(&self.exe);
+            command
+                .arg("run")
+                .arg(&launch.spec)
+                .args(["--workers", &launch.workers.to_string(), "--metrics-addr", &metrics])
+                .arg("--status-file")
+                .arg(&status)
+                .args(["--job-id", &launch.job_id]);
+            for assignment in &launch.overrides {
+                command.arg("--set").arg(assignment);
+            }
+            if launch.processes > 1 {
+                command
+                    .args(["--processes", &launch.processes.to_string(), "--process", &index.to_string()])
+                    .arg("--hostfile")
+                    .arg(&hostfile);
+            }
+            let child = command
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log.try_clone()?)
+                .process_group(0)
+                .spawn()?;
+            let pid = child.id();
+            self.children.lock().unwrap_or_else(|e| e.into_inner()).insert(pid, child);
+            pids.push(pid);
+        }
+        Ok(pids)
+    }
+
+    fn running(&self, pid: u32, job_id: &str) -> bool {
+        // A child of this controller that ended is reaped here (it would linger as a zombie).
+        {
+            let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(child) = children.get_mut(&pid) {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    children.remove(&pid);
+                    return false;
+                }
+                return true;
+            }
+        }
+        // One started by a controller before this one: alive while /proc says so, and it is
+        // the job's (its command line names the job).
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+        let arguments: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        arguments.windows(2).any(|pair| pair[0] == b"--job-id" && pair[1] == job_id.as_bytes())
+    }
+
+    fn signal(&self, pid: u32, signal: Signal) -> std::io::Result<()> {
+        use rustix::process::{Pid, Signal as S, kill_process};
+        let pid = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| std::io::Error::other(format!("no process {pid}")))?;
+        let signal = match signal {
+            Signal::Terminate => S::TERM,
+            Signal::Savepoint => S::USR1,
+            Signal::Kill => S::KILL,
+        };
+        kill_process(pid, signal).map_err(std::io::Error::from)
+    }
+}
+
+/// How a process ended, from the status file `arus run --status-file` writes: its exit code
+/// and, on failure, the error. `None` when it wrote none (killed, or it crashed).
+pub fn exit_status(path: &Path) -> Option<(u8, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (code, message) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    Some((code.trim().parse().ok()?, message.trim().to_owned()))
+}
