@@ -286,6 +286,10 @@ fn a_job_is_submitted_savepointed_stopped_resumed_and_cancelled() {
     let (first, second) = events.split_at(events.len() / 2);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
     produce(&producer, &prefix, &topics.1, first);
+    // A broken producer's record among the claims: a dead letter, on the page.
+    let dead = common::DropTopics(&config, vec![format!("{prefix}claims.events.dlq")]);
+    producer.send(&format!("{prefix}claims.events"), b"M-x", b"\x00\x00\x00\x00\x07broken", 0).expect("send");
+    producer.flush(Duration::from_secs(30)).expect("flush");
     let mut submit = vec!["submit".to_owned(), spec(), "--workers".to_owned(), "2".to_owned()];
     submit.extend(overrides(&setup, &prefix));
     let submit: Vec<&str> = submit.iter().map(String::as_str).collect();
@@ -304,7 +308,7 @@ fn a_job_is_submitted_savepointed_stopped_resumed_and_cancelled() {
 
     // The jobs page, as a person would see it.
     if let Some(chromium) = arus_connectors::service_address("CHROMIUM") {
-        page_shows(&chromium, &controller, &id);
+        page_shows(&chromium, &controller, &id, &format!("{prefix}claims.events partition"));
     }
 
     // A savepoint: a snapshot file, the job going on.
@@ -365,12 +369,12 @@ fn a_job_is_submitted_savepointed_stopped_resumed_and_cancelled() {
     let (ok, stdout, _) = controller.job(&["logs", &id]);
     assert!(ok && stdout.contains("snapshots: "), "the job's own output: {stdout}");
     drop(controller);
-    drop(topics);
+    drop((topics, dead));
 }
 
 /// Loads the page in headless Chromium with the admin token and checks the job's row; keeps
 /// a screenshot (`ARUS_SCREENSHOTS`, when set).
-fn page_shows(chromium: &str, controller: &Controller, id: &str) {
+fn page_shows(chromium: &str, controller: &Controller, id: &str, dead_letter: &str) {
     let address = format!("{}/#token={}", controller.url, controller.token);
     let profile = tempfile::tempdir().expect("a folder");
     let browse = |extra: &[String]| {
@@ -388,8 +392,16 @@ fn page_shows(chromium: &str, controller: &Controller, id: &str) {
             .output()
             .expect("chromium runs")
     };
-    let page = browse(&["--dump-dom".to_owned()]);
-    let dom = String::from_utf8_lossy(&page.stdout);
+    // (The controller reads the job's dead letters every 2 s: a few looks at most.)
+    let mut dom = String::new();
+    for _ in 0..10 {
+        dom = String::from_utf8_lossy(&browse(&["--dump-dom".to_owned()]).stdout).into_owned();
+        if dom.contains(dead_letter) {
+            break;
+        }
+    }
+    let letters = dom.split("id=\"dead-letters\"").nth(1).unwrap_or_default();
+    assert!(letters.contains(dead_letter), "the dead letter is not on the page: {dom}");
     let row = dom
         .split("<tr")
         .find(|r| r.contains(&format!("data-job=\"{id}\"")))

@@ -8,6 +8,7 @@
 //! them) and its savepoints. A controller started again finds the jobs that were running: their
 //! processes still running are watched again, the others restarted from their snapshots.
 
+mod feed;
 pub mod launcher;
 mod supervisor;
 
@@ -194,6 +195,7 @@ pub fn router(controller: Arc<Controller>) -> axum::Router {
         .route("/internal/v1/jobs/{id}/cancel", post(cancel))
         .route("/internal/v1/jobs/{id}/resume", post(resume))
         .route("/internal/v1/jobs/{id}/logs", get(logs))
+        .route("/internal/v1/feed", get(newest))
         .layer(axum::middleware::from_fn_with_state(controller.clone(), authorize));
     axum::Router::new()
         .route("/", get(|| async { Html(PAGE) }))
@@ -494,6 +496,29 @@ pub fn newest_snapshot(dir: &Path) -> Option<Checkpoint> {
             Some(Checkpoint { epoch, path: entry.path(), at_ms })
         })
         .max_by_key(|c| c.epoch)
+}
+
+/// The newest fraud alerts and dead letters of the jobs running.
+#[derive(Debug, Serialize)]
+struct Newest {
+    alerts: Vec<feed::Item>,
+    dead_letters: Vec<feed::Item>,
+}
+
+async fn newest(State(controller): State<Arc<Controller>>) -> Json<Newest> {
+    let handles: Vec<Arc<Handle>> =
+        controller.handles.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+    let (mut alerts, mut dead_letters) = (Vec::new(), Vec::new());
+    for handle in handles {
+        let (a, d) = handle.feed.newest();
+        alerts.extend(a);
+        dead_letters.extend(d);
+    }
+    for items in [&mut alerts, &mut dead_letters] {
+        items.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then_with(|| a.job.cmp(&b.job)));
+        items.truncate(feed::KEPT);
+    }
+    Json(Newest { alerts, dead_letters })
 }
 
 async fn list(State(controller): State<Arc<Controller>>) -> Result<Json<Vec<JobView>>, ApiError> {

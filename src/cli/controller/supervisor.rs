@@ -25,6 +25,10 @@ pub enum Request {
 pub struct Handle {
     asked: Mutex<Option<Request>>,
     live: Mutex<Live>,
+    /// Its newest alerts and dead letters.
+    pub feed: super::feed::Feed,
+    /// Whether it is still supervised (the feed's reading stops when not).
+    over: std::sync::atomic::AtomicBool,
 }
 
 /// What a job's processes' metrics said last.
@@ -63,9 +67,20 @@ impl Handle {
 
 /// Supervises job `id` until it is over (its processes `running` when found running).
 pub async fn supervise(controller: Arc<Controller>, id: String, handle: Arc<Handle>, running: Option<Vec<u32>>) {
+    // Its alerts and dead letters, read while it is supervised (jobs on Kafka topics).
+    if let Ok(Some(job)) = controller.store.job(&id).await
+        && let Some((config, topics)) = super::feed::topics_of(&job.name, &job.spec, &controller.overrides(&job))
+    {
+        let (handle, id) = (handle.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            let going = || !handle.over.load(std::sync::atomic::Ordering::Relaxed);
+            super::feed::follow(&id, &config, &topics, &handle.feed, &going);
+        });
+    }
     if let Err(error) = watch(&controller, &id, &handle, running).await {
         eprintln!("error: supervising job {id}: {error}");
     }
+    handle.over.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut handles = controller.handles.lock().unwrap_or_else(|e| e.into_inner());
     if handles.get(&id).is_some_and(|h| Arc::ptr_eq(h, &handle)) {
         handles.remove(&id);
