@@ -137,6 +137,10 @@ fn demo_shows_the_generated_population_without_personal_data() {
         "{stdout}"
     );
     assert!(stdout.contains("busiest windows"), "{stdout}");
+    // Each job ran through the embedded controller, and finished.
+    let table = stdout.split("jobs, run through the embedded controller").nth(1).expect("the jobs' table");
+    let finished = table.lines().filter(|l| l.contains(" finished ")).count();
+    assert_eq!(finished, 4, "{table}");
     // Its fraud alerts, kept in the folder, as `arus alerts tail` prints them — in the demo and
     // run again afterwards.
     let command = stdout.split("`arus alerts tail ").nth(1).and_then(|r| r.split('`').next()).expect("the command");
@@ -196,7 +200,7 @@ fn demo_serves_its_eligibility_answers_over_rest() {
     let lines: Vec<String> = std::io::BufReader::new(stdout)
         .lines()
         .map(|l| l.expect("a line"))
-        .take_while(|l| !l.contains("every route:"))
+        .take_while(|l| !l.contains("the jobs page:"))
         .collect();
     let tokens: std::collections::HashMap<String, String> = lines
         .iter()
@@ -240,4 +244,40 @@ fn demo_serves_its_eligibility_answers_over_rest() {
         accumulators.starts_with("HTTP/1.1 200") && accumulators.contains("\"deductibleMetIdr\""),
         "{accumulators}"
     );
+    // The demo's jobs, run through its controller, as `arus job list` shows them.
+    let controller = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("arus job list --controller "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no controller address: {lines:?}"));
+    let list = |token: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_arus"));
+        command.args(["job", "list", "--output", "json", "--controller", controller]).env_remove("ARUS_TOKEN");
+        if let Some(token) = token {
+            command.env("ARUS_TOKEN", token);
+        }
+        command.output().expect("arus runs")
+    };
+    let listed = list(Some(&tokens["$INTERNAL_TOKEN"]));
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let mut names: Vec<(&str, &str)> = jobs
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| (j["name"].as_str().unwrap_or(""), j["state"].as_str().unwrap_or("")))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            ("adjudication", "finished"),
+            ("eligibility", "finished"),
+            ("fraud", "finished"),
+            ("provider-windows", "finished")
+        ]
+    );
+    // A member's token is not an admin's.
+    let refused = list(Some(&tokens["$MEMBER_TOKEN"]));
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("403"));
 }

@@ -1,9 +1,9 @@
 //! `arus demo`: the system in one process, on the embedded log, with no servers.
 //!
-//! Today the demo generates a book of business and its traffic into the embedded log, the
-//! same way a producer writes to Kafka (Confluent wire format, keyed by the entity whose
-//! events must stay in order), then shows what is on the topics. The jobs and the gateway
-//! join it as they land.
+//! The demo generates a book of business and its traffic into the embedded log, the same way
+//! a producer writes to Kafka (Confluent wire format, keyed by the entity whose events must
+//! stay in order), shows what is on the topics, runs the jobs through a controller inside the
+//! process, and with `--serve` serves the gateway and the controller's API and page.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -34,6 +34,10 @@ pub struct DemoArgs {
     /// Run the fraud rules without the model (and do not install ONNX Runtime for it).
     #[arg(long)]
     rules_only: bool,
+    /// With --serve, the embedded controller's API and jobs page on this address (port 0
+    /// picks one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    controller_addr: String,
 }
 
 /// Empties a folder for the demo's log: one that is missing, empty, or an embedded log (its
@@ -41,7 +45,7 @@ pub struct DemoArgs {
 fn fresh_log_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     if let Ok(entries) = std::fs::read_dir(dir) {
         let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        let ours = |n: &String| matches!(n.as_str(), "topics" | "positions.json" | "positions.json.tmp");
+        let ours = |n: &String| matches!(n.as_str(), "topics" | "positions.json" | "positions.json.tmp" | "controller");
         anyhow::ensure!(
             names.iter().all(ours),
             "--log-dir {}: holds other files than an embedded log ({}); pick an empty or new folder",
@@ -175,19 +179,59 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     out!();
     let log = std::sync::Arc::new(log);
-    let (store, example) = eligibility(log.clone())?;
+    // The jobs run through a controller inside the process (its database in the log's
+    // folder), each recorded with its spec as an engineer would submit it.
+    let jobs = super::controller::Embedded::start(&log_dir.join("controller"))?;
+    let on_log = format!("source={{kind=\"embedded\", dir=\"{}\"}}", log_dir.display());
+    let in_memory = "store={kind=\"memory\"}".to_owned();
+    let (store, example) = jobs.run(
+        "eligibility",
+        2,
+        include_str!("../../pipelines/eligibility.toml"),
+        vec![on_log.clone(), in_memory.clone()],
+        {
+            let log = log.clone();
+            move || eligibility(log)
+        },
+    )?;
     out!();
-    provider_windows(log.clone())?;
+    jobs.run(
+        "provider-windows",
+        2,
+        include_str!("../../pipelines/provider-windows.toml"),
+        vec![format!("source={{kind=\"embedded\", dir=\"{}\", topic=\"{CLAIMS_EVENTS}\"}}", log_dir.display())],
+        {
+            let log = log.clone();
+            move || provider_windows(log)
+        },
+    )?;
     out!();
-    let claim_example = adjudication(log.clone(), store.clone())?;
+    let claim_example = jobs.run(
+        "adjudication",
+        2,
+        include_str!("../../pipelines/adjudication.toml"),
+        vec![on_log.clone(), in_memory],
+        {
+            let (log, store) = (log.clone(), store.clone());
+            move || adjudication(log, store)
+        },
+    )?;
     out!();
-    fraud(log.clone(), &log_dir, !args.rules_only)?;
+    jobs.run("fraud", 2, include_str!("../../pipelines/fraud.toml"), vec![on_log], {
+        let (log, dir, with_model) = (log.clone(), log_dir.clone(), !args.rules_only);
+        move || fraud(log, &dir, with_model)
+    })?;
+    out!();
+    out!("jobs, run through the embedded controller (`arus job list` against it under --serve):");
+    let listed = jobs.jobs()?;
+    super::job::print_table(listed.as_array().map(Vec::as_slice).unwrap_or_default());
     out!();
     out!(
         "next: `arus gen --claims 1000000` writes the same traffic to files; `arus topics` lists every topic \
          (`arus topics consume claims.events --log {dir}` reads one, `arus dlq tail --log {dir}` its dead \
          letters); `arus run pipelines/provider-windows.toml` (or adjudication.toml, eligibility.toml) runs a job \
-         on files or Kafka; `arus demo --serve 127.0.0.1:8080` serves these answers over REST.",
+         on files or Kafka; `arus demo --serve 127.0.0.1:8080` serves these answers over REST (and the jobs through its controller); \
+         `arus controller` with `arus job submit` runs jobs in production.",
         dir = log_dir.display()
     );
     if let Some(address) = &args_serve {
@@ -220,6 +264,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
         }
         out!("  every route: http://{bound}/openapi.json");
+        let controller = std::net::TcpListener::bind(&args.controller_addr)
+            .map_err(|e| anyhow::anyhow!("--controller-addr {}: cannot listen: {e}", args.controller_addr))?;
+        let jobs_at = controller.local_addr()?;
+        jobs.serve(controller, issuer.authenticator(audience))?;
+        out!("the jobs (INTERNAL_TOKEN is an admin token too):");
+        out!("  arus job list --controller http://{jobs_at} --token \"$INTERNAL_TOKEN\"");
+        out!("  the jobs page: http://{jobs_at}/#token=$INTERNAL_TOKEN");
         let publisher = std::sync::Arc::new(arus_gateway::commands::TopicPublisher::log(log.clone()));
         let options = arus_gateway::Options {
             audit: Some(publisher.clone()),

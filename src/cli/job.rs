@@ -337,7 +337,8 @@ fn when(value: &Value) -> String {
     value.as_i64().map_or_else(|| "—".to_owned(), |ms| arus_schemas::Timestamp(ms).to_string())
 }
 
-fn print_table(jobs: &[Value]) {
+/// The jobs as `arus job list` prints them.
+pub fn print_table(jobs: &[Value]) {
     let header =
         ["ID", "NAME", "KIND", "STATE", "SINCE", "WORKERS", "RECORDS/S", "LAG", "WATERMARK", "LAST CHECKPOINT"];
     let rows: Vec<Vec<String>> = jobs

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 pub struct Launch {
     /// The job (its processes carry it on their command line, so they are found again).
     pub job_id: String,
+    /// The job's name.
+    pub name: String,
     /// The spec, written where the processes can read it.
     pub spec: PathBuf,
     /// `--set` overrides (the controller's own last).
@@ -171,4 +173,64 @@ pub fn exit_status(path: &Path) -> Option<(u8, String)> {
     let text = std::fs::read_to_string(path).ok()?;
     let (code, message) = text.split_once('\n').unwrap_or((text.as_str(), ""));
     Some((code.trim().parse().ok()?, message.trim().to_owned()))
+}
+
+/// A job run inside this process (by its name), once.
+pub type InProcessJob = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
+
+/// Jobs as threads of this process, for the embedded default (`arus demo`): each name's job
+/// given beforehand, run once when launched, its end written to its status file as a
+/// process's would be. They cannot be signalled (a savepoint, stop or cancel is refused).
+#[derive(Default)]
+pub struct Threads {
+    jobs: Mutex<HashMap<String, InProcessJob>>,
+    running: Mutex<HashMap<u32, std::thread::JoinHandle<()>>>,
+    next: std::sync::atomic::AtomicU32,
+}
+
+/// Ids of in-process jobs: above any process id Linux gives (2^22).
+const THREAD_IDS: u32 = 1 << 30;
+
+impl Threads {
+    /// The job the launch of a job named `name` runs.
+    pub fn give(&self, name: &str, job: InProcessJob) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), job);
+    }
+}
+
+impl Launcher for Threads {
+    fn launch(&self, launch: &Launch) -> std::io::Result<Vec<u32>> {
+        let job = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(&launch.name).ok_or_else(|| {
+            std::io::Error::other(format!("no in-process job {} to run (each runs once)", launch.name))
+        })?;
+        let status = Launch::status_file(&launch.dir, 0);
+        let thread = std::thread::Builder::new().name(format!("arus-job-{}", launch.name)).spawn(move || {
+            let ended = match job() {
+                Ok(()) => "0\n".to_owned(),
+                Err(error) => format!("1\n{error:#}\n"),
+            };
+            if let Err(e) = std::fs::write(&status, ended) {
+                eprintln!("warning: {}: {e}", status.display());
+            }
+        })?;
+        let id = THREAD_IDS + self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id, thread);
+        Ok(vec![id])
+    }
+
+    fn running(&self, pid: u32, _job_id: &str) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match running.get(&pid) {
+            Some(thread) if thread.is_finished() => {
+                running.remove(&pid);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    fn signal(&self, _pid: u32, _signal: Signal) -> std::io::Result<()> {
+        Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "a job inside this process runs to its end"))
+    }
 }

@@ -8,6 +8,7 @@
 //! them) and its savepoints. A controller started again finds the jobs that were running: their
 //! processes still running are watched again, the others restarted from their snapshots.
 
+mod embedded;
 mod feed;
 pub mod launcher;
 mod supervisor;
@@ -27,6 +28,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+pub use embedded::Embedded;
 use launcher::{Launch, Launcher, Processes, Signal};
 use supervisor::{Handle, Live, Request as Ask};
 
@@ -103,7 +105,8 @@ pub struct Controller {
     handles: Mutex<HashMap<String, Arc<Handle>>>,
     /// The figures of jobs no longer supervised, as they were last.
     last_figures: Mutex<HashMap<String, Live>>,
-    authenticator: Option<arus_gateway::auth::Authenticator>,
+    /// Whose tokens the API takes (none set: it answers nobody).
+    authenticator: std::sync::OnceLock<arus_gateway::auth::Authenticator>,
 }
 
 /// Serves until stopped.
@@ -144,15 +147,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let store = JobStore::open(&database).await.with_context(|| format!("--database {}", redacted(&database)))?;
         let exe = std::env::current_exe().context("the arus binary's path")?;
-        let controller = Arc::new(Controller {
-            store,
-            launcher: Arc::new(Processes::new(exe)),
-            data_dir,
-            policy,
-            handles: Mutex::default(),
-            last_figures: Mutex::default(),
-            authenticator: Some(authenticator),
-        });
+        let controller = Controller::new(store, Arc::new(Processes::new(exe)), data_dir, policy, Some(authenticator));
         let found = controller.clone().recover().await?;
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
@@ -231,6 +226,14 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
@@ -251,7 +254,9 @@ async fn authorize(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(authenticator) = &controller.authenticator else { return Ok(next.run(request).await) };
+    let Some(authenticator) = controller.authenticator.get() else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "this controller takes no tokens yet"));
+    };
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -262,7 +267,7 @@ async fn authorize(
         Ok(None) => {
             let (token, controller) = (token.to_owned(), controller.clone());
             tokio::task::spawn_blocking(move || {
-                let authenticator = controller.authenticator.as_ref().expect("checked above");
+                let authenticator = controller.authenticator.get().expect("checked above");
                 authenticator.verify(&token)
             })
             .await
@@ -419,6 +424,7 @@ impl Controller {
     fn launch_of(&self, job: &Job) -> Launch {
         Launch {
             job_id: job.id.clone(),
+            name: job.name.clone(),
             spec: self.job_dir(&job.id).join("spec.toml"),
             overrides: self.overrides(job),
             workers: job.workers,
@@ -554,63 +560,113 @@ async fn status(State(controller): State<Arc<Controller>>, UrlPath(id): UrlPath<
 async fn submit(State(controller): State<Arc<Controller>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let submission: Submission = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", format!("the submission: {e}")))?;
-    if !(1..=256).contains(&submission.workers) || !(1..=64).contains(&submission.processes) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_REQUEST",
-            "workers 1 to 256, processes 1 to 64",
-        ));
-    }
-    // A spec that does not validate never starts.
-    // (As it will run: with the controller's `checkpoint.dir` where the job takes one, so that
-    // a spec may set the other checkpoint keys alone.)
-    let label = submission.name.clone().unwrap_or_else(|| "spec".to_owned());
-    let mut with_snapshots = submission.set.clone();
-    with_snapshots.push("checkpoint.dir=snapshots".to_owned());
-    let pipeline = arus_jobs::Pipeline::parse(Path::new(&label), &submission.spec, &with_snapshots)
-        .or_else(|_| arus_jobs::Pipeline::parse(Path::new(&label), &submission.spec, &submission.set))
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_SPEC", e.to_string()))?;
-    let kind =
-        serde_json::to_value(pipeline.job()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let name = submission.name.clone().unwrap_or_else(|| kind.clone());
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_NAME",
-            "a name is letters, digits, - and _",
-        ));
-    }
-    if let Some(savepoint) = &submission.from_savepoint
-        && !savepoint.is_file()
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_SAVEPOINT",
-            format!("no file {}", savepoint.display()),
-        ));
-    }
-    let job = controller
-        .store
-        .create(&name, &kind, &submission.spec, &submission.set, submission.workers, submission.processes)
-        .await
-        .map_err(ApiError::database)?;
-    let dir = controller.job_dir(&job.id);
-    let prepared = std::fs::create_dir_all(controller.snapshots_dir(&job.id))
-        .and_then(|()| std::fs::write(dir.join("spec.toml"), &job.spec))
-        .and_then(|()| match &submission.from_savepoint {
-            Some(savepoint) => restore_savepoint(savepoint, &controller.snapshots_dir(&job.id)),
-            None => Ok(()),
-        });
-    if let Err(error) = prepared {
-        let reason = format!("its folder {}: {error}", dir.display());
-        let _ = controller
-            .store
-            .transition(&job.id, JobState::Failed, &reason, arus_connectors::control::Change::default())
-            .await;
-        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "JOB_FOLDER", reason));
-    }
-    controller.supervise(&job, None);
+    let job = controller.submit(submission).await?;
     Ok((StatusCode::CREATED, Json(controller.view(job))).into_response())
+}
+
+impl Controller {
+    /// A controller of the jobs in `store`, launched by `launcher`, kept in `data_dir`.
+    pub fn new(
+        store: JobStore,
+        launcher: Arc<dyn Launcher>,
+        data_dir: PathBuf,
+        policy: RestartPolicy,
+        authenticator: Option<arus_gateway::auth::Authenticator>,
+    ) -> Arc<Self> {
+        Arc::new(Controller {
+            store,
+            launcher,
+            data_dir,
+            policy,
+            handles: Mutex::default(),
+            last_figures: Mutex::default(),
+            authenticator: authenticator.map(std::sync::OnceLock::from).unwrap_or_default(),
+        })
+    }
+
+    /// Takes the tokens of `authenticator` from now on (when it took none before).
+    pub fn authenticate_with(&self, authenticator: arus_gateway::auth::Authenticator) {
+        let _ = self.authenticator.set(authenticator);
+    }
+
+    /// Every job, as the API lists them.
+    pub async fn views(&self) -> Result<Vec<JobView>, ApiError> {
+        let jobs = self.store.jobs().await.map_err(ApiError::database)?;
+        Ok(jobs.into_iter().map(|job| self.view(job)).collect())
+    }
+
+    /// Job `id` once it is over (stopped, finished, failed or cancelled).
+    pub async fn over(&self, id: &str) -> Result<Job, ApiError> {
+        loop {
+            let job = self.job(id).await?;
+            if job.state.is_terminal() {
+                return Ok(job);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Validates and records a job, and starts supervising it.
+    pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<Job, ApiError> {
+        let controller = self;
+        if !(1..=256).contains(&submission.workers) || !(1..=64).contains(&submission.processes) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_REQUEST",
+                "workers 1 to 256, processes 1 to 64",
+            ));
+        }
+        // A spec that does not validate never starts.
+        // (As it will run: with the controller's `checkpoint.dir` where the job takes one, so that
+        // a spec may set the other checkpoint keys alone.)
+        let label = submission.name.clone().unwrap_or_else(|| "spec".to_owned());
+        let mut with_snapshots = submission.set.clone();
+        with_snapshots.push("checkpoint.dir=snapshots".to_owned());
+        let pipeline = arus_jobs::Pipeline::parse(Path::new(&label), &submission.spec, &with_snapshots)
+            .or_else(|_| arus_jobs::Pipeline::parse(Path::new(&label), &submission.spec, &submission.set))
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_SPEC", e.to_string()))?;
+        let kind =
+            serde_json::to_value(pipeline.job()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let name = submission.name.clone().unwrap_or_else(|| kind.clone());
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_NAME",
+                "a name is letters, digits, - and _",
+            ));
+        }
+        if let Some(savepoint) = &submission.from_savepoint
+            && !savepoint.is_file()
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_SAVEPOINT",
+                format!("no file {}", savepoint.display()),
+            ));
+        }
+        let job = controller
+            .store
+            .create(&name, &kind, &submission.spec, &submission.set, submission.workers, submission.processes)
+            .await
+            .map_err(ApiError::database)?;
+        let dir = controller.job_dir(&job.id);
+        let prepared = std::fs::create_dir_all(controller.snapshots_dir(&job.id))
+            .and_then(|()| std::fs::write(dir.join("spec.toml"), &job.spec))
+            .and_then(|()| match &submission.from_savepoint {
+                Some(savepoint) => restore_savepoint(savepoint, &controller.snapshots_dir(&job.id)),
+                None => Ok(()),
+            });
+        if let Err(error) = prepared {
+            let reason = format!("its folder {}: {error}", dir.display());
+            let _ = controller
+                .store
+                .transition(&job.id, JobState::Failed, &reason, arus_connectors::control::Change::default())
+                .await;
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "JOB_FOLDER", reason));
+        }
+        controller.supervise(&job, None);
+        Ok(job)
+    }
 }
 
 /// Puts `savepoint` in `snapshots` as the only snapshot there (a resume starts from it).
