@@ -563,4 +563,100 @@ fn over_mtls_the_api_needs_a_client_certificate_of_its_ca() {
     }
     let (ok, said) = list(Some(&good), false);
     assert!(!ok && said.contains("401"), "a certificate is not a token: {said}");
+
+    // Without TLS, it listens on this machine only.
+    let open = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["controller", "--insecure-dev-issuer", "--addr", "0.0.0.0:0", "--database", &database.url])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("arus runs");
+    let said = String::from_utf8_lossy(&open.stderr);
+    assert!(open.status.code() == Some(2) && said.contains("over mTLS only"), "{said}");
+}
+
+/// Events to an embedded log persisted in `dir` (every topic created).
+fn to_log(dir: &Path, events: &[Event]) {
+    let log = arus_connectors::embedded::EmbeddedLog::open(dir).expect("a log");
+    log.create_all_topics().expect("topics");
+    for event in events {
+        let bytes = wire::encode(event).expect("encode");
+        log.produce(&event.topic(), Some(event.key().as_bytes()), bytes, event.event_time()).expect("produce");
+    }
+    log.flush().expect("flush");
+}
+
+/// The alerts on the embedded log in `dir`, sorted (the partitions' order aside).
+fn alerts_on(dir: &Path) -> Vec<Vec<u8>> {
+    let log = arus_connectors::embedded::EmbeddedLog::open(dir).expect("the log");
+    let mut alerts = Vec::new();
+    for (partition, end) in log.end_offsets("fraud.alerts").expect("offsets").into_iter().enumerate() {
+        alerts.extend(
+            log.fetch("fraud.alerts", partition as u32, 0, end as usize).expect("fetch").into_iter().map(|r| r.value),
+        );
+    }
+    alerts.sort();
+    alerts
+}
+
+/// The fraud rules through the controller on an embedded log that grows between runs (the
+/// embedded default, SQLite): the first half, then — resumed from its snapshot — the second,
+/// then resumed again from the savepoint the first run left: `fraud.alerts` holds exactly what
+/// one uninterrupted run over the whole log raises, nothing twice.
+#[test]
+fn resumed_from_its_snapshots_the_fraud_job_raises_what_an_uninterrupted_run_raises() {
+    let root = tempfile::tempdir().expect("a folder");
+    let settings = GeneratorConfig { claims: 3_000, days: 40, ..GeneratorConfig::default() };
+    let mut events = Vec::new();
+    generate(&settings, |output| -> Result<(), String> {
+        if let Output::Event(event) = output {
+            events.push(event);
+        }
+        Ok(())
+    })
+    .expect("generate");
+    let (first, second) = events.split_at(events.len() / 2);
+    let spec = root.path().join("fraud-rules.toml");
+    std::fs::write(&spec, "job = \"fraud\"\nout_of_orderness = \"1d\"\n[source]\nkind = \"embedded\"\ndir = \".\"\n")
+        .expect("a spec");
+    let on = |log: &Path| format!("source={{kind=\"embedded\", dir=\"{}\"}}", log.display());
+    // The reference: every event at once, no controller (with snapshots, as the controller's
+    // runs: the end of the input a pause, the windows still open then left open).
+    let whole = root.path().join("whole");
+    to_log(&whole, &events);
+    let snapshots = format!("checkpoint={{dir=\"{}\"}}", root.path().join("whole-snapshots").display());
+    let reference = Command::new(env!("CARGO_BIN_EXE_arus"))
+        .args(["run", spec.to_str().expect("a path"), "--workers", "2", "--set", &on(&whole), "--set", &snapshots])
+        .output()
+        .expect("arus runs");
+    assert!(reference.status.success(), "{}", String::from_utf8_lossy(&reference.stderr));
+    let expected = alerts_on(&whole);
+    assert!(expected.len() > 10, "{} alerts", expected.len());
+
+    let data = root.path().join("controller");
+    let _jobs = KillJobs(data.clone());
+    let database = format!("sqlite://{}?mode=rwc", root.path().join("jobs.db").display());
+    let controller = Controller::start(&database, &data);
+    let grown = root.path().join("grown");
+    to_log(&grown, first);
+    let (ok, stdout, stderr) =
+        controller.job(&["submit", spec.to_str().expect("a path"), "-w", "2", "--set", &on(&grown)]);
+    assert!(ok, "{stderr}");
+    let id = stdout.trim().to_owned();
+    let done = controller.wait(&id, "finished the first half", |s| s["state"] == "finished");
+    let savepoint = PathBuf::from(done["checkpoint"]["path"].as_str().expect("a snapshot at the pause"));
+    let kept = root.path().join(savepoint.file_name().expect("a name"));
+    std::fs::copy(&savepoint, &kept).expect("kept");
+
+    to_log(&grown, second);
+    let (ok, _, stderr) = controller.job(&["resume", &id]);
+    assert!(ok, "{stderr}");
+    controller.wait(&id, "finished the second half", |s| s["state"] == "finished" && s["launches"] == 2);
+    assert_eq!(alerts_on(&grown), expected, "read in two pieces, the alerts of one run");
+
+    // From the first run's savepoint again: the second half read again, nothing raised twice.
+    let (ok, _, stderr) = controller.job(&["resume", &id, "--from-savepoint", kept.to_str().expect("a path")]);
+    assert!(ok, "{stderr}");
+    controller.wait(&id, "finished again", |s| s["state"] == "finished" && s["launches"] == 3);
+    assert_eq!(alerts_on(&grown), expected, "resumed from the savepoint, nothing twice");
 }

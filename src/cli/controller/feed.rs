@@ -21,7 +21,7 @@ pub const KEPT: usize = 20;
 const EVERY: Duration = Duration::from_secs(2);
 
 /// One alert or dead letter, for the page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Item {
     /// The job.
     pub job: String,

@@ -25,7 +25,7 @@ use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 pub use embedded::Embedded;
@@ -148,10 +148,18 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         let store = JobStore::open(&database).await.with_context(|| format!("--database {}", redacted(&database)))?;
         let exe = std::env::current_exe().context("the arus binary's path")?;
         let controller = Controller::new(store, Arc::new(Processes::new(exe)), data_dir, policy, Some(authenticator));
-        let found = controller.clone().recover().await?;
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
             .with_context(|| format!("--addr {}: cannot listen", args.addr))?;
+        // Beyond this machine the internal routes are served over mTLS only.
+        if tls.is_none() && !listener.local_addr()?.ip().is_loopback() {
+            return Err(super::refused(format!(
+                "--addr {}: beyond this machine the API is served over mTLS only (--tls-cert, --tls-key, \
+                 --client-ca); without them, listen on 127.0.0.1",
+                args.addr
+            )));
+        }
+        let found = controller.clone().recover().await?;
         eprintln!(
             "controller on {}://{} (jobs page at /; {} job{} found running), database {}",
             if tls.is_some() { "https" } else { "http" },
@@ -180,21 +188,55 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// The API's document frame.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "arus controller", description = "Jobs submitted, supervised, savepointed, stopped, resumed and cancelled; the internal routes (a bearer token of the internal role with admin.all)."),
+    tags((name = "jobs", description = "The jobs and what they put out")),
+)]
+struct Document;
+
+/// Every API route with its documentation: the router served and the document are both made
+/// from this one list.
+fn api() -> utoipa_axum::router::OpenApiRouter<Arc<Controller>> {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::with_openapi(Document::openapi())
+        .routes(routes!(list, submit))
+        .routes(routes!(status))
+        .routes(routes!(savepoint))
+        .routes(routes!(stop))
+        .routes(routes!(cancel))
+        .routes(routes!(resume))
+        .routes(routes!(logs))
+        .routes(routes!(newest))
+}
+
+/// The API's OpenAPI 3.1 document.
+pub fn openapi_document() -> String {
+    let mut document = api().into_openapi();
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    document.security = Some(vec![SecurityRequirement::new("bearer", ["admin.all"])]);
+    document.to_json().expect("the OpenAPI document serializes")
+}
+
 /// The API and the page.
 pub fn router(controller: Arc<Controller>) -> axum::Router {
-    let api = axum::Router::new()
-        .route("/internal/v1/jobs", get(list).post(submit))
-        .route("/internal/v1/jobs/{id}", get(status))
-        .route("/internal/v1/jobs/{id}/savepoint", post(savepoint))
-        .route("/internal/v1/jobs/{id}/stop", post(stop))
-        .route("/internal/v1/jobs/{id}/cancel", post(cancel))
-        .route("/internal/v1/jobs/{id}/resume", post(resume))
-        .route("/internal/v1/jobs/{id}/logs", get(logs))
-        .route("/internal/v1/feed", get(newest))
-        .layer(axum::middleware::from_fn_with_state(controller.clone(), authorize));
+    let (api, _) = api().split_for_parts();
+    let api = api.layer(axum::middleware::from_fn_with_state(controller.clone(), authorize));
+    let document = openapi_document();
     axum::Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/health", get(|| async { "ok" }))
+        .route(
+            "/internal/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+            }),
+        )
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .with_state(controller)
@@ -287,7 +329,7 @@ async fn authorize(
 }
 
 /// A submission.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Submission {
     /// The spec's TOML.
     pub spec: String,
@@ -305,6 +347,7 @@ pub struct Submission {
     pub processes: u32,
     /// A savepoint (a snapshot file) to start from.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub from_savepoint: Option<PathBuf>,
 }
 
@@ -313,7 +356,7 @@ fn one() -> u32 {
 }
 
 /// A job as the API shows it: its record and what its processes' metrics say.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     #[serde(flatten)]
     job: JobSummary,
@@ -332,11 +375,14 @@ pub struct JobView {
 }
 
 /// A job's record without its spec.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct JobSummary {
     id: String,
     name: String,
     kind: String,
+    /// created, starting, running, stopping, stopped, finished, failing, restarting, failed or
+    /// cancelled.
+    #[schema(value_type = String)]
     state: JobState,
     since_ms: i64,
     created_ms: i64,
@@ -348,11 +394,12 @@ struct JobSummary {
 }
 
 /// A snapshot on disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Checkpoint {
     /// Its epoch.
     epoch: u64,
     /// Its file.
+    #[schema(value_type = String)]
     path: PathBuf,
     /// When it was written (ms since the epoch).
     at_ms: i64,
@@ -505,12 +552,13 @@ pub fn newest_snapshot(dir: &Path) -> Option<Checkpoint> {
 }
 
 /// The newest fraud alerts and dead letters of the jobs running.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Newest {
     alerts: Vec<feed::Item>,
     dead_letters: Vec<feed::Item>,
 }
 
+#[utoipa::path(get, path = "/internal/v1/feed", tag = "jobs", responses((status = 200, description = "the newest fraud alerts and dead letters of the jobs running", body = Newest), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
 async fn newest(State(controller): State<Arc<Controller>>) -> Json<Newest> {
     let handles: Vec<Arc<Handle>> =
         controller.handles.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
@@ -527,22 +575,27 @@ async fn newest(State(controller): State<Arc<Controller>>) -> Json<Newest> {
     Json(Newest { alerts, dead_letters })
 }
 
+#[utoipa::path(get, path = "/internal/v1/jobs", tag = "jobs", responses((status = 200, description = "every job, the newest first", body = Vec<JobView>), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
 async fn list(State(controller): State<Arc<Controller>>) -> Result<Json<Vec<JobView>>, ApiError> {
     let jobs = controller.store.jobs().await.map_err(ApiError::database)?;
     Ok(Json(jobs.into_iter().map(|job| controller.view(job)).collect()))
 }
 
 /// A job with its history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Status {
     #[serde(flatten)]
     view: JobView,
     spec: String,
     overrides: Vec<String>,
+    /// Each change of state: `at_ms`, `from`, `to`, `reason`.
+    #[schema(value_type = Vec<Object>)]
     transitions: Vec<Transition>,
+    #[schema(value_type = Vec<String>)]
     savepoints: Vec<PathBuf>,
 }
 
+#[utoipa::path(get, path = "/internal/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "the job")), responses((status = 200, description = "the job, its transitions and savepoints", body = Status), (status = 404, description = "no such job", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
 async fn status(State(controller): State<Arc<Controller>>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let job = controller.job(&id).await?;
     let transitions = controller.store.transitions(&id).await.map_err(ApiError::database)?;
@@ -557,6 +610,7 @@ async fn status(State(controller): State<Arc<Controller>>, UrlPath(id): UrlPath<
     Ok(Json(Status { view: controller.view(job), spec, overrides, transitions, savepoints }).into_response())
 }
 
+#[utoipa::path(post, path = "/internal/v1/jobs", tag = "jobs", request_body = Submission, responses((status = 201, description = "recorded, and starting", body = JobView), (status = 400, description = "not a submission", body = Object), (status = 422, description = "a spec that does not validate, a bad name or savepoint", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
 async fn submit(State(controller): State<Arc<Controller>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let submission: Submission = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", format!("the submission: {e}")))?;
@@ -682,16 +736,18 @@ fn restore_savepoint(savepoint: &Path, snapshots: &Path) -> std::io::Result<()> 
 }
 
 /// Options of a savepoint or a stop.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct Waiting {
     /// Where the savepoint goes [default: the job's `savepoints` folder].
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     dir: Option<PathBuf>,
     /// How long to wait, in seconds.
     #[serde(default)]
     timeout_s: Option<u64>,
     /// For a resume: the savepoint to start from.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     from_savepoint: Option<PathBuf>,
 }
 
@@ -703,10 +759,12 @@ fn waiting(body: &[u8]) -> Result<Waiting, ApiError> {
 }
 
 /// A savepoint taken.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Savepoint {
+    #[schema(value_type = String)]
     path: PathBuf,
     epoch: u64,
+    #[schema(value_type = String)]
     state: JobState,
 }
 
@@ -721,6 +779,7 @@ fn keep(controller: &Controller, id: &str, checkpoint: &Checkpoint, dir: Option<
     Ok(path)
 }
 
+#[utoipa::path(post, path = "/internal/v1/jobs/{id}/savepoint", tag = "jobs", params(("id" = String, Path, description = "the job")), request_body(content = Option<Waiting>), responses((status = 200, description = "the savepoint taken", body = Savepoint), (status = 409, description = "the job is not running", body = Object), (status = 504, description = "no new snapshot in time", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
 async fn savepoint(
     State(controller): State<Arc<Controller>>,
     UrlPath(id): UrlPath<String>,
@@ -788,12 +847,15 @@ async fn ended(controller: &Arc<Controller>, id: &str, ask: Ask, timeout: Durati
 }
 
 /// A job ended on request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Ended {
+    #[schema(value_type = String)]
     state: JobState,
+    #[schema(value_type = Option<String>)]
     savepoint: Option<PathBuf>,
 }
 
+#[utoipa::path(post, path = "/internal/v1/jobs/{id}/stop", tag = "jobs", params(("id" = String, Path, description = "the job")), request_body(content = Option<Waiting>), responses((status = 200, description = "stopped, with its savepoint", body = Ended), (status = 409, description = "the job is over already", body = Object), (status = 504, description = "still stopping", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
 async fn stop(
     State(controller): State<Arc<Controller>>,
     UrlPath(id): UrlPath<String>,
@@ -812,11 +874,13 @@ async fn stop(
     Ok(Json(Ended { state: job.state, savepoint }).into_response())
 }
 
+#[utoipa::path(post, path = "/internal/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "the job")), responses((status = 200, description = "cancelled", body = Ended), (status = 409, description = "the job is over already", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
 async fn cancel(State(controller): State<Arc<Controller>>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let job = ended(&controller, &id, Ask::Cancel, Duration::from_secs(60)).await?;
     Ok(Json(Ended { state: job.state, savepoint: None }).into_response())
 }
 
+#[utoipa::path(post, path = "/internal/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "the job")), request_body(content = Option<Waiting>), responses((status = 202, description = "starting again", body = JobView), (status = 409, description = "the job is not over", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
 async fn resume(
     State(controller): State<Arc<Controller>>,
     UrlPath(id): UrlPath<String>,
@@ -854,7 +918,8 @@ async fn resume(
 }
 
 /// Where to read a log from.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct From {
     #[serde(default)]
     from: u64,
@@ -863,6 +928,7 @@ struct From {
 /// Most of a log one request returns.
 const LOG_CHUNK: u64 = 256 * 1024;
 
+#[utoipa::path(get, path = "/internal/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "the job"), From), responses((status = 200, description = "the log from `from` (at most 256 KiB; `x-next-offset` says where to go on)", content_type = "text/plain", body = String), (status = 404, description = "no such job", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
 async fn logs(
     State(controller): State<Arc<Controller>>,
     UrlPath(id): UrlPath<String>,
@@ -933,6 +999,26 @@ mod tests {
         assert_eq!((live.records, live.lag, live.dead_letters), (Some(150), Some(12), Some(2)));
         assert_eq!(live.watermark_ms, Some(1_767_225_000_000), "the slowest process's");
         assert_eq!(Live::of(&[]).records, None);
+    }
+
+    #[test]
+    fn the_document_has_every_route_with_its_answers() {
+        let document: serde_json::Value = serde_json::from_str(&openapi_document()).expect("JSON");
+        let operations: Vec<(String, String)> = document["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object().into_iter().flatten().map(move |(method, _)| (method.clone(), path.clone()))
+            })
+            .collect();
+        assert_eq!(operations.len(), 9, "{operations:?}");
+        for (method, path) in &operations {
+            let responses = &document["paths"][path][method]["responses"];
+            assert!(responses["401"].is_object() && responses["403"].is_object(), "{method} {path}: {responses}");
+        }
+        assert!(document["components"]["schemas"]["Submission"].is_object());
+        assert_eq!(document["security"][0]["bearer"][0], "admin.all");
     }
 
     #[test]
