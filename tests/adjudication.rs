@@ -9,21 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use arus_connectors::embedded::EmbeddedLog;
-use arus_generator::{GeneratorConfig, Output, generate};
 use arus_schemas::{Event, wire};
-
-fn generated(claims: u64) -> Vec<Event> {
-    let mut events = Vec::new();
-    let settings = GeneratorConfig { claims, days: 60, ..GeneratorConfig::default() };
-    generate(&settings, |output| -> Result<(), String> {
-        if let Output::Event(event) = output {
-            events.push(event);
-        }
-        Ok(())
-    })
-    .expect("generate");
-    events
-}
 
 fn pipeline() -> String {
     format!("{}/pipelines/adjudication.toml", env!("CARGO_MANIFEST_DIR"))
@@ -69,7 +55,7 @@ fn killed_and_restarted_from_its_snapshots_the_job_writes_what_an_uninterrupted_
 }
 
 fn killed_and_restarted(snapshots: bool) {
-    let events = generated(6_000);
+    let events = common::generated_events(6_000);
     let root = tempfile::tempdir().expect("a temporary directory");
     let (reference, recovered) = (root.path().join("reference"), root.path().join("recovered"));
     for dir in [&reference, &recovered] {
@@ -185,37 +171,6 @@ const BROKER_TOPICS: [&str; 7] = [
     "accumulator.updates",
 ];
 
-/// `events` produced to the topics of `topics` (their names under `prefix`) that are there,
-/// delivered.
-fn produce(producer: &arus_connectors::kafka::KafkaSink, prefix: &str, topics: &[String], events: &[Event]) {
-    for event in events {
-        let topic = format!("{prefix}{}", event.topic());
-        if !topics.contains(&topic) {
-            continue;
-        }
-        let bytes = wire::encode(event).expect("encode");
-        producer.send(&topic, event.key().as_bytes(), &bytes, event.event_time().0).expect("send");
-    }
-    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
-}
-
-/// How many times each claim was decided on `topic` (two partitions) of the broker.
-fn decisions_per_claim(
-    config: &arus_connectors::kafka::KafkaConfig,
-    topic: &str,
-) -> std::collections::BTreeMap<String, u32> {
-    let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
-    let mut reader =
-        arus_connectors::kafka::BoundedPartitionReader::open(config, "check", topic, &from, 100).expect("read back");
-    let mut decided = std::collections::BTreeMap::new();
-    while let Some(record) = reader.next_record().expect("read") {
-        if let Ok(Event::ClaimAdjudicated(a)) = wire::decode(&record.value) {
-            *decided.entry(a.claim_id).or_insert(0u32) += 1;
-        }
-    }
-    decided
-}
-
 #[test]
 fn against_the_broker_and_redis_every_claim_is_decided_once() {
     let (Some(brokers), Some(redis)) =
@@ -228,9 +183,9 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     let (prefix, topics) = common::broker_topics(&config, "arus-test-adj", &BROKER_TOPICS, 2);
     let topics = &topics.1;
 
-    let events = generated(1_500);
+    let events = common::generated_events(1_500);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
-    produce(&producer, &prefix, topics, &events);
+    common::produce_to(&producer, &prefix, topics, &events);
     // A broken producer's record among the claims: set aside on claims.events.dlq.
     let dead = common::DropTopics(&config, vec![format!("{prefix}claims.events.dlq")]);
     producer.send(&format!("{prefix}claims.events"), b"M-x", b"\x00\x00\x00\x00\x07broken", 0).expect("send");
@@ -273,7 +228,7 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     assert!(stderr.replace(',', "").contains(&format!("{} claims decided", claims.len())), "{stderr}");
 
     // Every claim decided exactly once on claims.events.
-    let read_decisions = || decisions_per_claim(&config, &format!("{prefix}claims.events"));
+    let read_decisions = || common::decisions_per_claim(&config, &format!("{prefix}claims.events"));
     let decided = read_decisions();
     assert_eq!(decided.len(), claims.len());
     assert!(decided.values().all(|n| *n == 1), "a claim decided twice");
@@ -310,7 +265,7 @@ fn following_the_broker_new_claims_are_decided_as_they_come() {
     let config = KafkaConfig::new(brokers.clone());
     let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-follow", &BROKER_TOPICS, 2);
     let topics = &topics.1;
-    let events = generated(600);
+    let events = common::generated_events(600);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
     let send = |event: &Event| {
         let bytes = wire::encode(event).expect("encode");
@@ -318,7 +273,7 @@ fn following_the_broker_new_claims_are_decided_as_they_come() {
             .send(&format!("{prefix}{}", event.topic()), event.key().as_bytes(), &bytes, event.event_time().0)
             .expect("send");
     };
-    produce(&producer, &prefix, topics, &events);
+    common::produce_to(&producer, &prefix, topics, &events);
     let claims: Vec<&arus_schemas::events::ClaimSubmitted> = events
         .iter()
         .filter_map(|e| match e {
@@ -406,8 +361,8 @@ fn a_stopped_job_flushes_what_it_decided_and_a_restart_decides_the_rest() {
     let config = KafkaConfig::new(brokers.clone());
     let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-stop", &BROKER_TOPICS, 2);
     let topics = &topics.1;
-    let events = generated(800);
-    produce(&KafkaSink::new(&config, "lz4").expect("producer"), &prefix, topics, &events);
+    let events = common::generated_events(800);
+    common::produce_to(&KafkaSink::new(&config, "lz4").expect("producer"), &prefix, topics, &events);
     let claims = events.iter().filter(|e| matches!(e, Event::ClaimSubmitted(_))).count();
     let job = |follow: bool| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_arus"));
@@ -420,7 +375,7 @@ fn a_stopped_job_flushes_what_it_decided_and_a_restart_decides_the_rest() {
         }
         command
     };
-    let decided = || decisions_per_claim(&config, &topics[4]);
+    let decided = || common::decisions_per_claim(&config, &topics[4]);
 
     let mut following = common::KillOnDrop(Some(job(true).stderr(Stdio::piped()).spawn().expect("arus runs")));
     let mut decisions = BoundedPartitionReader::open(&config, "watch", &topics[4], &[(0, None), (1, None)], 100)
@@ -476,7 +431,7 @@ fn a_broker_restart_and_a_redis_restart_mid_run_lose_and_duplicate_nothing() {
     use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink, partition_count};
     let Some(redis_url) = arus_connectors::service_address("REDIS_URL") else { return };
     let Some(mut broker) = common::DurableBroker::start("restart") else { return };
-    let events = generated(3_000);
+    let events = common::generated_events(3_000);
     let root = tempfile::tempdir().expect("a folder");
     let reference = root.path().join("reference");
     let log = EmbeddedLog::open(&reference).expect("a log");
@@ -588,9 +543,9 @@ fn sigusr1_takes_a_savepoint_and_the_run_goes_on() {
     use arus_connectors::kafka::{KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
     let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-savepoint", &BROKER_TOPICS, 2);
-    let events = generated(300);
+    let events = common::generated_events(300);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
-    produce(&producer, &prefix, &topics.1, &events);
+    common::produce_to(&producer, &prefix, &topics.1, &events);
     let snapshots = tempfile::tempdir().expect("a folder");
     let store_prefix = format!("{prefix}store:");
     let run = || {

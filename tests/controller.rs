@@ -25,46 +25,6 @@ const TOPICS: [&str; 7] = [
     "accumulator.updates",
 ];
 
-fn generated(claims: u64) -> Vec<Event> {
-    let mut events = Vec::new();
-    let settings = GeneratorConfig { claims, days: 60, ..GeneratorConfig::default() };
-    generate(&settings, |output| -> Result<(), String> {
-        if let Output::Event(event) = output {
-            events.push(event);
-        }
-        Ok(())
-    })
-    .expect("generate");
-    events
-}
-
-/// `events` produced to the topics that are there.
-fn produce(producer: &KafkaSink, prefix: &str, topics: &[String], events: &[Event]) {
-    for event in events {
-        let topic = format!("{prefix}{}", event.topic());
-        if topics.contains(&topic) {
-            producer
-                .send(&topic, event.key().as_bytes(), &wire::encode(event).expect("encode"), event.event_time().0)
-                .expect("send");
-        }
-    }
-    producer.flush(Duration::from_secs(60)).expect("delivered");
-}
-
-/// How many times each claim was decided on `topic` (two partitions).
-fn decisions_per_claim(config: &KafkaConfig, topic: &str) -> std::collections::BTreeMap<String, u32> {
-    let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
-    let mut reader =
-        arus_connectors::kafka::BoundedPartitionReader::open(config, "check", topic, &from, 100).expect("read back");
-    let mut decided = std::collections::BTreeMap::new();
-    while let Some(record) = reader.next_record().expect("read") {
-        if let Ok(Event::ClaimAdjudicated(a)) = wire::decode(&record.value) {
-            *decided.entry(a.claim_id).or_insert(0u32) += 1;
-        }
-    }
-    decided
-}
-
 fn claim_ids(events: &[Event]) -> Vec<String> {
     events
         .iter()
@@ -282,10 +242,10 @@ fn a_job_is_submitted_savepointed_stopped_resumed_and_cancelled() {
     let (ok, _, stderr) = controller.job(&["status", "nobody-1"]);
     assert!(!ok && stderr.contains("no job nobody-1"), "{stderr}");
 
-    let events = generated(300);
+    let events = common::generated_events(300);
     let (first, second) = events.split_at(events.len() / 2);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
-    produce(&producer, &prefix, &topics.1, first);
+    common::produce_to(&producer, &prefix, &topics.1, first);
     // A broken producer's record among the claims: a dead letter, on the page.
     let dead = common::DropTopics(&config, vec![format!("{prefix}claims.events.dlq")]);
     producer.send(&format!("{prefix}claims.events"), b"M-x", b"\x00\x00\x00\x00\x07broken", 0).expect("send");
@@ -321,7 +281,7 @@ fn a_job_is_submitted_savepointed_stopped_resumed_and_cancelled() {
     // What the run had read then (the first half read whole, nothing new since).
     let read_at_savepoint = at_savepoint["records"].as_u64().expect("records read");
 
-    produce(&producer, &prefix, &topics.1, second);
+    common::produce_to(&producer, &prefix, &topics.1, second);
     let all_claims = claim_ids(&events);
     decided_in_redis(&store, all_claims.last().expect("claims"));
 
@@ -334,7 +294,7 @@ fn a_job_is_submitted_savepointed_stopped_resumed_and_cancelled() {
     let after_savepoint = stopped["records"].as_u64().expect("records read") - read_at_savepoint;
     assert!(after_savepoint > 0, "{stopped:#}");
     assert_eq!((stopped["state"].as_str(), stopped["pids"].as_array().map(Vec::len)), (Some("stopped"), Some(0)));
-    let decisions = || decisions_per_claim(&config, &format!("{prefix}claims.events"));
+    let decisions = || common::decisions_per_claim(&config, &format!("{prefix}claims.events"));
     let decided = decisions();
     // (Following, the newest claims — within the allowed out-of-orderness of the newest
     // event — are held until later events pass them: decided by the run that gets those.)
@@ -426,10 +386,10 @@ fn a_killed_job_is_restarted_and_a_restarted_controller_finds_it_running() {
     let _jobs = KillJobs(data.path().to_owned());
     let controller = Controller::start(&database.url, data.path());
 
-    let events = generated(300);
+    let events = common::generated_events(300);
     let (first, second) = events.split_at(events.len() / 2);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
-    produce(&producer, &prefix, &topics.1, first);
+    common::produce_to(&producer, &prefix, &topics.1, first);
     let mut submit = vec!["submit".to_owned(), spec(), "--name".to_owned(), "claims".to_owned()];
     submit.extend(overrides(&setup, &prefix));
     let submit: Vec<&str> = submit.iter().map(String::as_str).collect();
@@ -462,12 +422,12 @@ fn a_killed_job_is_restarted_and_a_restarted_controller_finds_it_running() {
     assert!(reason.is_some_and(|r| r.as_str().is_some_and(|r| r.contains("found running"))), "{found:#}");
 
     // It goes on: the second half decided, every claim once.
-    produce(&producer, &prefix, &topics.1, second);
+    common::produce_to(&producer, &prefix, &topics.1, second);
     let all = claim_ids(&events);
     decided_in_redis(&store, all.last().expect("claims"));
     let (ok, stdout, stderr) = controller.job(&["stop", &id]);
     assert!(ok && stdout.contains("stopped"), "{stdout}{stderr}");
-    let decided = decisions_per_claim(&config, &format!("{prefix}claims.events"));
+    let decided = common::decisions_per_claim(&config, &format!("{prefix}claims.events"));
     let known: std::collections::BTreeSet<&String> = all.iter().collect();
     assert!(decided.keys().all(|c| known.contains(c)) && decided.contains_key(all.last().expect("claims")));
     assert!(decided.values().all(|n| *n == 1), "a claim decided twice");

@@ -158,19 +158,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let authenticator = match &args.issuer {
-        Some(issuer) => arus_gateway::auth::Authenticator::discover(issuer, &args.audience)
-            .map_err(|e| anyhow::anyhow!("--issuer {issuer}: {e}"))?,
-        None => {
-            let dev = arus_gateway::auth::DevIssuer::new("arus-insecure-dev-issuer").map_err(anyhow::Error::msg)?;
-            let claims = arus_gateway::auth::dev_claims("internal", "dev");
-            let token = dev.token(&args.audience, &claims, std::time::Duration::from_secs(12 * 3_600));
-            note!(
-                "INSECURE DEVELOPMENT ISSUER: tokens are signed by a key made in this process; an internal token (12 hours):\n  {token}"
-            );
-            dev.authenticator(&args.audience)
-        }
-    };
+    let authenticator = super::authenticator(args.issuer.as_deref(), &args.audience, "")?;
     let partner = match (&args.partner_addr, &args.partner_cert, &args.partner_key, &args.partner_ca) {
         (Some(addr), Some(cert), Some(key), Some(ca)) => {
             let config = arus_gateway::server::partner_tls_config(cert, key, ca)

@@ -33,6 +33,28 @@ pub fn refused(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(arus_jobs::runtime::RunError::Invalid(message.into()))
 }
 
+/// The authenticator of `--issuer` (its keys discovered), or, without one, of an issuer inside
+/// this process (`--insecure-dev-issuer`) whose internal token, valid 12 hours, is printed
+/// after `label` — development only.
+pub fn authenticator(
+    issuer: Option<&str>,
+    audience: &str,
+    label: &str,
+) -> anyhow::Result<arus_gateway::auth::Authenticator> {
+    if let Some(issuer) = issuer {
+        return arus_gateway::auth::Authenticator::discover(issuer, audience)
+            .map_err(|e| anyhow::anyhow!("--issuer {issuer}: {e}"));
+    }
+    let dev = arus_gateway::auth::DevIssuer::new("arus-insecure-dev-issuer").map_err(anyhow::Error::msg)?;
+    let claims = arus_gateway::auth::dev_claims("internal", "dev");
+    let token = dev.token(audience, &claims, std::time::Duration::from_secs(12 * 3_600));
+    eprintln!(
+        "INSECURE DEVELOPMENT ISSUER: tokens are signed by a key made in this process; an internal token (12 \
+         hours):\n  {label}{token}"
+    );
+    Ok(dev.authenticator(audience))
+}
+
 /// Generator settings shared by `gen` and `demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Population {

@@ -426,3 +426,50 @@ pub fn redis_forget(url: &str, prefix: &str) {
         let _: () = redis::cmd("DEL").arg(chunk).query(&mut connection).expect("DEL");
     }
 }
+
+/// The events of generated traffic with `claims` claims over 60 days (the default seed).
+pub fn generated_events(claims: u64) -> Vec<arus_schemas::Event> {
+    let mut events = Vec::new();
+    let settings = arus_generator::GeneratorConfig { claims, days: 60, ..arus_generator::GeneratorConfig::default() };
+    arus_generator::generate(&settings, |output| -> Result<(), String> {
+        if let arus_generator::Output::Event(event) = output {
+            events.push(event);
+        }
+        Ok(())
+    })
+    .expect("generate");
+    events
+}
+
+/// `events` produced to the topics of `topics` (their names under `prefix`) that are there,
+/// delivered.
+pub fn produce_to(
+    producer: &arus_connectors::kafka::KafkaSink,
+    prefix: &str,
+    topics: &[String],
+    events: &[arus_schemas::Event],
+) {
+    for event in events {
+        let topic = format!("{prefix}{}", event.topic());
+        if !topics.contains(&topic) {
+            continue;
+        }
+        let bytes = arus_schemas::wire::encode(event).expect("encode");
+        producer.send(&topic, event.key().as_bytes(), &bytes, event.event_time().0).expect("send");
+    }
+    producer.flush(std::time::Duration::from_secs(60)).expect("delivered");
+}
+
+/// How many times each claim was decided on `topic` (two partitions) of the broker.
+pub fn decisions_per_claim(config: &arus_connectors::kafka::KafkaConfig, topic: &str) -> BTreeMap<String, u32> {
+    let from: Vec<(u32, Option<u64>)> = (0..2).map(|p| (p, None)).collect();
+    let mut reader =
+        arus_connectors::kafka::BoundedPartitionReader::open(config, "check", topic, &from, 100).expect("read back");
+    let mut decided = BTreeMap::new();
+    while let Some(record) = reader.next_record().expect("read") {
+        if let Ok(arus_schemas::Event::ClaimAdjudicated(a)) = arus_schemas::wire::decode(&record.value) {
+            *decided.entry(a.claim_id).or_insert(0u32) += 1;
+        }
+    }
+    decided
+}

@@ -117,20 +117,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .database
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("controller.db").display()));
-    let authenticator = match &args.issuer {
-        Some(issuer) => arus_gateway::auth::Authenticator::discover(issuer, &args.audience)
-            .map_err(|e| anyhow::anyhow!("--issuer {issuer}: {e}"))?,
-        None => {
-            let dev = arus_gateway::auth::DevIssuer::new("arus-insecure-dev-issuer").map_err(anyhow::Error::msg)?;
-            let claims = arus_gateway::auth::dev_claims("internal", "dev");
-            let token = dev.token(&args.audience, &claims, Duration::from_secs(12 * 3_600));
-            eprintln!(
-                "INSECURE DEVELOPMENT ISSUER: tokens are signed by a key made in this process; an admin token (12 \
-                 hours):\n  export ARUS_TOKEN={token}"
-            );
-            dev.authenticator(&args.audience)
-        }
-    };
+    let authenticator = super::authenticator(args.issuer.as_deref(), &args.audience, "export ARUS_TOKEN=")?;
     let policy = RestartPolicy {
         max_failures: args.max_failures,
         window: args.failure_window,
@@ -219,6 +206,25 @@ pub fn openapi_document() -> String {
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     document.security = Some(vec![SecurityRequirement::new("bearer", ["admin.all"])]);
+    // Every operation may be refused for its token.
+    let refusal = |description: &str| {
+        let body = utoipa::openapi::ContentBuilder::new()
+            .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Object)))
+            .build();
+        utoipa::openapi::ResponseBuilder::new().description(description).content("application/json", body).build()
+    };
+    for item in document.paths.paths.values_mut() {
+        for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .insert("401".to_owned(), refusal("no token, or one that does not verify").into());
+            operation
+                .responses
+                .responses
+                .insert("403".to_owned(), refusal("not the internal role with admin.all").into());
+        }
+    }
     document.to_json().expect("the OpenAPI document serializes")
 }
 
@@ -558,7 +564,7 @@ struct Newest {
     dead_letters: Vec<feed::Item>,
 }
 
-#[utoipa::path(get, path = "/internal/v1/feed", tag = "jobs", responses((status = 200, description = "the newest fraud alerts and dead letters of the jobs running", body = Newest), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
+#[utoipa::path(get, path = "/internal/v1/feed", tag = "jobs", responses((status = 200, description = "the newest fraud alerts and dead letters of the jobs running", body = Newest)))]
 async fn newest(State(controller): State<Arc<Controller>>) -> Json<Newest> {
     let handles: Vec<Arc<Handle>> =
         controller.handles.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
@@ -575,7 +581,7 @@ async fn newest(State(controller): State<Arc<Controller>>) -> Json<Newest> {
     Json(Newest { alerts, dead_letters })
 }
 
-#[utoipa::path(get, path = "/internal/v1/jobs", tag = "jobs", responses((status = 200, description = "every job, the newest first", body = Vec<JobView>), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
+#[utoipa::path(get, path = "/internal/v1/jobs", tag = "jobs", responses((status = 200, description = "every job, the newest first", body = Vec<JobView>)))]
 async fn list(State(controller): State<Arc<Controller>>) -> Result<Json<Vec<JobView>>, ApiError> {
     let jobs = controller.store.jobs().await.map_err(ApiError::database)?;
     Ok(Json(jobs.into_iter().map(|job| controller.view(job)).collect()))
@@ -595,7 +601,7 @@ struct Status {
     savepoints: Vec<PathBuf>,
 }
 
-#[utoipa::path(get, path = "/internal/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "the job")), responses((status = 200, description = "the job, its transitions and savepoints", body = Status), (status = 404, description = "no such job", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
+#[utoipa::path(get, path = "/internal/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "the job")), responses((status = 200, description = "the job, its transitions and savepoints", body = Status), (status = 404, description = "no such job", body = Object)))]
 async fn status(State(controller): State<Arc<Controller>>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let job = controller.job(&id).await?;
     let transitions = controller.store.transitions(&id).await.map_err(ApiError::database)?;
@@ -610,7 +616,7 @@ async fn status(State(controller): State<Arc<Controller>>, UrlPath(id): UrlPath<
     Ok(Json(Status { view: controller.view(job), spec, overrides, transitions, savepoints }).into_response())
 }
 
-#[utoipa::path(post, path = "/internal/v1/jobs", tag = "jobs", request_body = Submission, responses((status = 201, description = "recorded, and starting", body = JobView), (status = 400, description = "not a submission", body = Object), (status = 422, description = "a spec that does not validate, a bad name or savepoint", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
+#[utoipa::path(post, path = "/internal/v1/jobs", tag = "jobs", request_body = Submission, responses((status = 201, description = "recorded, and starting", body = JobView), (status = 400, description = "not a submission", body = Object), (status = 422, description = "a spec that does not validate, a bad name or savepoint", body = Object)))]
 async fn submit(State(controller): State<Arc<Controller>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let submission: Submission = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", format!("the submission: {e}")))?;
@@ -779,7 +785,7 @@ fn keep(controller: &Controller, id: &str, checkpoint: &Checkpoint, dir: Option<
     Ok(path)
 }
 
-#[utoipa::path(post, path = "/internal/v1/jobs/{id}/savepoint", tag = "jobs", params(("id" = String, Path, description = "the job")), request_body(content = Option<Waiting>), responses((status = 200, description = "the savepoint taken", body = Savepoint), (status = 409, description = "the job is not running", body = Object), (status = 504, description = "no new snapshot in time", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
+#[utoipa::path(post, path = "/internal/v1/jobs/{id}/savepoint", tag = "jobs", params(("id" = String, Path, description = "the job")), request_body(content = Option<Waiting>), responses((status = 200, description = "the savepoint taken", body = Savepoint), (status = 409, description = "the job is not running", body = Object), (status = 504, description = "no new snapshot in time", body = Object)))]
 async fn savepoint(
     State(controller): State<Arc<Controller>>,
     UrlPath(id): UrlPath<String>,
@@ -855,7 +861,7 @@ struct Ended {
     savepoint: Option<PathBuf>,
 }
 
-#[utoipa::path(post, path = "/internal/v1/jobs/{id}/stop", tag = "jobs", params(("id" = String, Path, description = "the job")), request_body(content = Option<Waiting>), responses((status = 200, description = "stopped, with its savepoint", body = Ended), (status = 409, description = "the job is over already", body = Object), (status = 504, description = "still stopping", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
+#[utoipa::path(post, path = "/internal/v1/jobs/{id}/stop", tag = "jobs", params(("id" = String, Path, description = "the job")), request_body(content = Option<Waiting>), responses((status = 200, description = "stopped, with its savepoint", body = Ended), (status = 409, description = "the job is over already", body = Object), (status = 504, description = "still stopping", body = Object)))]
 async fn stop(
     State(controller): State<Arc<Controller>>,
     UrlPath(id): UrlPath<String>,
@@ -874,13 +880,13 @@ async fn stop(
     Ok(Json(Ended { state: job.state, savepoint }).into_response())
 }
 
-#[utoipa::path(post, path = "/internal/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "the job")), responses((status = 200, description = "cancelled", body = Ended), (status = 409, description = "the job is over already", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
+#[utoipa::path(post, path = "/internal/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "the job")), responses((status = 200, description = "cancelled", body = Ended), (status = 409, description = "the job is over already", body = Object)))]
 async fn cancel(State(controller): State<Arc<Controller>>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let job = ended(&controller, &id, Ask::Cancel, Duration::from_secs(60)).await?;
     Ok(Json(Ended { state: job.state, savepoint: None }).into_response())
 }
 
-#[utoipa::path(post, path = "/internal/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "the job")), request_body(content = Option<Waiting>), responses((status = 202, description = "starting again", body = JobView), (status = 409, description = "the job is not over", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
+#[utoipa::path(post, path = "/internal/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "the job")), request_body(content = Option<Waiting>), responses((status = 202, description = "starting again", body = JobView), (status = 409, description = "the job is not over", body = Object)))]
 async fn resume(
     State(controller): State<Arc<Controller>>,
     UrlPath(id): UrlPath<String>,
@@ -928,7 +934,7 @@ struct From {
 /// Most of a log one request returns.
 const LOG_CHUNK: u64 = 256 * 1024;
 
-#[utoipa::path(get, path = "/internal/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "the job"), From), responses((status = 200, description = "the log from `from` (at most 256 KiB; `x-next-offset` says where to go on)", content_type = "text/plain", body = String), (status = 404, description = "no such job", body = Object), (status = 401, description = "no token, or one that does not verify", body = Object), (status = 403, description = "not the internal role with admin.all", body = Object)))]
+#[utoipa::path(get, path = "/internal/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "the job"), From), responses((status = 200, description = "the log from `from` (at most 256 KiB; `x-next-offset` says where to go on)", content_type = "text/plain", body = String), (status = 404, description = "no such job", body = Object)))]
 async fn logs(
     State(controller): State<Arc<Controller>>,
     UrlPath(id): UrlPath<String>,
