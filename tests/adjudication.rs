@@ -160,17 +160,6 @@ fn killed_and_restarted(snapshots: bool) {
     assert!(outputs(&recovered) == want, "a rerun changed the outputs");
 }
 
-/// The topics the broker tests create: what the job reads, and where its updates go.
-const BROKER_TOPICS: [&str; 7] = [
-    "member.events",
-    "benefit.events",
-    "provider.events",
-    "auth.events",
-    "claims.events",
-    "payment.events",
-    "accumulator.updates",
-];
-
 #[test]
 fn against_the_broker_and_redis_every_claim_is_decided_once() {
     let (Some(brokers), Some(redis)) =
@@ -180,7 +169,7 @@ fn against_the_broker_and_redis_every_claim_is_decided_once() {
     };
     use arus_connectors::kafka::{KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
-    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj", &BROKER_TOPICS, 2);
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj", &common::ADJUDICATION_TOPICS, 2);
     let topics = &topics.1;
 
     let events = common::generated_events(1_500);
@@ -263,7 +252,7 @@ fn following_the_broker_new_claims_are_decided_as_they_come() {
     };
     use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
-    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-follow", &BROKER_TOPICS, 2);
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-follow", &common::ADJUDICATION_TOPICS, 2);
     let topics = &topics.1;
     let events = common::generated_events(600);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
@@ -359,7 +348,7 @@ fn a_stopped_job_flushes_what_it_decided_and_a_restart_decides_the_rest() {
     };
     use arus_connectors::kafka::{BoundedPartitionReader, KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
-    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-stop", &BROKER_TOPICS, 2);
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-stop", &common::ADJUDICATION_TOPICS, 2);
     let topics = &topics.1;
     let events = common::generated_events(800);
     common::produce_to(&KafkaSink::new(&config, "lz4").expect("producer"), &prefix, topics, &events);
@@ -542,7 +531,7 @@ fn sigusr1_takes_a_savepoint_and_the_run_goes_on() {
     };
     use arus_connectors::kafka::{KafkaConfig, KafkaSink};
     let config = KafkaConfig::new(brokers.clone());
-    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-savepoint", &BROKER_TOPICS, 2);
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-adj-savepoint", &common::ADJUDICATION_TOPICS, 2);
     let events = common::generated_events(300);
     let producer = KafkaSink::new(&config, "lz4").expect("producer");
     common::produce_to(&producer, &prefix, &topics.1, &events);

@@ -15,16 +15,6 @@ use arus_generator::{GeneratorConfig, Output, generate};
 use arus_schemas::{Event, wire};
 use serde_json::Value;
 
-const TOPICS: [&str; 7] = [
-    "member.events",
-    "benefit.events",
-    "provider.events",
-    "auth.events",
-    "claims.events",
-    "payment.events",
-    "accumulator.updates",
-];
-
 fn claim_ids(events: &[Event]) -> Vec<String> {
     events
         .iter()
@@ -221,7 +211,7 @@ fn spec() -> String {
 fn a_job_is_submitted_savepointed_stopped_resumed_and_cancelled() {
     let Some(setup) = services() else { return };
     let config = KafkaConfig::new(setup.brokers.clone());
-    let (prefix, topics) = common::broker_topics(&config, "arus-test-ctl", &TOPICS, 2);
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-ctl", &common::ADJUDICATION_TOPICS, 2);
     let database = Database::create(&setup.postgres, "controller");
     let data = tempfile::tempdir().expect("a folder");
     let _jobs = KillJobs(data.path().to_owned());
@@ -380,7 +370,7 @@ fn page_shows(chromium: &str, controller: &Controller, id: &str, dead_letter: &s
 fn a_killed_job_is_restarted_and_a_restarted_controller_finds_it_running() {
     let Some(setup) = services() else { return };
     let config = KafkaConfig::new(setup.brokers.clone());
-    let (prefix, topics) = common::broker_topics(&config, "arus-test-ctl-kill", &TOPICS, 2);
+    let (prefix, topics) = common::broker_topics(&config, "arus-test-ctl-kill", &common::ADJUDICATION_TOPICS, 2);
     let database = Database::create(&setup.postgres, "controller_kill");
     let data = tempfile::tempdir().expect("a folder");
     let _jobs = KillJobs(data.path().to_owned());

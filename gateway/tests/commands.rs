@@ -31,10 +31,9 @@ fn member_events(log: &EmbeddedLog) -> Vec<Event> {
     events
 }
 
-const MEMBER: &str = r#"{"relationship":"SUBSCRIBER","nik":"3171014703900012","fullName":"Siti Aminah","dateOfBirth":"1990-03-07","sex":"FEMALE","provinceCode":"31","regencyCode":"3171","city":"Jakarta"}"#;
-
-#[test]
-fn posted_commands_become_events_that_make_the_member_eligible() {
+/// A gateway publishing to an embedded log of its own and reading a store of its own: both,
+/// and its address.
+fn serve_on_log() -> (Arc<EmbeddedLog>, Arc<MemoryStore>, std::net::SocketAddr) {
     let log = Arc::new(EmbeddedLog::new());
     log.create_all_topics().expect("topics");
     let store = Arc::new(MemoryStore::new());
@@ -43,6 +42,14 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
     let (served, publisher) = (store.clone(), Arc::new(TopicPublisher::log(log.clone())));
     let options = arus_gateway::Options { publisher: Some(publisher), ..common::options() };
     std::thread::spawn(move || arus_gateway::serve(listener, served, options));
+    (log, store, address)
+}
+
+const MEMBER: &str = r#"{"relationship":"SUBSCRIBER","nik":"3171014703900012","fullName":"Siti Aminah","dateOfBirth":"1990-03-07","sex":"FEMALE","provinceCode":"31","regencyCode":"3171","city":"Jakarta"}"#;
+
+#[test]
+fn posted_commands_become_events_that_make_the_member_eligible() {
+    let (log, store, address) = serve_on_log();
 
     let (status, body) = request(address, "POST", "/api/v1/members", MEMBER);
     assert_eq!(status, 202, "{body}");
@@ -146,14 +153,7 @@ fn posted_commands_become_events_that_make_the_member_eligible() {
 /// of birth: accepted.
 #[test]
 fn services_before_a_members_birth_are_refused() {
-    let log = Arc::new(EmbeddedLog::new());
-    log.create_all_topics().expect("topics");
-    let store = Arc::new(MemoryStore::new());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    let address = listener.local_addr().expect("address");
-    let (served, publisher) = (store.clone(), Arc::new(TopicPublisher::log(log.clone())));
-    let options = arus_gateway::Options { publisher: Some(publisher), ..common::options() };
-    std::thread::spawn(move || arus_gateway::serve(listener, served, options));
+    let (log, store, address) = serve_on_log();
 
     let newborn = MEMBER.replace("3171014703900012", "3171015506240001").replace("1990-03-07", "2024-06-15");
     let (status, body) = request(address, "POST", "/api/v1/members", &newborn);

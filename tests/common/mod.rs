@@ -473,3 +473,15 @@ pub fn decisions_per_claim(config: &arus_connectors::kafka::KafkaConfig, topic: 
     }
     decided
 }
+
+/// The topics the adjudication job's broker tests create: what the job reads, and where its
+/// updates go.
+pub const ADJUDICATION_TOPICS: [&str; 7] = [
+    "member.events",
+    "benefit.events",
+    "provider.events",
+    "auth.events",
+    "claims.events",
+    "payment.events",
+    "accumulator.updates",
+];
