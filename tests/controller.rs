@@ -266,15 +266,21 @@ fn a_job_is_submitted_savepointed_stopped_resumed_and_cancelled() {
     assert!(ok, "{stderr}");
     let savepoint = PathBuf::from(stdout.trim().split_once(": ").expect("savepoint N: PATH").1);
     assert!(savepoint.is_file(), "{stdout}");
-    let at_savepoint = controller.status(&id);
+    // What the run had read by then, in figures read after it (nothing new came since).
+    let taken = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("a clock").as_millis() as i64;
+    let at_savepoint = controller.wait(&id, "shown its figures after the savepoint", |s| {
+        s["figures_at_ms"].as_i64().is_some_and(|at| at > taken)
+    });
     assert_eq!(at_savepoint["state"], "running");
-    // What the run had read then (the first half read whole, nothing new since).
     let read_at_savepoint = at_savepoint["records"].as_u64().expect("records read");
 
     common::produce_to(&producer, &prefix, &topics.1, second);
     let all_claims = claim_ids(&events);
     decided_in_redis(&store, all_claims.last().expect("claims"));
 
+    // (The controller's figures, scraped every second, have seen the second half read.)
+    controller
+        .wait(&id, "shown reading the second half", |s| s["records"].as_u64().is_some_and(|r| r > read_at_savepoint));
     // Stopped: with a savepoint of its own, no process left.
     let (ok, stdout, stderr) = controller.job(&["stop", &id]);
     assert!(ok, "{stderr}");

@@ -120,12 +120,24 @@ impl Launcher for Processes {
                     .arg("--hostfile")
                     .arg(&hostfile);
             }
-            let child = command
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log.try_clone()?)
-                .process_group(0)
-                .spawn()?;
+            let spawned = log.try_clone().and_then(|out| {
+                let err = log.try_clone()?;
+                command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0).spawn()
+            });
+            let child = match spawned {
+                Ok(child) => child,
+                Err(error) => {
+                    // A cluster runs whole or not at all: the processes already started end.
+                    let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+                    for pid in &pids {
+                        if let Some(mut child) = children.remove(pid) {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                        }
+                    }
+                    return Err(error);
+                }
+            };
             let pid = child.id();
             self.children.lock().unwrap_or_else(|e| e.into_inner()).insert(pid, child);
             pids.push(pid);

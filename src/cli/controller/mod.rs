@@ -376,6 +376,8 @@ pub struct JobView {
     watermark_ms: Option<i64>,
     /// Records refused as dead letters.
     dead_letters: Option<u64>,
+    /// When the figures above were read from the job's metrics (ms since the epoch).
+    figures_at_ms: Option<i64>,
     /// The newest snapshot.
     checkpoint: Option<Checkpoint>,
 }
@@ -457,6 +459,7 @@ impl Controller {
             lag: live.lag.filter(|_| running),
             watermark_ms: live.watermark_ms,
             dead_letters: live.dead_letters,
+            figures_at_ms: live.at_ms,
             checkpoint,
         }
     }
@@ -511,8 +514,12 @@ impl Controller {
             }
             // Its processes ended while no controller watched: a stop that was under way
             // ended as stopped; anything else goes on from its snapshots.
+            // (Some processes of a cluster may still run: ended, so that the restart is alone.
+            // Only the job's own: an id the system gave another process is left alone.)
             for pid in &job.pids {
-                let _ = self.launcher.signal(*pid, Signal::Kill).ok().filter(|_| self.launcher.running(*pid, &job.id));
+                if self.launcher.running(*pid, &job.id) {
+                    let _ = self.launcher.signal(*pid, Signal::Kill);
+                }
             }
             let change = arus_connectors::control::Change { pids: Some(Vec::new()), ..Default::default() };
             if job.state == JobState::Stopping {

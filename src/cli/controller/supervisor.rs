@@ -44,6 +44,8 @@ pub struct Live {
     pub watermark_ms: Option<i64>,
     /// Dead letters.
     pub dead_letters: Option<u64>,
+    /// When these figures were read (ms since the epoch).
+    pub at_ms: Option<i64>,
 }
 
 impl Handle {
@@ -231,14 +233,14 @@ async fn watch_processes(
         if asked != signalled {
             match asked {
                 Some(Request::Stop) => {
-                    for pid in pids {
+                    for pid in pids.iter().filter(|pid| launcher.running(**pid, id)) {
                         let _ = launcher.signal(*pid, Signal::Terminate);
                     }
                     let reason = "stop asked: a snapshot, then the end";
                     controller.store.transition(id, JobState::Stopping, reason, Change::default()).await?;
                 }
                 Some(Request::Cancel) => {
-                    for pid in pids {
+                    for pid in pids.iter().filter(|pid| launcher.running(**pid, id)) {
                         let _ = launcher.signal(*pid, Signal::Kill);
                     }
                 }
@@ -271,6 +273,10 @@ async fn watch_processes(
                     live.per_second = Some(records.saturating_sub(before).saturating_mul(1_000) / ms);
                 }
                 scraped = live.records.map(|records| (now, records));
+                live.at_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as i64);
                 *handle.live.lock().unwrap_or_else(|e| e.into_inner()) = live;
             }
         }
