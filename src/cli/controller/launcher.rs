@@ -62,6 +62,10 @@ pub trait Launcher: Send + Sync {
     fn running(&self, pid: u32, job_id: &str) -> bool;
     /// Sends `signal` to process `pid`.
     fn signal(&self, pid: u32, signal: Signal) -> std::io::Result<()>;
+    /// What it launches, in words (`process`).
+    fn unit(&self) -> &'static str {
+        "process"
+    }
 }
 
 /// Processes on this machine: `arus run` of the same binary, each in a process group of its
@@ -244,5 +248,9 @@ impl Launcher for Threads {
 
     fn signal(&self, _pid: u32, _signal: Signal) -> std::io::Result<()> {
         Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "a job inside this process runs to its end"))
+    }
+
+    fn unit(&self) -> &'static str {
+        "in-process thread"
     }
 }

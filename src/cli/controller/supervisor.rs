@@ -128,9 +128,10 @@ async fn watch(
                     .transition(id, JobState::Starting, &reason, Change { launched: true, ..Change::default() })
                     .await?;
                 let launcher = controller.launcher.clone();
+                let unit = launcher.unit();
                 match tokio::task::spawn_blocking(move || launcher.launch(&launch)).await {
                     Ok(Ok(pids)) => {
-                        let reason = format!("process{} {pids:?} started", if pids.len() == 1 { "" } else { "es" });
+                        let reason = format!("{unit}{} {pids:?} started", if pids.len() == 1 { "" } else { "es" });
                         let change = Change { pids: Some(pids.clone()), ..Change::default() };
                         store.transition(id, JobState::Running, &reason, change).await?;
                         Ok(pids)
