@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arus_connectors::kafka::{KafkaConfig, KafkaSink};
-use arus_generator::{GeneratorConfig, Output, generate};
+use arus_generator::GeneratorConfig;
 use arus_schemas::{Event, wire};
 use serde_json::Value;
 
@@ -562,15 +562,8 @@ fn alerts_on(dir: &Path) -> Vec<Vec<u8>> {
 #[test]
 fn resumed_from_its_snapshots_the_fraud_job_raises_what_an_uninterrupted_run_raises() {
     let root = tempfile::tempdir().expect("a folder");
-    let settings = GeneratorConfig { claims: 3_000, days: 40, ..GeneratorConfig::default() };
-    let mut events = Vec::new();
-    generate(&settings, |output| -> Result<(), String> {
-        if let Output::Event(event) = output {
-            events.push(event);
-        }
-        Ok(())
-    })
-    .expect("generate");
+    let events =
+        common::generated_events_with(&GeneratorConfig { claims: 3_000, days: 40, ..GeneratorConfig::default() });
     let (first, second) = events.split_at(events.len() / 2);
     let spec = root.path().join("fraud-rules.toml");
     std::fs::write(&spec, "job = \"fraud\"\nout_of_orderness = \"1d\"\n[source]\nkind = \"embedded\"\ndir = \".\"\n")

@@ -201,40 +201,39 @@ impl Client {
 /// Runs an `arus job` command.
 pub fn run(args: JobArgs) -> anyhow::Result<()> {
     let connection = &args.connection;
-    let json_output = connection.output == "json";
+    // An answer as JSON for scripts, or in `people`'s words.
+    let show = |answer: &Value, people: &dyn Fn(&Value)| {
+        if connection.output == "json" {
+            out!("{answer}");
+        } else {
+            people(answer);
+        }
+    };
     let client = Client::new(connection, Duration::from_secs(30))?;
     match args.command {
         JobCommand::Submit { spec, name, overrides, workers, processes, from_savepoint } => {
             let text = std::fs::read_to_string(&spec)
                 .map_err(|e| super::refused(format!("reading {}: {e}", spec.display())))?;
             let name = name.or_else(|| spec.file_stem().and_then(|s| s.to_str()).map(str::to_owned));
-            let from_savepoint = from_savepoint
-                .map(|p| p.canonicalize().with_context(|| format!("--from-savepoint {}", p.display())))
-                .transpose()?;
+            let from_savepoint = absolute_savepoint(from_savepoint)?;
             let body = json!({"spec": text, "name": name, "set": overrides, "workers": workers,
                               "processes": processes, "from_savepoint": from_savepoint});
             let job = client.json("POST", "/internal/v1/jobs", Some(body))?;
-            if json_output {
-                out!("{job}");
-            } else {
+            show(&job, &|job| {
                 out!("{}", job["id"].as_str().unwrap_or(""));
-            }
+            });
         }
         JobCommand::List => {
             let jobs = client.json("GET", "/internal/v1/jobs", None)?;
-            if json_output {
-                out!("{jobs}");
-            } else {
+            show(&jobs, &|jobs| {
                 print_table(jobs.as_array().map(Vec::as_slice).unwrap_or_default());
-            }
+            });
         }
         JobCommand::Status { id } => {
             let job = client.json("GET", &format!("/internal/v1/jobs/{id}"), None)?;
-            if json_output {
-                out!("{job}");
-            } else {
-                print_status(&job);
-            }
+            show(&job, &|job| {
+                print_status(job);
+            });
         }
         JobCommand::Savepoint { id, dir } => {
             let dir = dir.map(|d| std::path::absolute(&d).unwrap_or(d));
@@ -242,50 +241,38 @@ pub fn run(args: JobArgs) -> anyhow::Result<()> {
             let answer = with_progress(&format!("savepoint of {id}"), || {
                 waited.json("POST", &format!("/internal/v1/jobs/{id}/savepoint"), Some(json!({"dir": dir})))
             })?;
-            if json_output {
-                out!("{answer}");
-            } else {
+            show(&answer, &|answer| {
                 out!("savepoint {}: {}", answer["epoch"], answer["path"].as_str().unwrap_or(""));
-            }
+            });
         }
         JobCommand::Stop { id } => {
             let waited = Client::new(connection, Duration::from_secs(30 * 60))?;
             let answer = with_progress(&format!("stopping {id} with a savepoint"), || {
                 waited.json("POST", &format!("/internal/v1/jobs/{id}/stop"), None)
             })?;
-            if json_output {
-                out!("{answer}");
-            } else {
-                match answer["savepoint"].as_str() {
-                    Some(path) => out!("{id} {}; savepoint {path}", answer["state"].as_str().unwrap_or("")),
-                    None => out!("{id} {}", answer["state"].as_str().unwrap_or("")),
-                }
-            }
+            show(&answer, &|answer| match answer["savepoint"].as_str() {
+                Some(path) => out!("{id} {}; savepoint {path}", answer["state"].as_str().unwrap_or("")),
+                None => out!("{id} {}", answer["state"].as_str().unwrap_or("")),
+            });
         }
         JobCommand::Cancel { id } => {
             let answer = with_progress(&format!("cancelling {id}"), || {
                 client.json("POST", &format!("/internal/v1/jobs/{id}/cancel"), None)
             })?;
-            if json_output {
-                out!("{answer}");
-            } else {
+            show(&answer, &|answer| {
                 out!("{id} {}", answer["state"].as_str().unwrap_or(""));
-            }
+            });
         }
         JobCommand::Resume { id, from_savepoint } => {
-            let from_savepoint = from_savepoint
-                .map(|p| p.canonicalize().with_context(|| format!("--from-savepoint {}", p.display())))
-                .transpose()?;
+            let from_savepoint = absolute_savepoint(from_savepoint)?;
             let answer = client.json(
                 "POST",
                 &format!("/internal/v1/jobs/{id}/resume"),
                 Some(json!({"from_savepoint": from_savepoint})),
             )?;
-            if json_output {
-                out!("{answer}");
-            } else {
+            show(&answer, &|answer| {
                 out!("{id} {}", answer["state"].as_str().unwrap_or(""));
-            }
+            });
         }
         JobCommand::Logs { id, follow } => {
             use std::io::Write as _;
@@ -310,6 +297,11 @@ pub fn run(args: JobArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A savepoint's path made absolute (the controller may run elsewhere in the file system).
+fn absolute_savepoint(path: Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
+    path.map(|p| p.canonicalize().with_context(|| format!("--from-savepoint {}", p.display()))).transpose()
 }
 
 /// Runs `call` with a spinner and the time it has taken on stderr.

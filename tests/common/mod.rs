@@ -429,9 +429,13 @@ pub fn redis_forget(url: &str, prefix: &str) {
 
 /// The events of generated traffic with `claims` claims over 60 days (the default seed).
 pub fn generated_events(claims: u64) -> Vec<arus_schemas::Event> {
+    generated_events_with(&arus_generator::GeneratorConfig { claims, days: 60, ..Default::default() })
+}
+
+/// The events of traffic generated with `settings`.
+pub fn generated_events_with(settings: &arus_generator::GeneratorConfig) -> Vec<arus_schemas::Event> {
     let mut events = Vec::new();
-    let settings = arus_generator::GeneratorConfig { claims, days: 60, ..arus_generator::GeneratorConfig::default() };
-    arus_generator::generate(&settings, |output| -> Result<(), String> {
+    arus_generator::generate(settings, |output| -> Result<(), String> {
         if let arus_generator::Output::Event(event) = output {
             events.push(event);
         }
